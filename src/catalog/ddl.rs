@@ -1,0 +1,125 @@
+//! Creating and dropping tables and feature groups in the warehouse.
+
+use iceberg::spec::Schema;
+use iceberg::table::Table;
+use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+
+use super::feature_group::FeatureGroup;
+use super::types::{normalize, schema_from_columns};
+use super::warehouse::Warehouse;
+use crate::error::{Error, Result};
+use crate::sql::CreateFeatureGroup;
+
+/// A table name resolved to its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    pub schema: String,
+    pub table: String,
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+impl TableName {
+    fn ident(&self) -> TableIdent {
+        TableIdent::new(NamespaceIdent::new(self.schema.clone()), self.table.clone())
+    }
+}
+
+/// Creates an Iceberg table; `Ok(None)` when it exists and `if_not_exists` is set.
+pub async fn create_table(
+    warehouse: &Warehouse,
+    name: &TableName,
+    schema: Schema,
+    properties: std::collections::HashMap<String, String>,
+    if_not_exists: bool,
+) -> Result<Option<Table>> {
+    if !warehouse.schema_exists(&name.schema).await? {
+        return Err(Error::SchemaNotFound {
+            schema: name.schema.clone(),
+        });
+    }
+    let creation = TableCreation::builder()
+        .name(name.table.clone())
+        .schema(schema)
+        .properties(properties)
+        .build();
+    let ns = NamespaceIdent::new(name.schema.clone());
+    match warehouse.catalog().create_table(&ns, creation).await {
+        Ok(table) => Ok(Some(table)),
+        Err(e) if e.kind() == ErrorKind::TableAlreadyExists => {
+            if if_not_exists {
+                Ok(None)
+            } else {
+                Err(Error::AlreadyExists {
+                    kind: "table",
+                    name: name.to_string(),
+                })
+            }
+        }
+        Err(e) => Err(Error::iceberg(format!("cannot create {name}"))(e)),
+    }
+}
+
+/// `CREATE FEATURE GROUP`: validates keys and event time, then creates the table
+/// with the feature-group properties.
+pub async fn create_feature_group(
+    warehouse: &Warehouse,
+    name: &TableName,
+    create: &CreateFeatureGroup,
+) -> Result<()> {
+    let fg = FeatureGroup::with_options(
+        create.entity_key.iter().map(normalize).collect(),
+        normalize(&create.event_time),
+        create.online,
+        &create.options,
+    )?;
+    let schema = schema_from_columns(&name.to_string(), &create.columns, |c| fg.is_required(c))?;
+    let arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
+        .map_err(Error::iceberg(format!("invalid schema for {name}")))?;
+    fg.validate(&name.to_string(), &arrow)?;
+    create_table(
+        warehouse,
+        name,
+        schema,
+        fg.to_properties(),
+        create.if_not_exists,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Drops a table; with `feature_group` set, refuses plain tables.
+pub async fn drop_table(
+    warehouse: &Warehouse,
+    name: &TableName,
+    if_exists: bool,
+    feature_group: bool,
+) -> Result<()> {
+    let Some(table) = warehouse.try_load_table(&name.schema, &name.table).await? else {
+        return if if_exists {
+            Ok(())
+        } else if feature_group {
+            Err(Error::Invalid(format!(
+                "feature group {name} does not exist"
+            )))
+        } else {
+            Err(Error::TableNotFound {
+                table: name.to_string(),
+            })
+        };
+    };
+    if feature_group && FeatureGroup::from_properties(table.metadata().properties())?.is_none() {
+        return Err(Error::Invalid(format!(
+            "{name} is a table, not a feature group: use DROP TABLE"
+        )));
+    }
+    warehouse
+        .catalog()
+        .drop_table(&name.ident())
+        .await
+        .map_err(Error::iceberg(format!("cannot drop {name}")))
+}

@@ -1,0 +1,21 @@
+//! The warehouse and its tables: Iceberg catalog access, feature-group
+//! metadata, DDL, time-travel resolution and metadata tables.
+
+mod ddl;
+mod feature_group;
+mod listing;
+mod metadata_tables;
+mod provider;
+mod table;
+mod time_travel;
+pub mod types;
+mod warehouse;
+
+pub use ddl::{TableName, create_feature_group, create_table, drop_table};
+pub use feature_group::FeatureGroup;
+pub use listing::{describe_feature_group, show_feature_groups};
+pub use metadata_tables::MetadataTable;
+pub use provider::WarehouseCatalog;
+pub use table::IcebergTable;
+pub use time_travel::{AsOf, format_millis, resolve_snapshot};
+pub use warehouse::{CATALOG_FILE, CATALOG_NAME, DEFAULT_SCHEMA, Warehouse};

@@ -1,0 +1,126 @@
+//! The warehouse as a DataFusion catalog: schemas are Iceberg namespaces,
+//! tables are loaded from the catalog database at each statement.
+//!
+//! DataFusion asks for table *names* synchronously (`SHOW TABLES`,
+//! `information_schema`), so the name lists are cached and refreshed before
+//! every statement; tables themselves are always loaded fresh.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use datafusion::datasource::TableProvider;
+use datafusion::error::Result as DFResult;
+
+use super::metadata_tables::MetadataTable;
+use super::table::IcebergTable;
+use super::warehouse::Warehouse;
+use crate::error::Result;
+
+/// Table names per schema, as of the last refresh.
+type NameCache = Arc<RwLock<BTreeMap<String, Vec<String>>>>;
+
+/// The warehouse seen as one DataFusion catalog.
+#[derive(Debug, Clone)]
+pub struct WarehouseCatalog {
+    warehouse: Warehouse,
+    names: NameCache,
+}
+
+impl WarehouseCatalog {
+    pub fn new(warehouse: Warehouse) -> Self {
+        WarehouseCatalog {
+            warehouse,
+            names: NameCache::default(),
+        }
+    }
+
+    /// Re-reads schema and table names, so tables created by other processes
+    /// (another pitlake, pyiceberg) are listed.
+    pub async fn refresh(&self) -> Result<()> {
+        let mut fresh = BTreeMap::new();
+        for schema in self.warehouse.list_schemas().await? {
+            let tables = self
+                .warehouse
+                .list_tables(&schema)
+                .await
+                .unwrap_or_default();
+            fresh.insert(schema, tables);
+        }
+        if let Ok(mut names) = self.names.write() {
+            *names = fresh;
+        }
+        Ok(())
+    }
+
+    fn cached_schemas(&self) -> Vec<String> {
+        self.names
+            .read()
+            .map(|n| n.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl CatalogProvider for WarehouseCatalog {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema_names(&self) -> Vec<String> {
+        self.cached_schemas()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.cached_schemas().iter().any(|s| s == name).then(|| {
+            Arc::new(WarehouseSchema {
+                warehouse: self.warehouse.clone(),
+                schema: name.to_string(),
+                names: self.names.clone(),
+            }) as Arc<dyn SchemaProvider>
+        })
+    }
+}
+
+/// One namespace of the warehouse.
+#[derive(Debug)]
+struct WarehouseSchema {
+    warehouse: Warehouse,
+    schema: String,
+    names: NameCache,
+}
+
+#[async_trait]
+impl SchemaProvider for WarehouseSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.names
+            .read()
+            .ok()
+            .and_then(|n| n.get(&self.schema).cloned())
+            .unwrap_or_default()
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(split) = MetadataTable::split(name) {
+            let (base, kind) = split?;
+            let Some(table) = self.warehouse.try_load_table(&self.schema, base).await? else {
+                return Ok(None);
+            };
+            return Ok(Some(Arc::new(kind.build(&table).await?)));
+        }
+        let Some(table) = self.warehouse.try_load_table(&self.schema, name).await? else {
+            return Ok(None);
+        };
+        let qualified = format!("{}.{name}", self.schema);
+        Ok(Some(Arc::new(IcebergTable::current(qualified, table)?)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.table_names().iter().any(|t| t == name)
+    }
+}

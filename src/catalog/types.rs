@@ -1,0 +1,150 @@
+//! Column types: SQL type names to Iceberg types, and Arrow types (from query
+//! results) to Iceberg types.
+
+use arrow::datatypes::DataType;
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+use sqlparser::ast::{
+    ColumnDef, ColumnOption, DataType as SqlType, ExactNumberInfo, Ident, TimezoneInfo,
+};
+
+use crate::error::{Error, Result};
+
+/// The Iceberg type of a SQL column type.
+pub fn sql_to_iceberg(column: &str, sql: &SqlType) -> Result<PrimitiveType> {
+    use SqlType as S;
+    Ok(match sql {
+        S::Boolean | S::Bool => PrimitiveType::Boolean,
+        S::TinyInt(_)
+        | S::SmallInt(_)
+        | S::Int2(_)
+        | S::Int(_)
+        | S::Int4(_)
+        | S::Integer(_)
+        | S::Int16
+        | S::Int32 => PrimitiveType::Int,
+        S::BigInt(_) | S::Int8(_) | S::Int64 => PrimitiveType::Long,
+        S::Real | S::Float4 | S::Float32 => PrimitiveType::Float,
+        S::Double(_) | S::DoublePrecision | S::Float8 | S::Float64 | S::Float(_) => {
+            PrimitiveType::Double
+        }
+        S::Varchar(_)
+        | S::Char(_)
+        | S::Character(_)
+        | S::CharacterVarying(_)
+        | S::CharVarying(_)
+        | S::Nvarchar(_)
+        | S::Text
+        | S::String(_) => PrimitiveType::String,
+        S::Binary(_) | S::Varbinary(_) | S::Blob(_) | S::Bytea | S::Bytes(_) => {
+            PrimitiveType::Binary
+        }
+        S::Uuid => PrimitiveType::Uuid,
+        S::Date => PrimitiveType::Date,
+        S::Timestamp(_, TimezoneInfo::Tz | TimezoneInfo::WithTimeZone) => {
+            PrimitiveType::Timestamptz
+        }
+        S::Timestamp(_, _) | S::TimestampNtz(_) | S::Datetime(_) => PrimitiveType::Timestamp,
+        S::Decimal(info) | S::Numeric(info) | S::Dec(info) => {
+            let (precision, scale) = match info {
+                ExactNumberInfo::None => (38, 10),
+                ExactNumberInfo::Precision(p) => (*p, 0),
+                ExactNumberInfo::PrecisionAndScale(p, s) => (*p, u64::try_from(*s).unwrap_or(0)),
+            };
+            PrimitiveType::Decimal {
+                precision: u32::try_from(precision).unwrap_or(38),
+                scale: u32::try_from(scale).unwrap_or(0),
+            }
+        }
+        other => {
+            return Err(Error::NotSupported(format!(
+                "type {other} of column {column} (use BOOLEAN, INT, BIGINT, REAL, DOUBLE, DECIMAL, VARCHAR, BINARY, DATE, TIMESTAMP or TIMESTAMPTZ)"
+            )));
+        }
+    })
+}
+
+/// The Iceberg type of an Arrow column produced by a query.
+pub fn arrow_to_iceberg(column: &str, arrow: &DataType) -> Result<PrimitiveType> {
+    Ok(match arrow {
+        DataType::Boolean => PrimitiveType::Boolean,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => {
+            PrimitiveType::Int
+        }
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => PrimitiveType::Long,
+        DataType::Float16 | DataType::Float32 => PrimitiveType::Float,
+        DataType::Float64 => PrimitiveType::Double,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => PrimitiveType::String,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => PrimitiveType::Binary,
+        DataType::Date32 | DataType::Date64 => PrimitiveType::Date,
+        DataType::Timestamp(_, None) => PrimitiveType::Timestamp,
+        DataType::Timestamp(_, Some(_)) => PrimitiveType::Timestamptz,
+        DataType::Decimal128(p, s) => PrimitiveType::Decimal {
+            precision: u32::from(*p),
+            scale: u32::try_from(*s).unwrap_or(0),
+        },
+        DataType::Dictionary(_, value) => return arrow_to_iceberg(column, value),
+        other => {
+            return Err(Error::NotSupported(format!(
+                "type {other} of column {column} cannot be stored in an Iceberg table"
+            )));
+        }
+    })
+}
+
+/// A column name as SQL users expect: unquoted names are case-insensitive.
+pub fn normalize(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// An Iceberg schema from column definitions; `force_required` makes columns NOT NULL.
+pub fn schema_from_columns(
+    table: &str,
+    columns: &[ColumnDef],
+    force_required: impl Fn(&str) -> bool,
+) -> Result<Schema> {
+    let mut fields = Vec::with_capacity(columns.len());
+    for (i, column) in columns.iter().enumerate() {
+        let name = normalize(&column.name);
+        if columns[..i].iter().any(|c| normalize(&c.name) == name) {
+            return Err(Error::Invalid(format!(
+                "column {name} of {table} is declared twice"
+            )));
+        }
+        let ty = Type::Primitive(sql_to_iceberg(&name, &column.data_type)?);
+        let not_null = column
+            .options
+            .iter()
+            .any(|o| matches!(o.option, ColumnOption::NotNull))
+            || force_required(&name);
+        let id = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        fields.push(Into::into(if not_null {
+            NestedField::required(id, name, ty)
+        } else {
+            NestedField::optional(id, name, ty)
+        }));
+    }
+    build_schema(table, fields)
+}
+
+/// An Iceberg schema for the columns of a query result.
+pub fn schema_from_arrow(table: &str, schema: &arrow::datatypes::Schema) -> Result<Schema> {
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let ty = Type::Primitive(arrow_to_iceberg(field.name(), field.data_type())?);
+        let id = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        fields.push(Into::into(NestedField::optional(id, field.name(), ty)));
+    }
+    build_schema(table, fields)
+}
+
+fn build_schema(table: &str, fields: Vec<iceberg::spec::NestedFieldRef>) -> Result<Schema> {
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(fields)
+        .build()
+        .map_err(Error::iceberg(format!("invalid schema for {table}")))
+}

@@ -1,0 +1,186 @@
+//! The warehouse: a folder of Iceberg tables plus the SQLite catalog that names
+//! them, in the Iceberg SQL-catalog layout that pyiceberg's `SqlCatalog` reads.
+//!
+//! ```text
+//! warehouse/
+//!   catalog.db                      iceberg_tables, iceberg_namespace_properties
+//!   <schema>/<table>/metadata/      NNNNN-<uuid>.metadata.json, manifests, manifest lists
+//!   <schema>/<table>/data/          Parquet data files
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use iceberg::io::LocalFsStorageFactory;
+use iceberg::table::Table;
+use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+
+use crate::error::{Error, Result};
+
+/// Name under which pitlake registers its tables in the catalog database; other
+/// engines open the same tables with this catalog name.
+pub const CATALOG_NAME: &str = "pitlake";
+
+/// File name of the SQLite catalog inside the warehouse folder.
+pub const CATALOG_FILE: &str = "catalog.db";
+
+/// Schema that always exists, used for unqualified names.
+pub const DEFAULT_SCHEMA: &str = "default";
+
+/// An opened warehouse: the catalog plus where it lives.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    root: PathBuf,
+    catalog: Arc<SqlCatalog>,
+}
+
+impl Warehouse {
+    /// Opens (creating if needed) the warehouse in `dir`.
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let root = dir.canonicalize().map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let db = root.join(CATALOG_FILE);
+        let catalog = SqlCatalogBuilder::default()
+            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .uri(format!("sqlite:{}?mode=rwc", db.display()))
+            .warehouse_location(format!("file://{}", root.display()))
+            .sql_bind_style(SqlBindStyle::QMark)
+            .load(CATALOG_NAME, HashMap::new())
+            .await
+            .map_err(Error::iceberg(format!(
+                "cannot open the catalog {}",
+                db.display()
+            )))?;
+        let warehouse = Warehouse {
+            root,
+            catalog: Arc::new(catalog),
+        };
+        warehouse.ensure_schema(DEFAULT_SCHEMA).await?;
+        Ok(warehouse)
+    }
+
+    /// The warehouse folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The Iceberg catalog.
+    pub fn catalog(&self) -> &Arc<SqlCatalog> {
+        &self.catalog
+    }
+
+    /// Creates a schema unless it exists.
+    pub async fn ensure_schema(&self, schema: &str) -> Result<()> {
+        if !self.schema_exists(schema).await? {
+            self.create_schema(schema).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a schema; errors if it exists.
+    pub async fn create_schema(&self, schema: &str) -> Result<()> {
+        let ns = NamespaceIdent::new(schema.to_string());
+        match self.catalog.create_namespace(&ns, HashMap::new()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => Err(Error::AlreadyExists {
+                kind: "schema",
+                name: schema.to_string(),
+            }),
+            Err(e) => Err(Error::iceberg(format!("cannot create schema {schema}"))(e)),
+        }
+    }
+
+    /// Drops an empty schema.
+    pub async fn drop_schema(&self, schema: &str) -> Result<()> {
+        if !self.schema_exists(schema).await? {
+            return Err(Error::SchemaNotFound {
+                schema: schema.to_string(),
+            });
+        }
+        if !self.list_tables(schema).await?.is_empty() {
+            return Err(Error::Invalid(format!(
+                "schema {schema} is not empty: drop its tables first"
+            )));
+        }
+        let ns = NamespaceIdent::new(schema.to_string());
+        self.catalog
+            .drop_namespace(&ns)
+            .await
+            .map_err(Error::iceberg(format!("cannot drop schema {schema}")))
+    }
+
+    pub async fn schema_exists(&self, schema: &str) -> Result<bool> {
+        let ns = NamespaceIdent::new(schema.to_string());
+        self.catalog
+            .namespace_exists(&ns)
+            .await
+            .map_err(Error::iceberg("cannot read the catalog"))
+    }
+
+    /// All schemas, sorted.
+    pub async fn list_schemas(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .catalog
+            .list_namespaces(None)
+            .await
+            .map_err(Error::iceberg("cannot list schemas"))?
+            .iter()
+            .map(|ns| ns.to_url_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Table names of a schema, sorted.
+    pub async fn list_tables(&self, schema: &str) -> Result<Vec<String>> {
+        let ns = NamespaceIdent::new(schema.to_string());
+        match self.catalog.list_tables(&ns).await {
+            Ok(tables) => {
+                let mut names: Vec<String> = tables.into_iter().map(|t| t.name).collect();
+                names.sort();
+                Ok(names)
+            }
+            Err(e) if e.kind() == ErrorKind::NamespaceNotFound => Err(Error::SchemaNotFound {
+                schema: schema.to_string(),
+            }),
+            Err(e) => Err(Error::iceberg(format!("cannot list tables of {schema}"))(e)),
+        }
+    }
+
+    /// Loads a table's current metadata; `None` if there is no such table.
+    pub async fn try_load_table(&self, schema: &str, table: &str) -> Result<Option<Table>> {
+        let ident = TableIdent::new(NamespaceIdent::new(schema.to_string()), table.to_string());
+        match self.catalog.load_table(&ident).await {
+            Ok(t) => Ok(Some(t)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::iceberg(format!(
+                "cannot load table {schema}.{table}"
+            ))(e)),
+        }
+    }
+
+    /// Loads a table's current metadata, or says it does not exist.
+    pub async fn load_table(&self, schema: &str, table: &str) -> Result<Table> {
+        self.try_load_table(schema, table)
+            .await?
+            .ok_or_else(|| Error::TableNotFound {
+                table: format!("{schema}.{table}"),
+            })
+    }
+}

@@ -1,0 +1,7 @@
+//! Writes: rows from INSERT, COPY and other paths into Iceberg snapshots.
+
+mod conform;
+mod writer;
+
+pub use conform::{Target, by_name, conform, sql_type_name};
+pub use writer::{WriteOutcome, target_of, write_snapshot};

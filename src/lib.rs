@@ -1,0 +1,29 @@
+//! # pitlake
+//!
+//! A feature store you talk to in SQL: Apache DataFusion with point-in-time
+//! semantics over Apache Iceberg tables.
+//!
+//! ```text
+//! SQL text ─► sql/       pitlake dialect, time-travel token pass, feature-group DDL
+//!          ─► planning/  relation planners (AS OF → pinned snapshot scans)
+//!          ─► DataFusion logical + physical plans
+//!          ─► catalog/   Iceberg SQL catalog (SQLite), feature-group metadata,
+//!                        metadata tables ($snapshots, $history, $refs, $files)
+//!    writes ─► ingest/   conform rows, write Parquet, commit one snapshot
+//! ```
+//!
+//! [`Session`] is the entry point: open a warehouse folder, run SQL.
+
+pub mod catalog;
+pub mod error;
+pub mod ingest;
+pub mod planning;
+pub mod session;
+pub mod sql;
+
+pub use error::{Error, Result};
+pub use session::{Session, StatementResult};
+pub mod examples;
+pub mod output;
+pub mod quickstart;
+pub mod repl;

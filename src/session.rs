@@ -1,0 +1,738 @@
+//! The one place that builds a pitlake session, and runs statements on it.
+//!
+//! ```text
+//! SQL ─► sql::parse_sql ─► Statement ─┬─ feature-group DDL, SHOW, DESCRIBE ─► catalog
+//!                                     ├─ INSERT, COPY, CREATE TABLE AS ──────► ingest
+//!                                     └─ queries ─► time-travel pre-pass ─► DataFusion
+//!                                                   (TimeTravelPlanner pins snapshots)
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch, UInt64Array, new_null_array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::{CopyToSource, CopyToStatement, Statement as DFStatement};
+use futures::{StreamExt, TryStreamExt};
+use sqlparser::ast::{
+    self, CopyOption, CopySource, CopyTarget, CreateTable, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Insert, ObjectName, ObjectType, SchemaName, TableObject, TableVersion, Use,
+};
+
+use crate::catalog::{
+    self, AsOf, CATALOG_NAME, DEFAULT_SCHEMA, TableName, Warehouse, WarehouseCatalog,
+    resolve_snapshot,
+};
+use crate::error::{Error, Result};
+use crate::ingest::{self, target_of, write_snapshot};
+use crate::planning::TimeTravelPlanner;
+use crate::planning::time_travel::{collect_unresolved, pin_versions};
+use crate::sql::{Statement, name_parts, parse_sql, time_travel_tokens::REF_VERSION_FUNCTION};
+
+/// A statement's complete result.
+#[derive(Debug, Clone)]
+pub struct StatementResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl StatementResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A connection to a warehouse: a DataFusion context whose catalog is the
+/// warehouse, with pitlake's planners, and a current schema.
+#[derive(Clone)]
+pub struct Session {
+    ctx: SessionContext,
+    warehouse: Warehouse,
+    catalog: Arc<WarehouseCatalog>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("warehouse", &self.warehouse.root())
+            .finish()
+    }
+}
+
+impl Session {
+    /// Opens the warehouse in `dir` (creating it if needed).
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let warehouse = Warehouse::open(dir).await?;
+        let config = SessionConfig::new()
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        let catalog = Arc::new(WarehouseCatalog::new(warehouse.clone()));
+        catalog.refresh().await?;
+        ctx.register_catalog(CATALOG_NAME, catalog.clone());
+        ctx.register_relation_planner(Arc::new(TimeTravelPlanner))?;
+        Ok(Session {
+            ctx,
+            warehouse,
+            catalog,
+        })
+    }
+
+    /// The DataFusion context (for Rust callers building DataFrames).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// The schema unqualified names resolve in (`USE` changes it).
+    pub fn current_schema(&self) -> String {
+        self.ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone()
+    }
+
+    /// Runs every statement of `sql` in order and returns their results; stops
+    /// at the first error.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<StatementResult>> {
+        let mut results = Vec::new();
+        for statement in parse_sql(sql)? {
+            results.push(self.execute(statement).await?);
+        }
+        Ok(results)
+    }
+
+    /// Runs one statement and collects its result.
+    pub async fn execute(&self, statement: Statement) -> Result<StatementResult> {
+        let stream = self.execute_stream(statement).await?;
+        let schema = stream.schema();
+        let batches = stream.try_collect().await?;
+        Ok(StatementResult { schema, batches })
+    }
+
+    /// Runs one statement; queries stream their result batch by batch.
+    pub async fn execute_stream(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
+        // Tables created by other processes become visible to name listings.
+        self.catalog.refresh().await?;
+        match statement {
+            Statement::Sql(statement) => self.execute_sql(*statement).await,
+            Statement::CreateFeatureGroup(create) => {
+                let name = self.resolve_name(&create.name)?;
+                catalog::create_feature_group(&self.warehouse, &name, &create).await?;
+                done()
+            }
+            Statement::DropFeatureGroup { name, if_exists } => {
+                let name = self.resolve_name(&name)?;
+                catalog::drop_table(&self.warehouse, &name, if_exists, true).await?;
+                done()
+            }
+            Statement::ShowFeatureGroups { schema } => {
+                let schema = schema.as_ref().map(catalog::types::normalize);
+                one_batch(catalog::show_feature_groups(&self.warehouse, schema.as_deref()).await?)
+            }
+            Statement::DescribeFeatureGroup { name } => {
+                let name = self.resolve_name(&name)?;
+                one_batch(catalog::describe_feature_group(&self.warehouse, &name).await?)
+            }
+            Statement::CopyFrom { table, path } => self.copy_from(&table, &path).await,
+        }
+    }
+
+    async fn execute_sql(&self, statement: ast::Statement) -> Result<SendableRecordBatchStream> {
+        match statement {
+            ast::Statement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => {
+                let name = match &schema_name {
+                    SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => {
+                        schema_of(name)?
+                    }
+                    SchemaName::UnnamedAuthorization(_) => {
+                        return Err(Error::NotSupported("CREATE SCHEMA AUTHORIZATION".into()));
+                    }
+                };
+                match self.warehouse.create_schema(&name).await {
+                    Err(Error::AlreadyExists { .. }) if if_not_exists => {}
+                    other => other?,
+                }
+                done()
+            }
+            ast::Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                ..
+            } if matches!(object_type, ObjectType::Schema | ObjectType::Table) => {
+                for name in &names {
+                    if object_type == ObjectType::Schema {
+                        let schema = schema_of(name)?;
+                        match self.warehouse.drop_schema(&schema).await {
+                            Err(Error::SchemaNotFound { .. }) if if_exists => {}
+                            other => other?,
+                        }
+                    } else {
+                        let table = self.resolve_name(name)?;
+                        catalog::drop_table(&self.warehouse, &table, if_exists, false).await?;
+                    }
+                }
+                done()
+            }
+            ast::Statement::CreateTable(create) => self.create_table(create).await,
+            ast::Statement::Copy {
+                source,
+                to: true,
+                target: CopyTarget::File { filename },
+                options,
+                legacy_options,
+                ..
+            } if legacy_options.is_empty() => {
+                let mut format = None;
+                for option in options {
+                    match option {
+                        CopyOption::Format(f) => format = Some(f.value),
+                        other => {
+                            return Err(Error::NotSupported(format!("COPY TO option {other}")));
+                        }
+                    }
+                }
+                self.copy_to(source, filename, format).await
+            }
+            ast::Statement::Insert(insert) => self.insert(insert).await,
+            ast::Statement::Use(target) => {
+                let name = match &target {
+                    Use::Schema(n) | Use::Database(n) | Use::Object(n) => schema_of(n)?,
+                    other => return Err(Error::NotSupported(format!("{other}"))),
+                };
+                if !self.warehouse.schema_exists(&name).await? {
+                    return Err(Error::SchemaNotFound { schema: name });
+                }
+                let state = self.ctx.state_ref();
+                let mut state = state.write();
+                state.config_mut().options_mut().catalog.default_schema = name;
+                done()
+            }
+            other => self.run_query(other).await,
+        }
+    }
+
+    /// Plans and runs a statement with DataFusion, after resolving its
+    /// time-travel clauses to snapshot ids.
+    async fn run_query(&self, mut statement: ast::Statement) -> Result<SendableRecordBatchStream> {
+        self.pin_time_travel(&mut statement).await?;
+        self.run_planned(DFStatement::Statement(Box::new(statement)))
+            .await
+    }
+
+    async fn run_planned(&self, statement: DFStatement) -> Result<SendableRecordBatchStream> {
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        let frame = self.ctx.execute_logical_plan(plan).await?;
+        Ok(frame.execute_stream().await?)
+    }
+
+    /// Resolves every time-travel clause that is not a literal snapshot id
+    /// (timestamps, tags) and rewrites it to `VERSION AS OF <id>`.
+    async fn pin_time_travel(&self, statement: &mut ast::Statement) -> Result<()> {
+        let mut resolved = Vec::new();
+        for clause in collect_unresolved(statement) {
+            let as_of = self.evaluate_as_of(&clause.version).await?;
+            let name = self.resolve_name(&clause.table)?;
+            let table = self
+                .warehouse
+                .try_load_table(&name.schema, &name.table)
+                .await?
+                .ok_or_else(|| Error::TableNotFound {
+                    table: name.to_string(),
+                })?;
+            let id = resolve_snapshot(&name.to_string(), table.metadata(), &as_of)?;
+            resolved.push((clause, id));
+        }
+        pin_versions(statement, &resolved);
+        Ok(())
+    }
+
+    /// `COPY <table | (query)> TO 'file'`, planned by DataFusion.
+    async fn copy_to(
+        &self,
+        source: CopySource,
+        filename: String,
+        format: Option<String>,
+    ) -> Result<SendableRecordBatchStream> {
+        let source = match source {
+            CopySource::Query(query) => {
+                let mut statement = ast::Statement::Query(query);
+                self.pin_time_travel(&mut statement).await?;
+                let ast::Statement::Query(query) = statement else {
+                    return Err(Error::Invalid("COPY TO lost its query".into()));
+                };
+                CopyToSource::Query(query)
+            }
+            CopySource::Table {
+                table_name,
+                columns,
+            } if columns.is_empty() => CopyToSource::Relation(table_name),
+            CopySource::Table { .. } => {
+                return Err(Error::NotSupported(
+                    "COPY t (columns) TO: use COPY (SELECT columns FROM t) TO".into(),
+                ));
+            }
+        };
+        self.run_planned(DFStatement::CopyTo(CopyToStatement {
+            source,
+            target: filename,
+            partitioned_by: vec![],
+            stored_as: format,
+            options: vec![],
+        }))
+        .await
+    }
+
+    /// Evaluates the expression of a time-travel clause.
+    async fn evaluate_as_of(&self, version: &TableVersion) -> Result<AsOf> {
+        match version {
+            TableVersion::Function(ast::Expr::Function(f))
+                if f.name
+                    .to_string()
+                    .eq_ignore_ascii_case(REF_VERSION_FUNCTION) =>
+            {
+                let FunctionArguments::List(list) = &f.args else {
+                    return Err(Error::NotSupported(format!("time-travel clause {version}")));
+                };
+                let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice()
+                else {
+                    return Err(Error::NotSupported(format!("time-travel clause {version}")));
+                };
+                if let ast::Expr::Value(v) = arg
+                    && let ast::Value::SingleQuotedString(name) = &v.value
+                {
+                    return Ok(AsOf::Ref(name.clone()));
+                }
+                Ok(AsOf::Snapshot(self.evaluate_snapshot_id(arg).await?))
+            }
+            TableVersion::TimestampAsOf(expr) | TableVersion::ForSystemTimeAsOf(expr) => {
+                Ok(AsOf::Timestamp(self.evaluate_timestamp(expr).await?))
+            }
+            other => Err(Error::NotSupported(format!("time-travel clause {other}"))),
+        }
+    }
+
+    /// Evaluates a constant expression (a scalar subquery included) to one value.
+    async fn evaluate_scalar(&self, expr: &ast::Expr) -> Result<arrow::array::ArrayRef> {
+        let statements = parse_sql(&format!("SELECT {expr}"))?;
+        let Some(Statement::Sql(select)) = statements.into_iter().next() else {
+            return Err(Error::Invalid(format!("cannot evaluate {expr}")));
+        };
+        let result: Vec<RecordBatch> = Box::pin(self.run_query(*select))
+            .await?
+            .try_collect()
+            .await?;
+        let batch = result
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .ok_or_else(|| Error::Invalid(format!("AS OF {expr} gives no value")))?;
+        Ok(batch.column(0).slice(0, 1))
+    }
+
+    /// Evaluates `VERSION AS OF (<expr>)` to a snapshot id.
+    async fn evaluate_snapshot_id(&self, expr: &ast::Expr) -> Result<i64> {
+        let value = self.evaluate_scalar(expr).await?;
+        if !value.data_type().is_integer() {
+            return Err(Error::Invalid(format!(
+                "VERSION AS OF needs a snapshot id, but {expr} is {}",
+                value.data_type()
+            )));
+        }
+        let ids = cast(&value, &DataType::Int64).map_err(|e| Error::Invalid(e.to_string()))?;
+        ids.as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .filter(|a| a.is_valid(0))
+            .map(|a| a.value(0))
+            .ok_or_else(|| Error::Invalid(format!("VERSION AS OF {expr} is NULL")))
+    }
+
+    /// Evaluates a constant expression to an instant; naive timestamps are UTC.
+    async fn evaluate_timestamp(&self, expr: &ast::Expr) -> Result<DateTime<Utc>> {
+        let value = self.evaluate_scalar(expr).await?;
+        let value = &value;
+        if !matches!(
+            value.data_type(),
+            DataType::Timestamp(_, _)
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+        ) {
+            return Err(Error::Invalid(format!(
+                "TIMESTAMP AS OF needs a timestamp, but {expr} is {}",
+                value.data_type()
+            )));
+        }
+        let micros = cast(
+            value,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        )
+        .map_err(|e| Error::Invalid(format!("AS OF {expr} is not a timestamp: {e}")))?;
+        let micros = micros
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .filter(|a| a.is_valid(0))
+            .ok_or_else(|| Error::Invalid(format!("AS OF {expr} is NULL or not a timestamp")))?;
+        DateTime::from_timestamp_micros(micros.value(0))
+            .ok_or_else(|| Error::Invalid(format!("AS OF {expr} is out of range")))
+    }
+
+    /// `schema.table` for a name as written, in the current schema if unqualified.
+    pub fn resolve_name(&self, name: &ObjectName) -> Result<TableName> {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().map(catalog::types::normalize))
+            .collect();
+        match parts.as_slice() {
+            [table] => Ok(TableName {
+                schema: self.current_schema(),
+                table: table.clone(),
+            }),
+            [schema, table] => Ok(TableName {
+                schema: schema.clone(),
+                table: table.clone(),
+            }),
+            [cat, schema, table] if cat == CATALOG_NAME => Ok(TableName {
+                schema: schema.clone(),
+                table: table.clone(),
+            }),
+            _ => Err(Error::Invalid(format!(
+                "table name {name} is not of the form [schema.]table"
+            ))),
+        }
+    }
+
+    /// `CREATE TABLE` (columns) or `CREATE TABLE AS SELECT`, as a plain Iceberg table.
+    async fn create_table(&self, create: CreateTable) -> Result<SendableRecordBatchStream> {
+        if create.external || create.or_replace || create.location.is_some() {
+            return Err(Error::NotSupported(
+                "CREATE EXTERNAL TABLE, OR REPLACE and LOCATION: pitlake tables live in the warehouse"
+                    .into(),
+            ));
+        }
+        let name = self.resolve_name(&create.name)?;
+        let Some(query) = create.query else {
+            if create.columns.is_empty() {
+                return Err(Error::Invalid(format!("CREATE TABLE {name} needs columns")));
+            }
+            let schema =
+                catalog::types::schema_from_columns(&name.to_string(), &create.columns, |_| false)?;
+            catalog::create_table(
+                &self.warehouse,
+                &name,
+                schema,
+                HashMap::new(),
+                create.if_not_exists,
+            )
+            .await?;
+            return done();
+        };
+        if !create.columns.is_empty() {
+            return Err(Error::NotSupported(
+                "CREATE TABLE with both columns and AS SELECT".into(),
+            ));
+        }
+        let stream = self.run_query(ast::Statement::Query(query)).await?;
+        let schema = catalog::types::schema_from_arrow(&name.to_string(), &stream.schema())?;
+        let Some(table) = catalog::create_table(
+            &self.warehouse,
+            &name,
+            schema,
+            HashMap::new(),
+            create.if_not_exists,
+        )
+        .await?
+        else {
+            return done();
+        };
+        let input = stream.map(|b| b.map_err(Error::from));
+        let written = write_snapshot(
+            self.warehouse.catalog().as_ref(),
+            &name.to_string(),
+            &table,
+            input,
+            operation("create table as select"),
+        )
+        .await;
+        match written {
+            Ok(outcome) => count(outcome.rows),
+            Err(e) => {
+                // Nothing half-made: the table goes with its failed first write.
+                let _ = catalog::drop_table(&self.warehouse, &name, true, false).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `INSERT INTO t [(columns)] VALUES ... | SELECT ...`: one snapshot.
+    async fn insert(&self, insert: Insert) -> Result<SendableRecordBatchStream> {
+        if insert.overwrite
+            || insert.on.is_some()
+            || insert.returning.is_some()
+            || !insert.assignments.is_empty()
+            || insert.partitioned.is_some()
+        {
+            return Err(Error::NotSupported(
+                "INSERT OVERWRITE, ON CONFLICT, RETURNING, SET and PARTITION".into(),
+            ));
+        }
+        let TableObject::TableName(table_name) = &insert.table else {
+            return Err(Error::NotSupported("INSERT INTO a table function".into()));
+        };
+        let name = self.resolve_name(table_name)?;
+        let table = self.warehouse.load_table(&name.schema, &name.table).await?;
+        let target = target_of(&name.to_string(), &table)?;
+        let source = insert
+            .source
+            .ok_or_else(|| Error::Invalid(format!("INSERT INTO {name} needs VALUES or SELECT")))?;
+
+        // Where each table column comes from: a source column, or NULL.
+        let table_columns: Vec<String> = target
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let positions: Vec<Option<usize>> = if insert.columns.is_empty() {
+            (0..table_columns.len()).map(Some).collect()
+        } else {
+            let listed: Vec<String> = insert
+                .columns
+                .iter()
+                .map(catalog::types::normalize)
+                .collect();
+            for (i, c) in listed.iter().enumerate() {
+                if !table_columns.contains(c) {
+                    return Err(Error::BadInput {
+                        table: name.to_string(),
+                        reason: format!("there is no column {c}"),
+                    });
+                }
+                if listed[..i].contains(c) {
+                    return Err(Error::BadInput {
+                        table: name.to_string(),
+                        reason: format!("column {c} is listed twice"),
+                    });
+                }
+            }
+            table_columns
+                .iter()
+                .map(|c| listed.iter().position(|l| l == c))
+                .collect()
+        };
+        let expected = positions.iter().flatten().count();
+
+        let mut source = source;
+        text_values(&mut source, &positions, &target.schema);
+        let stream = self.run_query(ast::Statement::Query(source)).await?;
+        let given = stream.schema().fields().len();
+        if given != expected {
+            return Err(Error::BadInput {
+                table: name.to_string(),
+                reason: format!(
+                    "{given} values per row given for {expected} columns ({})",
+                    positions
+                        .iter()
+                        .zip(&table_columns)
+                        .filter(|(p, _)| p.is_some())
+                        .map(|(_, c)| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        let input = stream.map(move |batch| {
+            let batch = batch?;
+            let columns = positions
+                .iter()
+                .map(|p| match p {
+                    Some(i) => batch.column(*i).clone(),
+                    None => new_null_array(&DataType::Null, batch.num_rows()),
+                })
+                .collect::<Vec<_>>();
+            let fields: Vec<Field> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+                .collect();
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                .map_err(|e| Error::Invalid(e.to_string()))
+        });
+        let outcome = write_snapshot(
+            self.warehouse.catalog().as_ref(),
+            &name.to_string(),
+            &table,
+            input,
+            operation("insert"),
+        )
+        .await?;
+        count(outcome.rows)
+    }
+
+    /// `COPY t FROM 'file.parquet' | 'file.csv'`: columns matched by name, one snapshot.
+    async fn copy_from(
+        &self,
+        table_name: &ObjectName,
+        path: &str,
+    ) -> Result<SendableRecordBatchStream> {
+        let name = self.resolve_name(table_name)?;
+        let table = self.warehouse.load_table(&name.schema, &name.table).await?;
+        let target = target_of(&name.to_string(), &table)?;
+        let bad = |reason: String| Error::BadInput {
+            table: name.to_string(),
+            reason,
+        };
+        let lower = path.to_lowercase();
+        if !lower.ends_with(".parquet") && !lower.ends_with(".csv") {
+            return Err(bad(format!(
+                "cannot tell the format of {path}: name it .parquet or .csv"
+            )));
+        }
+        if !Path::new(path).is_file() {
+            return Err(bad(format!("file {path} does not exist")));
+        }
+        let frame = if lower.ends_with(".parquet") {
+            self.ctx
+                .read_parquet(path, ParquetReadOptions::default())
+                .await
+        } else if lower.ends_with(".csv") {
+            self.ctx
+                .read_csv(path, CsvReadOptions::new().has_header(true))
+                .await
+        } else {
+            return Err(bad(format!(
+                "cannot tell the format of {path}: name it .parquet or .csv"
+            )));
+        }
+        .map_err(|e| bad(format!("cannot read {path}: {}", Error::from(e))))?;
+        let stream = frame
+            .execute_stream()
+            .await
+            .map_err(|e| bad(format!("cannot read {path}: {}", Error::from(e))))?;
+        let what = format!("file {path}");
+        let table_label = name.to_string();
+        let input = stream.map(move |batch| match batch {
+            Ok(batch) => ingest::by_name(&target, &batch, &what),
+            Err(e) => Err(Error::BadInput {
+                table: table_label.clone(),
+                reason: format!("cannot read {what}: {}", Error::from(e)),
+            }),
+        });
+        let mut properties = operation("copy");
+        properties.insert("pitlake.source".into(), path.to_string());
+        let outcome = write_snapshot(
+            self.warehouse.catalog().as_ref(),
+            &name.to_string(),
+            &table,
+            input,
+            properties,
+        )
+        .await?;
+        count(outcome.rows)
+    }
+}
+
+/// Makes the cells of `INSERT ... VALUES` text, so that rows may spell one
+/// column differently (`TIMESTAMP '2024-01-01'` in one row, `'2024-01-02'` in
+/// the next) and each value is then cast to the column's type by the writer,
+/// which names the row of a value that does not fit. NULLs and binary columns
+/// are left as written.
+fn text_values(query: &mut ast::Query, positions: &[Option<usize>], table: &Schema) {
+    let ast::SetExpr::Values(values) = query.body.as_mut() else {
+        return;
+    };
+    let binary: Vec<bool> = (0..positions.len())
+        .map(|value_index| {
+            positions
+                .iter()
+                .position(|p| *p == Some(value_index))
+                .map(|column| table.field(column).data_type())
+                .is_some_and(|t| {
+                    matches!(
+                        t,
+                        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+                    )
+                })
+        })
+        .collect();
+    for row in &mut values.rows {
+        for (i, cell) in row.iter_mut().enumerate() {
+            let is_null = matches!(cell, ast::Expr::Value(v) if v.value == ast::Value::Null);
+            if is_null || binary.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            let expr = std::mem::replace(cell, ast::Expr::value(ast::Value::Null));
+            *cell = ast::Expr::Cast {
+                kind: ast::CastKind::Cast,
+                expr: Box::new(expr),
+                data_type: ast::DataType::Varchar(None),
+                array: false,
+                format: None,
+            };
+        }
+    }
+}
+
+/// A schema name from `CREATE SCHEMA x` / `USE x`.
+fn schema_of(name: &ObjectName) -> Result<String> {
+    match name_parts(name).as_slice() {
+        [schema] => Ok(normalize_part(name, schema)),
+        [cat, schema] if cat == CATALOG_NAME => Ok(normalize_part(name, schema)),
+        _ => Err(Error::Invalid(format!("{name} is not a schema name"))),
+    }
+}
+
+fn normalize_part(name: &ObjectName, part: &str) -> String {
+    match name.0.last().and_then(|p| p.as_ident()) {
+        Some(ident) => catalog::types::normalize(ident),
+        None => part.to_string(),
+    }
+}
+
+fn operation(op: &str) -> HashMap<String, String> {
+    HashMap::from([("pitlake.operation".to_string(), op.to_string())])
+}
+
+/// The result of a statement that returns nothing.
+fn done() -> Result<SendableRecordBatchStream> {
+    let schema = Arc::new(Schema::empty());
+    Ok(Box::pin(MemoryStream::try_new(vec![], schema, None)?))
+}
+
+fn one_batch(batch: RecordBatch) -> Result<SendableRecordBatchStream> {
+    let schema = batch.schema();
+    Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
+}
+
+/// `count` of rows written, as DataFusion reports DML.
+fn count(rows: u64) -> Result<SendableRecordBatchStream> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![rows]))])
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    one_batch(batch)
+}

@@ -1,0 +1,11 @@
+//! SQL text to statements: pitlake's dialect, its time-travel token pass, and
+//! the feature-group statements DataFusion does not know.
+
+mod dialect;
+mod parser;
+mod statement;
+pub mod time_travel_tokens;
+
+pub use dialect::PitlakeDialect;
+pub use parser::{name_parts, parse_sql};
+pub use statement::{CreateFeatureGroup, Statement};

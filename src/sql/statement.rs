@@ -1,0 +1,84 @@
+//! pitlake's statements: everything DataFusion plans, plus feature-group DDL,
+//! catalog commands and `COPY ... FROM`.
+
+use std::fmt;
+
+use sqlparser::ast::{ColumnDef, Ident, ObjectName};
+
+/// One parsed statement.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// Standard SQL, planned by DataFusion (with pitlake's relation planners).
+    Sql(Box<sqlparser::ast::Statement>),
+    /// `CREATE FEATURE GROUP ...`
+    CreateFeatureGroup(CreateFeatureGroup),
+    /// `DROP FEATURE GROUP [IF EXISTS] name`
+    DropFeatureGroup { name: ObjectName, if_exists: bool },
+    /// `SHOW FEATURE GROUPS [IN schema]`
+    ShowFeatureGroups { schema: Option<Ident> },
+    /// `DESCRIBE FEATURE GROUP name`
+    DescribeFeatureGroup { name: ObjectName },
+    /// `COPY name FROM 'path'`
+    CopyFrom { table: ObjectName, path: String },
+}
+
+/// `CREATE FEATURE GROUP name (columns) ENTITY KEY (..) EVENT TIME col [ONLINE] [WITH (..)]`
+#[derive(Debug, Clone)]
+pub struct CreateFeatureGroup {
+    pub name: ObjectName,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    pub entity_key: Vec<Ident>,
+    pub event_time: Ident,
+    pub online: bool,
+    /// `WITH (key = 'value', ...)`: description, owner, tags.
+    pub options: Vec<(String, String)>,
+}
+
+impl fmt::Display for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Statement::Sql(s) => write!(f, "{s}"),
+            Statement::CreateFeatureGroup(c) => {
+                write!(f, "CREATE FEATURE GROUP ")?;
+                if c.if_not_exists {
+                    write!(f, "IF NOT EXISTS ")?;
+                }
+                let columns: Vec<String> = c.columns.iter().map(ToString::to_string).collect();
+                let keys: Vec<String> = c.entity_key.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "{} ({}) ENTITY KEY ({}) EVENT TIME {}",
+                    c.name,
+                    columns.join(", "),
+                    keys.join(", "),
+                    c.event_time
+                )?;
+                if c.online {
+                    write!(f, " ONLINE")?;
+                }
+                if !c.options.is_empty() {
+                    let opts: Vec<String> = c
+                        .options
+                        .iter()
+                        .map(|(k, v)| format!("{k} = '{}'", v.replace('\'', "''")))
+                        .collect();
+                    write!(f, " WITH ({})", opts.join(", "))?;
+                }
+                Ok(())
+            }
+            Statement::DropFeatureGroup { name, if_exists } => {
+                let ie = if *if_exists { "IF EXISTS " } else { "" };
+                write!(f, "DROP FEATURE GROUP {ie}{name}")
+            }
+            Statement::ShowFeatureGroups { schema } => match schema {
+                Some(s) => write!(f, "SHOW FEATURE GROUPS IN {s}"),
+                None => write!(f, "SHOW FEATURE GROUPS"),
+            },
+            Statement::DescribeFeatureGroup { name } => write!(f, "DESCRIBE FEATURE GROUP {name}"),
+            Statement::CopyFrom { table, path } => {
+                write!(f, "COPY {table} FROM '{}'", path.replace('\'', "''"))
+            }
+        }
+    }
+}
