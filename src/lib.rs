@@ -16,6 +16,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod execution;
 pub mod ingest;
 pub mod planning;
 pub mod session;

@@ -16,6 +16,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::{CopyToSource, CopyToStatement, Statement as DFStatement};
@@ -31,7 +32,9 @@ use crate::catalog::{
 };
 use crate::error::{Error, Result};
 use crate::ingest::{self, target_of, write_snapshot};
-use crate::planning::TimeTravelPlanner;
+use crate::execution::PitlakeQueryPlanner;
+use crate::planning::asof_join::wrap_asof_joins;
+use crate::planning::{AsOfJoinPlanner, TimeTravelPlanner};
 use crate::planning::time_travel::{collect_unresolved, pin_versions};
 use crate::sql::{Statement, name_parts, parse_sql, time_travel_tokens::REF_VERSION_FUNCTION};
 
@@ -73,11 +76,19 @@ impl Session {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_query_planner(Arc::new(PitlakeQueryPlanner))
+            .with_relation_planners(vec![
+                Arc::new(TimeTravelPlanner),
+                Arc::new(AsOfJoinPlanner),
+            ])
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let catalog = Arc::new(WarehouseCatalog::new(warehouse.clone()));
         catalog.refresh().await?;
         ctx.register_catalog(CATALOG_NAME, catalog.clone());
-        ctx.register_relation_planner(Arc::new(TimeTravelPlanner))?;
         Ok(Session {
             ctx,
             warehouse,
@@ -234,6 +245,7 @@ impl Session {
     /// time-travel clauses to snapshot ids.
     async fn run_query(&self, mut statement: ast::Statement) -> Result<SendableRecordBatchStream> {
         self.pin_time_travel(&mut statement).await?;
+        wrap_asof_joins(&mut statement);
         self.run_planned(DFStatement::Statement(Box::new(statement)))
             .await
     }

@@ -1,5 +1,8 @@
-//! From SQL statements to DataFusion logical plans: pitlake's relation planners.
+//! From SQL statements to DataFusion logical plans: pitlake's relation planners
+//! and logical nodes.
 
+pub mod asof_join;
 pub mod time_travel;
 
+pub use asof_join::{AsOfJoinNode, AsOfJoinPlanner, MatchOp};
 pub use time_travel::TimeTravelPlanner;

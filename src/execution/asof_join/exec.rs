@@ -1,0 +1,358 @@
+//! `AsOfJoinExec`: the physical ASOF JOIN.
+//!
+//! Semantics: every left row appears exactly once, in its input order within
+//! its partition. Its right columns come from the right row with equal keys
+//! whose match value is nearest to the left one while satisfying the match
+//! operator, within the maximum age if one is given; NULL where there is none.
+//! NULL keys and NULL match values never match. Among right rows tied on the
+//! nearest value, the one that sorts last by all its columns wins.
+//!
+//! Distribution: both inputs are hash-partitioned on the keys (one partition
+//! each when there are no keys), so partition `p` of the left only meets
+//! partition `p` of the right.
+//!
+//! Per partition, as a state machine:
+//!
+//! ```text
+//!   Build ── right input exhausted, index built ──► Probe ── left exhausted ──► Done
+//!   (collect right batches under a memory          (per left batch: hash lookup +
+//!    reservation; too large → ResourcesExhausted)    binary search, take right columns)
+//! ```
+//!
+//! Memory: the right partition plus 12 bytes per right row and the key map.
+//! Time: O(R) to group, a sort per key group (linear when already in order),
+//! O(L log g) to probe, g the size of a key group.
+//!
+//! Example, backward (`l.ts >= r.ts`) on key `k`:
+//!
+//! ```text
+//! right: (a, 1, x) (a, 5, y) (b, 2, z)      left: (a, 4) → x   (a, 5) → y   (b, 1) → NULL
+//! ```
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::SchemaRef;
+use datafusion::common::Statistics;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExprRef};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
+    PlanProperties,
+};
+use futures::{StreamExt, TryStreamExt};
+
+use super::index::RightIndex;
+use super::values::ordered_i64;
+use crate::planning::MatchOp;
+
+/// The physical ASOF JOIN of two inputs.
+#[derive(Debug)]
+pub struct AsOfJoinExec {
+    left: Arc<dyn ExecutionPlan>,
+    right: Arc<dyn ExecutionPlan>,
+    /// Key expressions, evaluated on the left and the right input.
+    left_keys: Vec<PhysicalExprRef>,
+    right_keys: Vec<PhysicalExprRef>,
+    left_match: PhysicalExprRef,
+    op: MatchOp,
+    right_match: PhysicalExprRef,
+    /// Maximum-age bound evaluated on the left input, and whether it is strict.
+    max_age: Option<(PhysicalExprRef, bool)>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl AsOfJoinExec {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        left_keys: Vec<PhysicalExprRef>,
+        right_keys: Vec<PhysicalExprRef>,
+        left_match: PhysicalExprRef,
+        op: MatchOp,
+        right_match: PhysicalExprRef,
+        max_age: Option<(PhysicalExprRef, bool)>,
+        schema: SchemaRef,
+    ) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            left.output_partitioning().clone(),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        AsOfJoinExec {
+            left,
+            right,
+            left_keys,
+            right_keys,
+            left_match,
+            op,
+            right_match,
+            max_age,
+            schema,
+            properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+}
+
+impl DisplayAs for AsOfJoinExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let keys: Vec<String> = self
+            .left_keys
+            .iter()
+            .zip(&self.right_keys)
+            .map(|(l, r)| format!("({l}, {r})"))
+            .collect();
+        write!(
+            f,
+            "AsOfJoinExec: match=[{} {} {}], on=[{}]",
+            self.left_match,
+            self.op.symbol(),
+            self.right_match,
+            keys.join(", ")
+        )?;
+        if let Some((bound, strict)) = &self.max_age {
+            let cmp = match (self.op.is_backward(), strict) {
+                (true, false) => ">=",
+                (true, true) => ">",
+                (false, false) => "<=",
+                (false, true) => "<",
+            };
+            write!(f, ", max_age=[right {cmp} {bound}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for AsOfJoinExec {
+    fn name(&self) -> &str {
+        "AsOfJoinExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.left, &self.right]
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        if self.left_keys.is_empty() {
+            vec![Distribution::SinglePartition, Distribution::SinglePartition]
+        } else {
+            vec![
+                Distribution::HashPartitioned(self.left_keys.clone()),
+                Distribution::HashPartitioned(self.right_keys.clone()),
+            ]
+        }
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true, false]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let [left, right]: [Arc<dyn ExecutionPlan>; 2] = children
+            .try_into()
+            .map_err(|_| DataFusionError::Internal("AsOfJoinExec has two children".into()))?;
+        Ok(Arc::new(AsOfJoinExec::new(
+            left,
+            right,
+            self.left_keys.clone(),
+            self.right_keys.clone(),
+            self.left_match.clone(),
+            self.op,
+            self.right_match.clone(),
+            self.max_age.clone(),
+            self.schema.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        let (lp, rp) = (
+            self.left.output_partitioning().partition_count(),
+            self.right.output_partitioning().partition_count(),
+        );
+        if lp != rp {
+            return Err(DataFusionError::Internal(format!(
+                "AsOfJoinExec: {lp} left partitions but {rp} right partitions"
+            )));
+        }
+        let metrics = JoinMetrics::new(partition, &self.metrics);
+        let reservation = MemoryConsumer::new(format!("AsOfJoinExec[{partition}]"))
+            .register(context.memory_pool());
+        let right = self.right.execute(partition, context.clone())?;
+        let left = self.left.execute(partition, context)?;
+        let build = BuildSide {
+            keys: self.right_keys.clone(),
+            matches: self.right_match.clone(),
+        };
+        let probe = Arc::new(ProbeSide {
+            keys: self.left_keys.clone(),
+            matches: self.left_match.clone(),
+            op: self.op,
+            max_age: self.max_age.clone(),
+            schema: self.schema.clone(),
+        });
+        // Build, then probe: the left input is not polled until the index exists.
+        let stream = futures::stream::once(async move {
+            let (index, reservation) = build.collect(right, reservation, &metrics).await?;
+            let index = Arc::new(index);
+            Ok::<_, DataFusionError>(left.map(move |batch| {
+                let _hold = &reservation;
+                let _timer = metrics.probe_time.timer();
+                let out = probe.join(&index, &batch?, &metrics)?;
+                metrics.baseline.record_output(out.num_rows());
+                Ok(out)
+            }))
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn partition_statistics(&self, _partition: Option<usize>) -> DFResult<Statistics> {
+        Ok(Statistics::new_unknown(&self.schema))
+    }
+}
+
+/// Per-partition metrics, shown by `EXPLAIN ANALYZE`.
+#[derive(Debug, Clone)]
+struct JoinMetrics {
+    baseline: BaselineMetrics,
+    build_time: Time,
+    probe_time: Time,
+    right_rows: Count,
+    matched_rows: Count,
+}
+
+impl JoinMetrics {
+    fn new(partition: usize, set: &ExecutionPlanMetricsSet) -> Self {
+        JoinMetrics {
+            baseline: BaselineMetrics::new(set, partition),
+            build_time: MetricBuilder::new(set).subset_time("build_time", partition),
+            probe_time: MetricBuilder::new(set).subset_time("probe_time", partition),
+            right_rows: MetricBuilder::new(set).counter("right_rows", partition),
+            matched_rows: MetricBuilder::new(set).counter("matched_rows", partition),
+        }
+    }
+}
+
+struct BuildSide {
+    keys: Vec<PhysicalExprRef>,
+    matches: PhysicalExprRef,
+}
+
+impl BuildSide {
+    /// Collects the right partition under the memory reservation and indexes it.
+    async fn collect(
+        self,
+        mut input: SendableRecordBatchStream,
+        reservation: datafusion::execution::memory_pool::MemoryReservation,
+        metrics: &JoinMetrics,
+    ) -> DFResult<(RightIndex, datafusion::execution::memory_pool::MemoryReservation)> {
+        let schema = input.schema();
+        let mut batches = Vec::new();
+        while let Some(batch) = input.next().await {
+            let batch = batch?;
+            reservation
+                .try_grow(batch.get_array_memory_size())
+                .map_err(|e| e.context("ASOF JOIN: the right side of a partition does not fit in memory (raise the memory limit, or filter the right side)"))?;
+            metrics.right_rows.add(batch.num_rows());
+            batches.push(batch);
+        }
+        let _timer = metrics.build_time.timer();
+        let batch = concat_batches(&schema, &batches)?;
+        drop(batches);
+        let keys = evaluate(&self.keys, &batch)?;
+        let matches = self.matches.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let index = RightIndex::build(batch, &keys, &matches)?;
+        reservation.try_resize(index.size()).map_err(|e| {
+            e.context("ASOF JOIN: the right side of a partition does not fit in memory")
+        })?;
+        Ok((index, reservation))
+    }
+}
+
+struct ProbeSide {
+    keys: Vec<PhysicalExprRef>,
+    matches: PhysicalExprRef,
+    op: MatchOp,
+    max_age: Option<(PhysicalExprRef, bool)>,
+    schema: SchemaRef,
+}
+
+impl ProbeSide {
+    /// Joins one left batch against the partition's right index.
+    fn join(&self, index: &RightIndex, batch: &RecordBatch, metrics: &JoinMetrics) -> DFResult<RecordBatch> {
+        let n = batch.num_rows();
+        let keys = evaluate(&self.keys, batch)?;
+        let rows = index.encode(&keys)?;
+        let values = ordered_i64(&self.matches.evaluate(batch)?.into_array(n)?)?;
+        let bounds = match &self.max_age {
+            Some((expr, strict)) => Some((ordered_i64(&expr.evaluate(batch)?.into_array(n)?)?, *strict)),
+            None => None,
+        };
+        let mut matched = 0usize;
+        let indices: UInt32Array = (0..n)
+            .map(|i| {
+                let value = values[i]?;
+                if keys.iter().any(|k| k.is_null(i)) {
+                    return None;
+                }
+                let bound = match &bounds {
+                    Some((b, strict)) => Some((b[i]?, *strict)),
+                    None => None,
+                };
+                let found = index.probe(rows.row(i).as_ref(), value, self.op, bound);
+                matched += usize::from(found.is_some());
+                found
+            })
+            .collect();
+        metrics.matched_rows.add(matched);
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        for column in index.batch.columns() {
+            columns.push(take(column.as_ref(), &indices, None)?);
+        }
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+fn evaluate(exprs: &[PhysicalExprRef], batch: &RecordBatch) -> DFResult<Vec<ArrayRef>> {
+    exprs
+        .iter()
+        .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
+        .collect()
+}
