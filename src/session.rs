@@ -31,11 +31,11 @@ use crate::catalog::{
     resolve_snapshot,
 };
 use crate::error::{Error, Result};
-use crate::ingest::{self, target_of, write_snapshot};
 use crate::execution::PitlakeQueryPlanner;
+use crate::ingest::{self, target_of, write_snapshot};
 use crate::planning::asof_join::wrap_asof_joins;
-use crate::planning::{AsOfJoinPlanner, TimeTravelPlanner};
 use crate::planning::time_travel::{collect_unresolved, pin_versions};
+use crate::planning::{AsOfJoinPlanner, TimeTravelPlanner};
 use crate::sql::{Statement, name_parts, parse_sql, time_travel_tokens::REF_VERSION_FUNCTION};
 
 /// A statement's complete result.
@@ -76,16 +76,7 @@ impl Session {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
             .with_information_schema(true);
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_default_features()
-            .with_query_planner(Arc::new(PitlakeQueryPlanner))
-            .with_relation_planners(vec![
-                Arc::new(TimeTravelPlanner),
-                Arc::new(AsOfJoinPlanner),
-            ])
-            .build();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = new_context(config);
         let catalog = Arc::new(WarehouseCatalog::new(warehouse.clone()));
         catalog.refresh().await?;
         ctx.register_catalog(CATALOG_NAME, catalog.clone());
@@ -704,6 +695,18 @@ fn text_values(query: &mut ast::Query, positions: &[Option<usize>], table: &Sche
             };
         }
     }
+}
+
+/// A DataFusion context with pitlake's planners (ASOF JOIN, time travel) and
+/// no catalog: for Rust callers using pitlake's operators on their own tables.
+pub fn new_context(config: SessionConfig) -> SessionContext {
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_query_planner(Arc::new(PitlakeQueryPlanner))
+        .with_relation_planners(vec![Arc::new(TimeTravelPlanner), Arc::new(AsOfJoinPlanner)])
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 /// A schema name from `CREATE SCHEMA x` / `USE x`.

@@ -62,6 +62,21 @@ fn main() {
         })
         .collect();
     files.sort();
+    // The quickstart embeds the examples: every file must be in its list.
+    let embedded: Vec<&str> = pitlake::examples::EXAMPLES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    for file in &files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        assert!(
+            embedded.contains(&name.as_str()),
+            "{name} is missing from pitlake::examples::EXAMPLES"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let mut failures = 0;
     for file in &files {

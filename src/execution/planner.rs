@@ -49,8 +49,16 @@ impl ExtensionPlanner for AsOfJoinExtensionPlanner {
         let (ls, rs) = (logical_inputs[0].schema(), logical_inputs[1].schema());
         let on_left = |e| planner.create_physical_expr(e, ls, session_state);
         let on_right = |e| planner.create_physical_expr(e, rs, session_state);
-        let left_keys = join.on.iter().map(|(l, _)| on_left(l)).collect::<DFResult<Vec<_>>>()?;
-        let right_keys = join.on.iter().map(|(_, r)| on_right(r)).collect::<DFResult<Vec<_>>>()?;
+        let left_keys = join
+            .on
+            .iter()
+            .map(|(l, _)| on_left(l))
+            .collect::<DFResult<Vec<_>>>()?;
+        let right_keys = join
+            .on
+            .iter()
+            .map(|(_, r)| on_right(r))
+            .collect::<DFResult<Vec<_>>>()?;
         let max_age = match &join.max_age {
             Some(age) => Some((on_left(&age.bound)?, age.strict)),
             None => None,

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod asof_fuzz;
 mod interop;
 mod python;
 mod time_travel;

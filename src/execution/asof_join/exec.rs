@@ -52,7 +52,7 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
-use super::index::RightIndex;
+use super::index::{RightIndex, key_bytes};
 use super::values::ordered_i64;
 use crate::planning::MatchOp;
 
@@ -282,7 +282,10 @@ impl BuildSide {
         mut input: SendableRecordBatchStream,
         reservation: datafusion::execution::memory_pool::MemoryReservation,
         metrics: &JoinMetrics,
-    ) -> DFResult<(RightIndex, datafusion::execution::memory_pool::MemoryReservation)> {
+    ) -> DFResult<(
+        RightIndex,
+        datafusion::execution::memory_pool::MemoryReservation,
+    )> {
         let schema = input.schema();
         let mut batches = Vec::new();
         while let Some(batch) = input.next().await {
@@ -297,7 +300,10 @@ impl BuildSide {
         let batch = concat_batches(&schema, &batches)?;
         drop(batches);
         let keys = evaluate(&self.keys, &batch)?;
-        let matches = self.matches.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let matches = self
+            .matches
+            .evaluate(&batch)?
+            .into_array(batch.num_rows())?;
         let index = RightIndex::build(batch, &keys, &matches)?;
         reservation.try_resize(index.size()).map_err(|e| {
             e.context("ASOF JOIN: the right side of a partition does not fit in memory")
@@ -316,13 +322,20 @@ struct ProbeSide {
 
 impl ProbeSide {
     /// Joins one left batch against the partition's right index.
-    fn join(&self, index: &RightIndex, batch: &RecordBatch, metrics: &JoinMetrics) -> DFResult<RecordBatch> {
+    fn join(
+        &self,
+        index: &RightIndex,
+        batch: &RecordBatch,
+        metrics: &JoinMetrics,
+    ) -> DFResult<RecordBatch> {
         let n = batch.num_rows();
         let keys = evaluate(&self.keys, batch)?;
         let rows = index.encode(&keys)?;
         let values = ordered_i64(&self.matches.evaluate(batch)?.into_array(n)?)?;
         let bounds = match &self.max_age {
-            Some((expr, strict)) => Some((ordered_i64(&expr.evaluate(batch)?.into_array(n)?)?, *strict)),
+            Some((expr, strict)) => {
+                Some((ordered_i64(&expr.evaluate(batch)?.into_array(n)?)?, *strict))
+            }
             None => None,
         };
         let mut matched = 0usize;
@@ -336,7 +349,8 @@ impl ProbeSide {
                     Some((b, strict)) => Some((b[i]?, *strict)),
                     None => None,
                 };
-                let found = index.probe(rows.row(i).as_ref(), value, self.op, bound);
+                let found =
+                    index.probe(key_bytes(&rows, keys.is_empty(), i), value, self.op, bound);
                 matched += usize::from(found.is_some());
                 found
             })

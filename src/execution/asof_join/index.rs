@@ -14,9 +14,9 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{DynComparator, make_comparator};
 use arrow::compute::SortOptions;
 use arrow::row::{RowConverter, Rows, SortField};
-use arrow::array::{DynComparator, make_comparator};
 
 use super::values::ordered_i64;
 use crate::error::{Error, Result};
@@ -62,7 +62,7 @@ impl RightIndex {
             }
             let next = counts.len() as u32;
             let entry = groups
-                .entry(Box::from(rows.row(i).as_ref()))
+                .entry(Box::from(key_bytes(&rows, keys.is_empty(), i)))
                 .or_insert((next, 0));
             if entry.0 == next {
                 counts.push(0);
@@ -130,7 +130,13 @@ impl RightIndex {
 
     /// The right row matching a left row: keys `key`, match value `value`,
     /// optional maximum-age `bound`.
-    pub fn probe(&self, key: &[u8], value: i64, op: MatchOp, bound: Option<(i64, bool)>) -> Option<u32> {
+    pub fn probe(
+        &self,
+        key: &[u8],
+        value: i64,
+        op: MatchOp,
+        bound: Option<(i64, bool)>,
+    ) -> Option<u32> {
         let &(start, end) = self.groups.get(key)?;
         let values = &self.values[start as usize..end as usize];
         // Position of the winner: the last row among those tied on the nearest value.
@@ -161,6 +167,12 @@ impl RightIndex {
         }
         Some(self.order[start as usize + pos])
     }
+}
+
+/// The encoded key of a row; with no key columns every row has the empty key
+/// (a converter without columns encodes no rows).
+pub fn key_bytes(rows: &Rows, no_keys: bool, row: usize) -> &[u8] {
+    if no_keys { &[] } else { rows.row(row).data() }
 }
 
 fn has_null_key(keys: &[ArrayRef], row: usize) -> bool {

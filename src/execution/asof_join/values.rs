@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn float_order_is_kept() {
-        let mut values = vec![3.5, -0.0, 0.0, -2.0, f64::NEG_INFINITY, 1e300, -1e-300];
+        let mut values = [3.5, -0.0, 0.0, -2.0, f64::NEG_INFINITY, 1e300, -1e-300];
         let mut keys: Vec<i64> = values.iter().map(|v| float_key(*v)).collect();
         values.sort_by(f64::total_cmp);
         keys.sort();

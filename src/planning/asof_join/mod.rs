@@ -1,7 +1,9 @@
 //! ASOF JOIN planning: SQL to the logical [`AsOfJoinNode`].
 
+mod dataframe;
 mod node;
 mod sql;
 
+pub use dataframe::{AsOfJoinSpec, asof_join};
 pub use node::{AsOfJoinNode, MatchOp, MaxAge, match_kind};
 pub use sql::{AsOfJoinPlanner, wrap_asof_joins};

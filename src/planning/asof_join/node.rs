@@ -149,16 +149,32 @@ fn coerce_pair(
             "ASOF JOIN {what} compares {l} ({lt}) with {r} ({rt}): the types do not compare"
         ))
     })?;
-    Ok((l.clone().cast_to(&common, ls)?, r.clone().cast_to(&common, rs)?))
+    Ok((
+        l.clone().cast_to(&common, ls)?,
+        r.clone().cast_to(&common, rs)?,
+    ))
 }
 
 /// Match columns must be ordered scalars: timestamps, dates, numbers.
 pub fn match_kind(t: &arrow::datatypes::DataType) -> Result<()> {
     use arrow::datatypes::DataType as D;
     match t {
-        D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32
-        | D::UInt64 | D::Float32 | D::Float64 | D::Decimal128(_, _) | D::Date32
-        | D::Date64 | D::Timestamp(_, _) | D::Duration(_) | D::Null => Ok(()),
+        D::Int8
+        | D::Int16
+        | D::Int32
+        | D::Int64
+        | D::UInt8
+        | D::UInt16
+        | D::UInt32
+        | D::UInt64
+        | D::Float32
+        | D::Float64
+        | D::Decimal128(_, _)
+        | D::Date32
+        | D::Date64
+        | D::Timestamp(_, _)
+        | D::Duration(_)
+        | D::Null => Ok(()),
         other => Err(Error::Invalid(format!(
             "ASOF JOIN match columns must be timestamps, dates or numbers, not {other}"
         ))),
@@ -236,7 +252,11 @@ impl UserDefinedLogicalNodeCore for AsOfJoinNode {
             }),
             _ => None,
         };
-        let schema = Arc::new(build_join_schema(left.schema(), right.schema(), &JoinType::Left)?);
+        let schema = Arc::new(build_join_schema(
+            left.schema(),
+            right.schema(),
+            &JoinType::Left,
+        )?);
         Ok(AsOfJoinNode {
             left,
             right,

@@ -124,16 +124,20 @@ impl RelationPlanner for AsOfJoinPlanner {
             return Ok(RelationPlanning::Original(Box::new(relation)));
         };
         if !table_with_joins.joins.last().is_some_and(is_asof) {
-            return Ok(RelationPlanning::Original(Box::new(TableFactor::NestedJoin {
-                table_with_joins,
-                alias,
-            })));
+            return Ok(RelationPlanning::Original(Box::new(
+                TableFactor::NestedJoin {
+                    table_with_joins,
+                    alias,
+                },
+            )));
         }
         let Some(join) = table_with_joins.joins.pop() else {
-            return Ok(RelationPlanning::Original(Box::new(TableFactor::NestedJoin {
-                table_with_joins,
-                alias,
-            })));
+            return Ok(RelationPlanning::Original(Box::new(
+                TableFactor::NestedJoin {
+                    table_with_joins,
+                    alias,
+                },
+            )));
         };
         let JoinOperator::AsOf {
             match_condition,
@@ -208,7 +212,10 @@ impl RelationPlanner for AsOfJoinPlanner {
             }
             JoinConstraint::None => {}
             JoinConstraint::Natural => {
-                return Err(Error::NotSupported("NATURAL in ASOF JOIN: name the keys with ON".into()).into());
+                return Err(Error::NotSupported(
+                    "NATURAL in ASOF JOIN: name the keys with ON".into(),
+                )
+                .into());
             }
         }
         let node = AsOfJoinNode::try_new(
@@ -296,7 +303,12 @@ fn split_key(expr: &Expr, ls: &DFSchema, rs: &DFSchema) -> Option<(Expr, Expr)> 
 /// direction that limits the distance: `r.ts >= l.ts - INTERVAL '7 days'` for
 /// a backward match, `r.ts <= l.ts + INTERVAL '1 hour'` for a forward one.
 fn split_max_age(expr: &Expr, op: MatchOp, right_match: &Expr, ls: &DFSchema) -> Option<MaxAge> {
-    let Expr::BinaryExpr(BinaryExpr { left, op: cmp, right }) = expr else {
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: cmp,
+        right,
+    }) = expr
+    else {
         return None;
     };
     let cmp = comparison(*cmp)?;
