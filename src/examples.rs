@@ -27,6 +27,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "metadata_tables.slt",
         include_str!("../sql_examples/metadata_tables.slt"),
     ),
+    (
+        "asof_join.slt",
+        include_str!("../sql_examples/asof_join.slt"),
+    ),
 ];
 
 /// A [`Session`] as a sqllogictest database.
