@@ -15,6 +15,7 @@ use arrow::array::{Array, RecordBatch, UInt64Array, new_null_array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
+use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::memory::MemoryStream;
@@ -246,6 +247,16 @@ impl Session {
         let plan = state.statement_to_plan(statement).await?;
         let frame = self.ctx.execute_logical_plan(plan).await?;
         Ok(frame.execute_stream().await?)
+    }
+
+    /// The session on one partition: rows come out in input order, so a
+    /// write's "row N" is the Nth row of the file or VALUES list.
+    fn in_order(&self) -> SessionContext {
+        let mut state = self.ctx.state();
+        let options = state.config_mut().options_mut();
+        options.execution.target_partitions = 1;
+        options.optimizer.repartition_file_scans = false;
+        SessionContext::new_with_state(state)
     }
 
     /// Resolves every time-travel clause that is not a literal snapshot id
@@ -547,8 +558,22 @@ impl Session {
         let expected = positions.iter().flatten().count();
 
         let mut source = source;
-        text_values(&mut source, &positions, &target.schema);
-        let stream = self.run_query(ast::Statement::Query(source)).await?;
+        let stream = if text_values(&mut source, &positions, &target.schema) {
+            let mut statement = ast::Statement::Query(source);
+            self.pin_time_travel(&mut statement).await?;
+            let ordered = self.in_order();
+            let plan = ordered
+                .state()
+                .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+                .await?;
+            ordered
+                .execute_logical_plan(plan)
+                .await?
+                .execute_stream()
+                .await?
+        } else {
+            self.run_query(ast::Statement::Query(source)).await?
+        };
         let given = stream.schema().fields().len();
         if given != expected {
             return Err(Error::BadInput {
@@ -615,13 +640,17 @@ impl Session {
         if !Path::new(path).is_file() {
             return Err(bad(format!("file {path} does not exist")));
         }
+        let reader = self.in_order();
         let frame = if lower.ends_with(".parquet") {
-            self.ctx
+            reader
                 .read_parquet(path, ParquetReadOptions::default())
                 .await
         } else if lower.ends_with(".csv") {
-            self.ctx
-                .read_csv(path, CsvReadOptions::new().has_header(true))
+            // Every column as text: the writer casts each value to its column's
+            // type and names the row and column of one that does not fit.
+            let schema = csv_text_schema(path).map_err(|e| bad(e.to_string()))?;
+            reader
+                .read_csv(path, CsvReadOptions::new().has_header(true).schema(&schema))
                 .await
         } else {
             return Err(bad(format!(
@@ -656,14 +685,14 @@ impl Session {
     }
 }
 
-/// Makes the cells of `INSERT ... VALUES` text, so that rows may spell one
+/// Makes the cells of `INSERT ... VALUES` text (and says whether it is VALUES), so that rows may spell one
 /// column differently (`TIMESTAMP '2024-01-01'` in one row, `'2024-01-02'` in
 /// the next) and each value is then cast to the column's type by the writer,
 /// which names the row of a value that does not fit. NULLs and binary columns
 /// are left as written.
-fn text_values(query: &mut ast::Query, positions: &[Option<usize>], table: &Schema) {
+fn text_values(query: &mut ast::Query, positions: &[Option<usize>], table: &Schema) -> bool {
     let ast::SetExpr::Values(values) = query.body.as_mut() else {
-        return;
+        return false;
     };
     let binary: Vec<bool> = (0..positions.len())
         .map(|value_index| {
@@ -695,6 +724,7 @@ fn text_values(query: &mut ast::Query, positions: &[Option<usize>], table: &Sche
             };
         }
     }
+    true
 }
 
 /// A DataFusion context with pitlake's planners (ASOF JOIN, time travel) and
@@ -707,6 +737,48 @@ pub fn new_context(config: SessionConfig) -> SessionContext {
         .with_relation_planners(vec![Arc::new(TimeTravelPlanner), Arc::new(AsOfJoinPlanner)])
         .build();
     SessionContext::new_with_state(state)
+}
+
+/// Plans one query with pitlake's SQL (ASOF JOIN, literal `VERSION AS OF`) on
+/// any DataFusion context made by [`new_context`], e.g. over registered Parquet
+/// files: the Rust path to pitlake's operators without a warehouse.
+pub async fn sql_dataframe(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    let mut statements = parse_sql(sql)?;
+    let (Some(Statement::Sql(statement)), true) = (statements.pop(), statements.is_empty()) else {
+        return Err(Error::Invalid(
+            "sql_dataframe takes exactly one query".into(),
+        ));
+    };
+    let mut statement = *statement;
+    wrap_asof_joins(&mut statement);
+    let plan = ctx
+        .state()
+        .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+        .await?;
+    Ok(ctx.execute_logical_plan(plan).await?)
+}
+
+/// A schema of text columns named by the header line of a CSV file.
+fn csv_text_schema(path: &str) -> Result<Schema> {
+    use std::io::BufRead;
+    let io = |source| Error::Io {
+        path: path.to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut header = String::new();
+    std::io::BufReader::new(file)
+        .read_line(&mut header)
+        .map_err(io)?;
+    let fields: Vec<Field> = header
+        .trim_end_matches(['\r', '\n'])
+        .split(',')
+        .map(|name| Field::new(name.trim().trim_matches('"'), DataType::Utf8, true))
+        .collect();
+    if header.trim().is_empty() {
+        return Err(Error::Invalid(format!("{path} has no header line")));
+    }
+    Ok(Schema::new(fields))
 }
 
 /// A schema name from `CREATE SCHEMA x` / `USE x`.

@@ -16,6 +16,7 @@ use iceberg_datafusion::IcebergStaticTableProvider;
 
 use super::feature_group::FeatureGroup;
 use crate::error::{Error, Result};
+use crate::execution::SnapshotScanExec;
 
 /// An Iceberg table as loaded at planning time, pinned to one snapshot.
 ///
@@ -114,17 +115,23 @@ impl TableProvider for IcebergTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let reader = match self.snapshot_id.filter(|_| self.pinned) {
+        match self.snapshot_id.filter(|_| self.pinned) {
             Some(id) => {
-                IcebergStaticTableProvider::try_new_from_table_snapshot(self.table.clone(), id)
+                let reader =
+                    IcebergStaticTableProvider::try_new_from_table_snapshot(self.table.clone(), id)
+                        .await
+                        .map_err(iceberg_datafusion::to_datafusion_error)?;
+                let scan = reader.scan(state, projection, filters, limit).await?;
+                Ok(Arc::new(SnapshotScanExec::new(self.name.clone(), id, scan)))
+            }
+            None => {
+                IcebergStaticTableProvider::try_new_from_table(self.table.clone())
                     .await
                     .map_err(iceberg_datafusion::to_datafusion_error)?
+                    .scan(state, projection, filters, limit)
+                    .await
             }
-            None => IcebergStaticTableProvider::try_new_from_table(self.table.clone())
-                .await
-                .map_err(iceberg_datafusion::to_datafusion_error)?,
-        };
-        reader.scan(state, projection, filters, limit).await
+        }
     }
 
     fn supports_filters_pushdown(

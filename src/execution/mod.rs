@@ -2,6 +2,8 @@
 
 pub mod asof_join;
 mod planner;
+mod snapshot_scan;
 
 pub use asof_join::AsOfJoinExec;
 pub use planner::{AsOfJoinExtensionPlanner, PitlakeQueryPlanner};
+pub use snapshot_scan::SnapshotScanExec;

@@ -4,3 +4,4 @@ mod asof_fuzz;
 mod interop;
 mod python;
 mod time_travel;
+mod writes;

@@ -2,6 +2,7 @@
 //! whose match value is nearest while satisfying the match condition.
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -228,6 +229,40 @@ impl UserDefinedLogicalNodeCore for AsOfJoinNode {
             write!(f, ", max_age=[{} {cmp} {}]", self.right_match, age.bound)?;
         }
         Ok(())
+    }
+
+    /// Only the columns the output needs plus those the join reads flow up
+    /// from each input, so scans read fewer columns.
+    fn necessary_children_exprs(&self, output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        let (ls, rs) = (self.left.schema(), self.right.schema());
+        let nl = ls.fields().len();
+        let mut left: BTreeSet<usize> =
+            output_columns.iter().copied().filter(|i| *i < nl).collect();
+        let mut right: BTreeSet<usize> = output_columns
+            .iter()
+            .filter(|i| **i >= nl)
+            .map(|i| i - nl)
+            .collect();
+        let left_exprs = self
+            .on
+            .iter()
+            .map(|(l, _)| l)
+            .chain([&self.left_match])
+            .chain(self.max_age.as_ref().map(|a| &a.bound));
+        for expr in left_exprs {
+            for column in expr.column_refs() {
+                left.insert(ls.index_of_column(column).ok()?);
+            }
+        }
+        for expr in self.on.iter().map(|(_, r)| r).chain([&self.right_match]) {
+            for column in expr.column_refs() {
+                right.insert(rs.index_of_column(column).ok()?);
+            }
+        }
+        Some(vec![
+            left.into_iter().collect(),
+            right.into_iter().collect(),
+        ])
     }
 
     fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> DFResult<Self> {

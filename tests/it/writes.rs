@@ -1,0 +1,83 @@
+//! Failed writes leave nothing behind: no snapshot, and no data file on disk
+//! that no snapshot references.
+
+use std::path::Path;
+
+use pitlake::Session;
+use pitlake::output::cells;
+
+fn parquet_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .map(|p| {
+            if p.is_dir() {
+                parquet_files(&p)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "parquet"))
+            }
+        })
+        .sum()
+}
+
+async fn one_cell(session: &Session, sql: &str) -> String {
+    let results = session
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    cells(&results[0].batches).expect("cells")[0][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_writes_leave_no_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    session
+        .sql(
+            "CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t;
+             INSERT INTO fg SELECT value, TIMESTAMP '2024-01-01 00:00:00', value * 0.5 FROM generate_series(1, 1000)",
+        )
+        .await
+        .expect("setup");
+    let data = dir.path().join("default/fg/data");
+    assert_eq!(parquet_files(&data), 1);
+
+    // The bad row comes after 50 000 good ones, so data has been written by
+    // then (rows of INSERT ... SELECT count in the order the query yields them).
+    let err = session
+        .sql(
+            "INSERT INTO fg SELECT CASE WHEN value = 50001 THEN NULL ELSE value END, TIMESTAMP '2024-02-01 00:00:00', 1.0
+             FROM generate_series(1, 60000)",
+        )
+        .await
+        .expect_err("NULL key");
+    assert!(err.to_string().contains("column k, row "), "{err}");
+
+    let copy_dir = tempfile::tempdir().expect("tempdir");
+    let bad_csv = copy_dir.path().join("bad.csv");
+    let mut text = String::from("k,t,v\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("{i},2024-03-01 00:00:00,{i}.5\n"));
+    }
+    text.push_str("20000,2024-03-01 00:00:00,not-a-number\n");
+    std::fs::write(&bad_csv, text).expect("csv");
+    let err = session
+        .sql(&format!("COPY fg FROM '{}'", bad_csv.display()))
+        .await
+        .expect_err("bad value");
+    assert!(err.to_string().contains("column v, row 20001"), "{err}");
+
+    assert_eq!(
+        one_cell(&session, "SELECT count(*) FROM \"fg$snapshots\"").await,
+        "1"
+    );
+    assert_eq!(one_cell(&session, "SELECT count(*) FROM fg").await, "1000");
+    assert_eq!(
+        parquet_files(&data),
+        1,
+        "files of failed writes were deleted"
+    );
+}
