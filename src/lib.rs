@@ -17,6 +17,7 @@
 pub mod catalog;
 pub mod error;
 pub mod execution;
+pub mod flight;
 pub mod ingest;
 pub mod planning;
 pub mod session;

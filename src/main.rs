@@ -27,6 +27,8 @@ enum Command {
         #[arg(long, env = "PITLAKE_WAREHOUSE", default_value = "warehouse")]
         warehouse: PathBuf,
     },
+    /// Serve the warehouse over Arrow Flight SQL (ADBC, JDBC, BI tools).
+    Serve(ServeArgs),
     /// Run SQL on the embedded warehouse: -c SQL, -f FILE, or an interactive shell.
     Sql {
         /// Warehouse folder.
@@ -42,6 +44,32 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+}
+
+/// Options of `pitlake serve`.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Warehouse folder.
+    #[arg(long, env = "PITLAKE_WAREHOUSE", default_value = "warehouse")]
+    warehouse: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// A user allowed in, as NAME:PASSWORD (repeatable).
+    #[arg(long = "user", value_name = "NAME:PASSWORD")]
+    users: Vec<String>,
+    /// A file of NAME:PASSWORD lines.
+    #[arg(long)]
+    users_file: Option<PathBuf>,
+    /// Accept every client without credentials (local play only).
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// Queries running at once; more wait, then get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 16)]
+    max_concurrent_queries: usize,
+    /// Seconds a query may run before it is cancelled.
+    #[arg(long, default_value_t = 3600)]
+    query_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -86,6 +114,7 @@ async fn run(cli: Cli) -> Result<()> {
             let mut out = stdout.lock();
             pitlake::quickstart::run(&warehouse, &mut out).await
         }
+        Command::Serve(args) => serve(args).await,
         Command::Sql {
             warehouse,
             command,
@@ -106,6 +135,69 @@ async fn run(cli: Cli) -> Result<()> {
             run_and_print(&session, &sql, format.into()).await
         }
     }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    use pitlake::flight::{Limits, ServerConfig, Users};
+    let users = if args.insecure_no_auth {
+        eprintln!("warning: --insecure-no-auth: every client gets in without credentials");
+        Users::Anyone
+    } else if let Some(path) = &args.users_file {
+        Users::from_file(path)?
+    } else if !args.users.is_empty() {
+        let mut map = std::collections::HashMap::new();
+        for entry in &args.users {
+            let (user, password) = entry
+                .split_once(':')
+                .ok_or_else(|| pitlake::Error::Invalid("--user takes NAME:PASSWORD".into()))?;
+            map.insert(user.to_string(), password.to_string());
+        }
+        Users::Passwords(map)
+    } else {
+        let password = pitlake::flight::random_secret();
+        eprintln!(
+            "user pitlake, password {password} (generated for this run; choose with --user NAME:PASSWORD or --users-file)"
+        );
+        Users::Passwords(std::collections::HashMap::from([(
+            "pitlake".to_string(),
+            password,
+        )]))
+    };
+    let warehouse = pitlake::catalog::Warehouse::open(&args.warehouse).await?;
+    let (listener, addr) = pitlake::flight::bind(&args.listen).await?;
+    eprintln!(
+        "pitlake Flight SQL listening on grpc://{addr} (warehouse {})",
+        warehouse.root().display()
+    );
+    let config = ServerConfig {
+        users,
+        limits: Limits {
+            max_concurrent_queries: args.max_concurrent_queries,
+            query_timeout: std::time::Duration::from_secs(args.query_timeout_secs),
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    };
+    pitlake::flight::serve(warehouse, listener, config, shutdown_signal()).await?;
+    eprintln!("pitlake Flight SQL stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    eprintln!("shutting down: finishing running calls");
 }
 
 async fn run_and_print(session: &Session, sql: &str, format: Format) -> Result<()> {

@@ -72,7 +72,11 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Opens the warehouse in `dir` (creating it if needed).
     pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        let warehouse = Warehouse::open(dir).await?;
+        Self::with_warehouse(Warehouse::open(dir).await?).await
+    }
+
+    /// A new session (own current schema and settings) on an open warehouse.
+    pub async fn with_warehouse(warehouse: Warehouse) -> Result<Self> {
         let config = SessionConfig::new()
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
@@ -124,6 +128,126 @@ impl Session {
         let schema = stream.schema();
         let batches = stream.try_collect().await?;
         Ok(StatementResult { schema, batches })
+    }
+
+    /// True for statements that only read (queries, EXPLAIN): they can be
+    /// planned once to learn their schema and run later, or run again.
+    pub fn is_query(statement: &Statement) -> bool {
+        matches!(
+            statement,
+            Statement::Sql(s) if matches!(**s, ast::Statement::Query(_) | ast::Statement::Explain { .. })
+        )
+    }
+
+    /// The schema a query's result will have, without running it.
+    pub async fn query_schema(&self, statement: Statement) -> Result<SchemaRef> {
+        Ok(self.describe_query(statement).await?.0)
+    }
+
+    /// A query's result schema and the types of its parameters (`$1` … in
+    /// order; `None` where the query does not tell).
+    pub async fn describe_query(
+        &self,
+        statement: Statement,
+    ) -> Result<(SchemaRef, Vec<Option<DataType>>)> {
+        self.catalog.refresh().await?;
+        let Statement::Sql(statement) = statement else {
+            return Err(Error::Invalid("not a query".into()));
+        };
+        let mut statement = *statement;
+        self.pin_time_travel(&mut statement).await?;
+        wrap_asof_joins(&mut statement);
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .await?;
+        let types = plan.get_parameter_types()?;
+        let mut params: Vec<Option<DataType>> = Vec::new();
+        for (name, data_type) in types {
+            if let Some(n) = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+                && n >= 1
+            {
+                if params.len() < n {
+                    params.resize(n, None);
+                }
+                params[n - 1] = data_type;
+            }
+        }
+        Ok((Arc::new(plan.schema().as_arrow().clone()), params))
+    }
+
+    /// Writes a stream of batches into `schema.table` as one snapshot, columns
+    /// matched by name (Flight SQL bulk ingest). A missing table is created
+    /// from the first batch's columns when `create` is set; an existing one is
+    /// appended to when `append` is set.
+    pub async fn ingest(
+        &self,
+        schema: Option<&str>,
+        table: &str,
+        create: bool,
+        append: bool,
+        input: impl futures::Stream<Item = Result<RecordBatch>> + Send,
+    ) -> Result<u64> {
+        let name = TableName {
+            schema: schema
+                .map(str::to_string)
+                .unwrap_or_else(|| self.current_schema()),
+            table: table.to_string(),
+        };
+        let mut input = Box::pin(input.peekable());
+        let existing = self
+            .warehouse
+            .try_load_table(&name.schema, &name.table)
+            .await?;
+        let table = match existing {
+            Some(table) if append => table,
+            Some(_) => {
+                return Err(Error::AlreadyExists {
+                    kind: "table",
+                    name: name.to_string(),
+                });
+            }
+            None if create => {
+                let first_schema = match input.as_mut().peek().await {
+                    Some(Ok(batch)) => batch.schema(),
+                    Some(Err(_)) => match input.next().await {
+                        Some(Err(e)) => return Err(e),
+                        _ => return Err(Error::Invalid("ingest stream failed".into())),
+                    },
+                    None => {
+                        return Err(Error::BadInput {
+                            table: name.to_string(),
+                            reason: "no data to create the table from".into(),
+                        });
+                    }
+                };
+                let schema = catalog::types::schema_from_arrow(&name.to_string(), &first_schema)?;
+                catalog::create_table(&self.warehouse, &name, schema, HashMap::new(), false)
+                    .await?
+                    .ok_or_else(|| Error::AlreadyExists {
+                        kind: "table",
+                        name: name.to_string(),
+                    })?
+            }
+            None => {
+                return Err(Error::TableNotFound {
+                    table: name.to_string(),
+                });
+            }
+        };
+        let target = target_of(&name.to_string(), &table)?;
+        let what = "ingested data".to_string();
+        let conformed = input.map(move |batch| ingest::by_name(&target, &batch?, &what));
+        let outcome = write_snapshot(
+            self.warehouse.catalog().as_ref(),
+            &name.to_string(),
+            &table,
+            conformed,
+            operation("ingest"),
+        )
+        .await?;
+        Ok(outcome.rows)
     }
 
     /// Runs one statement; queries stream their result batch by batch.

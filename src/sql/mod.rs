@@ -2,10 +2,12 @@
 //! the feature-group statements DataFusion does not know.
 
 mod dialect;
+mod params;
 mod parser;
 mod statement;
 pub mod time_travel_tokens;
 
 pub use dialect::PitlakeDialect;
+pub use params::{bind_parameters, count_parameters, number_placeholders};
 pub use parser::{name_parts, parse_sql};
 pub use statement::{CreateFeatureGroup, Statement};

@@ -14,9 +14,10 @@
 //! Per partition, as a state machine:
 //!
 //! ```text
-//!   Build ── right input exhausted, index built ──► Probe ── left exhausted ──► Done
-//!   (collect right batches under a memory          (per left batch: hash lookup +
-//!    reservation; too large → ResourcesExhausted)    binary search, take right columns)
+//!   Peek ── up to 64Ki left rows buffered ──► Build ── index built ──► Probe ── left done ──► Done
+//!   (if that is the whole left side,          (collect right batches     (per left batch: hash
+//!    keep only right rows with its keys)       under a memory reservation;  lookup + binary search,
+//!                                              too large → ResourcesExhausted) take right columns)
 //! ```
 //!
 //! Memory: the right partition plus 12 bytes per right row and the key map.
@@ -33,12 +34,16 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use std::collections::HashSet;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::filter_record_batch;
 use arrow::compute::{concat_batches, take};
 use arrow::datatypes::SchemaRef;
+use arrow::row::{RowConverter, SortField};
 use datafusion::common::Statistics;
 use datafusion::error::{DataFusionError, Result as DFResult};
-use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExprRef};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -50,6 +55,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     PlanProperties,
 };
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use super::index::{RightIndex, key_bytes};
@@ -220,17 +226,52 @@ impl ExecutionPlan for AsOfJoinExec {
             max_age: self.max_age.clone(),
             schema: self.schema.clone(),
         });
-        // Build, then probe: the left input is not polled until the index exists.
+        // Read a little of the left first: when that is all of it, only right
+        // rows with one of its keys are kept, so a handful of labels does not
+        // pay for indexing the whole right side. Then build, then probe.
         let stream = futures::stream::once(async move {
-            let (index, reservation) = build.collect(right, reservation, &metrics).await?;
+            let mut left = left;
+            let mut head = Vec::new();
+            let mut head_rows = 0usize;
+            let mut exhausted = false;
+            while head_rows <= SMALL_LEFT_ROWS {
+                match left.next().await {
+                    Some(batch) => {
+                        let batch = batch?;
+                        head_rows += batch.num_rows();
+                        head.push(batch);
+                    }
+                    None => {
+                        exhausted = true;
+                        break;
+                    }
+                }
+            }
+            let key_filter = if exhausted && !probe.keys.is_empty() {
+                Some(probe.key_set(&head)?)
+            } else {
+                None
+            };
+            let (index, reservation) = build
+                .collect(right, reservation, key_filter, &metrics)
+                .await?;
             let index = Arc::new(index);
-            Ok::<_, DataFusionError>(left.map(move |batch| {
-                let _hold = &reservation;
-                let _timer = metrics.probe_time.timer();
-                let out = probe.join(&index, &batch?, &metrics)?;
-                metrics.baseline.record_output(out.num_rows());
-                Ok(out)
-            }))
+            let rest: BoxStream<'static, DFResult<RecordBatch>> = if exhausted {
+                futures::stream::empty().boxed()
+            } else {
+                left.boxed()
+            };
+            Ok::<_, DataFusionError>(
+                futures::stream::iter(head.into_iter().map(Ok))
+                    .chain(rest)
+                    .map(move |batch| {
+                        let _hold = &reservation;
+                        let _timer = metrics.probe_time.timer();
+                        let out = probe.join(&index, &batch?, &metrics)?;
+                        metrics.baseline.record_output(out.num_rows());
+                        Ok(out)
+                    }),
+            )
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -280,20 +321,22 @@ impl BuildSide {
     async fn collect(
         self,
         mut input: SendableRecordBatchStream,
-        reservation: datafusion::execution::memory_pool::MemoryReservation,
+        reservation: MemoryReservation,
+        mut key_filter: Option<KeySet>,
         metrics: &JoinMetrics,
-    ) -> DFResult<(
-        RightIndex,
-        datafusion::execution::memory_pool::MemoryReservation,
-    )> {
+    ) -> DFResult<(RightIndex, MemoryReservation)> {
         let schema = input.schema();
         let mut batches = Vec::new();
         while let Some(batch) = input.next().await {
-            let batch = batch?;
+            let mut batch = batch?;
+            metrics.right_rows.add(batch.num_rows());
+            if let Some(filter) = key_filter.as_mut() {
+                let keys = evaluate(&self.keys, &batch)?;
+                batch = filter.retain(&batch, &keys)?;
+            }
             reservation
                 .try_grow(batch.get_array_memory_size())
                 .map_err(|e| e.context("ASOF JOIN: the right side of a partition does not fit in memory (raise the memory limit, or filter the right side)"))?;
-            metrics.right_rows.add(batch.num_rows());
             batches.push(batch);
         }
         let _timer = metrics.build_time.timer();
@@ -321,6 +364,16 @@ struct ProbeSide {
 }
 
 impl ProbeSide {
+    /// The encoded keys of a (small) left side, to filter the right side by.
+    fn key_set(&self, batches: &[RecordBatch]) -> DFResult<KeySet> {
+        let mut set = KeySet::default();
+        for batch in batches {
+            let keys = evaluate(&self.keys, batch)?;
+            set.insert(&keys)?;
+        }
+        Ok(set)
+    }
+
     /// Joins one left batch against the partition's right index.
     fn join(
         &self,
@@ -361,6 +414,50 @@ impl ProbeSide {
             columns.push(take(column.as_ref(), &indices, None)?);
         }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// Left rows below which the right side is filtered to the left's keys.
+const SMALL_LEFT_ROWS: usize = 65_536;
+
+/// A set of row-encoded keys.
+#[derive(Default)]
+struct KeySet {
+    converter: Option<RowConverter>,
+    keys: HashSet<Box<[u8]>, ahash::RandomState>,
+}
+
+impl KeySet {
+    fn converter(&mut self, keys: &[ArrayRef]) -> DFResult<&RowConverter> {
+        if self.converter.is_none() {
+            let fields = keys
+                .iter()
+                .map(|k| SortField::new(k.data_type().clone()))
+                .collect();
+            self.converter = Some(RowConverter::new(fields)?);
+        }
+        self.converter
+            .as_ref()
+            .ok_or_else(|| DataFusionError::Internal("key converter".into()))
+    }
+
+    fn insert(&mut self, keys: &[ArrayRef]) -> DFResult<()> {
+        let rows = self.converter(keys)?.convert_columns(keys)?;
+        for i in 0..rows.num_rows() {
+            if !keys.iter().any(|k| k.is_null(i)) {
+                self.keys.insert(Box::from(rows.row(i).data()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows of `batch` whose key is in the set.
+    fn retain(&mut self, batch: &RecordBatch, keys: &[ArrayRef]) -> DFResult<RecordBatch> {
+        let rows = self.converter(keys)?.convert_columns(keys)?;
+        let mask: BooleanArray = (0..rows.num_rows())
+            .map(|i| Some(self.keys.contains(rows.row(i).data())))
+            .collect();
+        Ok(filter_record_batch(batch, &mask)?)
     }
 }
 

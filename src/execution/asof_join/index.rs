@@ -28,7 +28,7 @@ pub struct RightIndex {
     /// All right rows of the partition.
     pub batch: RecordBatch,
     /// Key bytes → range in `order` / `values`.
-    groups: HashMap<Box<[u8]>, (u32, u32)>,
+    groups: HashMap<Box<[u8]>, (u32, u32), ahash::RandomState>,
     /// Right row ids grouped by key, each group by (match value, tie-break).
     order: Vec<u32>,
     /// `order`'s match values.
@@ -53,7 +53,7 @@ impl RightIndex {
         let n = batch.num_rows();
 
         // Pass 1: a group id per usable row.
-        let mut groups: HashMap<Box<[u8]>, (u32, u32)> = HashMap::new();
+        let mut groups: HashMap<Box<[u8]>, (u32, u32), ahash::RandomState> = HashMap::default();
         let mut counts: Vec<u32> = Vec::new();
         let mut group_of: Vec<u32> = vec![u32::MAX; n];
         for (i, gid) in group_of.iter_mut().enumerate() {

@@ -1,0 +1,129 @@
+//! `pitlake serve`: the Flight SQL endpoint (ADBC, JDBC, BI tools).
+//!
+//! ```text
+//! client ──gRPC──► tonic (I/O runtime) ──► PitlakeFlightSql ──► Session per token
+//!                                               │ plans, DDL, writes, query streams
+//!                                               ▼
+//!                                     execution runtime (DataFusion)
+//! ```
+
+mod auth;
+mod handle;
+mod service;
+mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tokio::net::TcpListener;
+
+pub use auth::{Authenticator, Users, random_secret};
+pub use service::{Limits, PitlakeFlightSql};
+pub use status::to_status;
+
+use crate::catalog::Warehouse;
+use crate::error::{Error, Result};
+use crate::session::Session;
+
+/// How the endpoint runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub users: Users,
+    pub token_lifetime: Duration,
+    pub limits: Limits,
+    /// Largest gRPC message accepted or sent.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            users: Users::Anyone,
+            token_lifetime: Duration::from_secs(12 * 3600),
+            limits: Limits::default(),
+            max_message_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A runtime for query execution, apart from the one serving gRPC.
+struct Executor(Option<tokio::runtime::Runtime>);
+
+impl Executor {
+    fn new() -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("pitlake-exec")
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Io {
+                path: "execution runtime".into(),
+                source,
+            })?;
+        Ok(Executor(Some(runtime)))
+    }
+
+    fn handle(&self) -> Result<tokio::runtime::Handle> {
+        self.0
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .ok_or_else(|| Error::Invalid("execution runtime is gone".into()))
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        // Dropping a runtime may block; from async code it must not.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Serves Flight SQL on `listener` until `shutdown` completes; then stops
+/// taking calls and lets running ones finish.
+pub async fn serve(
+    warehouse: Warehouse,
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let executor = Executor::new()?;
+    let shared = Session::with_warehouse(warehouse.clone()).await?;
+    let auth = Arc::new(Authenticator::new(
+        config.users.clone(),
+        config.token_lifetime,
+        shared,
+    ));
+    let service =
+        PitlakeFlightSql::new(auth, warehouse, executor.handle()?, config.limits.clone())?;
+    let server = FlightServiceServer::new(service)
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    tonic::transport::Server::builder()
+        .add_service(server)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+        .map_err(|e| Error::Invalid(format!("Flight SQL server: {e}")))?;
+    drop(executor);
+    Ok(())
+}
+
+/// Binds `addr` (port 0 picks a free port) and returns the listener with the
+/// address it got.
+pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Io {
+        path: format!("listen address {addr}"),
+        source,
+    })?;
+    let local = listener.local_addr().map_err(|source| Error::Io {
+        path: format!("listen address {addr}"),
+        source,
+    })?;
+    Ok((listener, local))
+}

@@ -1,0 +1,951 @@
+//! pitlake's Flight SQL service: every command a SQL client uses, on top of a
+//! session per authenticated client.
+//!
+//! Queries are planned in `GetFlightInfo` (to report their schema) and run in
+//! `DoGet`, streamed batch by batch; the ticket carries the SQL, so the server
+//! holds no results. Statements with effects (DDL, INSERT, COPY) run once, in
+//! `GetFlightInfo` or `DoPut`, and their small result travels in the ticket.
+//! Execution runs on its own runtime, so a long query never starves gRPC; a
+//! client that goes away drops its stream, which cancels its query.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt64Array};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
+    CommandStatementIngest, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, Nullable, ProstMessageExt, Searchable, SqlInfo,
+    TableExistsOption, TableNotExistOption, TicketStatementQuery, XdbcDataType,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use datafusion::common::ScalarValue;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tokio::sync::Semaphore;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::auth::Authenticator;
+use super::handle::Handle;
+use super::status::{df_status, to_status};
+use crate::catalog::{CATALOG_NAME, FeatureGroup, Warehouse};
+use crate::error::{Error, Result};
+use crate::session::{Session, StatementResult};
+use crate::sql::{Statement, bind_parameters, count_parameters, number_placeholders, parse_sql};
+
+type DoGetStream = <PitlakeFlightSql as FlightService>::DoGetStream;
+
+/// Limits that keep one client from starving the others.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Queries running at once; more wait up to `queue_timeout`.
+    pub max_concurrent_queries: usize,
+    pub queue_timeout: Duration,
+    /// Longest a query may run before it is cancelled.
+    pub query_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent_queries: 16,
+            queue_timeout: Duration::from_secs(30),
+            query_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The Flight SQL service.
+pub struct PitlakeFlightSql {
+    auth: Arc<Authenticator>,
+    warehouse: Warehouse,
+    sql_info: SqlInfoData,
+    xdbc: XdbcTypeInfoData,
+    executor: tokio::runtime::Handle,
+    queries: Arc<Semaphore>,
+    limits: Limits,
+}
+
+impl PitlakeFlightSql {
+    pub fn new(
+        auth: Arc<Authenticator>,
+        warehouse: Warehouse,
+        executor: tokio::runtime::Handle,
+        limits: Limits,
+    ) -> Result<Self> {
+        Ok(PitlakeFlightSql {
+            auth,
+            warehouse,
+            sql_info: sql_info()?,
+            xdbc: xdbc_types()?,
+            executor,
+            queries: Arc::new(Semaphore::new(limits.max_concurrent_queries.max(1))),
+            limits,
+        })
+    }
+
+    fn session<T>(&self, request: &Request<T>) -> std::result::Result<Session, Status> {
+        self.auth.session(request.metadata())
+    }
+
+    /// Runs `work` on the execution runtime.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> std::result::Result<T, Status> {
+        self.executor
+            .spawn(work)
+            .await
+            .map_err(|e| Status::internal(format!("query task failed: {e}")))?
+            .map_err(to_status)
+    }
+
+    /// Waits for a query slot, or says the server is busy.
+    async fn slot(&self) -> std::result::Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        match tokio::time::timeout(
+            self.limits.queue_timeout,
+            self.queries.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Status::resource_exhausted(format!(
+                "the server is busy: {} queries are running; try again later",
+                self.limits.max_concurrent_queries
+            ))),
+        }
+    }
+
+    /// Executes the statements of `sql` with `params` bound; the last result.
+    async fn execute_now(
+        &self,
+        session: Session,
+        sql: String,
+        params: Option<RecordBatch>,
+    ) -> std::result::Result<RecordBatch, Status> {
+        self.run(async move {
+            let mut last = None;
+            for statement in bound_statements(&sql, params.as_ref())? {
+                last = Some(session.execute(statement).await?);
+            }
+            let result = last.ok_or_else(|| Error::Invalid("no statement to run".into()))?;
+            concat_result(result)
+        })
+        .await
+    }
+
+    /// FlightInfo for a query (planned, not run) or for a statement (run now).
+    async fn flight_info(
+        &self,
+        session: Session,
+        sql: String,
+        params: Option<RecordBatch>,
+        descriptor: FlightDescriptor,
+    ) -> std::result::Result<FlightInfo, Status> {
+        let statements = bound_statements(&sql, params.as_ref()).map_err(to_status)?;
+        let (schema, handle) = if let [statement] = statements.as_slice()
+            && Session::is_query(statement)
+        {
+            let statement = statement.clone();
+            let planner = session.clone();
+            let schema = self
+                .run(async move { planner.query_schema(statement).await })
+                .await?;
+            (schema, Handle::Query { sql, params })
+        } else {
+            let result = self.execute_now(session, sql, params).await?;
+            (result.schema(), Handle::Done { result })
+        };
+        info(&schema, handle, descriptor)
+    }
+
+    /// Streams a ticket's result.
+    async fn redeem(
+        &self,
+        session: Session,
+        handle: Handle,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        match handle {
+            Handle::Done { result } => Ok(Response::new(encode(
+                result.schema(),
+                futures::stream::iter([Ok(result)]),
+            ))),
+            Handle::Query { sql, params } => {
+                let permit = self.slot().await?;
+                let statement = bound_statements(&sql, params.as_ref())
+                    .map_err(to_status)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Status::invalid_argument("empty query"))?;
+                let stream = self
+                    .run(async move { session.execute_stream(statement).await })
+                    .await?;
+                let schema = stream.schema();
+                // Batches cross to the gRPC runtime through a small channel: the
+                // query runs ahead by two batches at most, and stops when the
+                // client goes away (the receiver is dropped) or time is up.
+                let (tx, rx) =
+                    tokio::sync::mpsc::channel::<std::result::Result<RecordBatch, FlightError>>(2);
+                let timeout = self.limits.query_timeout;
+                self.executor.spawn(async move {
+                    let _permit = permit;
+                    let mut stream = stream;
+                    let deadline = tokio::time::sleep(timeout);
+                    tokio::pin!(deadline);
+                    loop {
+                        let next = tokio::select! {
+                            batch = stream.next() => batch,
+                            _ = &mut deadline => {
+                                let _ = tx.send(Err(FlightError::Tonic(Box::new(Status::deadline_exceeded(
+                                    format!("query cancelled after the {}s limit", timeout.as_secs())))))).await;
+                                return;
+                            }
+                            _ = tx.closed() => return,
+                        };
+                        let Some(batch) = next else { return };
+                        let item = batch.map_err(|e| FlightError::Tonic(Box::new(df_status(e))));
+                        if tx.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                Ok(Response::new(encode(
+                    schema,
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                )))
+            }
+        }
+    }
+}
+
+/// Parses `sql` and binds one row of parameters into it.
+fn bound_statements(sql: &str, params: Option<&RecordBatch>) -> Result<Vec<Statement>> {
+    let mut statements = parse_sql(sql)?;
+    if let Some(params) = params {
+        let values = row_values(params, 0)?;
+        for statement in &mut statements {
+            match statement {
+                Statement::Sql(s) => bind_parameters(s, &values)?,
+                _ => {
+                    return Err(Error::NotSupported(
+                        "parameters in pitlake's own statements".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(statements)
+}
+
+fn row_values(batch: &RecordBatch, row: usize) -> Result<Vec<ScalarValue>> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| ScalarValue::try_from_array(c, row).map_err(Error::from))
+        .collect()
+}
+
+fn concat_result(result: StatementResult) -> Result<RecordBatch> {
+    concat_batches(&result.schema, &result.batches).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+fn info(
+    schema: &Schema,
+    handle: Handle,
+    descriptor: FlightDescriptor,
+) -> std::result::Result<FlightInfo, Status> {
+    let ticket = TicketStatementQuery {
+        statement_handle: handle.encode().map_err(to_status)?.into(),
+    };
+    let ticket = Ticket::new(ticket.as_any().encode_to_vec());
+    Ok(FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+        .with_descriptor(descriptor))
+}
+
+fn metadata_info(
+    schema: &Schema,
+    command: impl ProstMessageExt,
+    descriptor: FlightDescriptor,
+) -> std::result::Result<FlightInfo, Status> {
+    let ticket = Ticket::new(command.as_any().encode_to_vec());
+    Ok(FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+        .with_descriptor(descriptor))
+}
+
+fn encode(
+    schema: SchemaRef,
+    batches: impl Stream<Item = std::result::Result<RecordBatch, FlightError>> + Send + 'static,
+) -> DoGetStream {
+    Box::pin(
+        FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map_err(Status::from),
+    )
+}
+
+fn one<E: std::fmt::Display>(
+    batch: std::result::Result<RecordBatch, E>,
+) -> std::result::Result<Response<DoGetStream>, Status> {
+    let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(encode(
+        batch.schema(),
+        futures::stream::iter([Ok(batch)]),
+    )))
+}
+
+fn ipc_schema(schema: &Schema) -> std::result::Result<prost::bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+/// The parameters of a `DoPut`: one batch (or none).
+async fn parameters(
+    request: Request<PeekableFlightDataStream>,
+) -> std::result::Result<Option<RecordBatch>, Status> {
+    let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(
+        request.into_inner().map_err(FlightError::from),
+    )
+    .try_collect()
+    .await?;
+    match batches.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => {
+            let schema = many[0].schema();
+            Ok(Some(
+                concat_batches(&schema, many)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            ))
+        }
+    }
+}
+
+/// The `count` a write statement returned, or 0.
+fn affected_rows(result: &RecordBatch) -> i64 {
+    result
+        .column_by_name("count")
+        .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+        .map(|c| c.iter().flatten().sum::<u64>() as i64)
+        .unwrap_or(0)
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for PitlakeFlightSql {
+    type FlightService = PitlakeFlightSql;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> std::result::Result<
+        Response<
+            Pin<Box<dyn Stream<Item = std::result::Result<HandshakeResponse, Status>> + Send>>,
+        >,
+        Status,
+    > {
+        let token = self.auth.handshake(request.metadata()).await?;
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        };
+        let stream: Pin<Box<dyn Stream<Item = _> + Send>> =
+            Box::pin(futures::stream::iter([Ok(reply)]));
+        let mut response = Response::new(stream);
+        if !token.is_empty() {
+            let value = MetadataValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| Status::internal("cannot encode the token"))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        let session = self.session(&request)?;
+        let info = self
+            .flight_info(session, query.query, None, request.into_inner())
+            .await?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        let session = self.session(&request)?;
+        let handle = Handle::decode(&ticket.statement_handle).map_err(to_status)?;
+        self.redeem(session, handle).await
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> std::result::Result<i64, Status> {
+        let session = self.session(&request)?;
+        let result = self.execute_now(session, command.query, None).await?;
+        Ok(affected_rows(&result))
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> std::result::Result<i64, Status> {
+        let session = self.session(&request)?;
+        if command.temporary {
+            return Err(Status::unimplemented("temporary tables are not supported"));
+        }
+        if command
+            .catalog
+            .as_deref()
+            .is_some_and(|c| c != CATALOG_NAME)
+        {
+            return Err(Status::not_found(format!(
+                "catalog {} does not exist (it is {CATALOG_NAME})",
+                command.catalog.unwrap_or_default()
+            )));
+        }
+        let (create, append) = match &command.table_definition_options {
+            Some(options) => {
+                if options.if_exists() == TableExistsOption::Replace {
+                    return Err(Status::unimplemented(
+                        "ingest mode replace: drop the table first, or append",
+                    ));
+                }
+                (
+                    options.if_not_exist() == TableNotExistOption::Create,
+                    options.if_exists() == TableExistsOption::Append,
+                )
+            }
+            None => (false, true),
+        };
+        let batches = FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        )
+        .map_err(|e| Error::Invalid(format!("ingest stream: {e}")));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
+        // Decode on this runtime, write on the execution runtime.
+        let forward = async move {
+            let mut batches = std::pin::pin!(batches);
+            while let Some(b) = batches.next().await {
+                if tx.send(b).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let schema = command.schema.clone();
+        let table = command.table.clone();
+        let write = self.run(async move {
+            session
+                .ingest(
+                    schema.as_deref(),
+                    &table,
+                    create,
+                    append,
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                )
+                .await
+        });
+        let ((), rows) = tokio::join!(forward, write);
+        Ok(rows? as i64)
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> std::result::Result<ActionCreatePreparedStatementResult, Status> {
+        let session = self.session(&request)?;
+        let sql = query.query;
+        let mut statements = parse_sql(&sql).map_err(to_status)?;
+        let [statement] = statements.as_mut_slice() else {
+            return Err(Status::invalid_argument(
+                "a prepared statement holds exactly one statement",
+            ));
+        };
+        let count = match statement {
+            Statement::Sql(s) => {
+                number_placeholders(s);
+                count_parameters(s)
+            }
+            _ => 0,
+        };
+        let (dataset, mut types) = if Session::is_query(statement) {
+            let statement = statement.clone();
+            self.run(async move { session.describe_query(statement).await })
+                .await?
+        } else {
+            (Arc::new(Schema::empty()), Vec::new())
+        };
+        types.resize(count.max(types.len()), None);
+        let params = Schema::new(
+            types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    Field::new(
+                        format!("${}", i + 1),
+                        t.clone().unwrap_or(DataType::Utf8),
+                        true,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: Handle::Query { sql, params: None }
+                .encode()
+                .map_err(to_status)?
+                .into(),
+            dataset_schema: ipc_schema(&dataset)?,
+            parameter_schema: ipc_schema(&params)?,
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> std::result::Result<(), Status> {
+        // Handles carry everything: nothing to free.
+        Ok(())
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> std::result::Result<DoPutPreparedStatementResult, Status> {
+        self.session(&request)?;
+        let Handle::Query { sql, .. } =
+            Handle::decode(&query.prepared_statement_handle).map_err(to_status)?
+        else {
+            return Err(Status::invalid_argument("not a prepared statement handle"));
+        };
+        let params = parameters(request).await?;
+        let handle = Handle::Query { sql, params }.encode().map_err(to_status)?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.into()),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        command: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        let session = self.session(&request)?;
+        let Handle::Query { sql, params } =
+            Handle::decode(&command.prepared_statement_handle).map_err(to_status)?
+        else {
+            return Err(Status::invalid_argument("not a prepared statement handle"));
+        };
+        let info = self
+            .flight_info(session, sql, params, request.into_inner())
+            .await?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        command: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> std::result::Result<i64, Status> {
+        let session = self.session(&request)?;
+        let Handle::Query { sql, params: bound } =
+            Handle::decode(&command.prepared_statement_handle).map_err(to_status)?
+        else {
+            return Err(Status::invalid_argument("not a prepared statement handle"));
+        };
+        let params = parameters(request).await?.or(bound);
+        let Some(params) = params.clone().filter(|p| p.num_rows() > 1) else {
+            let result = self.execute_now(session, sql, params).await?;
+            return Ok(affected_rows(&result));
+        };
+        // One execution per parameter row.
+        let mut total = 0;
+        for row in 0..params.num_rows() {
+            let result = self
+                .execute_now(session.clone(), sql.clone(), Some(params.slice(row, 1)))
+                .await?;
+            total += affected_rows(&result);
+        }
+        Ok(total)
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.session(&request)?;
+        let schema = query.into_builder().schema();
+        Ok(Response::new(metadata_info(
+            &schema,
+            query,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        self.session(&request)?;
+        let mut builder = query.into_builder();
+        builder.append(CATALOG_NAME);
+        one(builder.build())
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.session(&request)?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(metadata_info(
+            &schema,
+            query,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        self.session(&request)?;
+        let warehouse = self.warehouse.clone();
+        let schemas = self
+            .run(async move { warehouse.list_schemas().await })
+            .await?;
+        let mut builder = query.into_builder();
+        for schema in schemas {
+            builder.append(CATALOG_NAME, schema);
+        }
+        one(builder.build())
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.session(&request)?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(metadata_info(
+            &schema,
+            query,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        self.session(&request)?;
+        let warehouse = self.warehouse.clone();
+        let include_schema = query.include_schema;
+        let tables = self
+            .run(async move {
+                let mut out = Vec::new();
+                for schema in warehouse.list_schemas().await? {
+                    for table in warehouse.list_tables(&schema).await? {
+                        let arrow = if include_schema {
+                            match warehouse.try_load_table(&schema, &table).await? {
+                                Some(t) => iceberg::arrow::schema_to_arrow_schema(
+                                    t.metadata().current_schema(),
+                                )
+                                .map_err(Error::iceberg(format!("schema of {schema}.{table}")))?,
+                                None => continue,
+                            }
+                        } else {
+                            Schema::empty()
+                        };
+                        out.push((schema.clone(), table, arrow));
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut builder = query.into_builder();
+        for (schema, table, arrow) in tables {
+            builder
+                .append(CATALOG_NAME, schema, table, "TABLE", &arrow)
+                .map_err(Status::from)?;
+        }
+        one(builder.build())
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.session(&request)?;
+        let schema = query.into_builder().schema();
+        Ok(Response::new(metadata_info(
+            &schema,
+            query,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        self.session(&request)?;
+        let mut builder = query.into_builder();
+        builder.append("TABLE");
+        one(builder.build())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.session(&request)?;
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        Ok(Response::new(metadata_info(
+            &schema,
+            query,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        self.session(&request)?;
+        one(query.into_builder(&self.sql_info).build())
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.session(&request)?;
+        Ok(Response::new(metadata_info(
+            &primary_keys_schema(),
+            query,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        let session = self.session(&request)?;
+        let warehouse = self.warehouse.clone();
+        let schema = query
+            .db_schema
+            .clone()
+            .unwrap_or_else(|| session.current_schema());
+        let table = query.table.clone();
+        let keys = self
+            .run(async move {
+                let Some(t) = warehouse.try_load_table(&schema, &table).await? else {
+                    return Err(Error::TableNotFound {
+                        table: format!("{schema}.{table}"),
+                    });
+                };
+                let keys = FeatureGroup::from_properties(t.metadata().properties())?
+                    .map(|fg| fg.entity_key)
+                    .unwrap_or_default();
+                Ok((schema, table, keys))
+            })
+            .await?;
+        let (schema, table, keys) = keys;
+        let n = keys.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![Some(CATALOG_NAME); n])),
+            Arc::new(StringArray::from(vec![Some(schema.as_str()); n])),
+            Arc::new(StringArray::from(vec![table.as_str(); n])),
+            Arc::new(StringArray::from(
+                keys.iter().map(String::as_str).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(vec![Some("entity_key"); n])),
+            Arc::new(Int32Array::from_iter_values(
+                (1..=n as i32).collect::<Vec<_>>(),
+            )),
+        ];
+        one(RecordBatch::try_new(
+            Arc::new(primary_keys_schema()),
+            columns,
+        ))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.session(&request)?;
+        let schema = query.into_builder(&self.xdbc).schema();
+        Ok(Response::new(metadata_info(
+            &schema,
+            query,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        self.session(&request)?;
+        one(query.into_builder(&self.xdbc).build())
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// The Flight SQL schema of GetPrimaryKeys results.
+fn primary_keys_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ])
+}
+
+fn sql_info() -> Result<SqlInfoData> {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "pitlake");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "58");
+    b.append(SqlInfo::FlightSqlServerReadOnly, false);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::SqlDdlCatalog, false);
+    b.append(SqlInfo::SqlDdlSchema, true);
+    b.append(SqlInfo::SqlDdlTable, true);
+    b.append(SqlInfo::SqlIdentifierCase, 1i32);
+    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    b.append(SqlInfo::SqlQuotedIdentifierCase, 3i32);
+    b.append(SqlInfo::SqlAllTablesAreSelectable, true);
+    b.append(SqlInfo::SqlNullOrdering, 2i32);
+    b.append(SqlInfo::SqlSupportsColumnAliasing, true);
+    b.append(SqlInfo::SqlNullPlusNullIsNull, true);
+    b.append(SqlInfo::SqlSupportsTableCorrelationNames, true);
+    b.append(SqlInfo::SqlSupportsExpressionsInOrderBy, true);
+    b.append(SqlInfo::SqlSupportsOrderByUnrelated, true);
+    b.append(SqlInfo::SqlSupportsLikeEscapeClause, true);
+    b.append(SqlInfo::SqlSchemaTerm, "schema");
+    b.append(SqlInfo::SqlCatalogTerm, "catalog");
+    b.append(SqlInfo::SqlCatalogAtStart, true);
+    b.append(SqlInfo::SqlMaxColumnNameLength, 1024i64);
+    b.append(
+        SqlInfo::SqlKeywords,
+        [
+            "ASOF",
+            "MATCH_CONDITION",
+            "FEATURE",
+            "GROUP",
+            "ENTITY",
+            "EVENT",
+            "VERSION",
+            "TIMESTAMP",
+            "ONLINE",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    b.build().map_err(|e| Error::Invalid(e.to_string()))
+}
+
+fn xdbc_types() -> Result<XdbcTypeInfoData> {
+    let mut b = XdbcTypeInfoDataBuilder::new();
+    let base = |name: &str, t: XdbcDataType| XdbcTypeInfo {
+        type_name: name.into(),
+        data_type: t,
+        column_size: None,
+        literal_prefix: None,
+        literal_suffix: None,
+        create_params: None,
+        nullable: Nullable::NullabilityNullable,
+        case_sensitive: false,
+        searchable: Searchable::Full,
+        unsigned_attribute: Some(false),
+        fixed_prec_scale: false,
+        auto_increment: Some(false),
+        local_type_name: Some(name.into()),
+        minimum_scale: None,
+        maximum_scale: None,
+        sql_data_type: t,
+        datetime_subcode: None,
+        num_prec_radix: None,
+        interval_precision: None,
+    };
+    for (name, t) in [
+        ("BOOLEAN", XdbcDataType::XdbcBit),
+        ("INT", XdbcDataType::XdbcInteger),
+        ("BIGINT", XdbcDataType::XdbcBigint),
+        ("REAL", XdbcDataType::XdbcReal),
+        ("DOUBLE", XdbcDataType::XdbcDouble),
+        ("DECIMAL", XdbcDataType::XdbcDecimal),
+        ("VARCHAR", XdbcDataType::XdbcVarchar),
+        ("BINARY", XdbcDataType::XdbcBinary),
+        ("DATE", XdbcDataType::XdbcDate),
+        ("TIMESTAMP", XdbcDataType::XdbcTimestamp),
+    ] {
+        let mut info = base(name, t);
+        if t == XdbcDataType::XdbcVarchar {
+            info.literal_prefix = Some("'".into());
+            info.literal_suffix = Some("'".into());
+            info.case_sensitive = true;
+        }
+        b.append(info);
+    }
+    b.build().map_err(|e| Error::Invalid(e.to_string()))
+}

@@ -1,0 +1,250 @@
+//! The Flight SQL endpoint, with real clients: arrow-flight's Rust client and
+//! the Python ADBC Flight SQL driver. Servers bind port 0 and are shut down
+//! explicitly.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{
+    CommandGetTables, CommandStatementIngest, SqlInfo, TableDefinitionOptions,
+};
+use futures::TryStreamExt;
+use pitlake::catalog::Warehouse;
+use pitlake::flight::{ServerConfig, Users};
+use pitlake::output::cells;
+use tonic::transport::Channel;
+
+use crate::python::run_script;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<pitlake::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(users: Users) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let warehouse = Warehouse::open(dir.path()).await.expect("warehouse");
+        let (listener, addr) = pitlake::flight::bind("127.0.0.1:0").await.expect("bind");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let config = ServerConfig {
+            users,
+            ..ServerConfig::default()
+        };
+        let handle = tokio::spawn(pitlake::flight::serve(warehouse, listener, config, async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            shutdown: Some(tx),
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task").expect("server");
+        }
+    }
+
+    async fn client(&self) -> FlightSqlServiceClient<Channel> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        FlightSqlServiceClient::new(channel)
+    }
+}
+
+fn alice() -> Users {
+    Users::Passwords(HashMap::from([("alice".to_string(), "s3cret".to_string())]))
+}
+
+async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    client
+        .do_get(ticket)
+        .await
+        .expect("do_get")
+        .try_collect()
+        .await
+        .expect("batches")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_round_trip() {
+    let server = TestServer::start(alice()).await;
+    let mut client = server.client().await;
+
+    let err = client
+        .execute("SELECT 1".into(), None)
+        .await
+        .expect_err("no token");
+    assert!(err.to_string().contains("authenticate"), "{err}");
+    assert!(client.handshake("alice", "wrong").await.is_err());
+    client
+        .handshake("alice", "s3cret")
+        .await
+        .expect("handshake");
+
+    client
+        .execute_update(
+            "CREATE FEATURE GROUP fg (k VARCHAR, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t".into(),
+            None,
+        )
+        .await
+        .expect("create");
+    let written = client
+        .execute_update(
+            "INSERT INTO fg VALUES ('a', '2024-01-01', 1.5), ('b', '2024-01-02', 2.5)".into(),
+            None,
+        )
+        .await
+        .expect("insert");
+    assert_eq!(written, 2);
+
+    let rows = query(&mut client, "SELECT k, v FROM fg ORDER BY k").await;
+    assert_eq!(
+        cells(&rows).expect("cells"),
+        vec![vec!["a", "1.5"], vec!["b", "2.5"]]
+    );
+
+    // Bulk ingest, validated like INSERT.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Utf8, true),
+        Field::new("t", DataType::Utf8, true),
+        Field::new("v", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["c"])),
+            Arc::new(StringArray::from(vec!["2024-01-03"])),
+            Arc::new(Int64Array::from(vec![3])),
+        ],
+    )
+    .expect("batch");
+    let ingested = client
+        .execute_ingest(
+            CommandStatementIngest {
+                table: "fg".into(),
+                table_definition_options: Some(TableDefinitionOptions {
+                    if_not_exist: 2, // fail
+                    if_exists: 2,    // append
+                }),
+                ..Default::default()
+            },
+            futures::stream::iter([Ok(batch)]),
+        )
+        .await
+        .expect("ingest");
+    assert_eq!(ingested, 1);
+
+    // Prepared statement with a parameter.
+    let mut prepared = client
+        .prepare("SELECT v FROM fg WHERE k = $1".into(), None)
+        .await
+        .expect("prepare");
+    let params = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, true)])),
+        vec![Arc::new(StringArray::from(vec!["c"]))],
+    )
+    .expect("params");
+    prepared.set_parameters(params).expect("bind");
+    let info = prepared.execute().await.expect("execute prepared");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let rows: Vec<RecordBatch> = client
+        .do_get(ticket)
+        .await
+        .expect("do_get")
+        .try_collect()
+        .await
+        .expect("rows");
+    assert_eq!(cells(&rows).expect("cells"), vec![vec!["3.0"]]);
+    prepared.close().await.expect("close");
+
+    // Metadata.
+    let info = client
+        .get_tables(CommandGetTables {
+            include_schema: true,
+            ..Default::default()
+        })
+        .await
+        .expect("tables");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let tables: Vec<RecordBatch> = client
+        .do_get(ticket)
+        .await
+        .expect("do_get")
+        .try_collect()
+        .await
+        .expect("tables");
+    assert_eq!(tables[0].num_columns(), 5);
+    assert_eq!(tables[0].num_rows(), 1);
+    let info = client
+        .get_sql_info(vec![
+            SqlInfo::FlightSqlServerName,
+            SqlInfo::SqlIdentifierQuoteChar,
+        ])
+        .await
+        .expect("sql info");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let sql_info: Vec<RecordBatch> = client
+        .do_get(ticket)
+        .await
+        .expect("do_get")
+        .try_collect()
+        .await
+        .expect("info");
+    assert_eq!(sql_info[0].num_rows(), 2);
+
+    // Errors carry the right code and pitlake's message.
+    let err = client
+        .execute("SELECT * FROM nothing".into(), None)
+        .await
+        .expect_err("missing table");
+    assert!(err.to_string().contains("not found"), "{err}");
+    let err = client
+        .execute_update("INSERT INTO fg VALUES (NULL, '2024-01-01', 1)".into(), None)
+        .await
+        .expect_err("null key");
+    assert!(
+        err.to_string().contains("InvalidArgument") || err.to_string().contains("invalid argument"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("column k, row 1: NULL is not allowed"),
+        "{err}"
+    );
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adbc_python_client() {
+    let server = TestServer::start(alice()).await;
+    let uri = format!("grpc://{}", server.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        run_script("adbc_client.py", &[&uri, "alice", "s3cret"])
+    })
+    .await
+    .expect("script");
+    assert!(out.contains("OK"), "{out}");
+    server.stop().await;
+}
