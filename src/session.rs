@@ -17,6 +17,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
@@ -854,8 +855,14 @@ fn text_values(query: &mut ast::Query, positions: &[Option<usize>], table: &Sche
 /// A DataFusion context with pitlake's planners (ASOF JOIN, time travel) and
 /// no catalog: for Rust callers using pitlake's operators on their own tables.
 pub fn new_context(config: SessionConfig) -> SessionContext {
+    new_context_with_runtime(config, Arc::new(RuntimeEnv::default()))
+}
+
+/// [`new_context`] with a given runtime (memory pool, disk manager).
+pub fn new_context_with_runtime(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
     let state = SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime)
         .with_default_features()
         .with_query_planner(Arc::new(PitlakeQueryPlanner))
         .with_relation_planners(vec![Arc::new(TimeTravelPlanner), Arc::new(AsOfJoinPlanner)])

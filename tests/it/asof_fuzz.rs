@@ -214,3 +214,49 @@ async fn asof_join_matches_the_reference() {
         }
     }
 }
+
+/// A right side larger than the memory pool fails with ResourcesExhausted and
+/// a message saying what to do, instead of growing until the OS kills us.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn right_side_over_the_memory_limit_fails_cleanly() {
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(256 << 10, 1.0)
+        .build_arc()
+        .expect("runtime");
+    let ctx = pitlake::session::new_context_with_runtime(
+        SessionConfig::new().with_target_partitions(1),
+        runtime,
+    );
+    let mut rng = Rng(7);
+    let left = rows(&mut rng, 10, 5, 100, 0);
+    let right = rows(&mut rng, 200_000, 5, 100, 1_000_000);
+    ctx.register_table("l", Arc::new(table(&left, "l_id", 8192, 1)))
+        .expect("l");
+    ctx.register_table("r", Arc::new(table(&right, "r_id", 8192, 1)))
+        .expect("r");
+    let joined = asof_join(
+        ctx.table("l").await.expect("l"),
+        ctx.table("r").await.expect("r"),
+        AsOfJoinSpec {
+            on: vec![],
+            left_match: "t".into(),
+            op: MatchOp::GtEq,
+            right_match: "t".into(),
+            max_age: None,
+        },
+    )
+    .expect("plan");
+    let err = joined.collect().await.expect_err("over the limit");
+    let text = err.to_string();
+    assert!(
+        text.contains("ASOF JOIN: the right side of a partition does not fit in memory"),
+        "{text}"
+    );
+    assert!(
+        matches!(
+            err.find_root(),
+            datafusion::error::DataFusionError::ResourcesExhausted(_)
+        ),
+        "{text}"
+    );
+}

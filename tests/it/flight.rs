@@ -248,3 +248,54 @@ async fn adbc_python_client() {
     assert!(out.contains("OK"), "{out}");
     server.stop().await;
 }
+
+/// The data scientist's example in `examples/` runs against a served warehouse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_scientist_example() {
+    let server = TestServer::start(alice()).await;
+    let mut client = server.client().await;
+    client
+        .handshake("alice", "s3cret")
+        .await
+        .expect("handshake");
+    for sql in [
+        "CREATE SCHEMA airlines",
+        "CREATE FEATURE GROUP airlines.airline_features (carrier VARCHAR, airport VARCHAR, event_time TIMESTAMP, arr_flights BIGINT, delay_rate DOUBLE) ENTITY KEY (carrier, airport) EVENT TIME event_time",
+        "INSERT INTO airlines.airline_features VALUES ('AA', 'JFK', '2024-01-01', 1200, 0.21), ('AA', 'JFK', '2024-02-01', 1100, 0.25), ('DL', 'ATL', '2024-01-01', 3000, 0.12)",
+        "CREATE TABLE airlines.labels (carrier VARCHAR, airport VARCHAR, ts TIMESTAMP, delayed BOOLEAN)",
+        "INSERT INTO airlines.labels VALUES ('AA', 'JFK', '2024-02-10', true), ('DL', 'ATL', '2024-06-01', false), ('UA', 'SFO', '2024-01-05', true)",
+    ] {
+        client
+            .execute_update(sql.into(), None)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let uri = format!("grpc://{}", server.addr);
+    let example =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/training_set.py");
+    let out = tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(crate::python::python())
+            .arg(example)
+            .args([&uri, "alice", "s3cret"])
+            .output()
+            .expect("run the example");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    })
+    .await
+    .expect("example");
+    assert!(
+        out.contains("feature group airlines.airline_features"),
+        "{out}"
+    );
+    assert!(out.contains("training set: 3 rows"), "{out}");
+    assert!(
+        out.contains("labels without features (older than 60 days or unknown): 2"),
+        "{out}"
+    );
+    server.stop().await;
+}
