@@ -53,9 +53,14 @@ impl Default for ServerConfig {
 struct Executor(Option<tokio::runtime::Runtime>);
 
 impl Executor {
-    fn new() -> Result<Self> {
+    fn new(workers: usize) -> Result<Self> {
+        // A CPU-bound operator (a cross join feeding an aggregate) can run for
+        // seconds without yielding, holding its worker. With more workers than
+        // running query tasks, a new query always finds a free worker and the
+        // OS shares the cores between all of them, so short queries stay fast.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("pitlake-exec")
+            .worker_threads(workers)
             .enable_all()
             .build()
             .map_err(|source| Error::Io {
@@ -90,7 +95,9 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let executor = Executor::new()?;
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let workers = (config.limits.max_concurrent_queries * (cores + 1)).clamp(cores, 256);
+    let executor = Executor::new(workers)?;
     let shared = Session::with_warehouse(warehouse.clone()).await?;
     let auth = Arc::new(Authenticator::new(
         config.users.clone(),

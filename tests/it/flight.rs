@@ -299,3 +299,53 @@ async fn data_scientist_example() {
     );
     server.stop().await;
 }
+
+/// Twenty clients at once, six of them running a long query: the short
+/// queries all finish before any long one, so one heavy query never starves
+/// the endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_queries_are_not_starved_by_long_ones() {
+    let server = TestServer::start(Users::Anyone).await;
+    let long = "SELECT sum(a.value * b.value) FROM generate_series(1, 30000) a CROSS JOIN generate_series(1, 30000) b";
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let mut client = server.client().await;
+        let is_long = i < 6;
+        let sql = if is_long {
+            long.to_string()
+        } else {
+            format!("SELECT {i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            // Let the long queries start first.
+            if !is_long {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            let rows = query(&mut client, &sql).await;
+            (
+                is_long,
+                rows.iter().map(RecordBatch::num_rows).sum::<usize>(),
+                started.elapsed(),
+            )
+        }));
+    }
+    let mut short_done = Vec::new();
+    let mut long_done = Vec::new();
+    for task in tasks {
+        let (is_long, rows, at) = task.await.expect("client");
+        assert_eq!(rows, 1);
+        if is_long {
+            long_done.push(at)
+        } else {
+            short_done.push(at)
+        }
+    }
+    let last_short = short_done.iter().max().expect("short");
+    let first_long = long_done.iter().min().expect("long");
+    assert!(
+        last_short < first_long,
+        "short queries finished by {last_short:?}, the first long one at {first_long:?}"
+    );
+    server.stop().await;
+}
