@@ -132,12 +132,7 @@ impl DisplayAs for AsOfJoinExec {
             keys.join(", ")
         )?;
         if let Some((bound, strict)) = &self.max_age {
-            let cmp = match (self.op.is_backward(), strict) {
-                (true, false) => ">=",
-                (true, true) => ">",
-                (false, false) => "<=",
-                (false, true) => "<",
-            };
+            let cmp = self.op.bound_symbol(*strict);
             write!(f, ", max_age=[right {cmp} {bound}]")?;
         }
         Ok(())

@@ -154,16 +154,10 @@ impl RightIndex {
             }
         };
         let found = values[pos];
-        if let Some((limit, strict)) = bound {
-            let within = match (op.is_backward(), strict) {
-                (true, false) => found >= limit,
-                (true, true) => found > limit,
-                (false, false) => found <= limit,
-                (false, true) => found < limit,
-            };
-            if !within {
-                return None;
-            }
+        if let Some((limit, strict)) = bound
+            && !op.within_bound(found, limit, strict)
+        {
+            return None;
         }
         Some(self.order[start as usize + pos])
     }

@@ -45,6 +45,27 @@ impl MatchOp {
         }
     }
 
+    /// How the right value compares with a maximum-age bound: `>=` (or `>`
+    /// when strict) for backward matches, `<=` (or `<`) for forward ones.
+    pub fn bound_symbol(self, strict: bool) -> &'static str {
+        match (self.is_backward(), strict) {
+            (true, false) => ">=",
+            (true, true) => ">",
+            (false, false) => "<=",
+            (false, true) => "<",
+        }
+    }
+
+    /// Whether a right value `found` is within the bound `limit`.
+    pub fn within_bound(self, found: i64, limit: i64, strict: bool) -> bool {
+        match (self.is_backward(), strict) {
+            (true, false) => found >= limit,
+            (true, true) => found > limit,
+            (false, false) => found <= limit,
+            (false, true) => found < limit,
+        }
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             MatchOp::GtEq => ">=",
@@ -220,12 +241,7 @@ impl UserDefinedLogicalNodeCore for AsOfJoinNode {
             keys.join(", ")
         )?;
         if let Some(age) = &self.max_age {
-            let cmp = match (self.op.is_backward(), age.strict) {
-                (true, false) => ">=",
-                (true, true) => ">",
-                (false, false) => "<=",
-                (false, true) => "<",
-            };
+            let cmp = self.op.bound_symbol(age.strict);
             write!(f, ", max_age=[{} {cmp} {}]", self.right_match, age.bound)?;
         }
         Ok(())
