@@ -70,6 +70,12 @@ struct ServeArgs {
     /// Seconds a query may run before it is cancelled.
     #[arg(long, default_value_t = 3600)]
     query_timeout_secs: u64,
+    /// PEM certificate chain: serve TLS (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -165,10 +171,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let warehouse = pitlake::catalog::Warehouse::open(&args.warehouse).await?;
     let (listener, addr) = pitlake::flight::bind(&args.listen).await?;
+    let scheme = if args.tls_cert.is_some() {
+        "grpc+tls"
+    } else {
+        "grpc"
+    };
     eprintln!(
-        "pitlake Flight SQL listening on grpc://{addr} (warehouse {})",
+        "pitlake Flight SQL listening on {scheme}://{addr} (warehouse {})",
         warehouse.root().display()
     );
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(pitlake::flight::TlsFiles { cert, key }),
+        _ => None,
+    };
     let config = ServerConfig {
         users,
         limits: Limits {
@@ -176,6 +191,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             query_timeout: std::time::Duration::from_secs(args.query_timeout_secs),
             ..Limits::default()
         },
+        tls,
         ..ServerConfig::default()
     };
     pitlake::flight::serve(warehouse, listener, config, shutdown_signal()).await?;

@@ -21,6 +21,7 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 
 pub use auth::{Authenticator, Users, random_secret};
+
 pub use service::{Limits, PitlakeFlightSql};
 pub use status::to_status;
 
@@ -36,6 +37,31 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Largest gRPC message accepted or sent.
     pub max_message_bytes: usize,
+    /// PEM certificate chain and private key: serve TLS (`grpc+tls://`).
+    pub tls: Option<TlsFiles>,
+}
+
+/// Where the server's certificate and key are.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+#[cfg(feature = "tls")]
+impl TlsFiles {
+    fn identity(&self) -> Result<tonic::transport::Identity> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        Ok(tonic::transport::Identity::from_pem(
+            read(&self.cert)?,
+            read(&self.key)?,
+        ))
+    }
 }
 
 impl Default for ServerConfig {
@@ -45,6 +71,7 @@ impl Default for ServerConfig {
             token_lifetime: Duration::from_secs(12 * 3600),
             limits: Limits::default(),
             max_message_bytes: 64 << 20,
+            tls: None,
         }
     }
 }
@@ -109,7 +136,22 @@ pub async fn serve(
     let server = FlightServiceServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    tonic::transport::Server::builder()
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        #[cfg(feature = "tls")]
+        {
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(tls.identity()?))
+                .map_err(|e| Error::Invalid(format!("TLS certificate or key: {e}")))?;
+        }
+        #[cfg(not(feature = "tls"))]
+        return Err(Error::NotSupported(format!(
+            "TLS ({}): this pitlake was built without it; build with --features tls",
+            tls.cert.display()
+        )));
+    }
+    builder
         .add_service(server)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

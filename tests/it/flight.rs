@@ -349,3 +349,83 @@ async fn short_queries_are_not_starved_by_long_ones() {
     );
     server.stop().await;
 }
+
+/// TLS with a self-signed certificate made for the test: a client that trusts
+/// it gets in; a plaintext client does not.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_self_signed_certificate() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl could not make a certificate");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warehouse = Warehouse::open(dir.path()).await.expect("warehouse");
+    let (listener, addr) = pitlake::flight::bind("127.0.0.1:0").await.expect("bind");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let config = ServerConfig {
+        users: alice(),
+        tls: Some(pitlake::flight::TlsFiles {
+            cert: cert.clone(),
+            key,
+        }),
+        ..ServerConfig::default()
+    };
+    let server = tokio::spawn(pitlake::flight::serve(warehouse, listener, config, async {
+        let _ = rx.await;
+    }));
+
+    let pem = std::fs::read(&cert).expect("cert");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("TLS connect");
+    let mut client = FlightSqlServiceClient::new(channel);
+    client
+        .handshake("alice", "s3cret")
+        .await
+        .expect("handshake over TLS");
+    let rows = query(&mut client, "SELECT 42").await;
+    assert_eq!(cells(&rows).expect("cells"), vec![vec!["42"]]);
+
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let mut client = FlightSqlServiceClient::new(channel);
+        assert!(
+            client.handshake("alice", "s3cret").await.is_err(),
+            "plaintext accepted"
+        );
+    }
+
+    let _ = tx.send(());
+    server.await.expect("server task").expect("server");
+}
