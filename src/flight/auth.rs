@@ -58,6 +58,21 @@ pub fn random_secret() -> String {
     out
 }
 
+/// The `authorization` header's value after `scheme` (`"Basic "`, `"Bearer "`).
+fn credentials<'a>(
+    metadata: &'a MetadataMap,
+    scheme: &str,
+    missing: &'static str,
+) -> std::result::Result<&'a str, Status> {
+    let header = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Status::unauthenticated(missing))?;
+    header
+        .strip_prefix(scheme)
+        .ok_or_else(|| Status::unauthenticated(format!("expected {scheme}authentication")))
+}
+
 /// Equality that takes the same time wherever the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u64;
@@ -104,15 +119,11 @@ impl Authenticator {
         let Users::Passwords(users) = &self.users else {
             return Ok(String::new());
         };
-        let header = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                Status::unauthenticated("missing credentials: use Basic authentication")
-            })?;
-        let encoded = header
-            .strip_prefix("Basic ")
-            .ok_or_else(|| Status::unauthenticated("expected Basic authentication"))?;
+        let encoded = credentials(
+            metadata,
+            "Basic ",
+            "missing credentials: use Basic authentication",
+        )?;
         let decoded = BASE64_STANDARD
             .decode(encoded)
             .ok()
@@ -156,15 +167,11 @@ impl Authenticator {
         if matches!(self.users, Users::Anyone) {
             return Ok(self.shared.clone());
         }
-        let header = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                Status::unauthenticated("missing bearer token: authenticate with a handshake first")
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| Status::unauthenticated("expected a bearer token"))?;
+        let token = credentials(
+            metadata,
+            "Bearer ",
+            "missing bearer token: authenticate with a handshake first",
+        )?;
         let tokens = self
             .tokens
             .lock()
