@@ -31,6 +31,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "asof_join.slt",
         include_str!("../sql_examples/asof_join.slt"),
     ),
+    (
+        "online_store.slt",
+        include_str!("../sql_examples/online_store.slt"),
+    ),
 ];
 
 /// A [`Session`] as a sqllogictest database.

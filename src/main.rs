@@ -76,6 +76,13 @@ struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Streamed records are committed to Iceberg at most this long after
+    /// their acknowledgement (milliseconds).
+    #[arg(long, default_value_t = 2000)]
+    commit_interval_ms: u64,
+    /// ... or as soon as this many streamed rows wait.
+    #[arg(long, default_value_t = 500_000)]
+    commit_rows: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -128,6 +135,28 @@ async fn run(cli: Cli) -> Result<()> {
             format,
         } => {
             let session = Session::open(&warehouse).await?;
+            // Records a crashed server logged but never committed get committed.
+            session
+                .warehouse()
+                .streams()
+                .recover(session.warehouse())
+                .await?;
+            let result = run_sql(&session, command, file, format).await;
+            // Streamed INSERTs are committed before the process ends.
+            let closed = session.warehouse().streams().close().await;
+            result.and(closed)
+        }
+    }
+}
+
+async fn run_sql(
+    session: &Session,
+    command: Option<String>,
+    file: Option<PathBuf>,
+    format: OutputFormat,
+) -> Result<()> {
+    {
+        {
             let sql = match (command, file) {
                 (Some(sql), _) => sql,
                 (None, Some(path)) => {
@@ -136,9 +165,9 @@ async fn run(cli: Cli) -> Result<()> {
                         source,
                     })?
                 }
-                (None, None) => return pitlake::repl::run(&session, format.into()).await,
+                (None, None) => return pitlake::repl::run(session, format.into()).await,
             };
-            run_and_print(&session, &sql, format.into()).await
+            run_and_print(session, &sql, format.into()).await
         }
     }
 }
@@ -170,6 +199,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
         )]))
     };
     let warehouse = pitlake::catalog::Warehouse::open(&args.warehouse).await?;
+    warehouse
+        .streams()
+        .set_policy(pitlake::ingest::stream::CommitPolicy {
+            interval: std::time::Duration::from_millis(args.commit_interval_ms.max(1)),
+            rows: args.commit_rows.max(1),
+            ..Default::default()
+        });
     let (listener, addr) = pitlake::flight::bind(&args.listen).await?;
     let scheme = if args.tls_cert.is_some() {
         "grpc+tls"

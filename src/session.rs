@@ -35,6 +35,7 @@ use crate::catalog::{
 use crate::error::{Error, Result};
 use crate::execution::PitlakeQueryPlanner;
 use crate::ingest::{self, target_of, write_snapshot};
+use crate::online::{ONLINE_CATALOG, OnlineCatalog};
 use crate::planning::asof_join::wrap_asof_joins;
 use crate::planning::time_travel::{collect_unresolved, pin_versions};
 use crate::planning::{AsOfJoinPlanner, TimeTravelPlanner};
@@ -86,6 +87,10 @@ impl Session {
         let catalog = Arc::new(WarehouseCatalog::new(warehouse.clone()));
         catalog.refresh().await?;
         ctx.register_catalog(CATALOG_NAME, catalog.clone());
+        ctx.register_catalog(
+            ONLINE_CATALOG,
+            Arc::new(OnlineCatalog::new(warehouse.clone(), catalog.clone())),
+        );
         Ok(Session {
             ctx,
             warehouse,
@@ -248,6 +253,7 @@ impl Session {
             operation("ingest"),
         )
         .await?;
+        self.committed(&name).await?;
         Ok(outcome.rows)
     }
 
@@ -265,6 +271,17 @@ impl Session {
             Statement::DropFeatureGroup { name, if_exists } => {
                 let name = self.resolve_name(&name)?;
                 catalog::drop_table(&self.warehouse, &name, if_exists, true).await?;
+                self.warehouse.online().forget(&name.to_string());
+                done()
+            }
+            Statement::AlterFeatureGroup {
+                name,
+                online,
+                options,
+            } => {
+                let name = self.resolve_name(&name)?;
+                catalog::alter_feature_group(&self.warehouse, &name, online, &options).await?;
+                self.committed(&name).await?;
                 done()
             }
             Statement::ShowFeatureGroups { schema } => {
@@ -316,6 +333,7 @@ impl Session {
                     } else {
                         let table = self.resolve_name(name)?;
                         catalog::drop_table(&self.warehouse, &table, if_exists, false).await?;
+                        self.warehouse.online().forget(&table.to_string());
                     }
                 }
                 done()
@@ -683,7 +701,8 @@ impl Session {
         let expected = positions.iter().flatten().count();
 
         let mut source = source;
-        let stream = if text_values(&mut source, &positions, &target.schema) {
+        let source_is_values = text_values(&mut source, &positions, &target.schema);
+        let stream = if source_is_values {
             let mut statement = ast::Statement::Query(source);
             self.pin_time_travel(&mut statement).await?;
             let ordered = self.in_order();
@@ -732,6 +751,9 @@ impl Session {
             RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
                 .map_err(|e| Error::Invalid(e.to_string()))
         });
+        if streams_inserts(&table, &source_is_values) {
+            return self.insert_streamed(&name, input).await;
+        }
         let outcome = write_snapshot(
             self.warehouse.catalog().as_ref(),
             &name.to_string(),
@@ -740,7 +762,61 @@ impl Session {
             operation("insert"),
         )
         .await?;
+        self.committed(&name).await?;
         count(outcome.rows)
+    }
+
+    /// After a commit to `name`: the online store catches up at once, so a
+    /// lookup right after the statement sees its rows.
+    async fn committed(&self, name: &TableName) -> Result<()> {
+        self.warehouse
+            .online()
+            .refresh(&self.warehouse, &name.to_string())
+            .await
+    }
+
+    /// `INSERT ... VALUES` into an online feature group: the rows go through
+    /// the stream (write-ahead log, online at once, committed to Iceberg in
+    /// the background), like PutRecord.
+    async fn insert_streamed(
+        &self,
+        name: &TableName,
+        input: impl futures::Stream<Item = Result<RecordBatch>> + Send,
+    ) -> Result<SendableRecordBatchStream> {
+        let batches: Vec<RecordBatch> = Box::pin(input).try_collect().await?;
+        let Some(first) = batches.first() else {
+            return count(0);
+        };
+        let batch = arrow::compute::concat_batches(&first.schema(), &batches)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let ack = self
+            .warehouse
+            .streams()
+            .append_in_table_order(&self.warehouse, name, &batch)
+            .await?;
+        count(ack.rows)
+    }
+
+    /// The latest feature values of entities from the online store (Rust
+    /// API): `keys` holds one array per entity-key column, in key order;
+    /// `columns` picks features (all when `None`). One row per entity, in
+    /// request order; NULL features where an entity has no fresh value.
+    pub async fn online_lookup(
+        &self,
+        group: &str,
+        keys: &[arrow::array::ArrayRef],
+        columns: Option<&[String]>,
+    ) -> Result<RecordBatch> {
+        let name = self.resolve_name(&ObjectName::from(
+            group.split('.').map(ast::Ident::new).collect::<Vec<_>>(),
+        ))?;
+        let group = self
+            .warehouse
+            .online()
+            .group(&self.warehouse, &name)
+            .await?;
+        let projection = group.projection(columns)?;
+        group.lookup(keys, &projection)
     }
 
     /// `COPY t FROM 'file.parquet' | 'file.csv'`: columns matched by name, one snapshot.
@@ -806,8 +882,19 @@ impl Session {
             properties,
         )
         .await?;
+        self.committed(&name).await?;
         count(outcome.rows)
     }
+}
+
+/// Whether an INSERT goes through the stream: `VALUES` into an online
+/// feature group.
+fn streams_inserts(table: &iceberg::table::Table, values: &bool) -> bool {
+    *values
+        && catalog::FeatureGroup::from_properties(table.metadata().properties())
+            .ok()
+            .flatten()
+            .is_some_and(|fg| fg.online)
 }
 
 /// Makes the cells of `INSERT ... VALUES` text (and says whether it is VALUES), so that rows may spell one

@@ -92,6 +92,48 @@ pub async fn create_feature_group(
     Ok(())
 }
 
+/// `ALTER FEATURE GROUP`: switches the online flag and sets options, as one
+/// table-properties commit.
+pub async fn alter_feature_group(
+    warehouse: &Warehouse,
+    name: &TableName,
+    online: Option<bool>,
+    options: &[(String, String)],
+) -> Result<()> {
+    let table = warehouse
+        .try_load_table(&name.schema, &name.table)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("feature group {name} does not exist")))?;
+    let mut fg = FeatureGroup::from_properties(table.metadata().properties())?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "{name} is a table, not a feature group: create a feature group to use ALTER FEATURE GROUP"
+        ))
+    })?;
+    if let Some(online) = online {
+        fg.online = online;
+    }
+    fg.set_options(options)?;
+    let properties = fg.to_properties();
+    let tx = iceberg::transaction::Transaction::new(&table);
+    let mut update = tx.update_table_properties();
+    for key in FeatureGroup::property_keys() {
+        if !properties.contains_key(key) && table.metadata().properties().contains_key(key) {
+            update = update.remove(key.to_string());
+        }
+    }
+    for (key, value) in properties {
+        update = update.set(key, value);
+    }
+    use iceberg::transaction::ApplyTransactionAction;
+    let tx = update
+        .apply(tx)
+        .map_err(Error::iceberg(format!("cannot alter {name}")))?;
+    tx.commit(warehouse.catalog().as_ref())
+        .await
+        .map_err(Error::iceberg(format!("cannot alter {name}")))?;
+    Ok(())
+}
+
 /// Drops a table; with `feature_group` set, refuses plain tables.
 pub async fn drop_table(
     warehouse: &Warehouse,

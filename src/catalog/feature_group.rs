@@ -19,9 +19,10 @@ const PROP_DESCRIPTION: &str = "pitlake.description";
 const PROP_OWNER: &str = "pitlake.owner";
 const PROP_TAGS: &str = "pitlake.tags";
 const PROP_ONLINE: &str = "pitlake.online";
+const PROP_MAX_AGE: &str = "pitlake.max_age";
 
 /// Options accepted in `CREATE FEATURE GROUP ... WITH (...)`.
-pub const OPTIONS: [&str; 3] = ["description", "owner", "tags"];
+pub const OPTIONS: [&str; 4] = ["description", "owner", "tags", "max_age"];
 
 /// The feature-group view of an Iceberg table.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -35,6 +36,8 @@ pub struct FeatureGroup {
     pub tags: Vec<String>,
     /// Whether the latest value per entity is served from the online store.
     pub online: bool,
+    /// Online reads return NULL for values older than this (`'7 days'`).
+    pub max_age: Option<String>,
 }
 
 impl FeatureGroup {
@@ -56,6 +59,10 @@ impl FeatureGroup {
                 "description" => fg.description = Some(value.clone()),
                 "owner" => fg.owner = Some(value.clone()),
                 "tags" => fg.tags = split_tags(value),
+                "max_age" => {
+                    parse_max_age(value)?;
+                    fg.max_age = Some(value.clone());
+                }
                 other => {
                     return Err(Error::Invalid(format!(
                         "unknown feature group option '{other}' (expected one of: {})",
@@ -144,6 +151,9 @@ impl FeatureGroup {
         if !self.tags.is_empty() {
             props.insert(PROP_TAGS.to_string(), self.tags.join(","));
         }
+        if let Some(m) = &self.max_age {
+            props.insert(PROP_MAX_AGE.to_string(), m.clone());
+        }
         props
     }
 
@@ -175,8 +185,88 @@ impl FeatureGroup {
                 .map(|t| split_tags(t))
                 .unwrap_or_default(),
             online: props.get(PROP_ONLINE).map(String::as_str) == Some("true"),
+            max_age: props.get(PROP_MAX_AGE).cloned(),
         }))
     }
+
+    /// The maximum age in nanoseconds, if the group has one.
+    pub fn max_age_nanos(&self) -> Result<Option<i64>> {
+        self.max_age.as_deref().map(parse_max_age).transpose()
+    }
+
+    /// Applies `ALTER FEATURE GROUP ... SET (...)` options; `max_age = ''` removes it.
+    pub fn set_options(&mut self, options: &[(String, String)]) -> Result<()> {
+        for (key, value) in options {
+            match key.as_str() {
+                "description" => fg_set(&mut self.description, value),
+                "owner" => fg_set(&mut self.owner, value),
+                "tags" => self.tags = split_tags(value),
+                "max_age" if value.trim().is_empty() => self.max_age = None,
+                "max_age" => {
+                    parse_max_age(value)?;
+                    self.max_age = Some(value.clone());
+                }
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "unknown feature group option '{other}' (expected one of: {})",
+                        OPTIONS.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Property keys this metadata may set (to remove the ones now unset).
+    pub fn property_keys() -> [&'static str; 8] {
+        [
+            PROP_KIND,
+            PROP_ENTITY_KEY,
+            PROP_EVENT_TIME,
+            PROP_DESCRIPTION,
+            PROP_OWNER,
+            PROP_TAGS,
+            PROP_ONLINE,
+            PROP_MAX_AGE,
+        ]
+    }
+}
+
+fn fg_set(field: &mut Option<String>, value: &str) {
+    *field = (!value.is_empty()).then(|| value.to_string());
+}
+
+/// `'7 days'`, `'36 hours'`, `'90 minutes'`, `'1 day 12 hours'` as
+/// nanoseconds; months and years are rejected (their length varies).
+fn parse_max_age(text: &str) -> Result<i64> {
+    use arrow::array::{Array, AsArray, StringArray};
+    use arrow::datatypes::{IntervalMonthDayNanoType, IntervalUnit};
+    let bad = |why: String| {
+        Error::Invalid(format!(
+            "max_age '{text}' is not a duration like '7 days' or '12 hours': {why}"
+        ))
+    };
+    let parsed = arrow::compute::cast(
+        &StringArray::from(vec![text]),
+        &DataType::Interval(IntervalUnit::MonthDayNano),
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let intervals = parsed.as_primitive::<IntervalMonthDayNanoType>();
+    if intervals.is_null(0) {
+        return Err(bad("it is empty".into()));
+    }
+    let v = intervals.value(0);
+    if v.months != 0 {
+        return Err(bad("months and years vary in length; use days".into()));
+    }
+    let nanos = i64::from(v.days)
+        .checked_mul(86_400_000_000_000)
+        .and_then(|d| d.checked_add(v.nanoseconds))
+        .ok_or_else(|| bad("too long".into()))?;
+    if nanos <= 0 {
+        return Err(bad("it must be positive".into()));
+    }
+    Ok(nanos)
 }
 
 fn split_tags(tags: &str) -> Vec<String> {
@@ -224,5 +314,20 @@ mod tests {
         )
         .expect_err("unknown option");
         assert!(err.to_string().contains("'colour'"), "{err}");
+    }
+
+    #[test]
+    fn max_age_parses_days_and_hours_and_rejects_months() {
+        assert_eq!(
+            parse_max_age("7 days").expect("days"),
+            7 * 86_400_000_000_000
+        );
+        assert_eq!(
+            parse_max_age("90 minutes").expect("minutes"),
+            5_400_000_000_000
+        );
+        assert!(parse_max_age("1 month").is_err());
+        assert!(parse_max_age("soon").is_err());
+        assert!(parse_max_age("-1 day").is_err());
     }
 }

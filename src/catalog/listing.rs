@@ -106,6 +106,7 @@ pub async fn describe_feature_group(
         ("entity_key".into(), fg.entity_key.join(", ")),
         ("event_time".into(), fg.event_time.clone()),
         ("online".into(), fg.online.to_string()),
+        ("max_age".into(), fg.max_age.clone().unwrap_or_default()),
         (
             "description".into(),
             fg.description.clone().unwrap_or_default(),

@@ -15,6 +15,7 @@ use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
 
 use super::metadata_tables::MetadataTable;
+use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::IcebergTable;
 use super::warehouse::Warehouse;
 use crate::error::Result;
@@ -73,6 +74,9 @@ impl CatalogProvider for WarehouseCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == SYSTEM_SCHEMA {
+            return Some(Arc::new(SystemSchema::new(self.warehouse.clone())));
+        }
         self.cached_schemas().iter().any(|s| s == name).then(|| {
             Arc::new(WarehouseSchema {
                 warehouse: self.warehouse.clone(),
@@ -117,7 +121,16 @@ impl SchemaProvider for WarehouseSchema {
             return Ok(None);
         };
         let qualified = format!("{}.{name}", self.schema);
-        Ok(Some(Arc::new(IcebergTable::current(qualified, table)?)))
+        let pending: Vec<_> = self
+            .warehouse
+            .streams()
+            .pending(&qualified, crate::online::source::committed_lsn(&table))
+            .into_iter()
+            .map(|(_, batch)| batch)
+            .collect();
+        Ok(Some(Arc::new(
+            IcebergTable::current(qualified, table)?.with_pending(pending),
+        )))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -3,13 +3,16 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
@@ -33,6 +36,9 @@ pub struct IcebergTable {
     pinned: bool,
     schema: SchemaRef,
     feature_group: Option<FeatureGroup>,
+    /// Streamed rows acknowledged but not yet in the snapshot read (current
+    /// reads only): the table as this process knows it.
+    pending: Vec<RecordBatch>,
 }
 
 impl IcebergTable {
@@ -49,7 +55,14 @@ impl IcebergTable {
             table,
             schema: Arc::new(schema),
             feature_group,
+            pending: Vec::new(),
         })
+    }
+
+    /// Adds streamed rows not yet committed to the current snapshot.
+    pub fn with_pending(mut self, pending: Vec<RecordBatch>) -> Self {
+        self.pending = pending;
+        self
     }
 
     /// The same table at an older snapshot, read with that snapshot's schema.
@@ -73,6 +86,7 @@ impl IcebergTable {
             snapshot_id: Some(snapshot_id),
             pinned: true,
             schema: Arc::new(schema),
+            pending: Vec::new(),
             ..self.clone()
         })
     }
@@ -125,11 +139,25 @@ impl TableProvider for IcebergTable {
                 Ok(Arc::new(SnapshotScanExec::new(self.name.clone(), id, scan)))
             }
             None => {
-                IcebergStaticTableProvider::try_new_from_table(self.table.clone())
+                let scan = IcebergStaticTableProvider::try_new_from_table(self.table.clone())
                     .await
                     .map_err(iceberg_datafusion::to_datafusion_error)?
                     .scan(state, projection, filters, limit)
-                    .await
+                    .await?;
+                if self.pending.is_empty() {
+                    return Ok(scan);
+                }
+                let pending: Vec<RecordBatch> = self
+                    .pending
+                    .iter()
+                    .map(|b| match projection {
+                        Some(p) => b.project(p),
+                        None => Ok(b.clone()),
+                    })
+                    .map(|b| b.and_then(|b| b.with_schema(scan.schema())))
+                    .collect::<std::result::Result<_, _>>()?;
+                let memory = MemorySourceConfig::try_new_exec(&[pending], scan.schema(), None)?;
+                UnionExec::try_new(vec![scan, memory])
             }
         }
     }

@@ -18,6 +18,8 @@ use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 
 use crate::error::{Error, Result};
+use crate::ingest::stream::Streams;
+use crate::online::OnlineStore;
 
 /// Name under which pitlake registers its tables in the catalog database; other
 /// engines open the same tables with this catalog name.
@@ -34,6 +36,30 @@ pub const DEFAULT_SCHEMA: &str = "default";
 pub struct Warehouse {
     root: PathBuf,
     catalog: Arc<SqlCatalog>,
+    online: Arc<OnlineStore>,
+    streams: Arc<Streams>,
+}
+
+/// A warehouse held weakly, for background tasks that must stop when the
+/// last real handle goes (and must not keep its logs locked).
+#[derive(Debug, Clone)]
+pub struct WeakWarehouse {
+    root: PathBuf,
+    catalog: Arc<SqlCatalog>,
+    online: std::sync::Weak<OnlineStore>,
+    streams: std::sync::Weak<Streams>,
+}
+
+impl WeakWarehouse {
+    /// The warehouse, while any handle to it is alive.
+    pub fn upgrade(&self) -> Option<Warehouse> {
+        Some(Warehouse {
+            root: self.root.clone(),
+            catalog: self.catalog.clone(),
+            online: self.online.upgrade()?,
+            streams: self.streams.upgrade()?,
+        })
+    }
 }
 
 impl Warehouse {
@@ -63,6 +89,8 @@ impl Warehouse {
         let warehouse = Warehouse {
             root,
             catalog: Arc::new(catalog),
+            online: Arc::default(),
+            streams: Arc::default(),
         };
         warehouse.ensure_schema(DEFAULT_SCHEMA).await?;
         Ok(warehouse)
@@ -78,6 +106,26 @@ impl Warehouse {
         &self.catalog
     }
 
+    /// The online store of this warehouse (shared by its sessions).
+    pub fn online(&self) -> &Arc<OnlineStore> {
+        &self.online
+    }
+
+    /// The streaming-ingest logs and committers of this warehouse.
+    pub fn streams(&self) -> &Arc<Streams> {
+        &self.streams
+    }
+
+    /// A weak handle for background tasks.
+    pub fn downgrade(&self) -> WeakWarehouse {
+        WeakWarehouse {
+            root: self.root.clone(),
+            catalog: self.catalog.clone(),
+            online: Arc::downgrade(&self.online),
+            streams: Arc::downgrade(&self.streams),
+        }
+    }
+
     /// Creates a schema unless it exists.
     pub async fn ensure_schema(&self, schema: &str) -> Result<()> {
         if !self.schema_exists(schema).await? {
@@ -88,6 +136,12 @@ impl Warehouse {
 
     /// Creates a schema; errors if it exists.
     pub async fn create_schema(&self, schema: &str) -> Result<()> {
+        if schema == super::system::SYSTEM_SCHEMA {
+            return Err(Error::AlreadyExists {
+                kind: "schema",
+                name: format!("{schema} (it holds pitlake's system tables)"),
+            });
+        }
         let ns = NamespaceIdent::new(schema.to_string());
         match self.catalog.create_namespace(&ns, HashMap::new()).await {
             Ok(_) => Ok(()),

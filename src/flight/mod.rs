@@ -9,6 +9,7 @@
 
 mod auth;
 mod handle;
+pub mod online;
 mod service;
 mod status;
 
@@ -126,13 +127,21 @@ pub async fn serve(
     let workers = (config.limits.max_concurrent_queries * (cores + 1)).clamp(cores, 256);
     let executor = Executor::new(workers)?;
     let shared = Session::with_warehouse(warehouse.clone()).await?;
+    // Records logged before a crash are committed (and served) again.
+    for name in warehouse.streams().recover(&warehouse).await? {
+        eprintln!("recovered the stream log of {name}");
+    }
     let auth = Arc::new(Authenticator::new(
         config.users.clone(),
         config.token_lifetime,
         shared,
     ));
-    let service =
-        PitlakeFlightSql::new(auth, warehouse, executor.handle()?, config.limits.clone())?;
+    let service = PitlakeFlightSql::new(
+        auth,
+        warehouse.clone(),
+        executor.handle()?,
+        config.limits.clone(),
+    )?;
     let server = FlightServiceServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -162,6 +171,8 @@ pub async fn serve(
         .await
         .map_err(|e| Error::Invalid(format!("Flight SQL server: {e}")))?;
     drop(executor);
+    // Every acknowledged record is committed before the process ends.
+    warehouse.streams().close().await?;
     Ok(())
 }
 

@@ -34,8 +34,8 @@ use arrow_flight::sql::{
     TableExistsOption, TableNotExistOption, TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    IpcMessage, SchemaAsIpc, Ticket,
+    Action, ActionType, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::common::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -46,6 +46,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Authenticator;
 use super::handle::Handle;
+use super::online;
 use super::status::{df_status, to_status};
 use crate::catalog::{CATALOG_NAME, FeatureGroup, Warehouse};
 use crate::error::{Error, Result};
@@ -843,6 +844,78 @@ impl FlightSqlService for PitlakeFlightSql {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> std::result::Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let session = self.session(&request)?;
+        let action = request.into_inner();
+        let body = match action.r#type.as_str() {
+            online::PING_ACTION => Vec::new(),
+            // Lookups read memory only: answered here, not queued as queries.
+            online::LOOKUP_ACTION => online::lookup(&session, &action.body)
+                .await
+                .map_err(to_status)?,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown action {other:?} (pitlake has {:?} and {:?} besides Flight SQL's)",
+                    online::LOOKUP_ACTION,
+                    online::PING_ACTION
+                )));
+            }
+        };
+        let result = arrow_flight::Result { body: body.into() };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(result)]))))
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<std::result::Result<ActionType, Status>>> {
+        Some(vec![
+            Ok(ActionType {
+                r#type: online::LOOKUP_ACTION.into(),
+                description: "latest feature values of entities: JSON {\"group\": \"schema.group\", \"keys\": [...], \"columns\": [...]} -> Arrow IPC stream".into(),
+            }),
+            Ok(ActionType {
+                r#type: online::PING_ACTION.into(),
+                description: "an empty round trip".into(),
+            }),
+        ])
+    }
+
+    async fn do_put_fallback(
+        &self,
+        mut request: Request<PeekableFlightDataStream>,
+        message: arrow_flight::sql::Any,
+    ) -> std::result::Result<Response<<Self as FlightService>::DoPutStream>, Status> {
+        let session = self.session(&request)?;
+        let path = match request.get_mut().peek().await {
+            Some(Ok(first)) => first
+                .flight_descriptor
+                .as_ref()
+                .map(|d| d.path.clone())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let table = match path.as_slice() {
+            [kind, table] if kind == online::STREAM_PATH => table.clone(),
+            [kind, schema, table] if kind == online::STREAM_PATH => format!("{schema}.{table}"),
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "DoPut needs a Flight SQL command or the path [\"{}\", \"schema.table\"] (got {:?}{})",
+                    online::STREAM_PATH,
+                    path,
+                    if message.type_url.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", command {}", message.type_url)
+                    }
+                )));
+            }
+        };
+        let data = request.into_inner().into_inner();
+        let acks = online::stream_into(session, table, data).map_err(to_status)?;
+        Ok(Response::new(Box::pin(acks)))
+    }
 }
 
 /// The Flight SQL schema of GetPrimaryKeys results.

@@ -1,6 +1,8 @@
 //! Writes: rows from INSERT, COPY and other paths into Iceberg snapshots.
 
 mod conform;
+pub mod stream;
+pub mod wal;
 mod writer;
 
 pub use conform::{Target, by_name, conform, sql_type_name};

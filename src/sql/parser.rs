@@ -68,6 +68,35 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
         let name = parser.parse_object_name(false)?;
         return Ok(Statement::DescribeFeatureGroup { name });
     }
+    if peek_words(parser, &["ALTER", "FEATURE", "GROUP"]) {
+        advance(parser, 3);
+        let name = parser.parse_object_name(false)?;
+        let mut online = None;
+        let mut options = Vec::new();
+        while parser.parse_keyword(Keyword::SET) {
+            if peek_words(parser, &["ONLINE"]) {
+                advance(parser, 1);
+                online = Some(true);
+            } else if peek_words(parser, &["OFFLINE"]) {
+                advance(parser, 1);
+                online = Some(false);
+            } else {
+                parser.expect_token(&Token::LParen)?;
+                options.extend(parser.parse_comma_separated(parse_option)?);
+                parser.expect_token(&Token::RParen)?;
+            }
+        }
+        if online.is_none() && options.is_empty() {
+            return Err(ParserError::ParserError(format!(
+                "ALTER FEATURE GROUP {name} needs SET ONLINE, SET OFFLINE or SET (option = 'value', ...)"
+            )));
+        }
+        return Ok(Statement::AlterFeatureGroup {
+            name,
+            online,
+            options,
+        });
+    }
     if is_copy_from(parser) {
         parser.expect_keyword(Keyword::COPY)?;
         let table = parser.parse_object_name(false)?;

@@ -20,6 +20,12 @@ pub enum Statement {
     DescribeFeatureGroup { name: ObjectName },
     /// `COPY name FROM 'path'`
     CopyFrom { table: ObjectName, path: String },
+    /// `ALTER FEATURE GROUP name SET ONLINE | SET OFFLINE | SET (key = 'value', ...)`
+    AlterFeatureGroup {
+        name: ObjectName,
+        online: Option<bool>,
+        options: Vec<(String, String)>,
+    },
 }
 
 /// `CREATE FEATURE GROUP name (columns) ENTITY KEY (..) EVENT TIME col [ONLINE] [WITH (..)]`
@@ -78,6 +84,26 @@ impl fmt::Display for Statement {
             Statement::DescribeFeatureGroup { name } => write!(f, "DESCRIBE FEATURE GROUP {name}"),
             Statement::CopyFrom { table, path } => {
                 write!(f, "COPY {table} FROM '{}'", path.replace('\'', "''"))
+            }
+            Statement::AlterFeatureGroup {
+                name,
+                online,
+                options,
+            } => {
+                write!(f, "ALTER FEATURE GROUP {name}")?;
+                match online {
+                    Some(true) => write!(f, " SET ONLINE")?,
+                    Some(false) => write!(f, " SET OFFLINE")?,
+                    None => {}
+                }
+                if !options.is_empty() {
+                    let opts: Vec<String> = options
+                        .iter()
+                        .map(|(k, v)| format!("{k} = '{}'", v.replace('\'', "''")))
+                        .collect();
+                    write!(f, " SET ({})", opts.join(", "))?;
+                }
+                Ok(())
             }
         }
     }

@@ -3,6 +3,7 @@
 mod asof_fuzz;
 mod flight;
 mod interop;
+mod online;
 mod python;
 mod time_travel;
 mod writes;

@@ -1,0 +1,236 @@
+//! Flight fast paths beside Flight SQL: online lookups and streaming ingest.
+//!
+//! ```text
+//!  DoAction "lookup"  body {"group": "s.g", "keys": [k | [k1, k2], ...], "columns": [..]}
+//!                     ─► one Result: Arrow IPC stream, one row per key, in request order
+//!  DoAction "ping"    ─► one empty Result (the round trip with nothing in it)
+//!  DoPut  descriptor path ["stream", "s.g"], batches ─► one PutResult per batch,
+//!                     {"lsn": n, "rows": r}, once the batch is durable in the log
+//! ```
+//!
+//! From Python: `client.do_action(flight.Action("lookup", json))`, and
+//! `client.do_put(flight.FlightDescriptor.for_path("stream", "s.g"), schema)`.
+
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::ipc::writer::StreamWriter;
+use arrow_flight::PutResult;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde_json::Value;
+use std::sync::Arc;
+
+use crate::catalog::{TableName, Warehouse};
+use crate::error::{Error, Result};
+use crate::session::Session;
+
+/// Action type of an online lookup.
+pub const LOOKUP_ACTION: &str = "lookup";
+/// Action type of the empty round trip.
+pub const PING_ACTION: &str = "ping";
+/// First path element of a streaming-ingest `DoPut` descriptor.
+pub const STREAM_PATH: &str = "stream";
+
+/// Answers one lookup request; the result is an Arrow IPC stream.
+pub async fn lookup(session: &Session, body: &[u8]) -> Result<Vec<u8>> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::Invalid(format!("lookup request is not JSON: {e}")))?;
+    let group = request
+        .get("group")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Invalid("lookup request needs \"group\": \"schema.group\"".into()))?;
+    let rows = request
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::Invalid("lookup request needs \"keys\": [...]".into()))?;
+    let columns: Option<Vec<String>> = match request.get("columns") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(names)) => Some(
+            names
+                .iter()
+                .map(|n| {
+                    n.as_str().map(str::to_string).ok_or_else(|| {
+                        Error::Invalid("lookup \"columns\" must be a list of names".into())
+                    })
+                })
+                .collect::<Result<_>>()?,
+        ),
+        Some(_) => {
+            return Err(Error::Invalid(
+                "lookup \"columns\" must be a list of names".into(),
+            ));
+        }
+    };
+    let name = group_name(session, group)?;
+    let warehouse = session.warehouse();
+    let group = match warehouse.online().loaded(&name.to_string()) {
+        Some(group) => group,
+        None => warehouse.online().group(warehouse, &name).await?,
+    };
+    let keys = key_arrays(rows, group.key_columns().len())?;
+    let projection = group.projection(columns.as_deref())?;
+    let batch = group.lookup(&keys, &projection)?;
+    ipc_bytes(&batch)
+}
+
+/// Streams a `DoPut` into a table: each batch is acknowledged once logged.
+/// Batches that arrive together share one log record (and one fsync).
+pub fn stream_into(
+    session: Session,
+    table: String,
+    data: impl Stream<Item = std::result::Result<arrow_flight::FlightData, tonic::Status>>
+    + Send
+    + 'static,
+) -> Result<impl Stream<Item = std::result::Result<PutResult, tonic::Status>> + Send + 'static> {
+    let name = group_name(&session, &table)?;
+    let batches = FlightRecordBatchStream::new_from_flight_data(data.map_err(FlightError::from));
+    let acks = batches
+        .map_err(move |e| Error::Invalid(format!("stream into {table}: {e}")))
+        .ready_chunks(256)
+        .then(move |chunk| {
+            let session = session.clone();
+            let name = name.clone();
+            async move { append_chunk(session.warehouse(), &name, chunk).await }
+        })
+        .flat_map(|acks: Result<Vec<PutResult>>| match acks {
+            Ok(acks) => futures::stream::iter(acks.into_iter().map(Ok)).left_stream(),
+            Err(e) => futures::stream::iter(vec![Err(super::to_status(e))]).right_stream(),
+        });
+    // Stop at the first error: later batches are not taken.
+    Ok(acks.scan(false, |failed, item| {
+        if *failed {
+            return futures::future::ready(None);
+        }
+        *failed = item.is_err();
+        futures::future::ready(Some(item))
+    }))
+}
+
+async fn append_chunk(
+    warehouse: &Warehouse,
+    name: &TableName,
+    chunk: Vec<Result<RecordBatch>>,
+) -> Result<Vec<PutResult>> {
+    let batches: Vec<RecordBatch> = chunk.into_iter().collect::<Result<_>>()?;
+    let sizes: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let ack = if batches.len() == 1 {
+        warehouse.streams().append(warehouse, name, first).await?
+    } else {
+        let schema = first.schema();
+        if batches.iter().all(|b| b.schema() == schema) {
+            let all = arrow::compute::concat_batches(&schema, &batches)
+                .map_err(|e| Error::Invalid(format!("stream into {name}: {e}")))?;
+            warehouse.streams().append(warehouse, name, &all).await?
+        } else {
+            let mut last = None;
+            for b in &batches {
+                last = Some(warehouse.streams().append(warehouse, name, b).await?);
+            }
+            last.ok_or_else(|| Error::Invalid("empty chunk".into()))?
+        }
+    };
+    Ok(sizes
+        .into_iter()
+        .map(|rows| PutResult {
+            app_metadata: serde_json::json!({ "lsn": ack.lsn, "rows": rows })
+                .to_string()
+                .into_bytes()
+                .into(),
+        })
+        .collect())
+}
+
+/// `schema.group` or `group` (in the session's schema).
+fn group_name(session: &Session, text: &str) -> Result<TableName> {
+    let parts: Vec<&str> = text.split('.').collect();
+    match parts.as_slice() {
+        [table] => Ok(TableName {
+            schema: session.current_schema(),
+            table: table.to_lowercase(),
+        }),
+        [schema, table] => Ok(TableName {
+            schema: schema.to_lowercase(),
+            table: table.to_lowercase(),
+        }),
+        _ => Err(Error::Invalid(format!(
+            "{text} is not a feature group name (schema.group)"
+        ))),
+    }
+}
+
+/// Key rows (a value for a one-column key, a list for composite keys) as one
+/// array per key column; the group casts them to its key types.
+fn key_arrays(rows: &[Value], width: usize) -> Result<Vec<ArrayRef>> {
+    let mut columns: Vec<Vec<&Value>> = vec![Vec::with_capacity(rows.len()); width];
+    for (i, row) in rows.iter().enumerate() {
+        match row {
+            Value::Array(values) if values.len() == width => {
+                for (k, v) in values.iter().enumerate() {
+                    columns[k].push(v);
+                }
+            }
+            Value::Array(values) => {
+                return Err(Error::Invalid(format!(
+                    "lookup key {i} has {} values; the group's key has {width} columns",
+                    values.len()
+                )));
+            }
+            value if width == 1 => columns[0].push(value),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "lookup key {i} must be a list of {width} values"
+                )));
+            }
+        }
+    }
+    columns.iter().map(|values| json_array(values)).collect()
+}
+
+fn json_array(values: &[&Value]) -> Result<ArrayRef> {
+    if values.iter().all(|v| v.is_i64() || v.is_null()) {
+        return Ok(Arc::new(Int64Array::from_iter(
+            values.iter().map(|v| v.as_i64()),
+        )));
+    }
+    if values.iter().all(|v| v.is_number() || v.is_null()) {
+        return Ok(Arc::new(Float64Array::from_iter(
+            values.iter().map(|v| v.as_f64()),
+        )));
+    }
+    if values.iter().all(|v| v.is_boolean() || v.is_null()) {
+        return Ok(Arc::new(BooleanArray::from_iter(
+            values.iter().map(|v| v.as_bool()),
+        )));
+    }
+    values
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(Some(s.clone())),
+            Value::Null => Ok(None),
+            Value::Number(n) => Ok(Some(n.to_string())),
+            Value::Bool(b) => Ok(Some(b.to_string())),
+            other => Err(Error::Invalid(format!(
+                "lookup key value {other} is not a string or number"
+            ))),
+        })
+        .collect::<Result<StringArray>>()
+        .map(|a| Arc::new(a) as ArrayRef)
+}
+
+/// A batch as an Arrow IPC stream.
+pub fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 512);
+    let mut writer = StreamWriter::try_new(&mut out, &batch.schema())
+        .map_err(|e| Error::Invalid(format!("lookup result: {e}")))?;
+    writer
+        .write(batch)
+        .map_err(|e| Error::Invalid(format!("lookup result: {e}")))?;
+    writer
+        .finish()
+        .map_err(|e| Error::Invalid(format!("lookup result: {e}")))?;
+    drop(writer);
+    Ok(out)
+}

@@ -1,0 +1,607 @@
+//! Streaming ingest (PutRecord): records are acknowledged once durable in a
+//! write-ahead log, visible online at once, and committed to Iceberg in the
+//! background.
+//!
+//! ```text
+//!  append(batch) ─► conform ─► WAL (fsync, group commit) ─► ack { lsn }
+//!                                   │                        └► online store
+//!                                   ▼
+//!                         pending (lsn → batch) ──committer──► Iceberg snapshot
+//!                                                               summary: pitlake.wal.first-lsn,
+//!                                                                        pitlake.wal.last-lsn
+//! ```
+//!
+//! Exactly once across crashes: a commit records the last log record it
+//! covers in its snapshot summary, atomically with the data. On restart the
+//! log is replayed from after the highest such record in the table's history,
+//! so a record is either in a committed snapshot or replayed, never both.
+//! Segments wholly committed are deleted after the commit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use tokio::sync::Notify;
+
+use super::conform::{Target, by_name, conform};
+use super::wal::{Wal, WalOptions};
+use super::writer::{target_of, write_snapshot};
+use crate::catalog::{TableName, Warehouse, WeakWarehouse};
+use crate::error::{Error, Result};
+use crate::online::source::{WAL_FIRST_LSN, WAL_LAST_LSN, committed_lsn};
+
+/// Folder of the write-ahead logs, inside the warehouse.
+pub const STREAMS_DIR: &str = "_streams";
+
+/// When the committer writes logged records to Iceberg.
+#[derive(Debug, Clone)]
+pub struct CommitPolicy {
+    /// Commit once the oldest uncommitted record is this old.
+    pub interval: Duration,
+    /// Commit as soon as this many rows are waiting.
+    pub rows: usize,
+    /// Appends wait (backpressure) while this many rows are uncommitted.
+    pub max_pending_rows: usize,
+    /// How long an append waits for room before it fails.
+    pub max_wait: Duration,
+}
+
+impl Default for CommitPolicy {
+    fn default() -> Self {
+        CommitPolicy {
+            interval: Duration::from_secs(2),
+            rows: 500_000,
+            max_pending_rows: 10_000_000,
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What an append got: its log record and rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub lsn: u64,
+    pub rows: u64,
+}
+
+/// The streams of one warehouse: a log and a committer per table written to.
+#[derive(Debug, Default)]
+pub struct Streams {
+    tables: Mutex<HashMap<String, Arc<Stream>>>,
+    /// One log opened at a time.
+    opening: tokio::sync::Mutex<()>,
+    policy: Mutex<CommitPolicy>,
+}
+
+/// The stream into one table.
+#[derive(Debug)]
+struct Stream {
+    name: TableName,
+    target: Target,
+    wal: Wal,
+    pending: Mutex<Pending>,
+    /// Wakes the committer (enough rows, or a flush).
+    wake: Notify,
+    /// Wakes appenders waiting for room, and flushers.
+    committed: Notify,
+    stats: Counters,
+    closed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    records: BTreeMap<u64, RecordBatch>,
+    rows: usize,
+    /// When the oldest uncommitted record was acknowledged.
+    oldest: Option<Instant>,
+    committed_lsn: u64,
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    acks: AtomicU64,
+    rows: AtomicU64,
+    commits: AtomicU64,
+    committed_rows: AtomicU64,
+    last_commit_micros: AtomicU64,
+}
+
+impl Streams {
+    /// Sets the commit policy for streams opened from now on.
+    pub fn set_policy(&self, policy: CommitPolicy) {
+        *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = policy;
+    }
+
+    fn policy(&self) -> CommitPolicy {
+        self.policy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Appends a batch (columns matched by name, validated like INSERT) to
+    /// `name`'s stream; returns once it is durable in the log.
+    pub async fn append(
+        &self,
+        warehouse: &Warehouse,
+        name: &TableName,
+        batch: &RecordBatch,
+    ) -> Result<Ack> {
+        let stream = self.open(warehouse, name).await?;
+        let what = "streamed record".to_string();
+        let batch = conform(&stream.target, &by_name(&stream.target, batch, &what)?, 1)?;
+        self.log(warehouse, &stream, batch).await
+    }
+
+    /// [`Self::append`] for a batch whose columns are the table's, in order
+    /// (INSERT ... VALUES).
+    pub async fn append_in_table_order(
+        &self,
+        warehouse: &Warehouse,
+        name: &TableName,
+        batch: &RecordBatch,
+    ) -> Result<Ack> {
+        let stream = self.open(warehouse, name).await?;
+        let batch = conform(&stream.target, batch, 1)?;
+        self.log(warehouse, &stream, batch).await
+    }
+
+    async fn log(&self, warehouse: &Warehouse, stream: &Stream, batch: RecordBatch) -> Result<Ack> {
+        let name = &stream.name;
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(Ack {
+                lsn: stream.wal.last_lsn(),
+                rows: 0,
+            });
+        }
+        stream.wait_for_room(&self.policy()).await?;
+        let lsn = stream.wal.append(&batch).await?;
+        {
+            let mut pending = stream.lock();
+            pending.records.insert(lsn, batch.clone());
+            pending.rows += rows;
+            pending.oldest.get_or_insert_with(Instant::now);
+            if pending.rows >= self.policy().rows {
+                stream.wake.notify_one();
+            }
+        }
+        stream.stats.acks.fetch_add(1, Ordering::Relaxed);
+        stream.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        if let Some(group) = warehouse.online().loaded(&name.to_string()) {
+            group.apply_streamed(lsn, &batch)?;
+        }
+        Ok(Ack {
+            lsn,
+            rows: rows as u64,
+        })
+    }
+
+    /// Records acknowledged but not yet committed, with log position above
+    /// `after`, in log order (for readers of the table's current state).
+    pub fn pending(&self, name: &str, after: u64) -> Vec<(u64, RecordBatch)> {
+        let stream = self.tables().get(name).cloned();
+        stream.map(|s| s.pending_after(after)).unwrap_or_default()
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Stream>>> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Commits everything acknowledged so far in `name` (all tables if
+    /// `None`) and waits for it.
+    pub async fn flush(&self, name: Option<&str>) -> Result<()> {
+        let streams: Vec<Arc<Stream>> = {
+            let tables = self.tables();
+            tables
+                .iter()
+                .filter(|(n, _)| name.is_none_or(|want| want == n.as_str()))
+                .map(|(_, s)| s.clone())
+                .collect()
+        };
+        for stream in streams {
+            stream.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Commits what is logged and stops the committers (graceful shutdown).
+    pub async fn close(&self) -> Result<()> {
+        self.flush(None).await?;
+        let streams: Vec<Arc<Stream>> = self.tables().values().cloned().collect();
+        for stream in streams {
+            stream.closed.store(true, Ordering::SeqCst);
+            stream.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Opens every log left in the warehouse (by a crash, or a stop before
+    /// its commit), so its records are committed. Logs owned by another
+    /// running process are left to it.
+    pub async fn recover(&self, warehouse: &Warehouse) -> Result<Vec<String>> {
+        let dir = warehouse.root().join(STREAMS_DIR);
+        let mut recovered = Vec::new();
+        for (schema, table) in list_logs(&dir)? {
+            let name = TableName { schema, table };
+            match self.open(warehouse, &name).await {
+                Ok(_) => recovered.push(name.to_string()),
+                Err(Error::TableNotFound { .. }) => {}
+                Err(e) => eprintln!("stream log of {name} not recovered: {e}"),
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// `system.ingest_status`: one row per stream of this process.
+    pub fn status(&self) -> Result<RecordBatch> {
+        let tables = self.tables().clone();
+        let mut names: Vec<&String> = tables.keys().collect();
+        names.sort();
+        let now = Instant::now();
+        let wall = chrono::Utc::now();
+        let mut table_names = Vec::new();
+        let mut acks = Vec::new();
+        let mut rows_acked = Vec::new();
+        let mut commits = Vec::new();
+        let mut rows_committed = Vec::new();
+        let mut lag_rows = Vec::new();
+        let mut oldest_ms = Vec::new();
+        let mut oldest_at = Vec::new();
+        let mut commit_ms = Vec::new();
+        let mut committed_lsn = Vec::new();
+        let mut last_lsn = Vec::new();
+        let mut wal_bytes = Vec::new();
+        let mut errors = Vec::new();
+        for name in names {
+            let s = &tables[name];
+            let p = s.lock();
+            table_names.push(name.clone());
+            acks.push(s.stats.acks.load(Ordering::Relaxed));
+            rows_acked.push(s.stats.rows.load(Ordering::Relaxed));
+            commits.push(s.stats.commits.load(Ordering::Relaxed));
+            rows_committed.push(s.stats.committed_rows.load(Ordering::Relaxed));
+            lag_rows.push(p.rows as u64);
+            let age = p.oldest.map(|o| now.duration_since(o));
+            oldest_ms.push(age.map(|a| a.as_millis() as i64));
+            oldest_at.push(age.and_then(|a| {
+                chrono::Duration::from_std(a)
+                    .ok()
+                    .map(|d| (wall - d).timestamp_millis())
+            }));
+            let micros = s.stats.last_commit_micros.load(Ordering::Relaxed);
+            commit_ms.push((micros > 0).then_some(micros as i64 / 1000));
+            committed_lsn.push(p.committed_lsn);
+            last_lsn.push(s.wal.last_lsn());
+            wal_bytes.push(s.wal.disk_bytes());
+            errors.push(p.last_error.clone());
+        }
+        let schema = Arc::new(ingest_status_schema());
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(table_names)),
+            Arc::new(UInt64Array::from(acks)),
+            Arc::new(UInt64Array::from(rows_acked)),
+            Arc::new(UInt64Array::from(commits)),
+            Arc::new(UInt64Array::from(rows_committed)),
+            Arc::new(UInt64Array::from(lag_rows)),
+            Arc::new(Int64Array::from(oldest_ms)),
+            Arc::new(TimestampMillisecondArray::from(oldest_at).with_timezone("UTC")),
+            Arc::new(Int64Array::from(commit_ms)),
+            Arc::new(UInt64Array::from(committed_lsn)),
+            Arc::new(UInt64Array::from(last_lsn)),
+            Arc::new(UInt64Array::from(wal_bytes)),
+            Arc::new(StringArray::from(errors)),
+        ];
+        RecordBatch::try_new(schema, columns).map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    /// The stream of `name`, opening (and replaying) its log on first use.
+    async fn open(&self, warehouse: &Warehouse, name: &TableName) -> Result<Arc<Stream>> {
+        let key = name.to_string();
+        if let Some(stream) = self.tables().get(&key) {
+            return Ok(stream.clone());
+        }
+        let _one = self.opening.lock().await;
+        if let Some(stream) = self.tables().get(&key) {
+            return Ok(stream.clone());
+        }
+        let table = warehouse.load_table(&name.schema, &name.table).await?;
+        let target = target_of(&key, &table)?;
+        let committed = committed_lsn(&table);
+        let dir = log_dir(warehouse.root(), name);
+        // Opening reads (and may repair) the whole log: off the async threads.
+        let (wal, replay) =
+            tokio::task::spawn_blocking(move || Wal::open(&dir, committed, WalOptions::default()))
+                .await
+                .map_err(|e| Error::Invalid(format!("opening the stream log of {key}: {e}")))??;
+        let mut pending = Pending {
+            committed_lsn: committed,
+            ..Default::default()
+        };
+        for record in replay {
+            pending.rows += record.batch.num_rows();
+            pending.records.insert(record.lsn, record.batch);
+        }
+        if !pending.records.is_empty() {
+            pending.oldest = Some(Instant::now());
+        }
+        let stream = Arc::new(Stream {
+            name: name.clone(),
+            target,
+            wal,
+            pending: Mutex::new(pending),
+            wake: Notify::new(),
+            committed: Notify::new(),
+            stats: Counters::default(),
+            closed: AtomicBool::new(false),
+        });
+        self.tables().insert(key, stream.clone());
+        tokio::spawn(commit_loop(
+            Arc::downgrade(&stream),
+            warehouse.downgrade(),
+            self.policy(),
+        ));
+        Ok(stream)
+    }
+}
+
+impl Stream {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending_after(&self, after: u64) -> Vec<(u64, RecordBatch)> {
+        self.lock()
+            .records
+            .range(after.saturating_add(1)..)
+            .map(|(lsn, b)| (*lsn, b.clone()))
+            .collect()
+    }
+
+    async fn wait_for_room(&self, policy: &CommitPolicy) -> Result<()> {
+        let deadline = Instant::now() + policy.max_wait;
+        loop {
+            let notified = self.committed.notified();
+            let (rows, error) = {
+                let p = self.lock();
+                (p.rows, p.last_error.clone())
+            };
+            if rows < policy.max_pending_rows {
+                return Ok(());
+            }
+            self.wake.notify_one();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                return Err(Error::Invalid(format!(
+                    "stream into {} is {rows} rows behind its commits (limit {}); try again later{}",
+                    self.name,
+                    policy.max_pending_rows,
+                    error
+                        .map(|e| format!(" (last commit error: {e})"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let target = self.wal.last_lsn();
+        loop {
+            let notified = self.committed.notified();
+            let (committed, error, empty) = {
+                let p = self.lock();
+                (p.committed_lsn, p.last_error.clone(), p.records.is_empty())
+            };
+            if committed >= target || empty {
+                return Ok(());
+            }
+            self.wake.notify_one();
+            if tokio::time::timeout(Duration::from_secs(30), notified)
+                .await
+                .is_err()
+            {
+                return Err(Error::Invalid(format!(
+                    "stream into {} did not commit within 30 s{}",
+                    self.name,
+                    error.map(|e| format!(": {e}")).unwrap_or_default()
+                )));
+            }
+        }
+    }
+
+    /// The contiguous run of records after the last commit.
+    fn next_commit(&self) -> Vec<(u64, RecordBatch)> {
+        let p = self.lock();
+        let first = p.committed_lsn + 1;
+        // Stop at a gap: a lower record is still being written.
+        p.records
+            .range(first..)
+            .zip(first..)
+            .take_while(|((lsn, _), expected)| **lsn == *expected)
+            .map(|((lsn, batch), _)| (*lsn, batch.clone()))
+            .collect()
+    }
+}
+
+/// Commits logged records by size or age, until the stream closes or the
+/// warehouse is dropped (then the log stays for the next process).
+async fn commit_loop(
+    stream: std::sync::Weak<Stream>,
+    warehouse: WeakWarehouse,
+    policy: CommitPolicy,
+) {
+    loop {
+        let Some(stream) = stream.upgrade() else {
+            return;
+        };
+        let due = {
+            let p = stream.lock();
+            match p.oldest {
+                None => None,
+                Some(_) if p.rows >= policy.rows => Some(Duration::ZERO),
+                Some(oldest) => Some(policy.interval.saturating_sub(oldest.elapsed())),
+            }
+        };
+        let wait = due.unwrap_or(policy.interval);
+        // Short waits: a dropped warehouse ends the loop (and frees the log) soon.
+        let woken =
+            tokio::time::timeout(wait.min(Duration::from_millis(500)), stream.wake.notified())
+                .await
+                .is_ok();
+        let Some(warehouse) = warehouse.upgrade() else {
+            return;
+        };
+        let closing = stream.closed.load(Ordering::SeqCst);
+        let due_now = {
+            let p = stream.lock();
+            p.rows >= policy.rows || p.oldest.is_some_and(|o| o.elapsed() >= policy.interval)
+        };
+        if !woken && !due_now && !closing {
+            continue;
+        }
+        let run = stream.next_commit();
+        if run.is_empty() {
+            if closing {
+                return;
+            }
+            continue;
+        }
+        // Woken (enough rows, a flush, shutdown) or due: commit what is there.
+        match commit(&stream, &warehouse, &run).await {
+            Ok(()) => {}
+            Err(e) => {
+                stream.lock().last_error = Some(e.to_string());
+                stream.committed.notify_waiters();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Writes one run of records as one snapshot and forgets them.
+async fn commit(stream: &Stream, warehouse: &Warehouse, run: &[(u64, RecordBatch)]) -> Result<()> {
+    let started = Instant::now();
+    let name = stream.name.to_string();
+    let (Some((first, _)), Some((last, _))) = (run.first(), run.last()) else {
+        return Ok(());
+    };
+    let (first, last) = (*first, *last);
+    let table = warehouse
+        .load_table(&stream.name.schema, &stream.name.table)
+        .await?;
+    if committed_lsn(&table) >= last {
+        // Committed before a crash between the commit and forgetting the run.
+        forget(stream, last);
+        return Ok(());
+    }
+    let properties = HashMap::from([
+        ("pitlake.operation".to_string(), "stream".to_string()),
+        (WAL_FIRST_LSN.to_string(), first.to_string()),
+        (WAL_LAST_LSN.to_string(), last.to_string()),
+    ]);
+    let batches: Vec<Result<RecordBatch>> = run.iter().map(|(_, b)| Ok(b.clone())).collect();
+    let outcome = write_snapshot(
+        warehouse.catalog().as_ref(),
+        &name,
+        &table,
+        futures::stream::iter(batches),
+        properties,
+    )
+    .await?;
+    stream
+        .stats
+        .last_commit_micros
+        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    stream.stats.commits.fetch_add(1, Ordering::Relaxed);
+    stream
+        .stats
+        .committed_rows
+        .fetch_add(outcome.rows, Ordering::Relaxed);
+    forget(stream, last);
+    if let Err(e) = stream.wal.truncate_through(last).await {
+        eprintln!("stream log of {name}: cannot delete committed segments: {e}");
+    }
+    warehouse.online().refresh(warehouse, &name).await?;
+    Ok(())
+}
+
+/// Drops the records through `through`: they are in a committed snapshot.
+fn forget(stream: &Stream, through: u64) {
+    let mut p = stream.lock();
+    let keep = p.records.split_off(&(through + 1));
+    p.records = keep;
+    p.rows = p.records.values().map(RecordBatch::num_rows).sum();
+    p.committed_lsn = p.committed_lsn.max(through);
+    p.last_error = None;
+    if p.records.is_empty() {
+        p.oldest = None;
+    } else {
+        p.oldest = Some(Instant::now());
+    }
+    drop(p);
+    stream.committed.notify_waiters();
+}
+
+/// The schema of `system.ingest_status`.
+pub fn ingest_status_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("acks", DataType::UInt64, false),
+        Field::new("rows_acked", DataType::UInt64, false),
+        Field::new("commits", DataType::UInt64, false),
+        Field::new("rows_committed", DataType::UInt64, false),
+        Field::new("lag_rows", DataType::UInt64, false),
+        Field::new("oldest_uncommitted_ms", DataType::Int64, true),
+        Field::new(
+            "oldest_uncommitted_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("last_commit_ms", DataType::Int64, true),
+        Field::new("committed_lsn", DataType::UInt64, false),
+        Field::new("last_lsn", DataType::UInt64, false),
+        Field::new("wal_bytes", DataType::UInt64, false),
+        Field::new("last_error", DataType::Utf8, true),
+    ])
+}
+
+/// Where the log of a table lives.
+pub fn log_dir(root: &Path, name: &TableName) -> PathBuf {
+    root.join(STREAMS_DIR).join(&name.schema).join(&name.table)
+}
+
+/// `(schema, table)` of every log folder.
+fn list_logs(dir: &Path) -> Result<Vec<(String, String)>> {
+    let io = |source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut logs = Vec::new();
+    if !dir.is_dir() {
+        return Ok(logs);
+    }
+    for schema in std::fs::read_dir(dir).map_err(io)? {
+        let schema = schema.map_err(io)?;
+        if !schema.path().is_dir() {
+            continue;
+        }
+        for table in std::fs::read_dir(schema.path()).map_err(io)? {
+            let table = table.map_err(io)?;
+            if table.path().is_dir() {
+                logs.push((
+                    schema.file_name().to_string_lossy().into_owned(),
+                    table.file_name().to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    logs.sort();
+    Ok(logs)
+}

@@ -1,0 +1,156 @@
+//! Reading a feature group's rows back from Iceberg in ingestion order: files
+//! by data sequence number (commit order), then in the order each commit
+//! listed them; rows within a file as written.
+
+use std::collections::{HashMap, HashSet};
+
+use arrow::array::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
+use iceberg::spec::{ManifestStatus, Operation};
+use iceberg::table::Table;
+
+use crate::error::{Error, Result};
+
+/// Summary property with the last write-ahead-log record a commit covers.
+pub const WAL_LAST_LSN: &str = "pitlake.wal.last-lsn";
+/// Summary property with the first write-ahead-log record a commit covers.
+pub const WAL_FIRST_LSN: &str = "pitlake.wal.first-lsn";
+
+/// What changed between the snapshot the online store reflects and the
+/// table's current one.
+#[derive(Debug)]
+pub enum Changes {
+    /// Nothing.
+    None,
+    /// Only appends: these snapshots, oldest first.
+    Appends(Vec<i64>),
+    /// Anything else (a rewrite, a rollback, a schema change): read it all.
+    Everything,
+}
+
+/// The snapshots committed after `from` up to the current one.
+pub fn changes_since(table: &Table, from: Option<i64>, schema_id: i32) -> Changes {
+    let metadata = table.metadata();
+    let current = metadata.current_snapshot_id();
+    if current == from {
+        return Changes::None;
+    }
+    if metadata.current_schema_id() != schema_id {
+        return Changes::Everything;
+    }
+    let mut appended = Vec::new();
+    let mut cursor = current;
+    while cursor != from {
+        let Some(id) = cursor else {
+            // `from` is not an ancestor of the current snapshot.
+            return Changes::Everything;
+        };
+        let Some(snapshot) = metadata.snapshot_by_id(id) else {
+            return Changes::Everything;
+        };
+        if snapshot.summary().operation != Operation::Append {
+            return Changes::Everything;
+        }
+        appended.push(id);
+        cursor = snapshot.parent_snapshot_id();
+    }
+    appended.reverse();
+    Changes::Appends(appended)
+}
+
+/// The last write-ahead-log record a snapshot's commit covers, if any.
+pub fn wal_last_lsn(table: &Table, snapshot_id: i64) -> Option<u64> {
+    table
+        .metadata()
+        .snapshot_by_id(snapshot_id)?
+        .summary()
+        .additional_properties
+        .get(WAL_LAST_LSN)?
+        .parse()
+        .ok()
+}
+
+/// The highest write-ahead-log record committed in the current snapshot's
+/// history (0 when none is).
+pub fn committed_lsn(table: &Table) -> u64 {
+    let metadata = table.metadata();
+    let mut cursor = metadata.current_snapshot_id();
+    while let Some(id) = cursor {
+        if let Some(lsn) = wal_last_lsn(table, id) {
+            return lsn;
+        }
+        cursor = metadata
+            .snapshot_by_id(id)
+            .and_then(|s| s.parent_snapshot_id());
+    }
+    0
+}
+
+/// The rows of the current snapshot (`added_by` = `None`) or only those the
+/// given snapshots added, in ingestion order.
+pub async fn read_rows(
+    name: &str,
+    table: &Table,
+    added_by: Option<&HashSet<i64>>,
+) -> Result<Vec<RecordBatch>> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    let context = || format!("cannot read {name} into the online store");
+    // Order of every live data file: (data sequence number, position listed).
+    let list = table
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .map_err(Error::iceberg(context()))?;
+    let mut order: HashMap<String, (i64, usize)> = HashMap::new();
+    for manifest_file in list.entries() {
+        let manifest = manifest_file
+            .load_manifest(table.file_io())
+            .await
+            .map_err(Error::iceberg(context()))?;
+        for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+            if let Some(wanted) = added_by
+                && !(entry.status() == ManifestStatus::Added
+                    && entry.snapshot_id().is_some_and(|id| wanted.contains(&id)))
+            {
+                continue;
+            }
+            let position = order.len();
+            order.insert(
+                entry.data_file().file_path().to_string(),
+                (entry.sequence_number().unwrap_or(0), position),
+            );
+        }
+    }
+    if order.is_empty() {
+        return Ok(Vec::new());
+    }
+    let scan = table
+        .scan()
+        .snapshot_id(snapshot.snapshot_id())
+        .select_all()
+        .build()
+        .map_err(Error::iceberg(context()))?;
+    let mut tasks: Vec<_> = scan
+        .plan_files()
+        .await
+        .map_err(Error::iceberg(context()))?
+        .try_filter(|t| futures::future::ready(order.contains_key(&t.data_file_path)))
+        .try_collect()
+        .await
+        .map_err(Error::iceberg(context()))?;
+    tasks.sort_by_key(|t| (order[&t.data_file_path], t.start));
+    let reader = table
+        .reader_builder()
+        .with_data_file_concurrency_limit(1)
+        .build();
+    let stream = reader
+        .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())
+        .map_err(Error::iceberg(context()))?
+        .stream();
+    stream
+        .try_collect()
+        .await
+        .map_err(Error::iceberg(context()))
+}

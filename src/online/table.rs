@@ -1,0 +1,462 @@
+//! The latest row per entity key of one feature group, in memory.
+//!
+//! ```text
+//!  key bytes (row-encoded entity key) ──► Slot { chunk, row, time }
+//!                                               │
+//!  chunks: [RecordBatch, RecordBatch, ...] ◄────┘   rows as written, newest last
+//! ```
+//!
+//! Rows are kept in the batches they arrived in; the map points at the live
+//! row of each key. A lookup gathers the live rows with one `interleave` per
+//! column. Superseded rows are garbage until a compaction rewrites the live
+//! rows into one batch; runs of small batches (streamed records) are merged
+//! so lookups never interleave over thousands of tiny arrays.
+//!
+//! The winner for a key is the row with the greatest event time; on equal
+//! event times the row applied later (ingested later) wins.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, new_null_array};
+use arrow::compute::{cast, concat_batches, interleave};
+use arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use arrow::row::{RowConverter, SortField};
+
+use crate::error::{Error, Result};
+
+/// Where the live row of a key is, and its event time (physical units).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    chunk: u32,
+    row: u32,
+    time: i64,
+}
+
+/// Small batches merged once this many have piled up after the big ones.
+const SMALL_CHUNKS: usize = 256;
+/// A merged run of at least this many rows counts as big.
+const BIG_CHUNK_ROWS: usize = 65_536;
+
+/// The latest row per entity key.
+pub struct OnlineTable {
+    schema: SchemaRef,
+    key_columns: Vec<usize>,
+    time_column: usize,
+    converter: RowConverter,
+    chunks: Vec<RecordBatch>,
+    /// Chunks from here on are small and get merged together.
+    small_from: usize,
+    slots: HashMap<Box<[u8]>, Slot, ahash::RandomState>,
+    /// Rows held in `chunks`, live or superseded.
+    held_rows: usize,
+}
+
+impl std::fmt::Debug for OnlineTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnlineTable")
+            .field("entities", &self.slots.len())
+            .field("chunks", &self.chunks.len())
+            .finish()
+    }
+}
+
+impl OnlineTable {
+    /// An empty table for rows of `schema`, keyed by `key_columns`.
+    pub fn new(schema: SchemaRef, key_columns: Vec<usize>, time_column: usize) -> Result<Self> {
+        let fields = key_columns
+            .iter()
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(fields)
+            .map_err(|e| Error::Invalid(format!("online store key encoding: {e}")))?;
+        Ok(OnlineTable {
+            schema,
+            key_columns,
+            time_column,
+            converter,
+            chunks: Vec::new(),
+            small_from: 0,
+            slots: HashMap::default(),
+            held_rows: 0,
+        })
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Number of entities with a row.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Bytes held: row data (live and superseded) plus the key map.
+    pub fn memory_bytes(&self) -> usize {
+        let data: usize = self
+            .chunks
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        let keys: usize = self.slots.keys().map(|k| k.len()).sum();
+        let map = self.slots.capacity() * (std::mem::size_of::<(Box<[u8]>, Slot)>() + 1);
+        data + keys + map
+    }
+
+    /// Applies rows in order: each becomes its key's row unless that key
+    /// already has a later event time. Rows with a NULL key or time are skipped.
+    pub fn apply(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.check_schema(batch)?;
+        let keys: Vec<ArrayRef> = self
+            .key_columns
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        let rows = self
+            .converter
+            .convert_columns(&keys)
+            .map_err(|e| Error::Invalid(format!("online store key encoding: {e}")))?;
+        let times = physical_times(batch.column(self.time_column))?;
+        let chunk = u32::try_from(self.chunks.len())
+            .map_err(|_| Error::Invalid("online store: too many chunks".into()))?;
+        let mut taken = false;
+        for row in 0..batch.num_rows() {
+            if keys.iter().any(|k| k.is_null(row)) || times.is_null(row) {
+                continue;
+            }
+            let time = times.value(row);
+            let slot = Slot {
+                chunk,
+                row: row as u32,
+                time,
+            };
+            match self.slots.get_mut(rows.row(row).as_ref()) {
+                Some(existing) if existing.time > time => {}
+                Some(existing) => {
+                    *existing = slot;
+                    taken = true;
+                }
+                None => {
+                    self.slots.insert(rows.row(row).as_ref().into(), slot);
+                    taken = true;
+                }
+            }
+        }
+        if taken {
+            self.chunks.push(batch.clone());
+            self.held_rows += batch.num_rows();
+            if batch.num_rows() >= BIG_CHUNK_ROWS && self.small_from == self.chunks.len() - 1 {
+                self.small_from = self.chunks.len();
+            }
+            self.tidy()?;
+        }
+        Ok(())
+    }
+
+    /// The rows of the requested keys (`keys`: one array per key column, of
+    /// the key columns' types), in request order, with the columns in
+    /// `projection`. A key without a row, or whose row is older than
+    /// `min_time`, gets NULLs in every non-key column.
+    pub fn lookup(
+        &self,
+        keys: &[ArrayRef],
+        projection: &[usize],
+        min_time: Option<i64>,
+    ) -> Result<RecordBatch> {
+        if keys.len() != self.key_columns.len() {
+            return Err(Error::Invalid(format!(
+                "online lookup needs {} key columns, got {}",
+                self.key_columns.len(),
+                keys.len()
+            )));
+        }
+        let requested = keys.first().map_or(0, |k| k.len());
+        let rows = self
+            .converter
+            .convert_columns(keys)
+            .map_err(|e| Error::Invalid(format!("online lookup keys: {e}")))?;
+        let missing = (self.chunks.len(), 0);
+        let indices: Vec<(usize, usize)> = (0..requested)
+            .map(|i| match self.slots.get(rows.row(i).as_ref()) {
+                Some(slot) if min_time.is_none_or(|m| slot.time >= m) => {
+                    (slot.chunk as usize, slot.row as usize)
+                }
+                _ => missing,
+            })
+            .collect();
+        let columns = projection
+            .iter()
+            .map(|&c| match self.key_columns.iter().position(|&k| k == c) {
+                Some(k) => Ok(keys[k].clone()),
+                None => self.gather(c, &indices),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let schema = self
+            .schema
+            .project(projection)
+            .map_err(|e| Error::Invalid(format!("online lookup columns: {e}")))?;
+        // Key columns of missing rows come from the request, so may be non-null.
+        RecordBatch::try_new_with_options(
+            std::sync::Arc::new(schema),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(requested)),
+        )
+        .map_err(|e| Error::Invalid(format!("online lookup result: {e}")))
+    }
+
+    /// Every live row (no order), projected, skipping rows older than `min_time`.
+    pub fn scan(&self, projection: &[usize], min_time: Option<i64>) -> Result<RecordBatch> {
+        let indices: Vec<(usize, usize)> = self
+            .slots
+            .values()
+            .filter(|s| min_time.is_none_or(|m| s.time >= m))
+            .map(|s| (s.chunk as usize, s.row as usize))
+            .collect();
+        let columns = projection
+            .iter()
+            .map(|&c| self.gather(c, &indices))
+            .collect::<Result<Vec<_>>>()?;
+        let schema = self
+            .schema
+            .project(projection)
+            .map_err(|e| Error::Invalid(format!("online scan columns: {e}")))?;
+        RecordBatch::try_new_with_options(
+            std::sync::Arc::new(schema),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(indices.len())),
+        )
+        .map_err(|e| Error::Invalid(format!("online scan result: {e}")))
+    }
+
+    /// Column `c` of the rows at `indices`; index `chunks.len()` is a NULL.
+    fn gather(&self, c: usize, indices: &[(usize, usize)]) -> Result<ArrayRef> {
+        let null = new_null_array(self.schema.field(c).data_type(), 1);
+        let mut arrays: Vec<&dyn Array> =
+            self.chunks.iter().map(|b| b.column(c).as_ref()).collect();
+        arrays.push(null.as_ref());
+        interleave(&arrays, indices)
+            .map_err(|e| Error::Invalid(format!("online store gather: {e}")))
+    }
+
+    fn check_schema(&self, batch: &RecordBatch) -> Result<()> {
+        let expected = self.schema.fields();
+        let given = batch.schema();
+        let matches = given.fields().len() == expected.len()
+            && given
+                .fields()
+                .iter()
+                .zip(expected.iter())
+                .all(|(g, e)| g.data_type() == e.data_type());
+        if matches {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "online store: rows of schema {given:?} do not fit {:?}",
+                self.schema
+            )))
+        }
+    }
+
+    /// Merges runs of small chunks, and rewrites the live rows once superseded
+    /// rows outnumber them.
+    fn tidy(&mut self) -> Result<()> {
+        let live = self.slots.len();
+        if self.held_rows > 2 * live + BIG_CHUNK_ROWS {
+            return self.compact();
+        }
+        if self.chunks.len() - self.small_from < SMALL_CHUNKS {
+            return Ok(());
+        }
+        let from = self.small_from;
+        let merged = concat_batches(&self.schema, &self.chunks[from..])
+            .map_err(|e| Error::Invalid(format!("online store merge: {e}")))?;
+        let mut offsets = Vec::with_capacity(self.chunks.len() - from);
+        let mut offset = 0u32;
+        for chunk in &self.chunks[from..] {
+            offsets.push(offset);
+            offset += chunk.num_rows() as u32;
+        }
+        let target = from as u32;
+        for slot in self.slots.values_mut() {
+            let c = slot.chunk as usize;
+            if c >= from {
+                slot.row += offsets[c - from];
+                slot.chunk = target;
+            }
+        }
+        let rows = merged.num_rows();
+        self.chunks.truncate(from);
+        self.chunks.push(merged);
+        if rows >= BIG_CHUNK_ROWS {
+            self.small_from = self.chunks.len();
+        }
+        Ok(())
+    }
+
+    /// Rewrites the live rows into one chunk.
+    fn compact(&mut self) -> Result<()> {
+        let mut entries: Vec<(&Box<[u8]>, &mut Slot)> = self.slots.iter_mut().collect();
+        let indices: Vec<(usize, usize)> = entries
+            .iter()
+            .map(|(_, s)| (s.chunk as usize, s.row as usize))
+            .collect();
+        let columns = (0..self.schema.fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    self.chunks.iter().map(|b| b.column(c).as_ref()).collect();
+                interleave(&arrays, &indices)
+                    .map_err(|e| Error::Invalid(format!("online store compaction: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::Invalid(format!("online store compaction: {e}")))?;
+        for (row, (_, slot)) in entries.iter_mut().enumerate() {
+            slot.chunk = 0;
+            slot.row = row as u32;
+        }
+        self.held_rows = batch.num_rows();
+        self.chunks = vec![batch];
+        self.small_from = 1;
+        Ok(())
+    }
+}
+
+/// Event times as their physical integers (days for dates, the column's unit
+/// for timestamps), which order like the times within one column.
+pub fn physical_times(array: &ArrayRef) -> Result<arrow::array::Int64Array> {
+    let ints = match array.data_type() {
+        DataType::Timestamp(unit, _) => cast(
+            &cast(array, &DataType::Timestamp(*unit, None))
+                .map_err(|e| Error::Invalid(format!("event time: {e}")))?,
+            &DataType::Int64,
+        ),
+        _ => cast(array, &DataType::Int64),
+    }
+    .map_err(|e| Error::Invalid(format!("event time: {e}")))?;
+    Ok(ints.as_primitive::<Int64Type>().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, Schema, TimeUnit};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("v", DataType::Float64, true),
+        ]))
+    }
+
+    fn batch(rows: &[(&str, i64, f64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn values(table: &OnlineTable, keys: &[&str]) -> Vec<Option<f64>> {
+        let keys: ArrayRef = Arc::new(StringArray::from_iter_values(keys.iter().copied()));
+        let out = table.lookup(&[keys], &[0, 2], None).expect("lookup");
+        out.column(1)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .iter()
+            .collect()
+    }
+
+    #[test]
+    fn latest_event_time_wins_and_ties_go_to_the_later_row() {
+        let mut table = OnlineTable::new(schema(), vec![0], 1).expect("table");
+        table
+            .apply(&batch(&[("a", 10, 1.0), ("b", 5, 2.0), ("a", 5, 3.0)]))
+            .expect("apply");
+        table
+            .apply(&batch(&[("a", 10, 4.0), ("b", 4, 5.0)]))
+            .expect("apply");
+        assert_eq!(
+            values(&table, &["b", "zz", "a"]),
+            vec![Some(2.0), None, Some(4.0)]
+        );
+    }
+
+    #[test]
+    fn missing_keys_keep_their_key_and_request_order() {
+        let mut table = OnlineTable::new(schema(), vec![0], 1).expect("table");
+        table.apply(&batch(&[("a", 1, 1.0)])).expect("apply");
+        let keys: ArrayRef = Arc::new(StringArray::from(vec!["x", "a", "x"]));
+        let out = table.lookup(&[keys], &[0, 1, 2], None).expect("lookup");
+        let k: Vec<_> = out.column(0).as_string::<i32>().iter().collect();
+        assert_eq!(k, vec![Some("x"), Some("a"), Some("x")]);
+        assert_eq!(out.column(1).null_count(), 2);
+    }
+
+    #[test]
+    fn max_age_hides_old_rows() {
+        let mut table = OnlineTable::new(schema(), vec![0], 1).expect("table");
+        table
+            .apply(&batch(&[("a", 100, 1.0), ("b", 10, 2.0)]))
+            .expect("apply");
+        let keys: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
+        let out = table.lookup(&[keys], &[2], Some(50)).expect("lookup");
+        let v: Vec<_> = out
+            .column(0)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .iter()
+            .collect();
+        assert_eq!(v, vec![Some(1.0), None]);
+        assert_eq!(table.scan(&[0], Some(50)).expect("scan").num_rows(), 1);
+    }
+
+    #[test]
+    fn many_small_batches_and_compaction_keep_answers() {
+        let mut table = OnlineTable::new(schema(), vec![0], 1).expect("table");
+        let mut expected: HashMap<String, (i64, f64)> = HashMap::new();
+        let mut state = 7u64;
+        for i in 0..5_000i64 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let key = format!("k{}", (state >> 33) % 97);
+            let time = ((state >> 13) % 50) as i64;
+            let value = i as f64;
+            table
+                .apply(&batch(&[(key.as_str(), time, value)]))
+                .expect("apply");
+            let e = expected.entry(key).or_insert((time, value));
+            if time >= e.0 {
+                *e = (time, value);
+            }
+        }
+        assert!(
+            table.chunks.len() < SMALL_CHUNKS + 2,
+            "{}",
+            table.chunks.len()
+        );
+        let keys: Vec<&str> = expected.keys().map(String::as_str).collect();
+        let got = values(&table, &keys);
+        let want: Vec<Option<f64>> = keys.iter().map(|k| Some(expected[*k].1)).collect();
+        assert_eq!(got, want);
+        table.compact().expect("compact");
+        assert_eq!(values(&table, &keys), want);
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+        assert!(table.lookup(&[ints.clone(), ints], &[0], None).is_err());
+    }
+}
