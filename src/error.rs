@@ -68,6 +68,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A resource another pitlake process holds (a stream's write-ahead log).
+    #[error("{what} is locked: another pitlake process owns it")]
+    Locked { what: String },
+
     /// A feature pitlake does not have (yet), named so the user knows.
     #[error("not supported: {0}")]
     NotSupported(String),

@@ -271,7 +271,7 @@ impl Session {
             Statement::DropFeatureGroup { name, if_exists } => {
                 let name = self.resolve_name(&name)?;
                 catalog::drop_table(&self.warehouse, &name, if_exists, true).await?;
-                self.warehouse.online().forget(&name.to_string());
+                self.forget_table(&name);
                 done()
             }
             Statement::AlterFeatureGroup {
@@ -333,7 +333,7 @@ impl Session {
                     } else {
                         let table = self.resolve_name(name)?;
                         catalog::drop_table(&self.warehouse, &table, if_exists, false).await?;
-                        self.warehouse.online().forget(&table.to_string());
+                        self.forget_table(&table);
                     }
                 }
                 done()
@@ -752,7 +752,7 @@ impl Session {
                 .map_err(|e| Error::Invalid(e.to_string()))
         });
         if streams_inserts(&table, &source_is_values) {
-            return self.insert_streamed(&name, input).await;
+            return self.insert_streamed(&name, &table, input).await;
         }
         let outcome = write_snapshot(
             self.warehouse.catalog().as_ref(),
@@ -764,6 +764,14 @@ impl Session {
         .await?;
         self.committed(&name).await?;
         count(outcome.rows)
+    }
+
+    /// A dropped table leaves neither online rows nor a stream log behind.
+    fn forget_table(&self, name: &TableName) {
+        self.warehouse.online().forget(&name.to_string());
+        self.warehouse
+            .streams()
+            .drop_table(self.warehouse.root(), name);
     }
 
     /// After a commit to `name`: the online store catches up at once, so a
@@ -781,6 +789,7 @@ impl Session {
     async fn insert_streamed(
         &self,
         name: &TableName,
+        table: &iceberg::table::Table,
         input: impl futures::Stream<Item = Result<RecordBatch>> + Send,
     ) -> Result<SendableRecordBatchStream> {
         let batches: Vec<RecordBatch> = Box::pin(input).try_collect().await?;
@@ -789,12 +798,29 @@ impl Session {
         };
         let batch = arrow::compute::concat_batches(&first.schema(), &batches)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let ack = self
+        let streamed = self
             .warehouse
             .streams()
             .append_in_table_order(&self.warehouse, name, &batch)
-            .await?;
-        count(ack.rows)
+            .await;
+        match streamed {
+            Ok(ack) => count(ack.rows),
+            // Another process (a running server) owns the group's log: commit
+            // the rows directly; that process's online store follows.
+            Err(Error::Locked { .. }) => {
+                let outcome = write_snapshot(
+                    self.warehouse.catalog().as_ref(),
+                    &name.to_string(),
+                    table,
+                    futures::stream::iter([Ok(batch)]),
+                    operation("insert"),
+                )
+                .await?;
+                self.committed(name).await?;
+                count(outcome.rows)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The latest feature values of entities from the online store (Rust

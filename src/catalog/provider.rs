@@ -121,13 +121,7 @@ impl SchemaProvider for WarehouseSchema {
             return Ok(None);
         };
         let qualified = format!("{}.{name}", self.schema);
-        let pending: Vec<_> = self
-            .warehouse
-            .streams()
-            .pending(&qualified, crate::online::source::committed_lsn(&table))
-            .into_iter()
-            .map(|(_, batch)| batch)
-            .collect();
+        let pending = self.warehouse.streams().pending_for(&qualified, &table);
         Ok(Some(Arc::new(
             IcebergTable::current(qualified, table)?.with_pending(pending),
         )))

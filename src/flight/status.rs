@@ -24,6 +24,7 @@ pub fn to_status(err: Error) -> Status {
         | Error::BadInput { .. }
         | Error::Invalid(_) => Status::invalid_argument(message),
         Error::NotSupported(_) => Status::unimplemented(message),
+        Error::Locked { .. } => Status::failed_precondition(message),
         Error::Io { .. } | Error::Iceberg { .. } => Status::internal(message),
         Error::DataFusion(df) => datafusion_status(df, message),
     }

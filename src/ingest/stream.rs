@@ -191,6 +191,21 @@ impl Streams {
         stream.map(|s| s.pending_after(after)).unwrap_or_default()
     }
 
+    /// [`Self::pending`] for a table as loaded: the rows its snapshot lacks.
+    pub fn pending_for(&self, name: &str, table: &iceberg::table::Table) -> Vec<RecordBatch> {
+        let Some(stream) = self.tables().get(name).cloned() else {
+            return Vec::new();
+        };
+        if stream.lock().records.is_empty() {
+            return Vec::new();
+        }
+        stream
+            .pending_after(committed_lsn(table))
+            .into_iter()
+            .map(|(_, batch)| batch)
+            .collect()
+    }
+
     fn tables(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Stream>>> {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -210,6 +225,17 @@ impl Streams {
             stream.flush().await?;
         }
         Ok(())
+    }
+
+    /// Forgets the stream of a dropped table and deletes its log: its
+    /// records have nowhere to go.
+    pub fn drop_table(&self, root: &Path, name: &TableName) {
+        if let Some(stream) = self.tables().remove(&name.to_string()) {
+            stream.closed.store(true, Ordering::SeqCst);
+            stream.lock().records.clear();
+            stream.wake.notify_one();
+        }
+        let _ = std::fs::remove_dir_all(log_dir(root, name));
     }
 
     /// Commits what is logged and stops the committers (graceful shutdown).

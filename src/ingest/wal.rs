@@ -393,11 +393,9 @@ fn lock_dir(dir: &Path) -> Result<File> {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(TryLockError::WouldBlock) => {
-                return Err(Error::Invalid(format!(
-                    "write-ahead log {} is locked ({}): another pitlake process owns this log",
-                    dir.display(),
-                    path.display()
-                )));
+                return Err(Error::Locked {
+                    what: format!("write-ahead log {} ({})", dir.display(), path.display()),
+                });
             }
             Err(TryLockError::Error(e)) => {
                 return Err(io_error(&path, "locking write-ahead log", e));
@@ -1388,7 +1386,7 @@ mod tests {
         let err = Wal::open(dir.path(), 0, WalOptions::default()).expect_err("locked");
         let message = err.to_string();
         assert!(
-            message.contains("locked") && message.contains("another pitlake process"),
+            matches!(err, Error::Locked { .. }) && message.contains("another pitlake process"),
             "{message}"
         );
         let clone = wal.clone();
