@@ -141,6 +141,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .streams()
                 .recover(session.warehouse())
                 .await?;
+            session.warehouse().streams().flush(None).await?;
             let result = run_sql(&session, command, file, format).await;
             // Streamed INSERTs are committed before the process ends.
             let closed = session.warehouse().streams().close().await;

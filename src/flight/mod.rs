@@ -128,8 +128,12 @@ pub async fn serve(
     let executor = Executor::new(workers)?;
     let shared = Session::with_warehouse(warehouse.clone()).await?;
     // Records logged before a crash are committed (and served) again.
-    for name in warehouse.streams().recover(&warehouse).await? {
-        eprintln!("recovered the stream log of {name}");
+    let recovered = warehouse.streams().recover(&warehouse).await?;
+    if !recovered.is_empty() {
+        // Committed before serving: once the server answers, every record
+        // acknowledged before a crash is in Iceberg, readable by any engine.
+        warehouse.streams().flush(None).await?;
+        eprintln!("recovered the stream logs of {}", recovered.join(", "));
     }
     let auth = Arc::new(Authenticator::new(
         config.users.clone(),

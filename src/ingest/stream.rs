@@ -250,15 +250,17 @@ impl Streams {
     }
 
     /// Opens every log left in the warehouse (by a crash, or a stop before
-    /// its commit), so its records are committed. Logs owned by another
-    /// running process are left to it.
+    /// its commit), so its records are committed; returns the tables that
+    /// had records to commit. Logs owned by another running process are
+    /// left to it.
     pub async fn recover(&self, warehouse: &Warehouse) -> Result<Vec<String>> {
         let dir = warehouse.root().join(STREAMS_DIR);
         let mut recovered = Vec::new();
         for (schema, table) in list_logs(&dir)? {
             let name = TableName { schema, table };
             match self.open(warehouse, &name).await {
-                Ok(_) => recovered.push(name.to_string()),
+                Ok(stream) if !stream.lock().records.is_empty() => recovered.push(name.to_string()),
+                Ok(_) => {}
                 Err(Error::TableNotFound { .. }) => {}
                 Err(e) => eprintln!("stream log of {name} not recovered: {e}"),
             }
