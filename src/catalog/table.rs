@@ -4,7 +4,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -20,6 +20,7 @@ use iceberg_datafusion::IcebergStaticTableProvider;
 use super::feature_group::FeatureGroup;
 use crate::error::{Error, Result};
 use crate::execution::SnapshotScanExec;
+use crate::execution::ingest_order::{INGEST_ORDER_COLUMN, IngestOrderScanExec};
 
 /// An Iceberg table as loaded at planning time, pinned to one snapshot.
 ///
@@ -39,6 +40,9 @@ pub struct IcebergTable {
     /// Streamed rows acknowledged but not yet in the snapshot read (current
     /// reads only): the table as this process knows it.
     pending: Vec<RecordBatch>,
+    /// Read in ingestion order, with each row's position in it as a last
+    /// column (the right side of an ASOF JOIN on a feature group).
+    ingest_order: bool,
 }
 
 impl IcebergTable {
@@ -56,7 +60,25 @@ impl IcebergTable {
             schema: Arc::new(schema),
             feature_group,
             pending: Vec::new(),
+            ingest_order: false,
         })
+    }
+
+    /// This table read in ingestion order, with [`INGEST_ORDER_COLUMN`]
+    /// (each row's position in that order) after its columns.
+    pub fn in_ingest_order(&self) -> Self {
+        let mut fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(INGEST_ORDER_COLUMN, DataType::Int64, false));
+        IcebergTable {
+            schema: Arc::new(Schema::new(fields)),
+            ingest_order: true,
+            ..self.clone()
+        }
     }
 
     /// Adds streamed rows not yet committed to the current snapshot.
@@ -95,6 +117,66 @@ impl IcebergTable {
         &self.name
     }
 
+    fn scan_in_ingest_order(&self, projection: Option<&Vec<usize>>) -> Arc<dyn ExecutionPlan> {
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let projection = projection.unwrap_or(&all);
+        let order_index = self.schema.fields().len() - 1;
+        let columns: Vec<usize> = projection
+            .iter()
+            .copied()
+            .filter(|i| *i != order_index)
+            .collect();
+        let with_order = projection.contains(&order_index);
+        // Table columns first, the order column last, as the scan emits them.
+        let mut output: Vec<usize> = columns.clone();
+        if with_order {
+            output.push(order_index);
+        }
+        let fields: Vec<Field> = output
+            .iter()
+            .map(|i| self.schema.field(*i).clone())
+            .collect();
+        let names: Vec<String> = columns
+            .iter()
+            .map(|i| self.schema.field(*i).name().clone())
+            .collect();
+        let pending = self
+            .pending
+            .iter()
+            .filter_map(|b| b.project(&columns).ok())
+            .collect();
+        let scan: Arc<dyn ExecutionPlan> = Arc::new(IngestOrderScanExec::new(
+            self.name.clone(),
+            self.table.clone(),
+            self.snapshot_id,
+            names,
+            with_order,
+            pending,
+            Arc::new(Schema::new(fields)),
+        ));
+        if output == *projection {
+            return scan;
+        }
+        // DataFusion asked for another column order: restore it.
+        let exprs = projection
+            .iter()
+            .map(|i| {
+                let at = output.iter().position(|o| o == i).unwrap_or_default();
+                let name = self.schema.field(*i).name().clone();
+                (
+                    Arc::new(datafusion::physical_expr::expressions::Column::new(
+                        &name, at,
+                    )) as Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+                    name,
+                )
+            })
+            .collect::<Vec<_>>();
+        match datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, scan.clone()) {
+            Ok(p) => Arc::new(p),
+            Err(_) => scan,
+        }
+    }
+
     pub fn table(&self) -> &Table {
         &self.table
     }
@@ -129,6 +211,9 @@ impl TableProvider for IcebergTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if self.ingest_order {
+            return Ok(self.scan_in_ingest_order(projection));
+        }
         match self.snapshot_id.filter(|_| self.pinned) {
             Some(id) => {
                 let reader =

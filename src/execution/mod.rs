@@ -1,6 +1,7 @@
 //! Physical operators and their planning.
 
 pub mod asof_join;
+pub mod ingest_order;
 mod planner;
 mod snapshot_scan;
 

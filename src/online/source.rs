@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use arrow::array::RecordBatch;
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::{ManifestStatus, Operation};
 use iceberg::table::Table;
@@ -93,10 +94,34 @@ pub async fn read_rows(
     table: &Table,
     added_by: Option<&HashSet<i64>>,
 ) -> Result<Vec<RecordBatch>> {
-    let Some(snapshot) = table.metadata().current_snapshot() else {
+    let Some(snapshot_id) = table.metadata().current_snapshot_id() else {
         return Ok(Vec::new());
     };
-    let context = || format!("cannot read {name} into the online store");
+    read_in_order(name, table, snapshot_id, None, added_by)
+        .await?
+        .try_collect()
+        .await
+}
+
+/// Streams the rows of a snapshot (all of them, or those `added_by` the
+/// given snapshots) in ingestion order: files by data sequence number, then
+/// as their commit listed them, one file at a time. `columns` selects
+/// columns by name (all when `None`).
+pub async fn read_in_order(
+    name: &str,
+    table: &Table,
+    snapshot_id: i64,
+    columns: Option<&[String]>,
+    added_by: Option<&HashSet<i64>>,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let context = || format!("cannot read {name} in ingestion order");
+    let snapshot = table
+        .metadata()
+        .snapshot_by_id(snapshot_id)
+        .ok_or_else(|| Error::SnapshotNotFound {
+            table: name.to_string(),
+            snapshot_id,
+        })?;
     // Order of every live data file: (data sequence number, position listed).
     let list = table
         .manifest_list_reader(snapshot)
@@ -124,14 +149,14 @@ pub async fn read_rows(
         }
     }
     if order.is_empty() {
-        return Ok(Vec::new());
+        return Ok(futures::stream::empty().boxed());
     }
-    let scan = table
-        .scan()
-        .snapshot_id(snapshot.snapshot_id())
-        .select_all()
-        .build()
-        .map_err(Error::iceberg(context()))?;
+    let builder = table.scan().snapshot_id(snapshot_id);
+    let builder = match columns {
+        Some(columns) => builder.select(columns.iter()),
+        None => builder.select_all(),
+    };
+    let scan = builder.build().map_err(Error::iceberg(context()))?;
     let mut tasks: Vec<_> = scan
         .plan_files()
         .await
@@ -149,8 +174,8 @@ pub async fn read_rows(
         .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())
         .map_err(Error::iceberg(context()))?
         .stream();
-    stream
-        .try_collect()
-        .await
-        .map_err(Error::iceberg(context()))
+    let label = name.to_string();
+    Ok(stream
+        .map_err(move |e| Error::iceberg(format!("cannot read {label} in ingestion order"))(e))
+        .boxed())
 }

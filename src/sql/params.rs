@@ -101,6 +101,10 @@ fn literal(value: &ScalarValue) -> Result<Expr> {
     if value.is_null() {
         return Ok(Expr::value(Value::Null));
     }
+    // Clients that bind untyped values (flightsql-dbapi) send dense unions.
+    if let ScalarValue::Union(Some((_, inner)), _, _) = value {
+        return literal(inner);
+    }
     let text = match value {
         // Dates and times as ISO text (their Display is the raw integer).
         ScalarValue::Date32(_)

@@ -20,6 +20,7 @@ use arrow::row::{RowConverter, Rows, SortField};
 
 use super::values::ordered_i64;
 use crate::error::{Error, Result};
+use crate::execution::ingest_order::INGEST_ORDER_COLUMN;
 use crate::planning::MatchOp;
 
 /// The indexed right side of one partition.
@@ -173,14 +174,21 @@ fn has_null_key(keys: &[ArrayRef], row: usize) -> bool {
     keys.iter().any(|k| k.is_null(row))
 }
 
-/// Orders tied right rows by all their columns, so the winner of a tie does
-/// not depend on the order rows arrived in.
+/// Orders tied right rows so the last one wins: by ingestion order for a
+/// feature group (its scan adds each row's position in it), otherwise by all
+/// their columns, so the winner does not depend on the order rows arrived in.
 struct TieBreak {
     columns: Vec<DynComparator>,
 }
 
 impl TieBreak {
     fn new(batch: &RecordBatch) -> Result<Self> {
+        if let Some(order) = batch.column_by_name(INGEST_ORDER_COLUMN) {
+            let columns = make_comparator(order.as_ref(), order.as_ref(), SortOptions::default())
+                .map(|c| vec![c])
+                .map_err(|e| Error::Invalid(format!("ASOF JOIN ingestion order: {e}")))?;
+            return Ok(TieBreak { columns });
+        }
         let columns = batch
             .columns()
             .iter()

@@ -275,6 +275,14 @@ impl UserDefinedLogicalNodeCore for AsOfJoinNode {
                 right.insert(rs.index_of_column(column).ok()?);
             }
         }
+        // The ingestion order of a feature group breaks ties (see IngestOrderScanExec).
+        if let Some(i) = rs
+            .fields()
+            .iter()
+            .position(|f| f.name() == crate::execution::ingest_order::INGEST_ORDER_COLUMN)
+        {
+            right.insert(i);
+        }
         Some(vec![
             left.into_iter().collect(),
             right.into_iter().collect(),

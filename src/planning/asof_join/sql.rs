@@ -12,19 +12,25 @@
 use std::ops::ControlFlow;
 
 use datafusion::common::{Column, DFSchema};
+use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::planner::{
     PlannedRelation, RelationPlanner, RelationPlannerContext, RelationPlanning,
 };
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, SubqueryAlias, TableScan,
+};
 use sqlparser::ast::{
     Join, JoinConstraint, JoinOperator, Query, SetExpr, Statement, TableFactor, TableWithJoins,
     VisitMut, VisitorMut,
 };
+use std::sync::Arc;
 
 use super::node::{AsOfJoinNode, MatchOp, MaxAge};
+use crate::catalog::IcebergTable;
 use crate::error::Error;
+use crate::execution::ingest_order::INGEST_ORDER_COLUMN;
 
 /// Rewrites every `FROM` list of `statement` so that ASOF joins are planned by
 /// [`AsOfJoinPlanner`].
@@ -160,6 +166,7 @@ impl RelationPlanner for AsOfJoinPlanner {
         };
         let left_plan = context.plan(left_factor)?;
         let right_plan = context.plan(join.relation)?;
+        let (right_plan, ordered) = in_ingest_order(right_plan)?;
         let (ls, rs) = (left_plan.schema().clone(), right_plan.schema().clone());
         let both = ls.join(&rs)?;
 
@@ -227,10 +234,53 @@ impl RelationPlanner for AsOfJoinPlanner {
             right_match,
             max_age,
         )?;
+        let mut plan = node.into_plan();
+        if ordered {
+            // The ingestion order breaks ties inside the join; it is no column of the result.
+            let keep: Vec<Expr> = plan
+                .schema()
+                .iter()
+                .filter(|(_, f)| f.name() != INGEST_ORDER_COLUMN)
+                .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+                .collect();
+            plan = LogicalPlanBuilder::from(plan).project(keep)?.build()?;
+        }
         Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
-            node.into_plan(),
-            alias,
+            plan, alias,
         ))))
+    }
+}
+
+/// A feature group on the right is read in ingestion order, each row with
+/// its position in it, so that among rows tied on the match value the most
+/// recently ingested one wins. Other relations keep their plan.
+fn in_ingest_order(plan: LogicalPlan) -> DFResult<(LogicalPlan, bool)> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let ordered = source_as_provider(&scan.source).ok().and_then(|p| {
+                p.as_any()
+                    .downcast_ref::<IcebergTable>()
+                    .filter(|t| t.feature_group().is_some())
+                    .map(IcebergTable::in_ingest_order)
+            });
+            let Some(ordered) = ordered else {
+                return Ok((LogicalPlan::TableScan(scan), false));
+            };
+            let scan = TableScan::try_new(
+                scan.table_name.clone(),
+                provider_as_source(Arc::new(ordered)),
+                None,
+                scan.filters.clone(),
+                scan.fetch,
+            )?;
+            Ok((LogicalPlan::TableScan(scan), true))
+        }
+        LogicalPlan::SubqueryAlias(alias) => {
+            let (input, ordered) = in_ingest_order(Arc::unwrap_or_clone(alias.input))?;
+            let alias = SubqueryAlias::try_new(Arc::new(input), alias.alias)?;
+            Ok((LogicalPlan::SubqueryAlias(alias), ordered))
+        }
+        other => Ok((other, false)),
     }
 }
 
