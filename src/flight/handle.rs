@@ -39,6 +39,19 @@ impl Handle {
         Ok(value.to_string().into_bytes())
     }
 
+    /// A new prepared statement's handle: its query, plus an id of its own,
+    /// so parameters bound to it can be found by clients that keep using it
+    /// after binding (instead of the handle the binding returned).
+    pub fn prepared(sql: &str) -> Vec<u8> {
+        json!({
+            "query": sql,
+            "params": null,
+            "id": uuid::Uuid::new_v4().simple().to_string(),
+        })
+        .to_string()
+        .into_bytes()
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let bad = || Error::Invalid("malformed ticket or statement handle".into());
         let value: Value = serde_json::from_slice(bytes).map_err(|_| bad())?;

@@ -84,6 +84,37 @@ pub struct PitlakeFlightSql {
     executor: tokio::runtime::Handle,
     queries: Arc<Semaphore>,
     limits: Limits,
+    /// Parameters bound to prepared statements, by original handle, for
+    /// clients that ignore the handle a binding returns (flightsql-dbapi).
+    bound: std::sync::Mutex<BoundParameters>,
+}
+
+/// The most recent parameter bindings, oldest dropped first.
+#[derive(Debug, Default)]
+struct BoundParameters {
+    by_handle: std::collections::HashMap<Vec<u8>, RecordBatch>,
+    order: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl BoundParameters {
+    const CAPACITY: usize = 4096;
+
+    fn insert(&mut self, handle: Vec<u8>, params: RecordBatch) {
+        if self.by_handle.insert(handle.clone(), params).is_none() {
+            self.order.push_back(handle);
+        }
+        while self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.by_handle.remove(&old);
+            }
+        }
+    }
+
+    fn remove(&mut self, handle: &[u8]) {
+        if self.by_handle.remove(handle).is_some() {
+            self.order.retain(|h| h != handle);
+        }
+    }
 }
 
 impl PitlakeFlightSql {
@@ -101,6 +132,7 @@ impl PitlakeFlightSql {
             executor,
             queries: Arc::new(Semaphore::new(limits.max_concurrent_queries.max(1))),
             limits,
+            bound: Default::default(),
         })
     }
 
@@ -525,10 +557,7 @@ impl FlightSqlService for PitlakeFlightSql {
                 .collect::<Vec<_>>(),
         );
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: Handle::Query { sql, params: None }
-                .encode()
-                .map_err(to_status)?
-                .into(),
+            prepared_statement_handle: Handle::prepared(&sql).into(),
             dataset_schema: ipc_schema(&dataset)?,
             parameter_schema: ipc_schema(&params)?,
         })
@@ -536,10 +565,14 @@ impl FlightSqlService for PitlakeFlightSql {
 
     async fn do_action_close_prepared_statement(
         &self,
-        _query: ActionClosePreparedStatementRequest,
+        query: ActionClosePreparedStatementRequest,
         _request: Request<Action>,
     ) -> std::result::Result<(), Status> {
-        // Handles carry everything: nothing to free.
+        // Handles carry everything; only a remembered binding is freed.
+        self.bound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&query.prepared_statement_handle);
         Ok(())
     }
 
@@ -555,6 +588,12 @@ impl FlightSqlService for PitlakeFlightSql {
             return Err(Status::invalid_argument("not a prepared statement handle"));
         };
         let params = parameters(request).await?;
+        if let Some(p) = &params {
+            self.bound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(query.prepared_statement_handle.to_vec(), p.clone());
+        }
         let handle = Handle::Query { sql, params }.encode().map_err(to_status)?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.into()),
@@ -567,11 +606,20 @@ impl FlightSqlService for PitlakeFlightSql {
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
         let session = self.session(&request)?;
-        let Handle::Query { sql, params } =
+        let Handle::Query { sql, mut params } =
             Handle::decode(&command.prepared_statement_handle).map_err(to_status)?
         else {
             return Err(Status::invalid_argument("not a prepared statement handle"));
         };
+        if params.is_none() {
+            params = self
+                .bound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .by_handle
+                .get(command.prepared_statement_handle.as_ref())
+                .cloned();
+        }
         let info = self
             .flight_info(session, sql, params, request.into_inner())
             .await?;

@@ -1,9 +1,10 @@
 //! The real Python peers (pyiceberg, …) in a virtual environment the tests
 //! create once per requirements file and reuse across runs.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 fn tests_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
@@ -11,10 +12,22 @@ fn tests_dir() -> PathBuf {
 
 /// The venv's python, creating the venv on first use.
 pub fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let requirements = tests_dir().join("requirements.txt");
-        let text = std::fs::read(&requirements).expect("tests/python/requirements.txt");
+    python_for("requirements.txt")
+}
+
+/// The python of the venv made from `tests/python/<requirements>`, creating
+/// the venv on first use (once per process; each file has its own venv).
+pub fn python_for(requirements: &str) -> &'static Path {
+    static VENVS: Mutex<BTreeMap<String, &'static OnceLock<PathBuf>>> = Mutex::new(BTreeMap::new());
+    let cell = *VENVS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(requirements.to_string())
+        .or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
+    cell.get_or_init(|| {
+        let requirements = tests_dir().join(requirements);
+        let text = std::fs::read(&requirements)
+            .unwrap_or_else(|e| panic!("{}: {e}", requirements.display()));
         // FNV-1a of the requirements: a new pin gets a new venv.
         let hash = text.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
@@ -59,7 +72,13 @@ fn run(command: &mut Command) -> String {
 
 /// Runs `tests/python/<script>` with arguments; returns its stdout.
 pub fn run_script(script: &str, args: &[&str]) -> String {
-    run(Command::new(python())
+    run_script_with("requirements.txt", script, args)
+}
+
+/// Runs `tests/python/<script>` with arguments in the venv of
+/// `tests/python/<requirements>`; returns its stdout.
+pub fn run_script_with(requirements: &str, script: &str, args: &[&str]) -> String {
+    run(Command::new(python_for(requirements))
         .arg(tests_dir().join(script))
         .args(args))
 }
