@@ -67,6 +67,10 @@ struct ServeArgs {
     /// Queries running at once; more wait, then get RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 16)]
     max_concurrent_queries: usize,
+    /// Memory one query may hold, in MiB (default: a fifth of the machine's);
+    /// past it, operators spill or the query fails with RESOURCE_EXHAUSTED.
+    #[arg(long)]
+    query_memory_limit_mb: Option<usize>,
     /// Seconds a query may run before it is cancelled.
     #[arg(long, default_value_t = 3600)]
     query_timeout_secs: u64,
@@ -226,6 +230,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         limits: Limits {
             max_concurrent_queries: args.max_concurrent_queries,
             query_timeout: std::time::Duration::from_secs(args.query_timeout_secs),
+            query_memory_bytes: args
+                .query_memory_limit_mb
+                .map(|mb| mb.saturating_mul(1 << 20))
+                .or(Limits::default().query_memory_bytes),
             ..Limits::default()
         },
         tls,

@@ -61,6 +61,8 @@ pub struct Session {
     ctx: SessionContext,
     warehouse: Warehouse,
     catalog: Arc<WarehouseCatalog>,
+    /// Memory one query may hold (DataFusion's pool); unlimited when `None`.
+    query_memory: Option<usize>,
 }
 
 impl std::fmt::Debug for Session {
@@ -95,7 +97,19 @@ impl Session {
             ctx,
             warehouse,
             catalog,
+            query_memory: None,
         })
+    }
+
+    /// This session with a memory limit per query: operators that need more
+    /// spill to disk or fail with "resources exhausted", never the process.
+    pub fn with_query_memory_limit(mut self, bytes: Option<usize>) -> Self {
+        self.query_memory = bytes;
+        self
+    }
+
+    pub fn query_memory_limit(&self) -> Option<usize> {
+        self.query_memory
     }
 
     /// The DataFusion context (for Rust callers building DataFrames).
@@ -389,7 +403,21 @@ impl Session {
         let state = self.ctx.state();
         let plan = state.statement_to_plan(statement).await?;
         let frame = self.ctx.execute_logical_plan(plan).await?;
-        Ok(frame.execute_stream().await?)
+        let Some(limit) = self.query_memory else {
+            return Ok(frame.execute_stream().await?);
+        };
+        // A pool of its own per query: one query's limit, not the session's.
+        let task = frame.task_ctx();
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+            task.runtime_env().as_ref(),
+        )
+        .with_memory_limit(limit, 1.0)
+        .build_arc()?;
+        let physical = frame.create_physical_plan().await?;
+        Ok(datafusion::physical_plan::execute_stream(
+            physical,
+            Arc::new(task.with_runtime(runtime)),
+        )?)
     }
 
     /// The session on one partition: rows come out in input order, so a

@@ -145,7 +145,8 @@ impl Authenticator {
         let token = random_secret();
         let session = Session::with_warehouse(self.shared.warehouse().clone())
             .await
-            .map_err(super::status::to_status)?;
+            .map_err(super::status::to_status)?
+            .with_query_memory_limit(self.shared.query_memory_limit());
         let mut tokens = self
             .tokens
             .lock()

@@ -126,7 +126,9 @@ pub async fn serve(
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let workers = (config.limits.max_concurrent_queries * (cores + 1)).clamp(cores, 256);
     let executor = Executor::new(workers)?;
-    let shared = Session::with_warehouse(warehouse.clone()).await?;
+    let shared = Session::with_warehouse(warehouse.clone())
+        .await?
+        .with_query_memory_limit(config.limits.query_memory_bytes);
     // Records logged before a crash are committed (and served) again.
     let recovered = warehouse.streams().recover(&warehouse).await?;
     if !recovered.is_empty() {

@@ -63,6 +63,8 @@ pub struct Limits {
     pub queue_timeout: Duration,
     /// Longest a query may run before it is cancelled.
     pub query_timeout: Duration,
+    /// Memory one query may hold; more spills or fails with RESOURCE_EXHAUSTED.
+    pub query_memory_bytes: Option<usize>,
 }
 
 impl Default for Limits {
@@ -71,8 +73,24 @@ impl Default for Limits {
             max_concurrent_queries: 16,
             queue_timeout: Duration::from_secs(30),
             query_timeout: Duration::from_secs(3600),
+            query_memory_bytes: default_query_memory(),
         }
     }
+}
+
+/// 80% of the machine's memory shared by up to four queries at full size;
+/// `None` where the machine does not say (no /proc/meminfo).
+fn default_query_memory() -> Option<usize> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: usize = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024 / 5)
 }
 
 /// The Flight SQL service.

@@ -29,14 +29,18 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(users: Users) -> Self {
+        Self::start_with(ServerConfig {
+            users,
+            ..ServerConfig::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let warehouse = Warehouse::open(dir.path()).await.expect("warehouse");
         let (listener, addr) = pitlake::flight::bind("127.0.0.1:0").await.expect("bind");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let config = ServerConfig {
-            users,
-            ..ServerConfig::default()
-        };
         let handle = tokio::spawn(pitlake::flight::serve(warehouse, listener, config, async {
             let _ = rx.await;
         }));
@@ -428,4 +432,55 @@ async fn tls_with_a_self_signed_certificate() {
 
     let _ = tx.send(());
     server.await.expect("server task").expect("server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_its_memory_limit_fails_alone() {
+    let server = TestServer::start_with(ServerConfig {
+        users: Users::Anyone,
+        limits: pitlake::flight::Limits {
+            query_memory_bytes: Some(4 << 20),
+            ..Default::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    query(
+        &mut client,
+        "CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t",
+    )
+    .await;
+    query(
+        &mut client,
+        "INSERT INTO fg SELECT value % 1000, to_timestamp_seconds(1704067200 + value), value FROM generate_series(1, 1000000)",
+    )
+    .await;
+    // The right side (1M rows, ~24 MB) does not fit 4 MB.
+    let sql = "SELECT count(f.v) FROM (SELECT value AS k, TIMESTAMP '2025-01-01 00:00:00' AS ts FROM generate_series(0, 99999)) l
+               ASOF JOIN fg f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k";
+    let err = match client.execute(sql.to_string(), None).await {
+        Err(e) => e,
+        Ok(info) => {
+            let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+            match client.do_get(ticket).await {
+                Err(e) => e,
+                Ok(stream) => stream
+                    .try_collect::<Vec<RecordBatch>>()
+                    .await
+                    .expect_err("over the memory limit"),
+            }
+        }
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("Resources exhausted")
+            || text.contains("resources exhausted")
+            || text.contains("ResourceExhausted"),
+        "{text}"
+    );
+    // Small queries on the same server still run.
+    let batches = query(&mut client, "SELECT count(*) FROM fg WHERE k = 7").await;
+    assert_eq!(cells(&batches).expect("cells")[0][0], "1000");
+    server.stop().await;
 }
