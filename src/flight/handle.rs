@@ -39,6 +39,20 @@ impl Handle {
         Ok(value.to_string().into_bytes())
     }
 
+    /// The handle as a ticket: with an id of its own, so one run of a query
+    /// can be told from another run of the same query (to cancel it).
+    pub fn ticket(&self) -> Result<Vec<u8>> {
+        let mut value: Value = serde_json::from_slice(&self.encode()?)
+            .map_err(|e| Error::Invalid(format!("ticket: {e}")))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "id".into(),
+                Value::String(uuid::Uuid::new_v4().simple().to_string()),
+            );
+        }
+        Ok(value.to_string().into_bytes())
+    }
+
     /// A new prepared statement's handle: its query, plus an id of its own,
     /// so parameters bound to it can be found by clients that keep using it
     /// after binding (instead of the handle the binding returned).

@@ -34,8 +34,8 @@ use arrow_flight::sql::{
     TableExistsOption, TableNotExistOption, TicketStatementQuery, XdbcDataType,
 };
 use arrow_flight::{
-    Action, ActionType, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
-    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+    Action, ActionType, CancelStatus, FlightDescriptor, FlightEndpoint, FlightInfo,
+    HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::common::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -105,6 +105,15 @@ pub struct PitlakeFlightSql {
     /// Parameters bound to prepared statements, by original handle, for
     /// clients that ignore the handle a binding returns (flightsql-dbapi).
     bound: std::sync::Mutex<BoundParameters>,
+    /// Queries being streamed, by ticket, so CancelFlightInfo can stop them.
+    running: Arc<std::sync::Mutex<Running>>,
+}
+
+/// Running queries and tickets cancelled before they ran.
+#[derive(Debug, Default)]
+struct Running {
+    queries: std::collections::HashMap<Vec<u8>, tokio::sync::watch::Sender<bool>>,
+    cancelled: std::collections::VecDeque<Vec<u8>>,
 }
 
 /// The most recent parameter bindings, oldest dropped first.
@@ -151,6 +160,7 @@ impl PitlakeFlightSql {
             queries: Arc::new(Semaphore::new(limits.max_concurrent_queries.max(1))),
             limits,
             bound: Default::default(),
+            running: Default::default(),
         })
     }
 
@@ -233,6 +243,7 @@ impl PitlakeFlightSql {
     async fn redeem(
         &self,
         session: Session,
+        ticket: &[u8],
         handle: Handle,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
         match handle {
@@ -241,6 +252,20 @@ impl PitlakeFlightSql {
                 futures::stream::iter([Ok(result)]),
             ))),
             Handle::Query { sql, params } => {
+                let (cancel_tx, mut cancelled) = tokio::sync::watch::channel(false);
+                {
+                    let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                    if running.cancelled.iter().any(|t| t == ticket) {
+                        return Err(Status::cancelled(
+                            "the query was cancelled (CancelFlightInfo)",
+                        ));
+                    }
+                    running.queries.insert(ticket.to_vec(), cancel_tx);
+                }
+                let finished = Finished {
+                    running: self.running.clone(),
+                    ticket: ticket.to_vec(),
+                };
                 let permit = self.slot().await?;
                 let statement = bound_statements(&sql, params.as_ref())
                     .map_err(to_status)?
@@ -259,6 +284,7 @@ impl PitlakeFlightSql {
                 let timeout = self.limits.query_timeout;
                 self.executor.spawn(async move {
                     let _permit = permit;
+                    let _finished = finished;
                     let mut stream = stream;
                     let deadline = tokio::time::sleep(timeout);
                     tokio::pin!(deadline);
@@ -271,6 +297,11 @@ impl PitlakeFlightSql {
                                 return;
                             }
                             _ = tx.closed() => return,
+                            _ = cancelled.changed() => {
+                                let _ = tx.send(Err(FlightError::Tonic(Box::new(Status::cancelled(
+                                    "the query was cancelled (CancelFlightInfo)"))))).await;
+                                return;
+                            }
                         };
                         let Some(batch) = next else { return };
                         let item = batch.map_err(|e| FlightError::Tonic(Box::new(df_status(e))));
@@ -284,6 +315,57 @@ impl PitlakeFlightSql {
                     tokio_stream::wrappers::ReceiverStream::new(rx),
                 )))
             }
+        }
+    }
+}
+
+/// Forgets a query's cancel switch when its stream ends, however it ends.
+struct Finished {
+    running: Arc<std::sync::Mutex<Running>>,
+    ticket: Vec<u8>,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.queries.remove(&self.ticket);
+    }
+}
+
+impl PitlakeFlightSql {
+    /// Cancels the queries of a FlightInfo's tickets: running ones stop,
+    /// ones not started yet will not start.
+    fn cancel(&self, info: &FlightInfo) -> CancelStatus {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut any = false;
+        for endpoint in &info.endpoint {
+            let Some(ticket) = &endpoint.ticket else {
+                continue;
+            };
+            let Ok(any_message) = arrow_flight::sql::Any::decode(ticket.ticket.as_ref()) else {
+                continue;
+            };
+            let Ok(Some(query)) = any_message.unpack::<TicketStatementQuery>() else {
+                continue;
+            };
+            let handle = query.statement_handle.to_vec();
+            any = true;
+            match running.queries.get(&handle) {
+                Some(switch) => {
+                    let _ = switch.send(true);
+                }
+                None => {
+                    running.cancelled.push_back(handle);
+                    while running.cancelled.len() > 4096 {
+                        running.cancelled.pop_front();
+                    }
+                }
+            }
+        }
+        if any {
+            CancelStatus::Cancelled
+        } else {
+            CancelStatus::NotCancellable
         }
     }
 }
@@ -325,7 +407,7 @@ fn info(
     descriptor: FlightDescriptor,
 ) -> std::result::Result<FlightInfo, Status> {
     let ticket = TicketStatementQuery {
-        statement_handle: handle.encode().map_err(to_status)?.into(),
+        statement_handle: handle.ticket().map_err(to_status)?.into(),
     };
     let ticket = Ticket::new(ticket.as_any().encode_to_vec());
     Ok(FlightInfo::new()
@@ -456,7 +538,7 @@ impl FlightSqlService for PitlakeFlightSql {
     ) -> std::result::Result<Response<DoGetStream>, Status> {
         let session = self.session(&request)?;
         let handle = Handle::decode(&ticket.statement_handle).map_err(to_status)?;
-        self.redeem(session, handle).await
+        self.redeem(session, &ticket.statement_handle, handle).await
     }
 
     async fn do_put_statement_update(
@@ -918,6 +1000,14 @@ impl FlightSqlService for PitlakeFlightSql {
         let session = self.session(&request)?;
         let action = request.into_inner();
         let body = match action.r#type.as_str() {
+            "CancelFlightInfo" => {
+                let request =
+                    arrow_flight::CancelFlightInfoRequest::decode(action.body.as_ref())
+                        .map_err(|e| Status::invalid_argument(format!("CancelFlightInfo: {e}")))?;
+                let info = request.info.unwrap_or_default();
+                let status = self.cancel(&info);
+                arrow_flight::CancelFlightInfoResult::new(status).encode_to_vec()
+            }
             online::PING_ACTION => Vec::new(),
             // Lookups read memory only: answered here, not queued as queries.
             online::LOOKUP_ACTION => online::lookup(&session, &action.body)

@@ -484,3 +484,78 @@ async fn a_query_over_its_memory_limit_fails_alone() {
     assert_eq!(cells(&batches).expect("cells")[0][0], "1000");
     server.stop().await;
 }
+
+/// CancelFlightInfo on the FlightInfo of a query.
+async fn cancel(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: &arrow_flight::FlightInfo,
+) -> i32 {
+    use prost::Message;
+    let request = arrow_flight::CancelFlightInfoRequest::new(info.clone());
+    let action = arrow_flight::Action::new("CancelFlightInfo", request.encode_to_vec());
+    let results: Vec<arrow_flight::Result> = client
+        .do_action(action)
+        .await
+        .expect("CancelFlightInfo")
+        .try_collect()
+        .await
+        .expect("results");
+    arrow_flight::CancelFlightInfoResult::decode(results[0].body.as_ref())
+        .expect("CancelFlightInfoResult")
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_flight_info_stops_a_running_query_and_one_not_started() {
+    let server = TestServer::start(Users::Anyone).await;
+    let mut client = server.client().await;
+    // Long enough to still run when the cancel arrives (minutes in debug).
+    let long = "SELECT sum(value % 7) FROM generate_series(1, 20000000000)";
+
+    let info = client.execute(long.to_string(), None).await.expect("plan");
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let mut reader = server.client().await;
+    let started = std::time::Instant::now();
+    let run = tokio::spawn(async move {
+        match reader.do_get(ticket).await {
+            Err(e) => e.to_string(),
+            Ok(stream) => match stream.try_collect::<Vec<RecordBatch>>().await {
+                Err(e) => e.to_string(),
+                Ok(_) => "finished".to_string(),
+            },
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        cancel(&mut client, &info).await,
+        arrow_flight::CancelStatus::Cancelled as i32
+    );
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+        .await
+        .expect("the query stops soon after the cancel")
+        .expect("task");
+    assert!(outcome.contains("cancelled"), "{outcome}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // Cancelled before DoGet: the ticket no longer runs.
+    let info = client.execute(long.to_string(), None).await.expect("plan");
+    assert_eq!(
+        cancel(&mut client, &info).await,
+        arrow_flight::CancelStatus::Cancelled as i32
+    );
+    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+    let err = match client.do_get(ticket).await {
+        Err(e) => e.to_string(),
+        Ok(stream) => stream
+            .try_collect::<Vec<RecordBatch>>()
+            .await
+            .expect_err("cancelled")
+            .to_string(),
+    };
+    assert!(err.contains("cancelled"), "{err}");
+
+    // The server still answers.
+    let batches = query(&mut client, "SELECT 1").await;
+    assert_eq!(cells(&batches).expect("cells")[0][0], "1");
+    server.stop().await;
+}
