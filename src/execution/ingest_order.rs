@@ -3,9 +3,10 @@
 //! let the most recently ingested row win a tie on the match value.
 //!
 //! ```text
-//!  data files by (data sequence number, order in their commit), one at a time
-//!    ─► rows as written ─► + __pitlake_ingest_order = 0, 1, 2, ...
-//!  then streamed rows not yet committed (current reads) ─► ... n, n+1, ...
+//!  data files, read in parallel ─► rows + _file ─► __pitlake_ingest_order =
+//!      (rank of the file by data sequence number, then order in its commit) << 32
+//!      + position of the row in its file
+//!  then streamed rows not yet committed (current reads) ─► after every file
 //! ```
 
 use std::any::Any;
@@ -26,7 +27,7 @@ use futures::{StreamExt, TryStreamExt};
 use iceberg::table::Table;
 
 use crate::error::Error;
-use crate::online::source::read_in_order;
+use crate::online::source::read_with_ingest_order;
 
 /// Name of the column holding a row's position in ingestion order.
 pub const INGEST_ORDER_COLUMN: &str = "__pitlake_ingest_order";
@@ -119,25 +120,33 @@ impl ExecutionPlan for IngestOrderScanExec {
         let columns = self.columns.clone();
         let files = futures::stream::once(async move {
             match snapshot_id {
-                Some(id) => read_in_order(&name, &table, id, Some(&columns), None).await,
+                Some(id) => read_with_ingest_order(&name, &table, id, &columns).await,
                 None => Ok(futures::stream::empty().boxed()),
             }
         })
         .try_flatten();
-        let pending = futures::stream::iter(self.pending.clone().into_iter().map(Ok));
+        // Streamed rows come after every file.
+        let mut next: i64 = i64::MAX / 2;
+        let pending = futures::stream::iter(self.pending.clone()).map(move |batch| {
+            let n = batch.num_rows() as i64;
+            let order = Int64Array::from_iter_values(next..next + n);
+            next += n;
+            Ok((batch, order))
+        });
         let schema = self.schema.clone();
         let with_order = self.with_order;
-        let mut next: i64 = 0;
-        let stream = files.chain(pending).map(move |batch| {
-            let batch = batch?;
+        let stream = files.chain(pending).map(move |item| {
+            let (batch, order) = item?;
             let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
             if with_order {
-                let n = batch.num_rows() as i64;
-                columns.push(Arc::new(Int64Array::from_iter_values(next..next + n)));
-                next += n;
+                columns.push(Arc::new(order));
             }
-            RecordBatch::try_new(schema.clone(), columns)
-                .map_err(|e| Error::Invalid(format!("ingestion-order scan: {e}")))
+            RecordBatch::try_new_with_options(
+                schema.clone(),
+                columns,
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )
+            .map_err(|e| Error::Invalid(format!("ingestion-order scan: {e}")))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use arrow::array::RecordBatch;
+use arrow::array::{Int64Array, RecordBatch};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::{ManifestStatus, Operation};
@@ -178,4 +178,96 @@ pub async fn read_in_order(
     Ok(stream
         .map_err(move |e| Error::iceberg(format!("cannot read {label} in ingestion order"))(e))
         .boxed())
+}
+
+/// Streams the rows of a snapshot, files read in parallel, each row with its
+/// place in ingestion order: `(rank of its file << 32) + row within the
+/// file`, files ranked by (data sequence number, position in their commit).
+/// Within a file rows arrive in order (one task reads it); across files they
+/// interleave, and the ordinal says which came first.
+pub async fn read_with_ingest_order(
+    name: &str,
+    table: &Table,
+    snapshot_id: i64,
+    columns: &[String],
+) -> Result<BoxStream<'static, Result<(RecordBatch, Int64Array)>>> {
+    use iceberg::metadata_columns::RESERVED_COL_NAME_FILE;
+    let context = || format!("cannot read {name} in ingestion order");
+    let snapshot = table
+        .metadata()
+        .snapshot_by_id(snapshot_id)
+        .ok_or_else(|| Error::SnapshotNotFound {
+            table: name.to_string(),
+            snapshot_id,
+        })?;
+    let list = table
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .map_err(Error::iceberg(context()))?;
+    let mut files: Vec<((i64, usize), String)> = Vec::new();
+    for manifest_file in list.entries() {
+        let manifest = manifest_file
+            .load_manifest(table.file_io())
+            .await
+            .map_err(Error::iceberg(context()))?;
+        for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+            let position = files.len();
+            files.push((
+                (entry.sequence_number().unwrap_or(0), position),
+                entry.data_file().file_path().to_string(),
+            ));
+        }
+    }
+    files.sort();
+    let rank: HashMap<String, i64> = files
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, path))| (path, i as i64))
+        .collect();
+    let mut selected: Vec<&str> = columns.iter().map(String::as_str).collect();
+    selected.push(RESERVED_COL_NAME_FILE);
+    let scan = table
+        .scan()
+        .snapshot_id(snapshot_id)
+        .select(selected)
+        .build()
+        .map_err(Error::iceberg(context()))?;
+    let stream = scan.to_arrow().await.map_err(Error::iceberg(context()))?;
+    let label = name.to_string();
+    let mut seen: HashMap<i64, i64> = HashMap::new();
+    Ok(stream
+        .map(move |batch| {
+            let batch = batch.map_err(|e| {
+                Error::iceberg(format!("cannot read {label} in ingestion order"))(e)
+            })?;
+            let file_index = batch.num_columns() - 1;
+            let path = constant_text(batch.column(file_index))
+                .ok_or_else(|| Error::Invalid(format!("{label}: a batch without its data file")))?;
+            let file_rank = *rank
+                .get(&path)
+                .ok_or_else(|| Error::Invalid(format!("{label}: {path} is not in the snapshot")))?;
+            let offset = seen.entry(file_rank).or_insert(0);
+            let n = batch.num_rows() as i64;
+            let base = (file_rank << 32) + *offset;
+            *offset += n;
+            let mut batch = batch;
+            batch.remove_column(file_index);
+            Ok((batch, Int64Array::from_iter_values(base..base + n)))
+        })
+        .boxed())
+}
+
+/// The value of a constant text column (`_file`: plain or run-end encoded).
+fn constant_text(array: &arrow::array::ArrayRef) -> Option<String> {
+    use arrow::array::{Array, AsArray, RunArray};
+    use arrow::datatypes::Int32Type;
+    if array.is_empty() {
+        return Some(String::new());
+    }
+    if let Some(run) = array.as_any().downcast_ref::<RunArray<Int32Type>>() {
+        let values = run.values().as_string_opt::<i32>()?;
+        return Some(values.value(0).to_string());
+    }
+    array.as_string_opt::<i32>().map(|s| s.value(0).to_string())
 }

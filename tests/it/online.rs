@@ -257,3 +257,57 @@ async fn streamed_rows_survive_a_restart_without_commit() {
     let v = batch.column(2).as_primitive::<Float64Type>();
     assert_eq!((v.value(0), v.is_null(1)), (7.5, true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ties_go_to_the_most_recently_ingested_row_in_asof_and_online() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    run(
+        &session,
+        "CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t ONLINE",
+    )
+    .await;
+    let n = 50i64;
+    let mut rng = Lcg(7);
+    // (time, value) of the winner per key: greatest time, then last ingested.
+    let mut expected: HashMap<i64, (i64, f64)> = HashMap::new();
+    for write in 0..15 {
+        // Few distinct times, so ties are common; values sort randomly.
+        let rows: Vec<(i64, i64, f64)> = (0..60)
+            .map(|_| {
+                (
+                    rng.next(n as u64) as i64,
+                    rng.next(3) as i64,
+                    rng.next(1000) as f64 + write as f64 / 100.0,
+                )
+            })
+            .collect();
+        for &(k, t, v) in &rows {
+            let e = expected.entry(k).or_insert((t, v));
+            if t >= e.0 {
+                *e = (t, v);
+            }
+        }
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(k, t, v)| {
+                format!("({k}, TIMESTAMP '2020-01-01 00:00:00' + INTERVAL '{t} days', {v})")
+            })
+            .collect();
+        // Batch writes: one snapshot (one data file) each.
+        run(
+            &session,
+            &format!(
+                "INSERT INTO fg SELECT * FROM (VALUES {}) AS x(k, t, v)",
+                values.join(", ")
+            ),
+        )
+        .await;
+    }
+    let want: Vec<(i64, Option<f64>)> = (0..n)
+        .chain([n + 1000])
+        .map(|k| (k, expected.get(&k).map(|e| e.1)))
+        .collect();
+    assert_eq!(asof_values(&session, n).await, want);
+    assert_eq!(online_values(&session, n).await, want);
+}
