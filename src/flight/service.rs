@@ -1068,7 +1068,8 @@ impl FlightSqlService for PitlakeFlightSql {
                 )));
             }
         };
-        let data = request.into_inner().into_inner();
+        // Peekable: the first message (descriptor and schema) was peeked, not lost.
+        let data = request.into_inner().into_peekable();
         let acks = online::stream_into(session, table, data).map_err(to_status)?;
         Ok(Response::new(Box::pin(acks)))
     }
