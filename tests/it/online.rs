@@ -311,3 +311,69 @@ async fn ties_go_to_the_most_recently_ingested_row_in_asof_and_online() {
     assert_eq!(asof_values(&session, n).await, want);
     assert_eq!(online_values(&session, n).await, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_to_one_group_lose_and_duplicate_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    session
+        .warehouse()
+        .streams()
+        .set_policy(pitlake::ingest::stream::CommitPolicy {
+            interval: Duration::from_millis(50),
+            rows: 100,
+            ..Default::default()
+        });
+    run(
+        &session,
+        "CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t ONLINE",
+    )
+    .await;
+    // 8 writers: streamed INSERTs, and batch INSERT ... SELECTs, at once.
+    let mut writers = Vec::new();
+    for w in 0..8i64 {
+        let session = session.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..25i64 {
+                let k = w * 1000 + i;
+                let sql = if w % 4 == 3 {
+                    format!("INSERT INTO fg SELECT {k}, TIMESTAMP '2024-01-01 00:00:00', {w}.5")
+                } else {
+                    format!("INSERT INTO fg VALUES ({k}, TIMESTAMP '2024-01-01 00:00:00', {w}.5)")
+                };
+                session
+                    .sql(&sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    session
+        .warehouse()
+        .streams()
+        .flush(None)
+        .await
+        .expect("flush");
+    assert_eq!(one_cell(&session, "SELECT count(*) FROM fg").await, "200");
+    assert_eq!(
+        one_cell(&session, "SELECT count(DISTINCT k) FROM fg").await,
+        "200"
+    );
+    // Committed: a fresh handle (what pyiceberg would see) has them all.
+    let other = Session::open(dir.path()).await.expect("open");
+    assert_eq!(one_cell(&other, "SELECT count(*) FROM fg").await, "200");
+    let keys: ArrayRef = Arc::new(Int64Array::from(vec![0, 3024, 7024, 99]));
+    let batch = session
+        .online_lookup("fg", &[keys], Some(&["v".to_string()]))
+        .await
+        .expect("lookup");
+    let v: Vec<Option<f64>> = batch
+        .column(1)
+        .as_primitive::<Float64Type>()
+        .iter()
+        .collect();
+    assert_eq!(v, vec![Some(0.5), Some(3.5), Some(7.5), None]);
+}
