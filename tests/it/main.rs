@@ -5,6 +5,8 @@ mod dbapi;
 mod flight;
 mod interop;
 mod online;
+mod online_example;
 mod python;
+mod stream_kill;
 mod time_travel;
 mod writes;

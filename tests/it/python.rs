@@ -82,3 +82,15 @@ pub fn run_script_with(requirements: &str, script: &str, args: &[&str]) -> Strin
         .arg(tests_dir().join(script))
         .args(args))
 }
+
+/// Runs `examples/<script>` with the venv's python and arguments; returns its
+/// stdout.
+pub fn run_example(script: &str, args: &[&str]) -> String {
+    run(Command::new(python())
+        .arg(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(script),
+        )
+        .args(args))
+}
