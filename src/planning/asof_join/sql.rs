@@ -19,7 +19,8 @@ use datafusion::logical_expr::planner::{
 };
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, SubqueryAlias, TableScan,
+    BinaryExpr, Expr, Filter, LogicalPlan, LogicalPlanBuilder, Operator, Projection, SubqueryAlias,
+    TableScan,
 };
 use sqlparser::ast::{
     Join, JoinConstraint, JoinOperator, Query, SetExpr, Statement, TableFactor, TableWithJoins,
@@ -279,6 +280,26 @@ fn in_ingest_order(plan: LogicalPlan) -> DFResult<(LogicalPlan, bool)> {
             let (input, ordered) = in_ingest_order(Arc::unwrap_or_clone(alias.input))?;
             let alias = SubqueryAlias::try_new(Arc::new(input), alias.alias)?;
             Ok((LogicalPlan::SubqueryAlias(alias), ordered))
+        }
+        // A subquery that filters or projects one feature group keeps its order.
+        LogicalPlan::Filter(filter) => {
+            let (input, ordered) = in_ingest_order(Arc::unwrap_or_clone(filter.input))?;
+            let filter = Filter::try_new(filter.predicate, Arc::new(input))?;
+            Ok((LogicalPlan::Filter(filter), ordered))
+        }
+        LogicalPlan::Projection(projection) => {
+            let (input, ordered) = in_ingest_order(Arc::unwrap_or_clone(projection.input))?;
+            let mut exprs = projection.expr;
+            if ordered {
+                let (qualifier, field) = input
+                    .schema()
+                    .iter()
+                    .find(|(_, f)| f.name() == INGEST_ORDER_COLUMN)
+                    .ok_or_else(|| Error::Invalid("the ingestion order went missing".into()))?;
+                exprs.push(Expr::Column(Column::new(qualifier.cloned(), field.name())));
+            }
+            let projection = Projection::try_new(exprs, Arc::new(input))?;
+            Ok((LogicalPlan::Projection(projection), ordered))
         }
         other => Ok((other, false)),
     }
