@@ -103,17 +103,15 @@ pub async fn read_rows(
         .await
 }
 
-/// Streams the rows of a snapshot (all of them, or those `added_by` the
-/// given snapshots) in ingestion order: files by data sequence number, then
-/// as their commit listed them, one file at a time. `columns` selects
-/// columns by name (all when `None`).
-pub async fn read_in_order(
+/// The live data files of a snapshot (or only those `added_by` the given
+/// snapshots), ranked in ingestion order: by data sequence number (commit
+/// order), then in the order their commit listed them.
+async fn file_ranks(
     name: &str,
     table: &Table,
     snapshot_id: i64,
-    columns: Option<&[String]>,
     added_by: Option<&HashSet<i64>>,
-) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+) -> Result<HashMap<String, i64>> {
     let context = || format!("cannot read {name} in ingestion order");
     let snapshot = table
         .metadata()
@@ -122,13 +120,12 @@ pub async fn read_in_order(
             table: name.to_string(),
             snapshot_id,
         })?;
-    // Order of every live data file: (data sequence number, position listed).
     let list = table
         .manifest_list_reader(snapshot)
         .load()
         .await
         .map_err(Error::iceberg(context()))?;
-    let mut order: HashMap<String, (i64, usize)> = HashMap::new();
+    let mut files: Vec<((i64, usize), String)> = Vec::new();
     for manifest_file in list.entries() {
         let manifest = manifest_file
             .load_manifest(table.file_io())
@@ -141,13 +138,34 @@ pub async fn read_in_order(
             {
                 continue;
             }
-            let position = order.len();
-            order.insert(
-                entry.data_file().file_path().to_string(),
+            let position = files.len();
+            files.push((
                 (entry.sequence_number().unwrap_or(0), position),
-            );
+                entry.data_file().file_path().to_string(),
+            ));
         }
     }
+    files.sort();
+    Ok(files
+        .into_iter()
+        .enumerate()
+        .map(|(rank, (_, path))| (path, rank as i64))
+        .collect())
+}
+
+/// Streams the rows of a snapshot (all of them, or those `added_by` the
+/// given snapshots) in ingestion order: files by data sequence number, then
+/// as their commit listed them, one file at a time. `columns` selects
+/// columns by name (all when `None`).
+pub async fn read_in_order(
+    name: &str,
+    table: &Table,
+    snapshot_id: i64,
+    columns: Option<&[String]>,
+    added_by: Option<&HashSet<i64>>,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let context = || format!("cannot read {name} in ingestion order");
+    let order = file_ranks(name, table, snapshot_id, added_by).await?;
     if order.is_empty() {
         return Ok(futures::stream::empty().boxed());
     }
@@ -193,38 +211,7 @@ pub async fn read_with_ingest_order(
 ) -> Result<BoxStream<'static, Result<(RecordBatch, Int64Array)>>> {
     use iceberg::metadata_columns::RESERVED_COL_NAME_FILE;
     let context = || format!("cannot read {name} in ingestion order");
-    let snapshot = table
-        .metadata()
-        .snapshot_by_id(snapshot_id)
-        .ok_or_else(|| Error::SnapshotNotFound {
-            table: name.to_string(),
-            snapshot_id,
-        })?;
-    let list = table
-        .manifest_list_reader(snapshot)
-        .load()
-        .await
-        .map_err(Error::iceberg(context()))?;
-    let mut files: Vec<((i64, usize), String)> = Vec::new();
-    for manifest_file in list.entries() {
-        let manifest = manifest_file
-            .load_manifest(table.file_io())
-            .await
-            .map_err(Error::iceberg(context()))?;
-        for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
-            let position = files.len();
-            files.push((
-                (entry.sequence_number().unwrap_or(0), position),
-                entry.data_file().file_path().to_string(),
-            ));
-        }
-    }
-    files.sort();
-    let rank: HashMap<String, i64> = files
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, path))| (path, i as i64))
-        .collect();
+    let rank = file_ranks(name, table, snapshot_id, None).await?;
     let mut selected: Vec<&str> = columns.iter().map(String::as_str).collect();
     selected.push(RESERVED_COL_NAME_FILE);
     let scan = table
