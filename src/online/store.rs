@@ -225,6 +225,7 @@ impl OnlineGroup {
         for batch in read_rows(name, table, None).await? {
             online.apply(&batch)?;
         }
+        online.settle()?;
         let mut wal_lsn = committed_lsn(table);
         for (lsn, batch) in warehouse.streams().pending(name, wal_lsn) {
             online.apply(&batch)?;
@@ -280,6 +281,9 @@ impl OnlineGroup {
         let mut state = self.write_state();
         for batch in &batches {
             state.table.apply(batch)?;
+        }
+        if batches.len() > 8 {
+            state.table.settle()?;
         }
         state.snapshot_id = table.metadata().current_snapshot_id();
         Ok(None)

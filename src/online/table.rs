@@ -32,8 +32,9 @@ struct Slot {
     time: i64,
 }
 
-/// Small batches merged once this many have piled up after the big ones.
-const SMALL_CHUNKS: usize = 256;
+/// Small batches merged once this many have piled up after the big ones
+/// (a lookup gathers across every chunk, so fewer is faster).
+const SMALL_CHUNKS: usize = 32;
 /// A merged run of at least this many rows counts as big.
 const BIG_CHUNK_ROWS: usize = 65_536;
 
@@ -49,6 +50,8 @@ pub struct OnlineTable {
     slots: HashMap<Box<[u8]>, Slot, ahash::RandomState>,
     /// Rows held in `chunks`, live or superseded.
     held_rows: usize,
+    /// One NULL per column: what a missing entity reads as.
+    nulls: Vec<ArrayRef>,
 }
 
 impl std::fmt::Debug for OnlineTable {
@@ -69,7 +72,13 @@ impl OnlineTable {
             .collect();
         let converter = RowConverter::new(fields)
             .map_err(|e| Error::Invalid(format!("online store key encoding: {e}")))?;
+        let nulls = schema
+            .fields()
+            .iter()
+            .map(|f| new_null_array(f.data_type(), 1))
+            .collect();
         Ok(OnlineTable {
+            nulls,
             schema,
             key_columns,
             time_column,
@@ -236,12 +245,27 @@ impl OnlineTable {
 
     /// Column `c` of the rows at `indices`; index `chunks.len()` is a NULL.
     fn gather(&self, c: usize, indices: &[(usize, usize)]) -> Result<ArrayRef> {
-        let null = new_null_array(self.schema.field(c).data_type(), 1);
+        // One entity (the common request): a slice, no copy.
+        if let [(chunk, row)] = indices {
+            return Ok(match self.chunks.get(*chunk) {
+                Some(batch) => batch.column(c).slice(*row, 1),
+                None => self.nulls[c].clone(),
+            });
+        }
         let mut arrays: Vec<&dyn Array> =
             self.chunks.iter().map(|b| b.column(c).as_ref()).collect();
-        arrays.push(null.as_ref());
+        arrays.push(self.nulls[c].as_ref());
         interleave(&arrays, indices)
             .map_err(|e| Error::Invalid(format!("online store gather: {e}")))
+    }
+
+    /// Rewrites the live rows into one chunk if they are spread over many
+    /// (after a bulk load): lookups then gather from one array per column.
+    pub fn settle(&mut self) -> Result<()> {
+        if self.chunks.len() > 1 {
+            self.compact()?;
+        }
+        Ok(())
     }
 
     fn check_schema(&self, batch: &RecordBatch) -> Result<()> {
