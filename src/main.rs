@@ -145,7 +145,9 @@ async fn run(cli: Cli) -> Result<()> {
                 .streams()
                 .recover(session.warehouse())
                 .await?;
-            session.warehouse().streams().flush(None).await?;
+            if let Err(e) = session.warehouse().streams().flush(None).await {
+                eprintln!("warning: recovered stream records not committed yet: {e}");
+            }
             let result = run_sql(&session, command, file, format).await;
             // Streamed INSERTs are committed before the process ends.
             let closed = session.warehouse().streams().close().await;
