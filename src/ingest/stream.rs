@@ -407,13 +407,16 @@ impl Stream {
             self.wake.notify_one();
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
-                return Err(Error::Invalid(format!(
-                    "stream into {} is {rows} rows behind its commits (limit {}); try again later{}",
-                    self.name,
-                    policy.max_pending_rows,
-                    error
-                        .map(|e| format!(" (last commit error: {e})"))
-                        .unwrap_or_default()
+                // RESOURCE_EXHAUSTED over Flight: the client should back off.
+                return Err(Error::DataFusion(Box::new(
+                    datafusion::error::DataFusionError::ResourcesExhausted(format!(
+                        "stream into {} is {rows} rows behind its commits (limit {}); try again later{}",
+                        self.name,
+                        policy.max_pending_rows,
+                        error
+                            .map(|e| format!(" (last commit error: {e})"))
+                            .unwrap_or_default()
+                    )),
                 )));
             }
         }
