@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use crate::catalog::{TableName, Warehouse};
 use crate::error::{Error, Result};
+use crate::ingest::stream::Queued;
 use crate::session::Session;
 
 /// Action type of an online lookup.
@@ -74,7 +75,9 @@ pub async fn lookup(session: &Session, body: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Streams a `DoPut` into a table: each batch is acknowledged once logged.
-/// Batches that arrive together share one log record (and one fsync).
+/// Batches that arrive together share one log record; the next records are
+/// queued while earlier ones wait for their fsync, so they share fsyncs too.
+/// Acknowledgements keep the order of the batches.
 pub fn stream_into(
     session: Session,
     table: String,
@@ -82,15 +85,55 @@ pub fn stream_into(
     + Send
     + 'static,
 ) -> Result<impl Stream<Item = std::result::Result<PutResult, tonic::Status>> + Send + 'static> {
+    /// Records of one stream waiting for their fsync at once.
+    const IN_FLIGHT: usize = 32;
     let name = group_name(&session, &table)?;
+    let warehouse = session.warehouse().clone();
+    let acknowledging = warehouse.clone();
     let batches = FlightRecordBatchStream::new_from_flight_data(data.map_err(FlightError::from));
     let acks = batches
         .map_err(move |e| Error::Invalid(format!("stream into {table}: {e}")))
         .ready_chunks(256)
+        // In order: queue each run of batches in the log.
         .then(move |chunk| {
-            let session = session.clone();
+            let warehouse = warehouse.clone();
             let name = name.clone();
-            async move { append_chunk(session.warehouse(), &name, chunk).await }
+            async move { queue_chunk(&warehouse, &name, chunk).await }
+        })
+        // Nothing is queued after a batch that fails validation.
+        .scan(false, |failed, queued| {
+            if *failed {
+                return futures::future::ready(None);
+            }
+            *failed = queued.is_err();
+            futures::future::ready(Some(queued))
+        })
+        // Concurrently, keeping order: wait until durable.
+        .map(|queued: Result<Vec<(Vec<usize>, Queued)>>| async move {
+            let mut durable = Vec::new();
+            for (sizes, record) in queued? {
+                durable.push((sizes, record.durable().await?));
+            }
+            Ok::<_, Error>(durable)
+        })
+        .buffered(IN_FLIGHT)
+        // In order: acknowledge (pending for commit, online), answer.
+        .map(move |durable| {
+            let mut results = Vec::new();
+            for (sizes, record) in durable? {
+                let ack = acknowledging
+                    .streams()
+                    .acknowledge(&acknowledging, record)?;
+                results.extend(sizes.into_iter().map(|rows| {
+                    PutResult {
+                        app_metadata: serde_json::json!({ "lsn": ack.lsn, "rows": rows })
+                            .to_string()
+                            .into_bytes()
+                            .into(),
+                    }
+                }));
+            }
+            Ok(results)
         })
         .flat_map(|acks: Result<Vec<PutResult>>| match acks {
             Ok(acks) => futures::stream::iter(acks.into_iter().map(Ok)).left_stream(),
@@ -106,41 +149,31 @@ pub fn stream_into(
     }))
 }
 
-async fn append_chunk(
+/// Queues the batches that arrived together: one record when they share a
+/// schema, else one each. Each record carries the sizes of its batches.
+async fn queue_chunk(
     warehouse: &Warehouse,
     name: &TableName,
     chunk: Vec<Result<RecordBatch>>,
-) -> Result<Vec<PutResult>> {
+) -> Result<Vec<(Vec<usize>, Queued)>> {
     let batches: Vec<RecordBatch> = chunk.into_iter().collect::<Result<_>>()?;
-    let sizes: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
     };
-    let ack = if batches.len() == 1 {
-        warehouse.streams().append(warehouse, name, first).await?
-    } else {
-        let schema = first.schema();
-        if batches.iter().all(|b| b.schema() == schema) {
-            let all = arrow::compute::concat_batches(&schema, &batches)
-                .map_err(|e| Error::Invalid(format!("stream into {name}: {e}")))?;
-            warehouse.streams().append(warehouse, name, &all).await?
-        } else {
-            let mut last = None;
-            for b in &batches {
-                last = Some(warehouse.streams().append(warehouse, name, b).await?);
-            }
-            last.ok_or_else(|| Error::Invalid("empty chunk".into()))?
-        }
-    };
-    Ok(sizes
-        .into_iter()
-        .map(|rows| PutResult {
-            app_metadata: serde_json::json!({ "lsn": ack.lsn, "rows": rows })
-                .to_string()
-                .into_bytes()
-                .into(),
-        })
-        .collect())
+    let schema = first.schema();
+    if batches.len() > 1 && batches.iter().all(|b| b.schema() == schema) {
+        let sizes = batches.iter().map(RecordBatch::num_rows).collect();
+        let all = arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| Error::Invalid(format!("stream into {name}: {e}")))?;
+        let queued = warehouse.streams().submit(warehouse, name, &all).await?;
+        return Ok(vec![(sizes, queued)]);
+    }
+    let mut queued = Vec::with_capacity(batches.len());
+    for batch in &batches {
+        let record = warehouse.streams().submit(warehouse, name, batch).await?;
+        queued.push((vec![batch.num_rows()], record));
+    }
+    Ok(queued)
 }
 
 /// `schema.group` or `group` (in the session's schema).

@@ -63,6 +63,42 @@ impl Default for CommitPolicy {
     }
 }
 
+/// A record queued in a log, not yet known to be durable.
+pub struct Queued {
+    stream: Arc<Stream>,
+    batch: RecordBatch,
+    durable: futures::future::BoxFuture<'static, Result<u64>>,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queued")
+            .field("table", &self.stream.name)
+            .field("rows", &self.batch.num_rows())
+            .finish()
+    }
+}
+
+impl Queued {
+    /// Waits until the record is fsync'd.
+    pub async fn durable(self) -> Result<Durable> {
+        let lsn = self.durable.await?;
+        Ok(Durable {
+            stream: self.stream,
+            batch: self.batch,
+            lsn,
+        })
+    }
+}
+
+/// A record durable in its log, to be acknowledged.
+#[derive(Debug)]
+pub struct Durable {
+    stream: Arc<Stream>,
+    batch: RecordBatch,
+    lsn: u64,
+}
+
 /// What an append got: its log record and rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
@@ -153,17 +189,57 @@ impl Streams {
         self.log(warehouse, &stream, batch).await
     }
 
-    async fn log(&self, warehouse: &Warehouse, stream: &Stream, batch: RecordBatch) -> Result<Ack> {
-        let name = &stream.name;
-        let rows = batch.num_rows();
-        if rows == 0 {
-            return Ok(Ack {
-                lsn: stream.wal.last_lsn(),
-                rows: 0,
+    async fn log(
+        &self,
+        warehouse: &Warehouse,
+        stream: &Arc<Stream>,
+        batch: RecordBatch,
+    ) -> Result<Ack> {
+        let queued = self.queue(stream, batch).await?;
+        let durable = queued.durable().await?;
+        self.acknowledge(warehouse, durable)
+    }
+
+    /// Validates a batch and queues it in `name`'s log without waiting for
+    /// it to be durable; records keep the order of these calls. Then
+    /// [`Queued::durable`] and [`Self::acknowledge`], in the same order.
+    pub async fn submit(
+        &self,
+        warehouse: &Warehouse,
+        name: &TableName,
+        batch: &RecordBatch,
+    ) -> Result<Queued> {
+        let stream = self.open(warehouse, name).await?;
+        let what = "streamed record".to_string();
+        let batch = conform(&stream.target, &by_name(&stream.target, batch, &what)?, 1)?;
+        self.queue(&stream, batch).await
+    }
+
+    async fn queue(&self, stream: &Arc<Stream>, batch: RecordBatch) -> Result<Queued> {
+        if batch.num_rows() == 0 {
+            let lsn = stream.wal.last_lsn();
+            return Ok(Queued {
+                stream: stream.clone(),
+                batch,
+                durable: Box::pin(async move { Ok(lsn) }),
             });
         }
         stream.wait_for_room(&self.policy()).await?;
-        let lsn = stream.wal.append(&batch).await?;
+        let durable = Box::pin(stream.wal.submit(&batch)?);
+        Ok(Queued {
+            stream: stream.clone(),
+            batch,
+            durable,
+        })
+    }
+
+    /// A durable record becomes pending for the committer and visible online.
+    pub fn acknowledge(&self, warehouse: &Warehouse, durable: Durable) -> Result<Ack> {
+        let Durable { stream, batch, lsn } = durable;
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(Ack { lsn, rows: 0 });
+        }
         {
             let mut pending = stream.lock();
             pending.records.insert(lsn, batch.clone());
@@ -175,7 +251,7 @@ impl Streams {
         }
         stream.stats.acks.fetch_add(1, Ordering::Relaxed);
         stream.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        if let Some(group) = warehouse.online().loaded(&name.to_string()) {
+        if let Some(group) = warehouse.online().loaded(&stream.name.to_string()) {
             group.apply_streamed(lsn, &batch)?;
         }
         Ok(Ack {

@@ -250,6 +250,17 @@ impl Wal {
     /// be logged (and replayed later) without the caller having seen its LSN.
     /// After an I/O error the log refuses all further appends until reopened.
     pub async fn append(&self, batch: &RecordBatch) -> Result<u64> {
+        self.submit(batch)?.await
+    }
+
+    /// Queues one batch now (records keep the order of `submit` calls) and
+    /// returns a future of its LSN, ready once it is fsync'd: a writer can
+    /// queue its next record before the previous one is durable, so one
+    /// stream's records share fsyncs.
+    pub fn submit(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<impl std::future::Future<Output = Result<u64>> + Send + 'static> {
         let (frame, payload_crc) = encode_frame(&self.inner.dir, batch)?;
         let (reply, answer) = oneshot::channel();
         self.send(Request::Append(Append {
@@ -257,7 +268,8 @@ impl Wal {
             payload_crc,
             reply,
         }))?;
-        answer.await.map_err(|_| self.writer_gone())?
+        let wal = self.clone();
+        Ok(async move { answer.await.map_err(|_| wal.writer_gone())? })
     }
 
     /// Deletes every segment whose records all have lsn <= `lsn` (they are committed elsewhere).
