@@ -117,7 +117,10 @@ impl IcebergTable {
         &self.name
     }
 
-    fn scan_in_ingest_order(&self, projection: Option<&Vec<usize>>) -> Arc<dyn ExecutionPlan> {
+    fn scan_in_ingest_order(
+        &self,
+        projection: Option<&Vec<usize>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let projection = projection.unwrap_or(&all);
         let order_index = self.schema.fields().len() - 1;
@@ -143,8 +146,8 @@ impl IcebergTable {
         let pending = self
             .pending
             .iter()
-            .filter_map(|b| b.project(&columns).ok())
-            .collect();
+            .map(|b| b.project(&columns))
+            .collect::<std::result::Result<_, _>>()?;
         let scan: Arc<dyn ExecutionPlan> = Arc::new(IngestOrderScanExec::new(
             self.name.clone(),
             self.table.clone(),
@@ -155,7 +158,7 @@ impl IcebergTable {
             Arc::new(Schema::new(fields)),
         ));
         if output == *projection {
-            return scan;
+            return Ok(scan);
         }
         // DataFusion asked for another column order: restore it.
         let exprs = projection
@@ -171,10 +174,9 @@ impl IcebergTable {
                 )
             })
             .collect::<Vec<_>>();
-        match datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, scan.clone()) {
-            Ok(p) => Arc::new(p),
-            Err(_) => scan,
-        }
+        Ok(Arc::new(
+            datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, scan)?,
+        ))
     }
 
     pub fn table(&self) -> &Table {
@@ -212,7 +214,7 @@ impl TableProvider for IcebergTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         if self.ingest_order {
-            return Ok(self.scan_in_ingest_order(projection));
+            return self.scan_in_ingest_order(projection);
         }
         match self.snapshot_id.filter(|_| self.pinned) {
             Some(id) => {

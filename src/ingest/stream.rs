@@ -170,10 +170,8 @@ impl Streams {
         name: &TableName,
         batch: &RecordBatch,
     ) -> Result<Ack> {
-        let stream = self.open(warehouse, name).await?;
-        let what = "streamed record".to_string();
-        let batch = conform(&stream.target, &by_name(&stream.target, batch, &what)?, 1)?;
-        self.log(warehouse, &stream, batch).await
+        let queued = self.submit(warehouse, name, batch).await?;
+        self.acknowledge(warehouse, queued.durable().await?)
     }
 
     /// [`Self::append`] for a batch whose columns are the table's, in order
@@ -186,18 +184,8 @@ impl Streams {
     ) -> Result<Ack> {
         let stream = self.open(warehouse, name).await?;
         let batch = conform(&stream.target, batch, 1)?;
-        self.log(warehouse, &stream, batch).await
-    }
-
-    async fn log(
-        &self,
-        warehouse: &Warehouse,
-        stream: &Arc<Stream>,
-        batch: RecordBatch,
-    ) -> Result<Ack> {
-        let queued = self.queue(stream, batch).await?;
-        let durable = queued.durable().await?;
-        self.acknowledge(warehouse, durable)
+        let queued = self.queue(&stream, batch).await?;
+        self.acknowledge(warehouse, queued.durable().await?)
     }
 
     /// Validates a batch and queues it in `name`'s log without waiting for
@@ -337,7 +325,8 @@ impl Streams {
             match self.open(warehouse, &name).await {
                 Ok(stream) if !stream.lock().records.is_empty() => recovered.push(name.to_string()),
                 Ok(_) => {}
-                Err(Error::TableNotFound { .. }) => {}
+                // Dropped meanwhile, or owned by a running server: not ours.
+                Err(Error::TableNotFound { .. } | Error::Locked { .. }) => {}
                 Err(e) => eprintln!("stream log of {name} not recovered: {e}"),
             }
         }

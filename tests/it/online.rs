@@ -38,6 +38,27 @@ async fn one_cell(session: &Session, sql: &str) -> String {
     cells(&results[0].batches).expect("cells")[0][0].clone()
 }
 
+/// The reference rule: per key, the row with the greatest time; on equal
+/// times, the one written later.
+fn keep_latest(expected: &mut HashMap<i64, (i64, f64)>, rows: &[(i64, i64, f64)]) {
+    for &(k, t, v) in rows {
+        let e = expected.entry(k).or_insert((t, v));
+        if t >= e.0 {
+            *e = (t, v);
+        }
+    }
+}
+
+/// `(k, t, v)` rows as VALUES tuples, `t` counted in `unit` from 2020-01-01.
+fn values_sql(rows: &[(i64, i64, f64)], unit: &str) -> String {
+    rows.iter()
+        .map(|(k, t, v)| {
+            format!("({k}, TIMESTAMP '2020-01-01 00:00:00' + INTERVAL '{t} {unit}', {v})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Online values of keys 0..n (plus one missing key) via the Rust API.
 async fn online_values(session: &Session, n: i64) -> Vec<(i64, Option<f64>)> {
     let keys: ArrayRef = Arc::new(Int64Array::from_iter_values((0..n).chain([n + 1000])));
@@ -100,35 +121,21 @@ async fn online_values_equal_asof_join_at_now_across_paths_and_restart() {
                     Some((k, t, (round * 1000 + i) as f64))
                 })
                 .collect();
-            for &(k, t, v) in &rows {
-                let e = expected.entry(k).or_insert((t, v));
-                if t >= e.0 {
-                    *e = (t, v);
-                }
-            }
-            let values: Vec<String> = rows
-                .iter()
-                .map(|(k, t, v)| {
-                    format!("({k}, TIMESTAMP '2020-01-01 00:00:00' + INTERVAL '{t} minutes', {v})")
-                })
-                .collect();
+            keep_latest(&mut expected, &rows);
+            let values = values_sql(&rows, "minutes");
             if round % 3 == 0 {
                 // Batch path: one snapshot, then the online store catches up.
                 run(
                     &session,
                     &format!(
                         "INSERT INTO fg SELECT * FROM (VALUES {}) AS x(k, t, v)",
-                        values.join(", ")
+                        values
                     ),
                 )
                 .await;
             } else {
                 // Stream path: logged, online at once, committed later.
-                run(
-                    &session,
-                    &format!("INSERT INTO fg VALUES {}", values.join(", ")),
-                )
-                .await;
+                run(&session, &format!("INSERT INTO fg VALUES {}", values)).await;
             }
             if round == 5 {
                 // The first lookup builds the group from the table and the log.
@@ -282,24 +289,14 @@ async fn ties_go_to_the_most_recently_ingested_row_in_asof_and_online() {
                 )
             })
             .collect();
-        for &(k, t, v) in &rows {
-            let e = expected.entry(k).or_insert((t, v));
-            if t >= e.0 {
-                *e = (t, v);
-            }
-        }
-        let values: Vec<String> = rows
-            .iter()
-            .map(|(k, t, v)| {
-                format!("({k}, TIMESTAMP '2020-01-01 00:00:00' + INTERVAL '{t} days', {v})")
-            })
-            .collect();
+        keep_latest(&mut expected, &rows);
+        let values = values_sql(&rows, "days");
         // Batch writes: one snapshot (one data file) each.
         run(
             &session,
             &format!(
                 "INSERT INTO fg SELECT * FROM (VALUES {}) AS x(k, t, v)",
-                values.join(", ")
+                values
             ),
         )
         .await;
