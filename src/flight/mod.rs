@@ -165,7 +165,7 @@ pub async fn serve(
         }
         #[cfg(not(feature = "tls"))]
         return Err(Error::NotSupported(format!(
-            "TLS ({}): this pitlake was built without it; build with --features tls",
+            "TLS ({}): this pitlake was built without it; build with the default `tls` feature",
             tls.cert.display()
         )));
     }

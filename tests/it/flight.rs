@@ -361,27 +361,10 @@ async fn short_queries_are_not_starved_by_long_ones() {
 async fn tls_with_a_self_signed_certificate() {
     let certs = tempfile::tempdir().expect("tempdir");
     let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success(), "openssl could not make a certificate");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("self-signed certificate");
+    std::fs::write(&cert, made.cert.pem()).expect("write cert");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let warehouse = Warehouse::open(dir.path()).await.expect("warehouse");
