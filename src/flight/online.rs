@@ -255,7 +255,14 @@ fn json_array(values: &[&Value]) -> Result<ArrayRef> {
 
 /// A batch as an Arrow IPC stream.
 pub fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 512);
+    // Not `get_array_memory_size`: a 1-row lookup is a slice of a chunk whose
+    // buffers hold every entity, and sizing by them allocated hundreds of MB.
+    let width: usize = batch
+        .columns()
+        .iter()
+        .map(|c| c.data_type().primitive_width().unwrap_or(16) + 1)
+        .sum();
+    let mut out = Vec::with_capacity(1024 + 96 * batch.num_columns() + width * batch.num_rows());
     let mut writer = StreamWriter::try_new(&mut out, &batch.schema())
         .map_err(|e| Error::Invalid(format!("lookup result: {e}")))?;
     writer
