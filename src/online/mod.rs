@@ -27,6 +27,7 @@
 //! (261 MB of Parquet) in under 2 s at first use or after a restart.
 
 mod provider;
+mod slots;
 pub mod source;
 mod store;
 mod table;

@@ -15,22 +15,12 @@
 //! The winner for a key is the row with the greatest event time; on equal
 //! event times the row applied later (ingested later) wins.
 
-use std::collections::HashMap;
-
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, new_null_array};
 use arrow::compute::{cast, concat_batches, interleave};
 use arrow::datatypes::{DataType, Int64Type, SchemaRef};
-use arrow::row::{RowConverter, SortField};
 
+use super::slots::{Slot, Slots};
 use crate::error::{Error, Result};
-
-/// Where the live row of a key is, and its event time (physical units).
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    chunk: u32,
-    row: u32,
-    time: i64,
-}
 
 /// Small batches merged once this many have piled up after the big ones
 /// (a lookup gathers across every chunk, so fewer is faster).
@@ -43,11 +33,10 @@ pub struct OnlineTable {
     schema: SchemaRef,
     key_columns: Vec<usize>,
     time_column: usize,
-    converter: RowConverter,
     chunks: Vec<RecordBatch>,
     /// Chunks from here on are small and get merged together.
     small_from: usize,
-    slots: HashMap<Box<[u8]>, Slot, ahash::RandomState>,
+    slots: Slots,
     /// Rows held in `chunks`, live or superseded.
     held_rows: usize,
     /// One NULL per column: what a missing entity reads as.
@@ -66,12 +55,11 @@ impl std::fmt::Debug for OnlineTable {
 impl OnlineTable {
     /// An empty table for rows of `schema`, keyed by `key_columns`.
     pub fn new(schema: SchemaRef, key_columns: Vec<usize>, time_column: usize) -> Result<Self> {
-        let fields = key_columns
+        let types: Vec<DataType> = key_columns
             .iter()
-            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+            .map(|&i| schema.field(i).data_type().clone())
             .collect();
-        let converter = RowConverter::new(fields)
-            .map_err(|e| Error::Invalid(format!("online store key encoding: {e}")))?;
+        let slots = Slots::new(&types)?;
         let nulls = schema
             .fields()
             .iter()
@@ -82,10 +70,9 @@ impl OnlineTable {
             schema,
             key_columns,
             time_column,
-            converter,
             chunks: Vec::new(),
             small_from: 0,
-            slots: HashMap::default(),
+            slots,
             held_rows: 0,
         })
     }
@@ -110,9 +97,7 @@ impl OnlineTable {
             .iter()
             .map(RecordBatch::get_array_memory_size)
             .sum();
-        let keys: usize = self.slots.keys().map(|k| k.len()).sum();
-        let map = self.slots.capacity() * (std::mem::size_of::<(Box<[u8]>, Slot)>() + 1);
-        data + keys + map
+        data + self.slots.memory_bytes()
     }
 
     /// Applies rows in order: each becomes its key's row unless that key
@@ -127,37 +112,10 @@ impl OnlineTable {
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();
-        let rows = self
-            .converter
-            .convert_columns(&keys)
-            .map_err(|e| Error::Invalid(format!("online store key encoding: {e}")))?;
         let times = physical_times(batch.column(self.time_column))?;
         let chunk = u32::try_from(self.chunks.len())
             .map_err(|_| Error::Invalid("online store: too many chunks".into()))?;
-        let mut taken = false;
-        for row in 0..batch.num_rows() {
-            if keys.iter().any(|k| k.is_null(row)) || times.is_null(row) {
-                continue;
-            }
-            let time = times.value(row);
-            let slot = Slot {
-                chunk,
-                row: row as u32,
-                time,
-            };
-            match self.slots.get_mut(rows.row(row).as_ref()) {
-                Some(existing) if existing.time > time => {}
-                Some(existing) => {
-                    *existing = slot;
-                    taken = true;
-                }
-                None => {
-                    self.slots.insert(rows.row(row).as_ref().into(), slot);
-                    taken = true;
-                }
-            }
-        }
-        if taken {
+        if self.slots.upsert(&keys, &times, chunk)? {
             self.chunks.push(batch.clone());
             self.held_rows += batch.num_rows();
             if batch.num_rows() >= BIG_CHUNK_ROWS && self.small_from == self.chunks.len() - 1 {
@@ -186,13 +144,12 @@ impl OnlineTable {
             )));
         }
         let requested = keys.first().map_or(0, |k| k.len());
-        let rows = self
-            .converter
-            .convert_columns(keys)
-            .map_err(|e| Error::Invalid(format!("online lookup keys: {e}")))?;
         let missing = (self.chunks.len(), 0);
-        let indices: Vec<(usize, usize)> = (0..requested)
-            .map(|i| match self.slots.get(rows.row(i).as_ref()) {
+        let indices: Vec<(usize, usize)> = self
+            .slots
+            .find(keys)?
+            .into_iter()
+            .map(|found| match found {
                 Some(slot) if min_time.is_none_or(|m| slot.time >= m) => {
                     (slot.chunk as usize, slot.row as usize)
                 }
@@ -292,7 +249,7 @@ impl OnlineTable {
     fn tidy(&mut self) -> Result<()> {
         let live = self.slots.len();
         if self.held_rows > 2 * live + BIG_CHUNK_ROWS {
-            return self.compact();
+            return self.collect_garbage();
         }
         if self.chunks.len() - self.small_from < SMALL_CHUNKS {
             return Ok(());
@@ -323,24 +280,79 @@ impl OnlineTable {
         Ok(())
     }
 
+    /// Drops chunks whose rows are mostly superseded, moving their live rows
+    /// into one new chunk; chunks still mostly live stay as they are, so
+    /// streamed updates cost a copy of the few rows left behind, not of the
+    /// whole table (a chunk every row of which was updated goes for free).
+    fn collect_garbage(&mut self) -> Result<()> {
+        let mut live_rows = vec![0usize; self.chunks.len()];
+        for slot in self.slots.values() {
+            live_rows[slot.chunk as usize] += 1;
+        }
+        let victim: Vec<bool> = self
+            .chunks
+            .iter()
+            .zip(&live_rows)
+            .map(|(chunk, &live)| 2 * live < chunk.num_rows())
+            .collect();
+        if !victim.contains(&true) {
+            return Ok(());
+        }
+        // Survivors keep their order (big ones, then the moved rows, then the
+        // small ones still waiting to be merged).
+        let mut renumber = vec![u32::MAX; self.chunks.len()];
+        let mut kept = Vec::new();
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if !victim[i] && i < self.small_from {
+                renumber[i] = kept.len() as u32;
+                kept.push(chunk.clone());
+            }
+        }
+        let moved_at = kept.len() as u32;
+        let mut moving: Vec<&mut Slot> = self
+            .slots
+            .values_mut()
+            .filter(|s| victim[s.chunk as usize])
+            .collect();
+        let indices: Vec<(usize, usize)> = moving
+            .iter()
+            .map(|s| (s.chunk as usize, s.row as usize))
+            .collect();
+        let moved = gather_rows(&self.schema, &self.chunks, &indices)?;
+        for (row, slot) in moving.iter_mut().enumerate() {
+            slot.chunk = moved_at;
+            slot.row = row as u32;
+        }
+        if moved.num_rows() > 0 {
+            kept.push(moved);
+        }
+        let small_from = kept.len();
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            if !victim[i] && i >= self.small_from {
+                renumber[i] = kept.len() as u32;
+                kept.push(chunk.clone());
+            }
+        }
+        for slot in self.slots.values_mut() {
+            if !victim[slot.chunk as usize] {
+                slot.chunk = renumber[slot.chunk as usize];
+            }
+        }
+        self.held_rows = kept.iter().map(RecordBatch::num_rows).sum();
+        self.chunks = kept;
+        self.small_from = small_from;
+        Ok(())
+    }
+
     /// Rewrites the live rows into one chunk.
     fn compact(&mut self) -> Result<()> {
-        let mut entries: Vec<(&Box<[u8]>, &mut Slot)> = self.slots.iter_mut().collect();
-        let indices: Vec<(usize, usize)> = entries
+        let mut live: Vec<&mut Slot> = self.slots.values_mut().collect();
+        let indices: Vec<(usize, usize)> = live
             .iter()
-            .map(|(_, s)| (s.chunk as usize, s.row as usize))
+            .map(|s| (s.chunk as usize, s.row as usize))
             .collect();
-        let columns = (0..self.schema.fields().len())
-            .map(|c| {
-                let arrays: Vec<&dyn Array> =
-                    self.chunks.iter().map(|b| b.column(c).as_ref()).collect();
-                interleave(&arrays, &indices)
-                    .map_err(|e| Error::Invalid(format!("online store compaction: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| Error::Invalid(format!("online store compaction: {e}")))?;
-        for (row, (_, slot)) in entries.iter_mut().enumerate() {
+        let batch = gather_rows(&self.schema, &self.chunks, &indices)?;
+        for (row, slot) in live.iter_mut().enumerate() {
             slot.chunk = 0;
             slot.row = row as u32;
         }
@@ -349,6 +361,27 @@ impl OnlineTable {
         self.small_from = 1;
         Ok(())
     }
+}
+
+/// Every column of the rows at `indices` (chunk, row) of `chunks`, as one batch.
+fn gather_rows(
+    schema: &SchemaRef,
+    chunks: &[RecordBatch],
+    indices: &[(usize, usize)],
+) -> Result<RecordBatch> {
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = chunks.iter().map(|b| b.column(c).as_ref()).collect();
+            interleave(&arrays, indices)
+                .map_err(|e| Error::Invalid(format!("online store compaction: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(indices.len())),
+    )
+    .map_err(|e| Error::Invalid(format!("online store compaction: {e}")))
 }
 
 /// Event times as their physical integers (days for dates, the column's unit
@@ -368,6 +401,7 @@ pub fn physical_times(array: &ArrayRef) -> Result<arrow::array::Int64Array> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::Arc;
 
     use arrow::array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
@@ -419,6 +453,117 @@ mod tests {
             values(&table, &["b", "zz", "a"]),
             vec![Some(2.0), None, Some(4.0)]
         );
+    }
+
+    #[test]
+    fn bigint_keys_take_the_same_rules() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("v", DataType::Float64, true),
+        ]));
+        let batch = |ids: Vec<Option<i64>>, times: Vec<i64>, v: Vec<f64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(TimestampMicrosecondArray::from(times)),
+                    Arc::new(Float64Array::from(v)),
+                ],
+            )
+            .expect("batch")
+        };
+        let mut table = OnlineTable::new(schema.clone(), vec![0], 1).expect("table");
+        table
+            .apply(&batch(
+                vec![Some(1), None, Some(2), Some(1)],
+                vec![10, 99, 5, 10],
+                vec![1.0, 2.0, 3.0, 4.0],
+            ))
+            .expect("apply");
+        table
+            .apply(&batch(vec![Some(2)], vec![4], vec![5.0]))
+            .expect("apply");
+        assert_eq!(table.len(), 2, "the NULL key is skipped");
+        let keys: ArrayRef = Arc::new(Int64Array::from(vec![Some(2), None, Some(7), Some(1)]));
+        let out = table.lookup(&[keys], &[0, 2], None).expect("lookup");
+        let v: Vec<_> = out
+            .column(1)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .iter()
+            .collect();
+        assert_eq!(v, vec![Some(3.0), None, None, Some(4.0)]);
+    }
+
+    #[test]
+    fn garbage_collection_keeps_answers_and_bounds_memory() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("v", DataType::Float64, true),
+        ]));
+        let batch = |rows: &[(i64, i64, f64)]| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                    Arc::new(TimestampMicrosecondArray::from_iter_values(
+                        rows.iter().map(|r| r.1),
+                    )),
+                    Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                ],
+            )
+            .expect("batch")
+        };
+        const KEYS: i64 = 20_000;
+        let mut table = OnlineTable::new(schema.clone(), vec![0], 1).expect("table");
+        let mut expected: HashMap<i64, (i64, f64)> = HashMap::new();
+        let initial: Vec<(i64, i64, f64)> = (0..KEYS).map(|k| (k, 0, -1.0)).collect();
+        table.apply(&batch(&initial)).expect("apply");
+        table.settle().expect("settle");
+        expected.extend(initial.iter().map(|r| (r.0, (r.1, r.2))));
+        let mut state = 11u64;
+        let mut max_held = 0;
+        for b in 0..300 {
+            // Skewed: half the updates go to the first 1% of keys.
+            let rows: Vec<(i64, i64, f64)> = (0..1_000)
+                .map(|i| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let r = state >> 33;
+                    let key = if r.is_multiple_of(2) {
+                        (r / 2) as i64 % (KEYS / 100)
+                    } else {
+                        (r / 2) as i64 % KEYS
+                    };
+                    (key, ((r >> 8) % 400) as i64, (b * 1_000 + i) as f64)
+                })
+                .collect();
+            table.apply(&batch(&rows)).expect("apply");
+            for (k, t, v) in rows {
+                let e = expected.entry(k).or_insert((t, v));
+                if t >= e.0 {
+                    *e = (t, v);
+                }
+            }
+            max_held = max_held.max(table.held_rows);
+        }
+        assert!(
+            max_held <= 2 * KEYS as usize + BIG_CHUNK_ROWS + 1_000,
+            "held {max_held} rows for {KEYS} entities"
+        );
+        let keys: Vec<i64> = (0..KEYS).collect();
+        let out = table
+            .lookup(&[Arc::new(Int64Array::from(keys.clone()))], &[2], None)
+            .expect("lookup");
+        let got: Vec<Option<f64>> = out
+            .column(0)
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .iter()
+            .collect();
+        let want: Vec<Option<f64>> = keys.iter().map(|k| Some(expected[k].1)).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
