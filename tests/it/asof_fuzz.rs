@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{col, lit};
@@ -103,10 +103,23 @@ fn reference(
         .collect()
 }
 
-fn table(rows: &[Row], id: &str, batch_size: usize, partitions: usize) -> MemTable {
+/// `string_keys`: the keys as text (the operator's row-encoded key path)
+/// instead of BIGINT (its integer path).
+fn table(
+    rows: &[Row],
+    id: &str,
+    batch_size: usize,
+    partitions: usize,
+    string_keys: bool,
+) -> MemTable {
+    let key_type = if string_keys {
+        DataType::Utf8
+    } else {
+        DataType::Int64
+    };
     let schema = Arc::new(Schema::new(vec![
         Field::new(id, DataType::Int64, false),
-        Field::new("k", DataType::Int64, true),
+        Field::new("k", key_type, true),
         Field::new("t", DataType::Int64, true),
     ]));
     let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions];
@@ -115,7 +128,13 @@ fn table(rows: &[Row], id: &str, batch_size: usize, partitions: usize) -> MemTab
             schema.clone(),
             vec![
                 Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.id))),
-                Arc::new(Int64Array::from_iter(chunk.iter().map(|r| r.key))),
+                if string_keys {
+                    Arc::new(StringArray::from_iter(
+                        chunk.iter().map(|r| r.key.map(|k| format!("key{k}"))),
+                    ))
+                } else {
+                    Arc::new(Int64Array::from_iter(chunk.iter().map(|r| r.key)))
+                },
                 Arc::new(Int64Array::from_iter(chunk.iter().map(|r| r.t))),
             ],
         )
@@ -146,16 +165,29 @@ async fn asof_join_matches_the_reference() {
             .then(|| (rng.below(15) as i64, rng.chance(50)));
         let batch_size = batch_sizes[rng.below(7) as usize];
         let target_partitions = 1 + rng.below(4) as usize;
+        let string_keys = case % 3 == 2;
 
         let ctx = new_context(SessionConfig::new().with_target_partitions(target_partitions));
         ctx.register_table(
             "l",
-            Arc::new(table(&left, "l_id", batch_size, 1 + rng.below(3) as usize)),
+            Arc::new(table(
+                &left,
+                "l_id",
+                batch_size,
+                1 + rng.below(3) as usize,
+                string_keys,
+            )),
         )
         .expect("register");
         ctx.register_table(
             "r",
-            Arc::new(table(&right, "r_id", batch_size, 1 + rng.below(3) as usize)),
+            Arc::new(table(
+                &right,
+                "r_id",
+                batch_size,
+                1 + rng.below(3) as usize,
+                string_keys,
+            )),
         )
         .expect("register");
         let bound = max_age.map(|(d, strict)| {
@@ -230,9 +262,9 @@ async fn right_side_over_the_memory_limit_fails_cleanly() {
     let mut rng = Rng(7);
     let left = rows(&mut rng, 10, 5, 100, 0);
     let right = rows(&mut rng, 200_000, 5, 100, 1_000_000);
-    ctx.register_table("l", Arc::new(table(&left, "l_id", 8192, 1)))
+    ctx.register_table("l", Arc::new(table(&left, "l_id", 8192, 1, false)))
         .expect("l");
-    ctx.register_table("r", Arc::new(table(&right, "r_id", 8192, 1)))
+    ctx.register_table("r", Arc::new(table(&right, "r_id", 8192, 1, false)))
         .expect("r");
     let joined = asof_join(
         ctx.table("l").await.expect("l"),

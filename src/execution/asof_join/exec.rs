@@ -36,9 +36,8 @@ use std::sync::Arc;
 
 use std::collections::HashSet;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
-use arrow::compute::{concat_batches, take};
 use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::Statistics;
@@ -58,7 +57,7 @@ use datafusion::physical_plan::{
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
-use super::index::{RightIndex, key_bytes};
+use super::index::RightIndex;
 use super::values::ordered_i64;
 use crate::planning::MatchOp;
 
@@ -335,14 +334,15 @@ impl BuildSide {
             batches.push(batch);
         }
         let _timer = metrics.build_time.timer();
-        let batch = concat_batches(&schema, &batches)?;
-        drop(batches);
-        let keys = evaluate(&self.keys, &batch)?;
-        let matches = self
-            .matches
-            .evaluate(&batch)?
-            .into_array(batch.num_rows())?;
-        let index = RightIndex::build(batch, &keys, &matches)?;
+        let keys = batches
+            .iter()
+            .map(|b| evaluate(&self.keys, b))
+            .collect::<DFResult<Vec<_>>>()?;
+        let matches = batches
+            .iter()
+            .map(|b| self.matches.evaluate(b)?.into_array(b.num_rows()))
+            .collect::<DFResult<Vec<_>>>()?;
+        let index = RightIndex::build(&schema, batches, &keys, &matches)?;
         reservation.try_resize(index.size()).map_err(|e| {
             e.context("ASOF JOIN: the right side of a partition does not fit in memory")
         })?;
@@ -378,7 +378,7 @@ impl ProbeSide {
     ) -> DFResult<RecordBatch> {
         let n = batch.num_rows();
         let keys = evaluate(&self.keys, batch)?;
-        let rows = index.encode(&keys)?;
+        let groups = index.groups_of(&keys, n)?;
         let values = ordered_i64(&self.matches.evaluate(batch)?.into_array(n)?)?;
         let bounds = match &self.max_age {
             Some((expr, strict)) => {
@@ -387,27 +387,21 @@ impl ProbeSide {
             None => None,
         };
         let mut matched = 0usize;
-        let indices: UInt32Array = (0..n)
+        let found: Vec<Option<u32>> = (0..n)
             .map(|i| {
-                let value = values[i]?;
-                if keys.iter().any(|k| k.is_null(i)) {
-                    return None;
-                }
+                let (value, group) = (values[i]?, groups[i]?);
                 let bound = match &bounds {
                     Some((b, strict)) => Some((b[i]?, *strict)),
                     None => None,
                 };
-                let found =
-                    index.probe(key_bytes(&rows, keys.is_empty(), i), value, self.op, bound);
+                let found = index.probe(group, value, self.op, bound);
                 matched += usize::from(found.is_some());
                 found
             })
             .collect();
         metrics.matched_rows.add(matched);
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-        for column in index.batch.columns() {
-            columns.push(take(column.as_ref(), &indices, None)?);
-        }
+        columns.extend(index.take(&found)?);
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }

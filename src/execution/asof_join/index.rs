@@ -13,10 +13,11 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, new_null_array};
 use arrow::array::{DynComparator, make_comparator};
-use arrow::compute::SortOptions;
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::compute::{SortOptions, cast, interleave};
+use arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use arrow::row::{RowConverter, SortField};
 
 use super::values::ordered_i64;
 use crate::error::{Error, Result};
@@ -24,63 +25,85 @@ use crate::execution::ingest_order::INGEST_ORDER_COLUMN;
 use crate::planning::MatchOp;
 
 /// The indexed right side of one partition.
+///
+/// Rows stay in the batches they were read in (no concatenated copy); a
+/// row id counts rows across the batches in arrival order.
 #[derive(Debug)]
 pub struct RightIndex {
-    /// All right rows of the partition.
-    pub batch: RecordBatch,
-    /// Key bytes → range in `order` / `values`.
-    groups: HashMap<Box<[u8]>, (u32, u32), ahash::RandomState>,
+    /// Per right column: its array in every batch, then one NULL (what a
+    /// left row without a match takes).
+    columns: Vec<Vec<ArrayRef>>,
+    /// Row id of each batch's first row, and the total last.
+    offsets: Vec<u32>,
+    /// Key → group number; group `g` is `order[starts[g]..starts[g + 1]]`.
+    groups: KeyGroups,
+    starts: Vec<u32>,
     /// Right row ids grouped by key, each group by (match value, tie-break).
     order: Vec<u32>,
     /// `order`'s match values.
     values: Vec<i64>,
-    /// Encodes keys of both sides the same way.
-    converter: RowConverter,
+    bytes: usize,
 }
 
 impl RightIndex {
-    /// Indexes `batch`, whose key columns are `keys` and match column `matches`.
-    /// Rows with a NULL key or match value are left out: they never match.
-    pub fn build(batch: RecordBatch, keys: &[ArrayRef], matches: &ArrayRef) -> Result<Self> {
-        let err = |e: arrow::error::ArrowError| Error::Invalid(format!("ASOF JOIN keys: {e}"));
-        let converter = RowConverter::new(
-            keys.iter()
-                .map(|k| SortField::new(k.data_type().clone()))
-                .collect(),
-        )
-        .map_err(err)?;
-        let rows = converter.convert_columns(keys).map_err(err)?;
-        let values = ordered_i64(matches)?;
-        let n = batch.num_rows();
+    /// Indexes the right partition's `batches`, whose key columns are
+    /// `keys[b]` and match column `matches[b]` for batch `b`. Rows with a NULL
+    /// key or match value are left out: they never match.
+    pub fn build(
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+        keys: &[Vec<ArrayRef>],
+        matches: &[ArrayRef],
+    ) -> Result<Self> {
+        let key_types: Vec<DataType> = match keys.first() {
+            Some(k) => k.iter().map(|a| a.data_type().clone()).collect(),
+            None => Vec::new(),
+        };
+        let mut groups = KeyGroups::new(&key_types)?;
+        let mut offsets = Vec::with_capacity(batches.len() + 1);
+        let mut total = 0u32;
+        for batch in &batches {
+            offsets.push(total);
+            total = u32::try_from(batch.num_rows())
+                .ok()
+                .and_then(|n| total.checked_add(n))
+                .ok_or_else(|| {
+                    Error::Invalid(
+                        "ASOF JOIN: a right partition holds more than 4G rows; raise target_partitions"
+                            .into(),
+                    )
+                })?;
+        }
+        offsets.push(total);
 
-        // Pass 1: a group id per usable row.
-        let mut groups: HashMap<Box<[u8]>, (u32, u32), ahash::RandomState> = HashMap::default();
+        // Pass 1: a group per usable row, and every row's match value.
+        let n = total as usize;
         let mut counts: Vec<u32> = Vec::new();
         let mut group_of: Vec<u32> = vec![u32::MAX; n];
-        for (i, gid) in group_of.iter_mut().enumerate() {
-            if values[i].is_none() || has_null_key(keys, i) {
-                continue;
+        let mut all_values: Vec<i64> = vec![0; n];
+        for (b, (batch_keys, batch_matches)) in keys.iter().zip(matches).enumerate() {
+            let base = offsets[b] as usize;
+            let values = ordered_i64(batch_matches)?;
+            let ids = groups.assign(batch_keys, batch_matches.len())?;
+            counts.resize(groups.len(), 0);
+            for (i, (value, gid)) in values.into_iter().zip(ids).enumerate() {
+                if let (Some(value), Some(gid)) = (value, gid) {
+                    group_of[base + i] = gid;
+                    all_values[base + i] = value;
+                    counts[gid as usize] += 1;
+                }
             }
-            let next = counts.len() as u32;
-            let entry = groups
-                .entry(Box::from(key_bytes(&rows, keys.is_empty(), i)))
-                .or_insert((next, 0));
-            if entry.0 == next {
-                counts.push(0);
-            }
-            *gid = entry.0;
-            counts[entry.0 as usize] += 1;
         }
         // Pass 2: place row ids by group (counting sort), then order each group.
         let mut starts: Vec<u32> = Vec::with_capacity(counts.len() + 1);
-        let mut total = 0u32;
+        let mut placed = 0u32;
         for c in &counts {
-            starts.push(total);
-            total += c;
+            starts.push(placed);
+            placed += c;
         }
-        starts.push(total);
+        starts.push(placed);
         let mut cursor = starts.clone();
-        let mut order = vec![0u32; total as usize];
+        let mut order = vec![0u32; placed as usize];
         for (i, gid) in group_of.iter().enumerate() {
             if *gid != u32::MAX {
                 let slot = &mut cursor[*gid as usize];
@@ -89,57 +112,71 @@ impl RightIndex {
             }
         }
         drop(group_of);
-        let tie = TieBreak::new(&batch)?;
-        let value = |i: u32| values[i as usize].unwrap_or_default();
+        let tie = TieBreak::new(&batches, &offsets)?;
+        let value = |i: u32| all_values[i as usize];
         for g in 0..counts.len() {
             let slice = &mut order[starts[g] as usize..starts[g + 1] as usize];
             // Stable and adaptive: time-ordered input is one pass.
             slice.sort_by(|a, b| value(*a).cmp(&value(*b)).then_with(|| tie.cmp(*a, *b)));
         }
-        let sorted_values: Vec<i64> = order.iter().map(|i| value(*i)).collect();
-        for range in groups.values_mut() {
-            let g = range.0 as usize;
-            *range = (starts[g], starts[g + 1]);
-        }
+        let values: Vec<i64> = order.iter().map(|i| value(*i)).collect();
+        drop(all_values);
+        let bytes = batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum::<usize>()
+            + order.capacity() * 4
+            + values.capacity() * 8
+            + starts.capacity() * 4
+            + groups.memory_bytes();
+        let columns = (0..schema.fields().len())
+            .map(|c| {
+                let mut arrays: Vec<ArrayRef> =
+                    batches.iter().map(|b| b.column(c).clone()).collect();
+                arrays.push(new_null_array(schema.field(c).data_type(), 1));
+                arrays
+            })
+            .collect();
         Ok(RightIndex {
-            batch,
+            columns,
+            offsets,
             groups,
+            starts,
             order,
-            values: sorted_values,
-            converter,
+            values,
+            bytes,
         })
     }
 
-    /// Approximate heap size, for memory accounting.
+    /// Heap size, for memory accounting.
     pub fn size(&self) -> usize {
-        self.batch.get_array_memory_size()
-            + self.order.capacity() * 4
-            + self.values.capacity() * 8
-            + self.groups.capacity() * (std::mem::size_of::<(Box<[u8]>, (u32, u32))>() + 16)
+        self.bytes
     }
 
     pub fn matchable_rows(&self) -> usize {
         self.order.len()
     }
 
-    /// Row-encodes left keys with the right side's encoding.
-    pub fn encode(&self, keys: &[ArrayRef]) -> Result<Rows> {
-        self.converter
-            .convert_columns(keys)
-            .map_err(|e| Error::Invalid(format!("ASOF JOIN keys: {e}")))
+    /// The group of each of `rows` left rows' key (`keys`: the left key columns).
+    pub fn groups_of(&self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
+        self.groups.find(keys, rows)
     }
 
-    /// The right row matching a left row: keys `key`, match value `value`,
-    /// optional maximum-age `bound`.
+    /// The right row matching a left row whose key is in `group`, with match
+    /// value `value` and optional maximum-age `bound`.
     pub fn probe(
         &self,
-        key: &[u8],
+        group: u32,
         value: i64,
         op: MatchOp,
         bound: Option<(i64, bool)>,
     ) -> Option<u32> {
-        let &(start, end) = self.groups.get(key)?;
-        let values = &self.values[start as usize..end as usize];
+        // No group at all when the right side is empty.
+        let (start, end) = (
+            *self.starts.get(group as usize)? as usize,
+            *self.starts.get(group as usize + 1)? as usize,
+        );
+        let values = &self.values[start..end];
         // Position of the winner: the last row among those tied on the nearest value.
         let pos = match op {
             MatchOp::GtEq => values.partition_point(|r| *r <= value).checked_sub(1)?,
@@ -160,50 +197,217 @@ impl RightIndex {
         {
             return None;
         }
-        Some(self.order[start as usize + pos])
+        Some(self.order[start + pos])
+    }
+
+    /// The right columns of the rows `matches` (NULLs where `None`).
+    pub fn take(&self, matches: &[Option<u32>]) -> Result<Vec<ArrayRef>> {
+        let null = (self.offsets.len() - 1, 0);
+        let indices: Vec<(usize, usize)> = matches
+            .iter()
+            .map(|m| match m {
+                Some(id) => locate(&self.offsets, *id),
+                None => null,
+            })
+            .collect();
+        self.columns
+            .iter()
+            .map(|arrays| {
+                let arrays: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+                interleave(&arrays, &indices)
+                    .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))
+            })
+            .collect()
     }
 }
 
-/// The encoded key of a row; with no key columns every row has the empty key
-/// (a converter without columns encodes no rows).
-pub fn key_bytes(rows: &Rows, no_keys: bool, row: usize) -> &[u8] {
-    if no_keys { &[] } else { rows.row(row).data() }
+/// Batch and row of row id `id`.
+fn locate(offsets: &[u32], id: u32) -> (usize, usize) {
+    let batch = offsets.partition_point(|o| *o <= id) - 1;
+    (batch, (id - offsets[batch]) as usize)
 }
 
-fn has_null_key(keys: &[ArrayRef], row: usize) -> bool {
-    keys.iter().any(|k| k.is_null(row))
+/// Key → group number: a single BIGINT key as the integer itself, other keys
+/// row-encoded (with no key columns, every row is in group 0).
+#[derive(Debug)]
+enum KeyGroups {
+    None,
+    Int(HashMap<i64, u32, ahash::RandomState>),
+    Encoded {
+        converter: RowConverter,
+        map: HashMap<Box<[u8]>, u32, ahash::RandomState>,
+    },
+}
+
+impl KeyGroups {
+    fn new(types: &[DataType]) -> Result<Self> {
+        Ok(match types {
+            [] => KeyGroups::None,
+            [DataType::Int64] => KeyGroups::Int(HashMap::default()),
+            _ => KeyGroups::Encoded {
+                converter: RowConverter::new(
+                    types.iter().map(|t| SortField::new(t.clone())).collect(),
+                )
+                .map_err(|e| Error::Invalid(format!("ASOF JOIN keys: {e}")))?,
+                map: HashMap::default(),
+            },
+        })
+    }
+
+    /// Number of groups.
+    fn len(&self) -> usize {
+        match self {
+            KeyGroups::None => 1,
+            KeyGroups::Int(map) => map.len(),
+            KeyGroups::Encoded { map, .. } => map.len(),
+        }
+    }
+
+    /// The group of each row, a new key getting the next number; `None` for
+    /// a NULL key.
+    fn assign(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
+        match self {
+            KeyGroups::None => Ok(vec![Some(0); rows]),
+            KeyGroups::Int(map) => {
+                let ids = keys[0].as_primitive::<Int64Type>();
+                Ok((0..ids.len())
+                    .map(|i| {
+                        let next = map.len() as u32;
+                        (!ids.is_null(i)).then(|| *map.entry(ids.value(i)).or_insert(next))
+                    })
+                    .collect())
+            }
+            KeyGroups::Encoded { converter, map } => {
+                let encoded = converter
+                    .convert_columns(keys)
+                    .map_err(|e| Error::Invalid(format!("ASOF JOIN keys: {e}")))?;
+                Ok((0..encoded.num_rows())
+                    .map(|i| {
+                        if keys.iter().any(|k| k.is_null(i)) {
+                            return None;
+                        }
+                        let key = encoded.row(i);
+                        Some(match map.get(key.as_ref()) {
+                            Some(gid) => *gid,
+                            None => {
+                                let next = map.len() as u32;
+                                map.insert(key.as_ref().into(), next);
+                                next
+                            }
+                        })
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The group of each row's key, if the right side has it.
+    fn find(&self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
+        match self {
+            KeyGroups::None => Ok(vec![Some(0); rows]),
+            KeyGroups::Int(map) => {
+                let ids = cast(&keys[0], &DataType::Int64)
+                    .map_err(|e| Error::Invalid(format!("ASOF JOIN keys: {e}")))?;
+                let ids = ids.as_primitive::<Int64Type>();
+                Ok((0..ids.len())
+                    .map(|i| {
+                        if ids.is_null(i) {
+                            None
+                        } else {
+                            map.get(&ids.value(i)).copied()
+                        }
+                    })
+                    .collect())
+            }
+            KeyGroups::Encoded { converter, map } => {
+                let rows = converter
+                    .convert_columns(keys)
+                    .map_err(|e| Error::Invalid(format!("ASOF JOIN keys: {e}")))?;
+                Ok((0..rows.num_rows())
+                    .map(|i| {
+                        if keys.iter().any(|k| k.is_null(i)) {
+                            None
+                        } else {
+                            map.get(rows.row(i).as_ref()).copied()
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            KeyGroups::None => 0,
+            KeyGroups::Int(map) => map.capacity() * (std::mem::size_of::<(i64, u32)>() + 1),
+            KeyGroups::Encoded { map, .. } => {
+                map.keys().map(|k| k.len()).sum::<usize>()
+                    + map.capacity() * (std::mem::size_of::<(Box<[u8]>, u32)>() + 1)
+            }
+        }
+    }
 }
 
 /// Orders tied right rows so the last one wins: by ingestion order for a
 /// feature group (its scan adds each row's position in it), otherwise by all
 /// their columns, so the winner does not depend on the order rows arrived in.
-struct TieBreak {
-    columns: Vec<DynComparator>,
+enum TieBreak {
+    Ingestion(Vec<i64>),
+    Columns {
+        /// Per column, its array in every batch.
+        columns: Vec<Vec<ArrayRef>>,
+        offsets: Vec<u32>,
+    },
 }
 
 impl TieBreak {
-    fn new(batch: &RecordBatch) -> Result<Self> {
-        if let Some(order) = batch.column_by_name(INGEST_ORDER_COLUMN) {
-            let columns = make_comparator(order.as_ref(), order.as_ref(), SortOptions::default())
-                .map(|c| vec![c])
-                .map_err(|e| Error::Invalid(format!("ASOF JOIN ingestion order: {e}")))?;
-            return Ok(TieBreak { columns });
+    fn new(batches: &[RecordBatch], offsets: &[u32]) -> Result<Self> {
+        let Some(first) = batches.first() else {
+            return Ok(TieBreak::Ingestion(Vec::new()));
+        };
+        if let Ok(c) = first.schema().index_of(INGEST_ORDER_COLUMN) {
+            let mut order = Vec::with_capacity(*offsets.last().unwrap_or(&0) as usize);
+            for batch in batches {
+                let ints = cast(batch.column(c), &DataType::Int64)
+                    .map_err(|e| Error::Invalid(format!("ASOF JOIN ingestion order: {e}")))?;
+                order.extend(
+                    ints.as_primitive::<Int64Type>()
+                        .iter()
+                        .map(|v| v.unwrap_or(0)),
+                );
+            }
+            return Ok(TieBreak::Ingestion(order));
         }
-        let columns = batch
-            .columns()
-            .iter()
-            .filter_map(|c| make_comparator(c.as_ref(), c.as_ref(), SortOptions::default()).ok())
+        let columns = (0..first.num_columns())
+            .map(|c| batches.iter().map(|b| b.column(c).clone()).collect())
             .collect();
-        Ok(TieBreak { columns })
+        Ok(TieBreak::Columns {
+            columns,
+            offsets: offsets.to_vec(),
+        })
     }
 
     fn cmp(&self, a: u32, b: u32) -> Ordering {
-        for c in &self.columns {
-            match c(a as usize, b as usize) {
-                Ordering::Equal => continue,
-                other => return other,
+        match self {
+            TieBreak::Ingestion(order) => order[a as usize].cmp(&order[b as usize]),
+            TieBreak::Columns { columns, offsets } => {
+                // Only tied rows get here, so the comparators are made as needed.
+                let ((ba, ra), (bb, rb)) = (locate(offsets, a), locate(offsets, b));
+                for arrays in columns {
+                    let compare: Option<DynComparator> = make_comparator(
+                        arrays[ba].as_ref(),
+                        arrays[bb].as_ref(),
+                        SortOptions::default(),
+                    )
+                    .ok();
+                    match compare.map(|c| c(ra, rb)) {
+                        None | Some(Ordering::Equal) => continue,
+                        Some(other) => return other,
+                    }
+                }
+                Ordering::Equal
             }
         }
-        a.cmp(&b)
+        .then_with(|| a.cmp(&b))
     }
 }
