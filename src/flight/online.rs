@@ -75,8 +75,8 @@ pub async fn lookup(session: &Session, body: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Streams a `DoPut` into a table: each batch is acknowledged once logged.
-/// Batches are queued while earlier ones wait for their fsync, so they
-/// share fsyncs.
+/// Batches that arrive together share one log record; the next records are
+/// queued while earlier ones wait for their fsync, so they share fsyncs too.
 /// Acknowledgements keep the order of the batches.
 pub fn stream_into(
     session: Session,
@@ -149,15 +149,25 @@ pub fn stream_into(
     }))
 }
 
-/// Queues the batches that arrived together, a record each: the log's group
-/// commit gives them one fsync, without copying them into one batch first.
-/// Each record carries the sizes of its batches.
+/// Queues the batches that arrived together: one record when they share a
+/// schema, else one each. Each record carries the sizes of its batches.
 async fn queue_chunk(
     warehouse: &Warehouse,
     name: &TableName,
     chunk: Vec<Result<RecordBatch>>,
 ) -> Result<Vec<(Vec<usize>, Queued)>> {
     let batches: Vec<RecordBatch> = chunk.into_iter().collect::<Result<_>>()?;
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let schema = first.schema();
+    if batches.len() > 1 && batches.iter().all(|b| b.schema() == schema) {
+        let sizes = batches.iter().map(RecordBatch::num_rows).collect();
+        let all = arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| Error::Invalid(format!("stream into {name}: {e}")))?;
+        let queued = warehouse.streams().submit(warehouse, name, &all).await?;
+        return Ok(vec![(sizes, queued)]);
+    }
     let mut queued = Vec::with_capacity(batches.len());
     for batch in &batches {
         let record = warehouse.streams().submit(warehouse, name, batch).await?;
