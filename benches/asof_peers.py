@@ -118,7 +118,13 @@ def main():
     parser.add_argument("--data", default=str(Path.home() / ".cache" / "pitlake-bench-data"))
     args = parser.parse_args()
     python = ensure_venv()
-    subprocess.run(["cargo", "build", "--release", "--bench", "asof_peers", "--quiet"], cwd=ROOT, check=True)
+    # The join needs no TLS; without it the release build shares its
+    # dependencies with `cargo bench --no-default-features`.
+    subprocess.run(
+        ["cargo", "bench", "--bench", "asof_peers", "--no-default-features", "--no-run", "--quiet"],
+        cwd=ROOT,
+        check=True,
+    )
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     binary = max((target / "release" / "deps").glob("asof_peers-*"), key=lambda p: p.stat().st_mtime)
     env = dict(os.environ, POLARS_MAX_THREADS=args.threads)

@@ -113,13 +113,41 @@ impl RightIndex {
         }
         drop(group_of);
         let tie = TieBreak::new(&batches, &offsets)?;
-        let value = |i: u32| all_values[i as usize];
+        let mut values = vec![0i64; placed as usize];
+        // One group at a time as (match value, row id) pairs: sorting these
+        // reads no other memory, unlike sorting ids by looking values up.
+        let mut pairs: Vec<(i64, u32)> = Vec::new();
         for g in 0..counts.len() {
-            let slice = &mut order[starts[g] as usize..starts[g + 1] as usize];
-            // Stable and adaptive: time-ordered input is one pass.
-            slice.sort_by(|a, b| value(*a).cmp(&value(*b)).then_with(|| tie.cmp(*a, *b)));
+            let range = starts[g] as usize..starts[g + 1] as usize;
+            pairs.clear();
+            pairs.extend(
+                order[range.clone()]
+                    .iter()
+                    .map(|&i| (all_values[i as usize], i)),
+            );
+            // Time-ordered input (appends) is already sorted: one pass.
+            if !pairs.is_sorted_by_key(|p| p.0) {
+                pairs.sort_unstable_by_key(|p| p.0);
+            }
+            // Rows tied on the value: the tie-break decides their order.
+            let mut run = 0;
+            while run < pairs.len() {
+                let end = run + pairs[run..].partition_point(|p| p.0 == pairs[run].0);
+                if end - run > 1 {
+                    pairs[run..end].sort_by(|a, b| tie.cmp(a.1, b.1));
+                }
+                run = end;
+            }
+            for ((o, v), (value, id)) in order[range.clone()]
+                .iter_mut()
+                .zip(&mut values[range])
+                .zip(&pairs)
+            {
+                *o = *id;
+                *v = *value;
+            }
         }
-        let values: Vec<i64> = order.iter().map(|i| value(*i)).collect();
+        drop(pairs);
         drop(all_values);
         let bytes = batches
             .iter()
