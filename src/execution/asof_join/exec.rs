@@ -14,10 +14,11 @@
 //! Per partition, as a state machine:
 //!
 //! ```text
-//!   Peek ── up to 64Ki left rows buffered ──► Build ── index built ──► Probe ── left done ──► Done
-//!   (if that is the whole left side,          (collect right batches     (per left batch: hash
-//!    keep only right rows with its keys)       under a memory reservation;  lookup + binary search,
-//!                                              too large → ResourcesExhausted) take right columns)
+//!   Peek ── up to 256 MiB of left buffered ──► Build ── index built ──► Probe ── left done ──► Done
+//!   (if that is the whole left side, the      (collect right batches     (per left batch: hash
+//!    left input is released first; under       under a memory reservation;  lookup + binary search,
+//!    64Ki rows, keep only right rows with      too large → ResourcesExhausted) gather right columns)
+//!    its keys)
 //! ```
 //!
 //! Memory: the right partition plus 12 bytes per right row and the key map.
@@ -220,40 +221,49 @@ impl ExecutionPlan for AsOfJoinExec {
             max_age: self.max_age.clone(),
             schema: self.schema.clone(),
         });
-        // Read a little of the left first: when that is all of it, only right
-        // rows with one of its keys are kept, so a handful of labels does not
-        // pay for indexing the whole right side. Then build, then probe.
+        // Read the left first, up to LEFT_BUFFER_BYTES (within the memory
+        // limit). When that is all of it:
+        // - the left input is finished and dropped before the right side is
+        //   indexed, so in a chain of joins each join's index is freed before
+        //   the next one is built, instead of all of them being held at once;
+        // - a small left side (a handful of labels) keeps only right rows with
+        //   one of its keys, and does not pay for indexing the whole right.
+        // Then build, then probe.
         let stream = futures::stream::once(async move {
-            let mut left = left;
+            let mut left = Some(left);
             let mut head = Vec::new();
-            let mut head_rows = 0usize;
-            let mut exhausted = false;
-            while head_rows <= SMALL_LEFT_ROWS {
-                match left.next().await {
+            let (mut head_rows, mut head_bytes) = (0usize, 0usize);
+            while let Some(input) = left.as_mut() {
+                if head_bytes > LEFT_BUFFER_BYTES {
+                    break;
+                }
+                match input.next().await {
                     Some(batch) => {
                         let batch = batch?;
+                        let bytes = batch.get_array_memory_size();
                         head_rows += batch.num_rows();
+                        head_bytes += bytes;
                         head.push(batch);
+                        if reservation.try_grow(bytes).is_err() {
+                            break;
+                        }
                     }
-                    None => {
-                        exhausted = true;
-                        break;
-                    }
+                    None => left = None,
                 }
             }
-            let key_filter = if exhausted && !probe.keys.is_empty() {
-                Some(probe.key_set(&head)?)
-            } else {
-                None
-            };
+            let key_filter =
+                if left.is_none() && head_rows <= SMALL_LEFT_ROWS && !probe.keys.is_empty() {
+                    Some(probe.key_set(&head)?)
+                } else {
+                    None
+                };
             let (index, reservation) = build
                 .collect(right, reservation, key_filter, &metrics)
                 .await?;
             let index = Arc::new(index);
-            let rest: BoxStream<'static, DFResult<RecordBatch>> = if exhausted {
-                futures::stream::empty().boxed()
-            } else {
-                left.boxed()
+            let rest: BoxStream<'static, DFResult<RecordBatch>> = match left {
+                Some(left) => left.boxed(),
+                None => futures::stream::empty().boxed(),
             };
             Ok::<_, DataFusionError>(
                 futures::stream::iter(head.into_iter().map(Ok))
@@ -320,6 +330,8 @@ impl BuildSide {
         metrics: &JoinMetrics,
     ) -> DFResult<(RightIndex, MemoryReservation)> {
         let schema = input.schema();
+        // What the buffered left side holds already.
+        let held = reservation.size();
         let mut batches = Vec::new();
         while let Some(batch) = input.next().await {
             let mut batch = batch?;
@@ -343,7 +355,7 @@ impl BuildSide {
             .map(|b| self.matches.evaluate(b)?.into_array(b.num_rows()))
             .collect::<DFResult<Vec<_>>>()?;
         let index = RightIndex::build(&schema, batches, &keys, &matches)?;
-        reservation.try_resize(index.size()).map_err(|e| {
+        reservation.try_resize(held + index.size()).map_err(|e| {
             e.context("ASOF JOIN: the right side of a partition does not fit in memory")
         })?;
         Ok((index, reservation))
@@ -408,6 +420,8 @@ impl ProbeSide {
 
 /// Left rows below which the right side is filtered to the left's keys.
 const SMALL_LEFT_ROWS: usize = 65_536;
+/// Left bytes read before the right side is indexed (see `execute`).
+const LEFT_BUFFER_BYTES: usize = 256 << 20;
 
 /// A set of row-encoded keys.
 #[derive(Default)]
