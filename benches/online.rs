@@ -328,10 +328,20 @@ async fn run() {
     let build = started.elapsed();
     assert_eq!(first.num_columns(), 2 + FEATURES);
     assert_eq!(first.column(2).as_primitive::<Float64Type>().value(0), 7.0);
+    let memory = query(
+        &mut client,
+        "SELECT memory_bytes FROM system.online_status WHERE table_name = 'bench.features'",
+    )
+    .await;
     println!(
-        "setup: INSERT of {ENTITIES} rows × {FEATURES} features {}, online group built by the first lookup {}",
+        "setup: INSERT of {ENTITIES} rows × {FEATURES} features {}, online group built by the first lookup {}, its memory {} MB",
         fmt(load),
-        fmt(build)
+        fmt(build),
+        memory
+            .first()
+            .and_then(|r| r.first())
+            .and_then(|b| b.parse::<u64>().ok())
+            .map_or("?".to_string(), |b| (b >> 20).to_string())
     );
 
     // Empty round trip.
