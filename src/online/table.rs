@@ -25,7 +25,12 @@ use crate::error::{Error, Result};
 /// Small batches merged once this many have piled up after the big ones
 /// (a lookup gathers across every chunk, so fewer is faster).
 const SMALL_CHUNKS: usize = 32;
-/// A merged run of at least this many rows counts as big.
+/// Chunks of fewer rows are small: merged with the small ones after them.
+/// Bigger ones (streamed records of several batches) are left alone: merging
+/// them would copy every streamed row once more, for a gather that only
+/// multi-key lookups do.
+const MERGE_BELOW_ROWS: usize = 4_096;
+/// Superseded rows tolerated beyond as many as there are live ones.
 const BIG_CHUNK_ROWS: usize = 65_536;
 
 /// The latest row per entity key.
@@ -118,7 +123,7 @@ impl OnlineTable {
         if self.slots.upsert(&keys, &times, chunk)? {
             self.chunks.push(batch.clone());
             self.held_rows += batch.num_rows();
-            if batch.num_rows() >= BIG_CHUNK_ROWS && self.small_from == self.chunks.len() - 1 {
+            if batch.num_rows() >= MERGE_BELOW_ROWS && self.small_from == self.chunks.len() - 1 {
                 self.small_from = self.chunks.len();
             }
             self.tidy()?;
@@ -274,7 +279,7 @@ impl OnlineTable {
         let rows = merged.num_rows();
         self.chunks.truncate(from);
         self.chunks.push(merged);
-        if rows >= BIG_CHUNK_ROWS {
+        if rows >= MERGE_BELOW_ROWS {
             self.small_from = self.chunks.len();
         }
         Ok(())
