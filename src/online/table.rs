@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Rows are kept in the batches they arrived in; the map points at the live
-//! row of each key. A lookup gathers the live rows with one `interleave` per
+//! row of each key, by the batch's id: `locations[id]` says which chunk now
+//! holds that batch's rows and from which row, so merging chunks updates
+//! one entry per merged batch instead of every entity's slot. A lookup gathers the live rows with one `interleave` per
 //! column. Superseded rows are garbage until a compaction rewrites the live
 //! rows into one batch; runs of small batches (streamed records) are merged
 //! so lookups never interleave over thousands of tiny arrays.
@@ -39,6 +41,8 @@ pub struct OnlineTable {
     key_columns: Vec<usize>,
     time_column: usize,
     chunks: Vec<RecordBatch>,
+    /// Batch id (a slot's `chunk`) → (index in `chunks`, first row there).
+    locations: Vec<(u32, u32)>,
     /// Chunks from here on are small and get merged together.
     small_from: usize,
     slots: Slots,
@@ -76,6 +80,7 @@ impl OnlineTable {
             key_columns,
             time_column,
             chunks: Vec::new(),
+            locations: Vec::new(),
             small_from: 0,
             slots,
             held_rows: 0,
@@ -118,9 +123,12 @@ impl OnlineTable {
             .map(|&i| batch.column(i).clone())
             .collect();
         let times = physical_times(batch.column(self.time_column))?;
-        let chunk = u32::try_from(self.chunks.len())
-            .map_err(|_| Error::Invalid("online store: too many chunks".into()))?;
-        if self.slots.upsert(&keys, &times, chunk)? {
+        if self.locations.len() >= u32::MAX as usize / 2 {
+            self.compact()?;
+        }
+        let id = self.locations.len() as u32;
+        if self.slots.upsert(&keys, &times, id)? {
+            self.locations.push((self.chunks.len() as u32, 0));
             self.chunks.push(batch.clone());
             self.held_rows += batch.num_rows();
             if batch.num_rows() >= MERGE_BELOW_ROWS && self.small_from == self.chunks.len() - 1 {
@@ -155,9 +163,7 @@ impl OnlineTable {
             .find(keys)?
             .into_iter()
             .map(|found| match found {
-                Some(slot) if min_time.is_none_or(|m| slot.time >= m) => {
-                    (slot.chunk as usize, slot.row as usize)
-                }
+                Some(slot) if min_time.is_none_or(|m| slot.time >= m) => self.locate(&slot),
                 _ => missing,
             })
             .collect();
@@ -187,7 +193,7 @@ impl OnlineTable {
             .slots
             .values()
             .filter(|s| min_time.is_none_or(|m| s.time >= m))
-            .map(|s| (s.chunk as usize, s.row as usize))
+            .map(|s| self.locate(s))
             .collect();
         let columns = projection
             .iter()
@@ -269,12 +275,15 @@ impl OnlineTable {
             offset += chunk.num_rows() as u32;
         }
         let target = from as u32;
-        for slot in self.slots.values_mut() {
-            let c = slot.chunk as usize;
-            if c >= from {
-                slot.row += offsets[c - from];
-                slot.chunk = target;
+        for (chunk, first) in self.locations.iter_mut().rev() {
+            let c = *chunk as usize;
+            if c < from {
+                // Batch ids are given in order, so the rest are earlier chunks
+                // (after a compaction ids start over at the chunks kept).
+                break;
             }
+            *first += offsets[c - from];
+            *chunk = target;
         }
         let rows = merged.num_rows();
         self.chunks.truncate(from);
@@ -290,6 +299,7 @@ impl OnlineTable {
     /// streamed updates cost a copy of the few rows left behind, not of the
     /// whole table (a chunk every row of which was updated goes for free).
     fn collect_garbage(&mut self) -> Result<()> {
+        self.resolve_slots();
         let mut live_rows = vec![0usize; self.chunks.len()];
         for slot in self.slots.values() {
             live_rows[slot.chunk as usize] += 1;
@@ -344,6 +354,7 @@ impl OnlineTable {
             }
         }
         self.held_rows = kept.iter().map(RecordBatch::num_rows).sum();
+        self.locations = (0..kept.len() as u32).map(|c| (c, 0)).collect();
         self.chunks = kept;
         self.small_from = small_from;
         Ok(())
@@ -351,6 +362,7 @@ impl OnlineTable {
 
     /// Rewrites the live rows into one chunk.
     fn compact(&mut self) -> Result<()> {
+        self.resolve_slots();
         let mut live: Vec<&mut Slot> = self.slots.values_mut().collect();
         let indices: Vec<(usize, usize)> = live
             .iter()
@@ -363,8 +375,26 @@ impl OnlineTable {
         }
         self.held_rows = batch.num_rows();
         self.chunks = vec![batch];
+        self.locations = vec![(0, 0)];
         self.small_from = 1;
         Ok(())
+    }
+
+    /// Chunk index and row of a slot's row.
+    fn locate(&self, slot: &Slot) -> (usize, usize) {
+        let (chunk, first) = self.locations[slot.chunk as usize];
+        (chunk as usize, (first + slot.row) as usize)
+    }
+
+    /// Points every slot at its chunk index and row directly, with the
+    /// locations the identity (before rewriting chunks).
+    fn resolve_slots(&mut self) {
+        for slot in self.slots.values_mut() {
+            let (chunk, first) = self.locations[slot.chunk as usize];
+            slot.chunk = chunk;
+            slot.row += first;
+        }
+        self.locations = (0..self.chunks.len() as u32).map(|c| (c, 0)).collect();
     }
 }
 
