@@ -19,6 +19,7 @@ pub mod error;
 pub mod execution;
 pub mod flight;
 pub mod ingest;
+pub mod key_map;
 pub mod online;
 pub mod planning;
 pub mod session;

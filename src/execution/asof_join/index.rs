@@ -11,17 +11,16 @@
 //! row is a hash lookup and a binary search in its group.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, new_null_array};
 use arrow::array::{DynComparator, make_comparator};
 use arrow::compute::{SortOptions, cast, interleave};
 use arrow::datatypes::{DataType, Int64Type, SchemaRef};
-use arrow::row::{RowConverter, SortField};
 
 use super::values::ordered_i64;
 use crate::error::{Error, Result};
 use crate::execution::ingest_order::INGEST_ORDER_COLUMN;
+use crate::key_map::KeyMap;
 use crate::planning::MatchOp;
 
 /// The indexed right side of one partition.
@@ -255,124 +254,56 @@ fn locate(offsets: &[u32], id: u32) -> (usize, usize) {
     (batch, (id - offsets[batch]) as usize)
 }
 
-/// Key → group number: a single BIGINT key as the integer itself, other keys
-/// row-encoded (with no key columns, every row is in group 0).
+/// Key → group number (see [`KeyMap`]); with no key columns every row is in
+/// group 0.
 #[derive(Debug)]
-enum KeyGroups {
-    None,
-    Int(HashMap<i64, u32, ahash::RandomState>),
-    Encoded {
-        converter: RowConverter,
-        map: HashMap<Box<[u8]>, u32, ahash::RandomState>,
-    },
-}
+struct KeyGroups(Option<KeyMap<u32>>);
 
 impl KeyGroups {
     fn new(types: &[DataType]) -> Result<Self> {
-        Ok(match types {
-            [] => KeyGroups::None,
-            [DataType::Int64] => KeyGroups::Int(HashMap::default()),
-            _ => KeyGroups::Encoded {
-                converter: RowConverter::new(
-                    types.iter().map(|t| SortField::new(t.clone())).collect(),
-                )
-                .map_err(|e| Error::Invalid(format!("ASOF JOIN keys: {e}")))?,
-                map: HashMap::default(),
-            },
-        })
+        Ok(KeyGroups(match types {
+            [] => None,
+            _ => Some(KeyMap::new(types, "ASOF JOIN")?),
+        }))
     }
 
     /// Number of groups.
     fn len(&self) -> usize {
-        match self {
-            KeyGroups::None => 1,
-            KeyGroups::Int(map) => map.len(),
-            KeyGroups::Encoded { map, .. } => map.len(),
-        }
+        self.0.as_ref().map_or(1, KeyMap::len)
     }
 
-    /// The group of each row, a new key getting the next number; `None` for
-    /// a NULL key.
+    /// The group of each of `rows` rows, a new key getting the next number;
+    /// `None` for a NULL key.
     fn assign(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
-        match self {
-            KeyGroups::None => Ok(vec![Some(0); rows]),
-            KeyGroups::Int(map) => {
-                let ids = keys[0].as_primitive::<Int64Type>();
-                Ok((0..ids.len())
-                    .map(|i| {
-                        let next = map.len() as u32;
-                        (!ids.is_null(i)).then(|| *map.entry(ids.value(i)).or_insert(next))
-                    })
-                    .collect())
+        let Some(map) = self.0.as_mut() else {
+            return Ok(vec![Some(0); rows]);
+        };
+        let mut groups = vec![None; rows];
+        let mut next = map.len() as u32;
+        map.upsert(keys, |row, existing| match existing {
+            Some(group) => {
+                groups[row] = Some(*group);
+                None
             }
-            KeyGroups::Encoded { converter, map } => {
-                let encoded = converter
-                    .convert_columns(keys)
-                    .map_err(|e| Error::Invalid(format!("ASOF JOIN keys: {e}")))?;
-                Ok((0..encoded.num_rows())
-                    .map(|i| {
-                        if keys.iter().any(|k| k.is_null(i)) {
-                            return None;
-                        }
-                        let key = encoded.row(i);
-                        Some(match map.get(key.as_ref()) {
-                            Some(gid) => *gid,
-                            None => {
-                                let next = map.len() as u32;
-                                map.insert(key.as_ref().into(), next);
-                                next
-                            }
-                        })
-                    })
-                    .collect())
+            None => {
+                groups[row] = Some(next);
+                next += 1;
+                Some(next - 1)
             }
-        }
+        })?;
+        Ok(groups)
     }
 
-    /// The group of each row's key, if the right side has it.
+    /// The group of each of `rows` rows' key, if the right side has it.
     fn find(&self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
-        match self {
-            KeyGroups::None => Ok(vec![Some(0); rows]),
-            KeyGroups::Int(map) => {
-                let ids = cast(&keys[0], &DataType::Int64)
-                    .map_err(|e| Error::Invalid(format!("ASOF JOIN keys: {e}")))?;
-                let ids = ids.as_primitive::<Int64Type>();
-                Ok((0..ids.len())
-                    .map(|i| {
-                        if ids.is_null(i) {
-                            None
-                        } else {
-                            map.get(&ids.value(i)).copied()
-                        }
-                    })
-                    .collect())
-            }
-            KeyGroups::Encoded { converter, map } => {
-                let rows = converter
-                    .convert_columns(keys)
-                    .map_err(|e| Error::Invalid(format!("ASOF JOIN keys: {e}")))?;
-                Ok((0..rows.num_rows())
-                    .map(|i| {
-                        if keys.iter().any(|k| k.is_null(i)) {
-                            None
-                        } else {
-                            map.get(rows.row(i).as_ref()).copied()
-                        }
-                    })
-                    .collect())
-            }
+        match &self.0 {
+            None => Ok(vec![Some(0); rows]),
+            Some(map) => Ok(map.find(keys)?.into_iter().map(|g| g.copied()).collect()),
         }
     }
 
     fn memory_bytes(&self) -> usize {
-        match self {
-            KeyGroups::None => 0,
-            KeyGroups::Int(map) => map.capacity() * (std::mem::size_of::<(i64, u32)>() + 1),
-            KeyGroups::Encoded { map, .. } => {
-                map.keys().map(|k| k.len()).sum::<usize>()
-                    + map.capacity() * (std::mem::size_of::<(Box<[u8]>, u32)>() + 1)
-            }
-        }
+        self.0.as_ref().map_or(0, KeyMap::memory_bytes)
     }
 }
 
