@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{RowConverter, Rows, SortField};
 
 use crate::error::{Error, Result};
 
@@ -98,13 +98,8 @@ impl<V> KeyMap<V> {
                 map,
                 what,
             } => {
-                let rows = converter
-                    .convert_columns(keys)
-                    .map_err(|e| Error::Invalid(format!("{what}: key encoding: {e}")))?;
-                for row in 0..rows.num_rows() {
-                    if keys.iter().any(|k| k.is_null(row)) {
-                        continue;
-                    }
+                let rows = encode(converter, keys, what)?;
+                for row in (0..rows.num_rows()).filter(|&r| !has_null(keys, r)) {
                     let key = rows.row(row);
                     if let Some(new) = visit(row, map.get_mut(key.as_ref())) {
                         map.insert(key.as_ref().into(), new);
@@ -129,16 +124,12 @@ impl<V> KeyMap<V> {
                 map,
                 what,
             } => {
-                let rows = converter
-                    .convert_columns(keys)
-                    .map_err(|e| Error::Invalid(format!("{what}: key encoding: {e}")))?;
+                let rows = encode(converter, keys, what)?;
                 Ok((0..rows.num_rows())
                     .map(|i| {
-                        if keys.iter().any(|k| k.is_null(i)) {
-                            None
-                        } else {
-                            map.get(rows.row(i).as_ref())
-                        }
+                        (!has_null(keys, i))
+                            .then(|| map.get(rows.row(i).as_ref()))
+                            .flatten()
                     })
                     .collect())
             }
@@ -158,6 +149,16 @@ impl<V> KeyMap<V> {
             KeyMap::Encoded { map, .. } => Box::new(map.values_mut()),
         }
     }
+}
+
+fn encode(converter: &RowConverter, keys: &[ArrayRef], what: &str) -> Result<Rows> {
+    converter
+        .convert_columns(keys)
+        .map_err(|e| Error::Invalid(format!("{what}: key encoding: {e}")))
+}
+
+fn has_null(keys: &[ArrayRef], row: usize) -> bool {
+    keys.iter().any(|k| k.is_null(row))
 }
 
 fn int_keys<'a>(keys: &'a [ArrayRef], what: &str) -> Result<&'a arrow::array::Int64Array> {

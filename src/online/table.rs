@@ -444,26 +444,49 @@ mod tests {
 
     use super::*;
 
-    fn schema() -> SchemaRef {
+    fn schema_keyed_by(key: DataType) -> SchemaRef {
         Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Utf8, false),
+            Field::new("k", key, true),
             Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true),
             Field::new("v", DataType::Float64, true),
         ]))
     }
 
-    fn batch(rows: &[(&str, i64, f64)]) -> RecordBatch {
+    fn schema() -> SchemaRef {
+        schema_keyed_by(DataType::Utf8)
+    }
+
+    /// Rows of (key, time, value), the keys given as an array.
+    fn batch_with(
+        key: ArrayRef,
+        times: impl IntoIterator<Item = i64>,
+        values: impl IntoIterator<Item = f64>,
+    ) -> RecordBatch {
         RecordBatch::try_new(
-            schema(),
+            schema_keyed_by(key.data_type().clone()),
             vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(TimestampMicrosecondArray::from_iter_values(
-                    rows.iter().map(|r| r.1),
-                )),
-                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                key,
+                Arc::new(TimestampMicrosecondArray::from_iter_values(times)),
+                Arc::new(Float64Array::from_iter_values(values)),
             ],
         )
         .expect("batch")
+    }
+
+    fn batch(rows: &[(&str, i64, f64)]) -> RecordBatch {
+        batch_with(
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            rows.iter().map(|r| r.1),
+            rows.iter().map(|r| r.2),
+        )
+    }
+
+    fn int_batch(rows: &[(i64, i64, f64)]) -> RecordBatch {
+        batch_with(
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            rows.iter().map(|r| r.1),
+            rows.iter().map(|r| r.2),
+        )
     }
 
     fn values(table: &OnlineTable, keys: &[&str]) -> Vec<Option<f64>> {
@@ -492,21 +515,9 @@ mod tests {
 
     #[test]
     fn bigint_keys_take_the_same_rules() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-            Field::new("v", DataType::Float64, true),
-        ]));
+        let schema = schema_keyed_by(DataType::Int64);
         let batch = |ids: Vec<Option<i64>>, times: Vec<i64>, v: Vec<f64>| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(Int64Array::from(ids)),
-                    Arc::new(TimestampMicrosecondArray::from(times)),
-                    Arc::new(Float64Array::from(v)),
-                ],
-            )
-            .expect("batch")
+            batch_with(Arc::new(Int64Array::from(ids)), times, v)
         };
         let mut table = OnlineTable::new(schema.clone(), vec![0], 1).expect("table");
         table
@@ -532,24 +543,8 @@ mod tests {
 
     #[test]
     fn garbage_collection_keeps_answers_and_bounds_memory() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-            Field::new("v", DataType::Float64, true),
-        ]));
-        let batch = |rows: &[(i64, i64, f64)]| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
-                    Arc::new(TimestampMicrosecondArray::from_iter_values(
-                        rows.iter().map(|r| r.1),
-                    )),
-                    Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
-                ],
-            )
-            .expect("batch")
-        };
+        let schema = schema_keyed_by(DataType::Int64);
+        let batch = int_batch;
         const KEYS: i64 = 20_000;
         let mut table = OnlineTable::new(schema.clone(), vec![0], 1).expect("table");
         let mut expected: HashMap<i64, (i64, f64)> = HashMap::new();
