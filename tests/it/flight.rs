@@ -75,7 +75,15 @@ fn alice() -> Users {
     Users::Passwords(HashMap::from([("alice".to_string(), "s3cret".to_string())]))
 }
 
-async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
+/// Runs a statement over Flight SQL; panics with the statement on failure.
+pub async fn update(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> i64 {
+    client
+        .execute_update(sql.to_string(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
     let info = client
         .execute(sql.to_string(), None)
         .await
@@ -87,7 +95,7 @@ async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<R
         .expect("do_get")
         .try_collect()
         .await
-        .expect("batches")
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

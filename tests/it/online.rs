@@ -231,12 +231,7 @@ async fn streamed_rows_survive_a_restart_without_commit() {
         // Dropped without closing: like a crash after the acknowledgements.
     }
     let session = reopen(dir.path()).await;
-    session
-        .warehouse()
-        .streams()
-        .flush(None)
-        .await
-        .expect("flush");
+    flush(&session).await;
     assert_eq!(one_cell(&session, "SELECT count(*) FROM fg").await, "20");
     assert_eq!(
         one_cell(&session, "SELECT count(DISTINCT k) FROM fg").await,
@@ -249,12 +244,7 @@ async fn streamed_rows_survive_a_restart_without_commit() {
     // Opening once more replays nothing: the commit recorded the log range.
     drop(session);
     let session = reopen(dir.path()).await;
-    session
-        .warehouse()
-        .streams()
-        .flush(None)
-        .await
-        .expect("flush");
+    flush(&session).await;
     assert_eq!(one_cell(&session, "SELECT count(*) FROM fg").await, "20");
     let keys: ArrayRef = Arc::new(Int64Array::from(vec![7, 100]));
     let batch = session
@@ -348,12 +338,7 @@ async fn concurrent_writers_to_one_group_lose_and_duplicate_nothing() {
     for writer in writers {
         writer.await.expect("writer");
     }
-    session
-        .warehouse()
-        .streams()
-        .flush(None)
-        .await
-        .expect("flush");
+    flush(&session).await;
     assert_eq!(one_cell(&session, "SELECT count(*) FROM fg").await, "200");
     assert_eq!(
         one_cell(&session, "SELECT count(DISTINCT k) FROM fg").await,
@@ -373,4 +358,14 @@ async fn concurrent_writers_to_one_group_lose_and_duplicate_nothing() {
         .iter()
         .collect();
     assert_eq!(v, vec![Some(0.5), Some(3.5), Some(7.5), None]);
+}
+
+/// Commits every stream's acknowledged records now.
+async fn flush(session: &Session) {
+    session
+        .warehouse()
+        .streams()
+        .flush(None)
+        .await
+        .expect("flush");
 }

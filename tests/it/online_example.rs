@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use pitlake::output::cells;
 
+use crate::flight::{query, update};
 use crate::python::run_example;
-use crate::stream_kill::{PASSWORD, ServeProcess, USER, query, update};
+use crate::stream_kill::{PASSWORD, ServeProcess, USER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_online_client_example() {

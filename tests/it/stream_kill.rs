@@ -25,6 +25,7 @@ use futures::{SinkExt, StreamExt, TryStreamExt};
 use pitlake::output::cells;
 use tonic::transport::Channel;
 
+use crate::flight::{query, update};
 use crate::python::run_script;
 
 pub const USER: &str = "alice";
@@ -169,28 +170,6 @@ async fn try_connect(addr: SocketAddr) -> Result<FlightSqlServiceClient<Channel>
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     Ok(client)
-}
-
-pub async fn update(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> i64 {
-    client
-        .execute_update(sql.to_string(), None)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
-
-pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
-    let info = client
-        .execute(sql.to_string(), None)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
-    client
-        .do_get(ticket)
-        .await
-        .expect("do_get")
-        .try_collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// The `lookup` action: one row per key, in request order.
