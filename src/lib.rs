@@ -21,6 +21,7 @@ pub mod flight;
 pub mod ingest;
 pub mod key_map;
 pub mod online;
+pub mod options;
 pub mod planning;
 pub mod session;
 pub mod sql;

@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::execution::PitlakeQueryPlanner;
 use crate::ingest::{self, target_of, write_snapshot};
 use crate::online::{ONLINE_CATALOG, OnlineCatalog};
+use crate::options::PitlakeOptions;
 use crate::planning::asof_join::wrap_asof_joins;
 use crate::planning::time_travel::{collect_unresolved, pin_versions};
 use crate::planning::{AsOfJoinPlanner, TimeTravelPlanner};
@@ -1001,6 +1002,16 @@ pub fn new_context(config: SessionConfig) -> SessionContext {
 
 /// [`new_context`] with a given runtime (memory pool, disk manager).
 pub fn new_context_with_runtime(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
+    let config = if config
+        .options()
+        .extensions
+        .get::<PitlakeOptions>()
+        .is_some()
+    {
+        config
+    } else {
+        config.with_option_extension(PitlakeOptions::default())
+    };
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)

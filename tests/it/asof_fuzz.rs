@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionConfig;
+use pitlake::options::PitlakeOptions;
 use pitlake::planning::MatchOp;
 use pitlake::planning::asof_join::{AsOfJoinSpec, asof_join};
 use pitlake::session::new_context;
@@ -167,88 +168,97 @@ async fn asof_join_matches_the_reference() {
         let target_partitions = 1 + rng.below(4) as usize;
         let string_keys = case % 3 == 2;
 
-        let ctx = new_context(SessionConfig::new().with_target_partitions(target_partitions));
-        ctx.register_table(
-            "l",
-            Arc::new(table(
-                &left,
-                "l_id",
-                batch_size,
-                1 + rng.below(3) as usize,
-                string_keys,
-            )),
-        )
-        .expect("register");
-        ctx.register_table(
-            "r",
-            Arc::new(table(
-                &right,
-                "r_id",
-                batch_size,
-                1 + rng.below(3) as usize,
-                string_keys,
-            )),
-        )
-        .expect("register");
-        let bound = max_age.map(|(d, strict)| {
-            let e = if op.is_backward() {
-                col("l.t") - lit(d)
-            } else {
-                col("l.t") + lit(d)
-            };
-            (e, strict)
-        });
-        let joined = asof_join(
-            ctx.table("l").await.expect("l"),
-            ctx.table("r").await.expect("r"),
-            AsOfJoinSpec {
-                on: vec![("k".into(), "k".into())],
-                left_match: "t".into(),
-                op,
-                right_match: "t".into(),
-                max_age: bound,
-            },
-        )
-        .expect("plan");
-        let batches = joined.collect().await.expect("runs");
+        // Each strategy on its own, and the automatic choice.
+        for strategy in ["auto", "sweep", "index"] {
+            let config = SessionConfig::new()
+                .with_target_partitions(target_partitions)
+                .with_option_extension(PitlakeOptions::default())
+                .set_str("pitlake.asof_join_strategy", strategy);
+            let ctx = new_context(config);
+            ctx.register_table(
+                "l",
+                Arc::new(table(
+                    &left,
+                    "l_id",
+                    batch_size,
+                    1 + rng.below(3) as usize,
+                    string_keys,
+                )),
+            )
+            .expect("register");
+            ctx.register_table(
+                "r",
+                Arc::new(table(
+                    &right,
+                    "r_id",
+                    batch_size,
+                    1 + rng.below(3) as usize,
+                    string_keys,
+                )),
+            )
+            .expect("register");
+            let bound = max_age.map(|(d, strict)| {
+                let e = if op.is_backward() {
+                    col("l.t") - lit(d)
+                } else {
+                    col("l.t") + lit(d)
+                };
+                (e, strict)
+            });
+            let joined = asof_join(
+                ctx.table("l").await.expect("l"),
+                ctx.table("r").await.expect("r"),
+                AsOfJoinSpec {
+                    on: vec![("k".into(), "k".into())],
+                    left_match: "t".into(),
+                    op,
+                    right_match: "t".into(),
+                    max_age: bound,
+                },
+            )
+            .expect("plan");
+            let batches = joined.collect().await.expect("runs");
 
-        let mut got: HashMap<i64, Option<i64>> = HashMap::new();
-        for batch in &batches {
-            let l_id = batch
-                .column_by_name("l_id")
-                .expect("l_id")
-                .as_primitive::<Int64Type>();
-            let r_id = batch
-                .column_by_name("r_id")
-                .expect("r_id")
-                .as_primitive::<Int64Type>();
-            for i in 0..batch.num_rows() {
-                let previous = got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
-                assert!(
-                    previous.is_none(),
-                    "case {case}: left row {} appears twice",
-                    l_id.value(i)
+            let mut got: HashMap<i64, Option<i64>> = HashMap::new();
+            for batch in &batches {
+                let l_id = batch
+                    .column_by_name("l_id")
+                    .expect("l_id")
+                    .as_primitive::<Int64Type>();
+                let r_id = batch
+                    .column_by_name("r_id")
+                    .expect("r_id")
+                    .as_primitive::<Int64Type>();
+                for i in 0..batch.num_rows() {
+                    let previous =
+                        got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
+                    assert!(
+                        previous.is_none(),
+                        "case {case}: left row {} appears twice",
+                        l_id.value(i)
+                    );
+                }
+            }
+            let want = reference(&left, &right, op, max_age);
+            assert_eq!(
+                got.len(),
+                left.len(),
+                "case {case}: every left row appears once"
+            );
+            for (id, expected) in &want {
+                assert_eq!(
+                    got.get(id),
+                    Some(expected),
+                    "case {case} ({strategy}): op {op:?}, max_age {max_age:?}, batch {batch_size}, partitions {target_partitions}, left row {id}"
                 );
             }
-        }
-        let want = reference(&left, &right, op, max_age);
-        assert_eq!(
-            got.len(),
-            left.len(),
-            "case {case}: every left row appears once"
-        );
-        for (id, expected) in &want {
-            assert_eq!(
-                got.get(id),
-                Some(expected),
-                "case {case}: op {op:?}, max_age {max_age:?}, batch {batch_size}, partitions {target_partitions}, left row {id}"
-            );
         }
     }
 }
 
-/// A right side larger than the memory pool fails with ResourcesExhausted and
-/// a message saying what to do, instead of growing until the OS kills us.
+/// Sides larger than the memory pool fail with ResourcesExhausted and a
+/// message saying what to do, instead of growing until the OS kills us. (A
+/// right side alone never does: when the left fits, the right streams past.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn right_side_over_the_memory_limit_fails_cleanly() {
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
@@ -260,7 +270,7 @@ async fn right_side_over_the_memory_limit_fails_cleanly() {
         runtime,
     );
     let mut rng = Rng(7);
-    let left = rows(&mut rng, 10, 5, 100, 0);
+    let left = rows(&mut rng, 200_000, 5, 100, 0);
     let right = rows(&mut rng, 200_000, 5, 100, 1_000_000);
     ctx.register_table("l", Arc::new(table(&left, "l_id", 8192, 1, false)))
         .expect("l");

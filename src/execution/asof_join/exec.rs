@@ -11,19 +11,22 @@
 //! each when there are no keys), so partition `p` of the left only meets
 //! partition `p` of the right.
 //!
-//! Per partition, as a state machine:
+//! Per partition, the left side is read first, up to 256 MiB within the
+//! memory limit, then one of two strategies (`pitlake.asof_join_strategy`):
 //!
 //! ```text
-//!   Peek ── up to 256 MiB of left buffered ──► Build ── index built ──► Probe ── left done ──► Done
-//!   (if that is the whole left side, the      (collect right batches     (per left batch: hash
-//!    left input is released first; under       under a memory reservation;  lookup + binary search,
-//!    64Ki rows, keep only right rows with      too large → ResourcesExhausted) gather right columns)
-//!    its keys)
+//!                      ┌─ all of it, and the right not known to be smaller ─► sweep: hold the left, stream the
+//!   read left ─────────┤                                                       right past it (LeftSweep), emit the left
+//!   (up to 256 MiB)    └─ more, or the right is smaller ─► index: collect and index the right
+//!                                                          (RightIndex), stream the left through it
 //! ```
 //!
-//! Memory: the right partition plus 12 bytes per right row and the key map.
-//! Time: O(R) to group, a sort per key group (linear when already in order),
-//! O(L log g) to probe, g the size of a key group.
+//! - sweep: memory O(left rows), the right side is neither kept nor sorted;
+//!   a hash lookup and a binary search in the left per right row. A left side
+//!   with no matchable row does not read the right at all.
+//! - index: memory is the right partition plus 12 bytes per right row; a sort
+//!   per key group (linear when already in order), a hash lookup and a binary
+//!   search in the right per left row. Too large → ResourcesExhausted.
 //!
 //! Example, backward (`l.ts >= r.ts`) on key `k`:
 //!
@@ -35,12 +38,8 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use std::collections::HashSet;
-
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
-use arrow::row::{RowConverter, SortField};
 use datafusion::common::Statistics;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -59,7 +58,9 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use super::index::RightIndex;
+use super::sweep::LeftSweep;
 use super::values::ordered_i64;
+use crate::options::{AsOfJoinStrategy, PitlakeOptions};
 use crate::planning::MatchOp;
 
 /// The physical ASOF JOIN of two inputs.
@@ -206,6 +207,20 @@ impl ExecutionPlan for AsOfJoinExec {
             )));
         }
         let metrics = JoinMetrics::new(partition, &self.metrics);
+        let strategy = context
+            .session_config()
+            .options()
+            .extensions
+            .get::<PitlakeOptions>()
+            .map(|o| o.asof_join_strategy)
+            .unwrap_or_default();
+        // What the right side is known to hold, per partition, for `auto`.
+        let right_rows = self
+            .right
+            .partition_statistics(None)?
+            .num_rows
+            .get_value()
+            .map(|rows| rows / rp.max(1));
         let reservation = MemoryConsumer::new(format!("AsOfJoinExec[{partition}]"))
             .register(context.memory_pool());
         let right = self.right.execute(partition, context.clone())?;
@@ -222,60 +237,41 @@ impl ExecutionPlan for AsOfJoinExec {
             schema: self.schema.clone(),
         });
         // Read the left first, up to LEFT_BUFFER_BYTES (within the memory
-        // limit). When that is all of it:
-        // - the left input is finished and dropped before the right side is
-        //   indexed, so in a chain of joins each join's index is freed before
-        //   the next one is built, instead of all of them being held at once;
-        // - a small left side (a handful of labels) keeps only right rows with
-        //   one of its keys, and does not pay for indexing the whole right.
-        // Then build, then probe.
+        // limit). When that is all of it, the left input is finished and
+        // dropped before the right side is read, so in a chain of joins each
+        // join's state is freed before the next one's is built; and unless
+        // the right side is known to be smaller, the right side streams past
+        // the held left (`LeftSweep`) instead of being indexed.
         let stream = futures::stream::once(async move {
-            let mut left = Some(left);
-            let mut head = Vec::new();
-            let (mut head_rows, mut head_bytes) = (0usize, 0usize);
-            while let Some(input) = left.as_mut() {
-                if head_bytes > LEFT_BUFFER_BYTES {
-                    break;
-                }
-                match input.next().await {
-                    Some(batch) => {
-                        let batch = batch?;
-                        let bytes = batch.get_array_memory_size();
-                        head_rows += batch.num_rows();
-                        head_bytes += bytes;
-                        head.push(batch);
-                        if reservation.try_grow(bytes).is_err() {
-                            break;
-                        }
-                    }
-                    None => left = None,
-                }
-            }
-            let key_filter =
-                if left.is_none() && head_rows <= SMALL_LEFT_ROWS && !probe.keys.is_empty() {
-                    Some(probe.key_set(&head)?)
-                } else {
-                    None
+            let mut reservation = reservation;
+            let (head, rest) = read_left(left, &mut reservation).await?;
+            let head_rows: usize = head.iter().map(RecordBatch::num_rows).sum();
+            let sweep = rest.is_none()
+                && match strategy {
+                    AsOfJoinStrategy::Index => false,
+                    AsOfJoinStrategy::Sweep => true,
+                    AsOfJoinStrategy::Auto => right_rows.is_none_or(|r| r >= head_rows),
                 };
-            let (index, reservation) = build
-                .collect(right, reservation, key_filter, &metrics)
-                .await?;
+            if sweep {
+                metrics.swept_partitions.add(1);
+                let out = build
+                    .sweep(&probe, head, right, reservation, metrics)
+                    .await?;
+                return Ok::<_, DataFusionError>(out);
+            }
+            let (index, reservation) = build.collect(right, reservation, &metrics).await?;
             let index = Arc::new(index);
-            let rest: BoxStream<'static, DFResult<RecordBatch>> = match left {
-                Some(left) => left.boxed(),
-                None => futures::stream::empty().boxed(),
-            };
-            Ok::<_, DataFusionError>(
-                futures::stream::iter(head.into_iter().map(Ok))
-                    .chain(rest)
-                    .map(move |batch| {
-                        let _hold = &reservation;
-                        let _timer = metrics.probe_time.timer();
-                        let out = probe.join(&index, &batch?, &metrics)?;
-                        metrics.baseline.record_output(out.num_rows());
-                        Ok(out)
-                    }),
-            )
+            let rest = rest.unwrap_or_else(|| futures::stream::empty().boxed());
+            Ok(futures::stream::iter(head.into_iter().map(Ok))
+                .chain(rest)
+                .map(move |batch| {
+                    let _hold = &reservation;
+                    let _timer = metrics.probe_time.timer();
+                    let out = probe.join(&index, &batch?, &metrics)?;
+                    metrics.baseline.record_output(out.num_rows());
+                    Ok(out)
+                })
+                .boxed())
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -297,10 +293,14 @@ impl ExecutionPlan for AsOfJoinExec {
 #[derive(Debug, Clone)]
 struct JoinMetrics {
     baseline: BaselineMetrics,
+    /// Indexing the held side: the left for the sweep, the right for the index.
     build_time: Time,
+    /// Streaming the other side through it.
     probe_time: Time,
     right_rows: Count,
     matched_rows: Count,
+    /// Partitions joined by the sweep (the others by the index).
+    swept_partitions: Count,
 }
 
 impl JoinMetrics {
@@ -311,6 +311,7 @@ impl JoinMetrics {
             probe_time: MetricBuilder::new(set).subset_time("probe_time", partition),
             right_rows: MetricBuilder::new(set).counter("right_rows", partition),
             matched_rows: MetricBuilder::new(set).counter("matched_rows", partition),
+            swept_partitions: MetricBuilder::new(set).counter("swept_partitions", partition),
         }
     }
 }
@@ -321,12 +322,90 @@ struct BuildSide {
 }
 
 impl BuildSide {
+    /// Holds the left side (`head`, all of it) and streams the right past it;
+    /// then joins the held left batches, in their order.
+    async fn sweep(
+        self,
+        probe: &ProbeSide,
+        head: Vec<RecordBatch>,
+        mut right: SendableRecordBatchStream,
+        reservation: MemoryReservation,
+        metrics: JoinMetrics,
+    ) -> DFResult<BoxStream<'static, DFResult<RecordBatch>>> {
+        let held = reservation.size();
+        let mut sweep = {
+            let _timer = metrics.build_time.timer();
+            let keys = head
+                .iter()
+                .map(|b| evaluate(&probe.keys, b))
+                .collect::<DFResult<Vec<_>>>()?;
+            let matches = head
+                .iter()
+                .map(|b| probe.matches.evaluate(b)?.into_array(b.num_rows()))
+                .collect::<DFResult<Vec<_>>>()?;
+            let bounds = match &probe.max_age {
+                Some((expr, strict)) => Some((
+                    head.iter()
+                        .map(|b| expr.evaluate(b)?.into_array(b.num_rows()))
+                        .collect::<DFResult<Vec<_>>>()?,
+                    *strict,
+                )),
+                None => None,
+            };
+            LeftSweep::new(probe.op, &keys, &matches, bounds, right.schema())?
+        };
+        let too_big = |e: DataFusionError| {
+            e.context("ASOF JOIN: the left side of a partition and its matches do not fit in memory (raise the memory limit, or filter the left side)")
+        };
+        reservation
+            .try_resize(held + sweep.size())
+            .map_err(too_big)?;
+        // A left side no row of which can match does not read the right.
+        while !sweep.is_empty() {
+            let Some(batch) = right.next().await else {
+                break;
+            };
+            let batch = batch?;
+            metrics.right_rows.add(batch.num_rows());
+            let _timer = metrics.probe_time.timer();
+            let keys = evaluate(&self.keys, &batch)?;
+            let matches = self
+                .matches
+                .evaluate(&batch)?
+                .into_array(batch.num_rows())?;
+            sweep.push(&batch, &keys, &matches)?;
+            reservation
+                .try_resize(held + sweep.size())
+                .map_err(too_big)?;
+        }
+        drop(right);
+        sweep.finish()?;
+        reservation
+            .try_resize(held + sweep.size())
+            .map_err(too_big)?;
+        let schema = probe.schema.clone();
+        let mut first = 0u32;
+        let joined = head.into_iter().map(move |batch| {
+            let _hold = &reservation;
+            let n = batch.num_rows();
+            let found = sweep.matches(first, n);
+            first += n as u32;
+            metrics
+                .matched_rows
+                .add(found.iter().filter(|f| f.is_some()).count());
+            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+            columns.extend(sweep.take(&found)?);
+            metrics.baseline.record_output(n);
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        });
+        Ok(futures::stream::iter(joined).boxed())
+    }
+
     /// Collects the right partition under the memory reservation and indexes it.
     async fn collect(
         self,
         mut input: SendableRecordBatchStream,
         reservation: MemoryReservation,
-        mut key_filter: Option<KeySet>,
         metrics: &JoinMetrics,
     ) -> DFResult<(RightIndex, MemoryReservation)> {
         let schema = input.schema();
@@ -334,12 +413,8 @@ impl BuildSide {
         let held = reservation.size();
         let mut batches = Vec::new();
         while let Some(batch) = input.next().await {
-            let mut batch = batch?;
+            let batch = batch?;
             metrics.right_rows.add(batch.num_rows());
-            if let Some(filter) = key_filter.as_mut() {
-                let keys = evaluate(&self.keys, &batch)?;
-                batch = filter.retain(&batch, &keys)?;
-            }
             reservation
                 .try_grow(batch.get_array_memory_size())
                 .map_err(|e| e.context("ASOF JOIN: the right side of a partition does not fit in memory (raise the memory limit, or filter the right side)"))?;
@@ -371,16 +446,6 @@ struct ProbeSide {
 }
 
 impl ProbeSide {
-    /// The encoded keys of a (small) left side, to filter the right side by.
-    fn key_set(&self, batches: &[RecordBatch]) -> DFResult<KeySet> {
-        let mut set = KeySet::default();
-        for batch in batches {
-            let keys = evaluate(&self.keys, batch)?;
-            set.insert(&keys)?;
-        }
-        Ok(set)
-    }
-
     /// Joins one left batch against the partition's right index.
     fn join(
         &self,
@@ -401,9 +466,9 @@ impl ProbeSide {
         let mut matched = 0usize;
         let found: Vec<Option<u32>> = (0..n)
             .map(|i| {
-                let (value, group) = (values[i]?, groups[i]?);
+                let (value, group) = (values.get(i)?, groups[i]?);
                 let bound = match &bounds {
-                    Some((b, strict)) => Some((b[i]?, *strict)),
+                    Some((b, strict)) => Some((b.get(i)?, *strict)),
                     None => None,
                 };
                 let found = index.probe(group, value, self.op, bound);
@@ -418,49 +483,34 @@ impl ProbeSide {
     }
 }
 
-/// Left rows below which the right side is filtered to the left's keys.
-const SMALL_LEFT_ROWS: usize = 65_536;
-/// Left bytes read before the right side is indexed (see `execute`).
+/// Left bytes read before the right side is read (see `execute`).
 const LEFT_BUFFER_BYTES: usize = 256 << 20;
 
-/// A set of row-encoded keys.
-#[derive(Default)]
-struct KeySet {
-    converter: Option<RowConverter>,
-    keys: HashSet<Box<[u8]>, ahash::RandomState>,
-}
-
-impl KeySet {
-    fn converter(&mut self, keys: &[ArrayRef]) -> DFResult<&RowConverter> {
-        if self.converter.is_none() {
-            let fields = keys
-                .iter()
-                .map(|k| SortField::new(k.data_type().clone()))
-                .collect();
-            self.converter = Some(RowConverter::new(fields)?);
+/// Reads the left input until LEFT_BUFFER_BYTES or the memory limit; the
+/// rest of it, if any, is returned unread.
+async fn read_left(
+    mut left: SendableRecordBatchStream,
+    reservation: &mut MemoryReservation,
+) -> DFResult<(
+    Vec<RecordBatch>,
+    Option<BoxStream<'static, DFResult<RecordBatch>>>,
+)> {
+    let mut head = Vec::new();
+    let mut bytes = 0usize;
+    loop {
+        if bytes > LEFT_BUFFER_BYTES {
+            return Ok((head, Some(left.boxed())));
         }
-        self.converter
-            .as_ref()
-            .ok_or_else(|| DataFusionError::Internal("key converter".into()))
-    }
-
-    fn insert(&mut self, keys: &[ArrayRef]) -> DFResult<()> {
-        let rows = self.converter(keys)?.convert_columns(keys)?;
-        for i in 0..rows.num_rows() {
-            if !keys.iter().any(|k| k.is_null(i)) {
-                self.keys.insert(Box::from(rows.row(i).data()));
-            }
+        let Some(batch) = left.next().await else {
+            return Ok((head, None));
+        };
+        let batch = batch?;
+        let size = batch.get_array_memory_size();
+        bytes += size;
+        head.push(batch);
+        if reservation.try_grow(size).is_err() {
+            return Ok((head, Some(left.boxed())));
         }
-        Ok(())
-    }
-
-    /// The rows of `batch` whose key is in the set.
-    fn retain(&mut self, batch: &RecordBatch, keys: &[ArrayRef]) -> DFResult<RecordBatch> {
-        let rows = self.converter(keys)?.convert_columns(keys)?;
-        let mask: BooleanArray = (0..rows.num_rows())
-            .map(|i| Some(self.keys.contains(rows.row(i).data())))
-            .collect();
-        Ok(filter_record_batch(batch, &mask)?)
     }
 }
 

@@ -1,10 +1,15 @@
-//! The physical ASOF JOIN: [`AsOfJoinExec`], its right-side index and the
-//! ordering of match values.
+//! The physical ASOF JOIN: [`AsOfJoinExec`] and its two strategies per
+//! partition, [`LeftSweep`] (hold the left, stream the right) and
+//! [`RightIndex`] (index the right, stream the left).
 
 mod exec;
+mod groups;
 mod index;
+mod sweep;
+mod tie_break;
 mod values;
 
 pub use exec::AsOfJoinExec;
 pub use index::RightIndex;
+pub use sweep::LeftSweep;
 pub use values::ordered_i64;

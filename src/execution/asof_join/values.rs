@@ -1,31 +1,64 @@
 //! Match values as ordered `i64`s, so one binary search serves every type.
 
 use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 
 use crate::error::{Error, Result};
 
+/// A column's values as ordered `i64`s, and which are NULL.
+pub struct Ordered {
+    values: ScalarBuffer<i64>,
+    nulls: Option<NullBuffer>,
+}
+
+impl Ordered {
+    /// Value `i`, `None` where NULL.
+    pub fn get(&self, i: usize) -> Option<i64> {
+        match &self.nulls {
+            Some(nulls) if nulls.is_null(i) => None,
+            _ => Some(self.values[i]),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Option<i64>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
 /// The values of a match column (or a maximum-age bound) as `i64`s whose order
-/// is the column's order; `None` where the value is NULL.
+/// is the column's order.
 ///
-/// Integers, dates, timestamps and durations are their physical integer;
-/// floats map to integers by the IEEE-754 total order (NaN sorts last).
-pub fn ordered_i64(array: &ArrayRef) -> Result<Vec<Option<i64>>> {
+/// Integers, dates, timestamps and durations are their physical integer (no
+/// copy for 64-bit ones); floats map to integers by the IEEE-754 total order
+/// (NaN sorts last).
+pub fn ordered_i64(array: &ArrayRef) -> Result<Ordered> {
     let err = |e: arrow::error::ArrowError| Error::Invalid(format!("ASOF JOIN match value: {e}"));
     match array.data_type() {
         DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) => {
             let floats = cast(array, &DataType::Float64).map_err(err)?;
-            Ok(floats
-                .as_primitive::<Float64Type>()
-                .iter()
-                .map(|v| v.map(float_key))
-                .collect())
+            let floats = floats.as_primitive::<Float64Type>();
+            Ok(Ordered {
+                values: floats.values().iter().map(|v| float_key(*v)).collect(),
+                nulls: floats.nulls().cloned(),
+            })
         }
-        DataType::Null => Ok(vec![None; array.len()]),
+        DataType::Null => Ok(Ordered {
+            values: ScalarBuffer::from(vec![0; array.len()]),
+            nulls: Some(NullBuffer::new_null(array.len())),
+        }),
         _ => {
             let ints = cast(array, &DataType::Int64).map_err(err)?;
-            Ok(ints.as_primitive::<Int64Type>().iter().collect())
+            let ints = ints.as_primitive::<Int64Type>();
+            Ok(Ordered {
+                values: ints.values().clone(),
+                nulls: ints.nulls().cloned(),
+            })
         }
     }
 }

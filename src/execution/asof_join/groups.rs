@@ -1,0 +1,215 @@
+//! Rows grouped by key, each group ordered by match value: the shape both
+//! ASOF JOIN strategies binary-search in ([`super::RightIndex`] over the
+//! right side, [`super::LeftSweep`] over the left).
+//!
+//! ```text
+//! keys ──KeyGroups──► group g ──► order[starts[g]..starts[g + 1]]   row ids, by match value
+//!                                 values[starts[g]..starts[g + 1]]  their match values, ascending
+//! ```
+//!
+//! Building is O(n) to group (a counting sort) plus a sort per group; a group
+//! that arrives in order (time-ordered appends) is checked in one pass.
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::DataType;
+
+use super::values::ordered_i64;
+use crate::error::{Error, Result};
+use crate::key_map::KeyMap;
+
+/// Row ids counted across batches: the id of each batch's first row, and the
+/// total last. Errors when a side holds more than 4G rows.
+pub fn batch_offsets(rows: impl IntoIterator<Item = usize>) -> Result<Vec<u32>> {
+    let mut offsets = vec![0u32];
+    let mut total = 0u32;
+    for n in rows {
+        total = u32::try_from(n)
+            .ok()
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(|| {
+                Error::Invalid(
+                    "ASOF JOIN: a partition holds more than 4G rows; raise target_partitions"
+                        .into(),
+                )
+            })?;
+        offsets.push(total);
+    }
+    Ok(offsets)
+}
+
+/// Batch and row of row id `id`.
+pub fn locate(offsets: &[u32], id: u32) -> (usize, usize) {
+    let batch = offsets.partition_point(|o| *o <= id) - 1;
+    (batch, (id - offsets[batch]) as usize)
+}
+
+/// Row ids grouped by key, each group ascending by match value. Rows tied on
+/// the value are in no particular order.
+pub struct Grouped {
+    pub starts: Vec<u32>,
+    pub order: Vec<u32>,
+    pub values: Vec<i64>,
+}
+
+impl Grouped {
+    /// Groups the rows of batches whose key columns are `keys[b]` and match
+    /// column `matches[b]`, numbering keys in `groups`; row ids start at
+    /// `offsets[b]`. Rows with a NULL key or match value are left out: they
+    /// never match.
+    pub fn build(
+        groups: &mut KeyGroups,
+        keys: &[Vec<ArrayRef>],
+        matches: &[ArrayRef],
+        offsets: &[u32],
+    ) -> Result<Self> {
+        // Pass 1: every usable row's group and match value.
+        let n = *offsets.last().unwrap_or(&0) as usize;
+        let mut counts: Vec<u32> = Vec::new();
+        let mut group_of: Vec<u32> = vec![u32::MAX; n];
+        let mut all_values: Vec<i64> = vec![0; n];
+        for (b, (batch_keys, batch_matches)) in keys.iter().zip(matches).enumerate() {
+            let base = offsets[b] as usize;
+            let values = ordered_i64(batch_matches)?;
+            let ids = groups.assign(batch_keys, batch_matches.len())?;
+            counts.resize(groups.len(), 0);
+            for (i, (value, gid)) in values.iter().zip(ids).enumerate() {
+                if let (Some(value), Some(gid)) = (value, gid) {
+                    group_of[base + i] = gid;
+                    all_values[base + i] = value;
+                    counts[gid as usize] += 1;
+                }
+            }
+        }
+        // Pass 2: place row ids by group (counting sort), then order each group.
+        let mut starts: Vec<u32> = Vec::with_capacity(counts.len() + 1);
+        let mut placed = 0u32;
+        for c in &counts {
+            starts.push(placed);
+            placed += c;
+        }
+        starts.push(placed);
+        let mut cursor = starts.clone();
+        let mut order = vec![0u32; placed as usize];
+        for (i, gid) in group_of.iter().enumerate() {
+            if *gid != u32::MAX {
+                let slot = &mut cursor[*gid as usize];
+                order[*slot as usize] = i as u32;
+                *slot += 1;
+            }
+        }
+        drop(group_of);
+        let mut values = vec![0i64; placed as usize];
+        // One group at a time as (match value, row id) pairs: sorting these
+        // reads no other memory, unlike sorting ids by looking values up.
+        let mut pairs: Vec<(i64, u32)> = Vec::new();
+        for g in 0..counts.len() {
+            let range = starts[g] as usize..starts[g + 1] as usize;
+            pairs.clear();
+            pairs.extend(
+                order[range.clone()]
+                    .iter()
+                    .map(|&i| (all_values[i as usize], i)),
+            );
+            if !pairs.is_sorted_by_key(|p| p.0) {
+                pairs.sort_unstable_by_key(|p| p.0);
+            }
+            for ((o, v), (value, id)) in order[range.clone()]
+                .iter_mut()
+                .zip(&mut values[range])
+                .zip(&pairs)
+            {
+                *o = *id;
+                *v = *value;
+            }
+        }
+        Ok(Grouped {
+            starts,
+            order,
+            values,
+        })
+    }
+
+    /// Positions of group `g` in `order` and `values`; empty when there is no
+    /// such group (an empty side has none).
+    pub fn range(&self, g: u32) -> std::ops::Range<usize> {
+        match (self.starts.get(g as usize), self.starts.get(g as usize + 1)) {
+            (Some(s), Some(e)) => *s as usize..*e as usize,
+            _ => 0..0,
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.starts.capacity() * 4 + self.order.capacity() * 4 + self.values.capacity() * 8
+    }
+}
+
+/// Key → group number (see [`KeyMap`]); with no key columns every row is in
+/// group 0.
+#[derive(Debug)]
+pub struct KeyGroups(Option<KeyMap<u32>>);
+
+impl KeyGroups {
+    pub fn new(types: &[DataType]) -> Result<Self> {
+        Ok(KeyGroups(match types {
+            [] => None,
+            _ => Some(KeyMap::new(types, "ASOF JOIN")?),
+        }))
+    }
+
+    /// For the key columns of a side's first batch (no keys when it has none).
+    pub fn for_keys(keys: &[Vec<ArrayRef>]) -> Result<Self> {
+        let types: Vec<DataType> = match keys.first() {
+            Some(k) => k.iter().map(|a| a.data_type().clone()).collect(),
+            None => Vec::new(),
+        };
+        Self::new(&types)
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(1, KeyMap::len)
+    }
+
+    /// The group of each of `rows` rows, a new key getting the next number;
+    /// `None` for a NULL key.
+    pub fn assign(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
+        let Some(map) = self.0.as_mut() else {
+            return Ok(vec![Some(0); rows]);
+        };
+        let mut groups = vec![None; rows];
+        let mut next = map.len() as u32;
+        map.upsert(keys, |row, existing| match existing {
+            Some(group) => {
+                groups[row] = Some(*group);
+                None
+            }
+            None => {
+                groups[row] = Some(next);
+                next += 1;
+                Some(next - 1)
+            }
+        })?;
+        Ok(groups)
+    }
+
+    /// The group of each of `rows` rows' key, if the side has it.
+    pub fn find(&self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
+        match &self.0 {
+            None => Ok(vec![Some(0); rows]),
+            Some(map) => Ok(map.find(keys)?.into_iter().map(|g| g.copied()).collect()),
+        }
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, KeyMap::memory_bytes)
+    }
+}
+
+impl std::fmt::Debug for Grouped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grouped")
+            .field("groups", &self.starts.len().saturating_sub(1))
+            .field("rows", &self.order.len())
+            .finish()
+    }
+}

@@ -1,0 +1,597 @@
+//! The ASOF JOIN with the left side held and the right side streamed past it.
+//!
+//! When a partition's whole left side is buffered (the usual training set:
+//! labels against a much longer feature history), right rows need not be
+//! kept or sorted. Left rows are grouped by key and ordered by match value
+//! ([`Grouped`]). Each right row falls into one *bucket*: the left position
+//! nearest to it on the side where it can match. A bucket keeps only its best
+//! right row so far. Once the right side is done, a sweep over each group
+//! gives every left row the nearest non-empty bucket on its side.
+//!
+//! ```text
+//! backward (l.t >= r.t), key a     left values:   2      5      9
+//!                                  bucket holds: (…,2]  (2,5]  (5,9]    (r.t > 9 matches no left row)
+//! right a@1 → bucket 0; a@4 → bucket 1; a@3 → bucket 1, loses to a@4
+//! sweep forward: left 2 → a@1, 5 → a@4, 9 → a@4 (bucket 2 is empty: carried)
+//! ```
+//!
+//! Forward operators (`<=`, `<`) mirror it: the bucket is the last left
+//! position at or before the right value, and the sweep runs backwards.
+//! Non-empty buckets of a group hold disjoint, increasing value ranges, so the
+//! nearest bucket holds the nearest row. A maximum age is checked on that
+//! row: a match too old is no match, never a fall-back to an older one.
+//!
+//! Memory: about 40 bytes per left row, plus the right rows that are winning
+//! a bucket (at most one per left row; superseded ones are dropped by
+//! compaction) and a chunk of right rows waiting to be swept, however long
+//! the right side. Time: a hash lookup and a binary search per right row, no
+//! sort of the right side.
+
+use std::cmp::Ordering;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array, new_null_array};
+use arrow::compute::{interleave, take_record_batch};
+use arrow::datatypes::SchemaRef;
+
+use super::groups::{Grouped, KeyGroups, batch_offsets, locate};
+use super::tie_break::{cmp_rows, ingest_order, ingest_order_column};
+use super::values::ordered_i64;
+use crate::error::{Error, Result};
+use crate::planning::MatchOp;
+
+/// No right row.
+const NONE: u32 = u32::MAX;
+/// Marks a row id as a row of the batch being pushed, not yet retained.
+const PENDING: u32 = 1 << 31;
+/// Superseded right rows held before a compaction, beyond one per live row.
+const SLACK_ROWS: usize = 1 << 16;
+/// Right rows gathered before they are swept.
+const CHUNK_ROWS: u32 = 1 << 19;
+
+/// The best right row of a bucket.
+#[derive(Clone, Copy)]
+struct Best {
+    value: i64,
+    /// Ingestion order (0 without one).
+    tie: i64,
+    row: u32,
+}
+
+const EMPTY: Best = Best {
+    value: 0,
+    tie: 0,
+    row: NONE,
+};
+
+/// The held left side of one partition and, per left row, the best right
+/// row seen so far.
+pub struct LeftSweep {
+    op: MatchOp,
+    groups: KeyGroups,
+    grouped: Grouped,
+    /// Left row id → its position in `grouped`; `NONE` for a row that cannot
+    /// match (NULL key or match value).
+    position: Vec<u32>,
+    /// Per left row id, its maximum-age bound (`None`: NULL, no match), and
+    /// whether the bound is strict.
+    bounds: Option<(Vec<Option<i64>>, bool)>,
+    /// Per position, its bucket's best right row; after `finish`, the match.
+    best: Vec<Best>,
+    /// Buckets holding a row.
+    live: usize,
+    retained: Retained,
+    /// The right side's ingestion order column, if it has one.
+    ingest: Option<usize>,
+    /// Superseded rows held before a compaction, beyond one per live row.
+    slack: usize,
+    /// Right rows not swept yet, and how many to gather before a sweep.
+    chunk: Chunk,
+    chunk_rows: u32,
+    fixed_bytes: usize,
+}
+
+impl LeftSweep {
+    /// Indexes the left side: its batches' key columns `keys[b]`, match
+    /// column `matches[b]` and maximum-age bound `bounds`, if any.
+    pub fn new(
+        op: MatchOp,
+        keys: &[Vec<ArrayRef>],
+        matches: &[ArrayRef],
+        bounds: Option<(Vec<ArrayRef>, bool)>,
+        right_schema: SchemaRef,
+    ) -> Result<Self> {
+        let mut groups = KeyGroups::for_keys(keys)?;
+        let offsets = batch_offsets(matches.iter().map(|m| m.len()))?;
+        let grouped = Grouped::build(&mut groups, keys, matches, &offsets)?;
+        let mut position = vec![NONE; *offsets.last().unwrap_or(&0) as usize];
+        for (p, id) in grouped.order.iter().enumerate() {
+            position[*id as usize] = p as u32;
+        }
+        let bounds = match bounds {
+            Some((arrays, strict)) => {
+                let mut all = Vec::with_capacity(position.len());
+                for array in &arrays {
+                    all.extend(ordered_i64(array)?.iter());
+                }
+                Some((all, strict))
+            }
+            None => None,
+        };
+        let best = vec![EMPTY; grouped.order.len()];
+        let fixed_bytes = groups.memory_bytes()
+            + grouped.memory_bytes()
+            + position.capacity() * 4
+            + bounds.as_ref().map_or(0, |(b, _)| b.capacity() * 16)
+            + best.capacity() * std::mem::size_of::<Best>();
+        Ok(LeftSweep {
+            op,
+            groups,
+            grouped,
+            position,
+            bounds,
+            best,
+            live: 0,
+            ingest: ingest_order_column(&right_schema),
+            retained: Retained::new(right_schema),
+            slack: SLACK_ROWS,
+            chunk: Chunk::default(),
+            chunk_rows: CHUNK_ROWS,
+            fixed_bytes,
+        })
+    }
+
+    /// Heap size, for memory accounting.
+    pub fn size(&self) -> usize {
+        self.fixed_bytes + self.retained.bytes + self.chunk.bytes()
+    }
+
+    /// Whether no right row can match (no left row has a key and value).
+    pub fn is_empty(&self) -> bool {
+        self.best.is_empty()
+    }
+
+    /// Takes one right batch (`keys`, `matches`: its key and match columns).
+    /// Rows are swept in chunks of about `chunk_rows`.
+    pub fn push(
+        &mut self,
+        batch: &RecordBatch,
+        keys: &[ArrayRef],
+        matches: &ArrayRef,
+    ) -> Result<()> {
+        let n = batch.num_rows();
+        if self.is_empty() || n == 0 {
+            return Ok(());
+        }
+        let groups = self.groups.find(keys, n)?;
+        let values = ordered_i64(matches)?;
+        let chunk = &mut self.chunk;
+        for (i, group) in groups.into_iter().enumerate() {
+            let value = values.get(i);
+            chunk.groups.push(match (group, value) {
+                (Some(group), Some(_)) => group,
+                _ => NONE,
+            });
+            chunk.values.push(value.unwrap_or_default());
+        }
+        if let Some(c) = self.ingest {
+            chunk.ties.extend(ingest_order(batch, c)?);
+        }
+        chunk.push(batch.clone());
+        if chunk.rows() >= self.chunk_rows {
+            self.sweep_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// Sweeps the waiting right rows past the left side, keeping those that
+    /// win a bucket.
+    ///
+    /// Rows are visited by key group (a counting sort): left groups are laid
+    /// out by group number, so the sweep reads left values and buckets in
+    /// order, from cache, instead of one cache miss per row at random. The
+    /// order of visits does not change the result: a bucket's winner is
+    /// decided by value and tie-break alone.
+    fn sweep_chunk(&mut self) -> Result<()> {
+        let chunk = std::mem::take(&mut self.chunk);
+        let n = chunk.rows() as usize;
+        if n == 0 {
+            return Ok(());
+        }
+        // Chunk rows by key group (a counting sort), as (value, row) pairs.
+        let groups = self.groups.len();
+        let mut starts = vec![0u32; groups + 1];
+        for &g in chunk.groups.iter().filter(|g| **g != NONE) {
+            starts[g as usize + 1] += 1;
+        }
+        for g in 1..starts.len() {
+            starts[g] += starts[g - 1];
+        }
+        let mut cursor = starts.clone();
+        let mut sorted = vec![(0i64, 0u32); starts[groups] as usize];
+        for (row, &g) in chunk.groups.iter().enumerate() {
+            if g != NONE {
+                let slot = &mut cursor[g as usize];
+                sorted[*slot as usize] = (chunk.values[row], row as u32);
+                *slot += 1;
+            }
+        }
+        drop(cursor);
+        let mut touched: Vec<u32> = Vec::new();
+        for g in 0..groups {
+            let rows = &sorted[starts[g] as usize..starts[g + 1] as usize];
+            if rows.is_empty() {
+                continue;
+            }
+            let range = self.grouped.range(g as u32);
+            let left = &self.grouped.values[range.clone()];
+            for &(value, row) in rows {
+                let Some(pos) = bucket(self.op, left, value) else {
+                    continue;
+                };
+                let pos = range.start + pos;
+                let candidate = Best {
+                    value,
+                    tie: chunk.ties.get(row as usize).copied().unwrap_or(0),
+                    row: PENDING | row,
+                };
+                let current = self.best[pos];
+                if self.beats(&candidate, &current, &chunk) {
+                    self.live += usize::from(current.row == NONE);
+                    self.best[pos] = candidate;
+                    touched.push(pos as u32);
+                }
+            }
+        }
+        drop(sorted);
+        // Retain the rows that still win (a later row may have beaten an
+        // earlier one), batch by batch, numbered as retained rows.
+        let mut wins = vec![false; n];
+        for &pos in &touched {
+            let row = self.best[pos as usize].row;
+            if row != NONE && row & PENDING != 0 {
+                wins[(row & !PENDING) as usize] = true;
+            }
+        }
+        let mut new_id = vec![NONE; n];
+        for (b, batch) in chunk.batches.iter().enumerate() {
+            let (lo, hi) = (chunk.offsets[b], chunk.offsets[b + 1]);
+            let kept: Vec<u32> = (lo..hi).filter(|&r| wins[r as usize]).collect();
+            if kept.is_empty() {
+                continue;
+            }
+            // Most rows winning (time-ordered appends): hold the whole batch,
+            // its other rows dead until the next compaction, not a copy.
+            let whole = kept.len() * 2 >= (hi - lo) as usize;
+            let base = self.retained.rows();
+            for (rank, &r) in kept.iter().enumerate() {
+                new_id[r as usize] = base + if whole { r - lo } else { rank as u32 };
+            }
+            let retained = if whole {
+                batch.clone()
+            } else {
+                let rows = UInt32Array::from_iter_values(kept.iter().map(|r| r - lo));
+                take_record_batch(batch, &rows)
+                    .map_err(|e| Error::Invalid(format!("ASOF JOIN: retaining right rows: {e}")))?
+            };
+            self.retained.push(retained);
+        }
+        for &pos in &touched {
+            let best = &mut self.best[pos as usize];
+            if best.row != NONE && best.row & PENDING != 0 {
+                best.row = new_id[(best.row & !PENDING) as usize];
+            }
+        }
+        if self.retained.rows() as usize > 2 * self.live + self.slack {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Whether `candidate`, a row of `chunk`, beats a bucket's `current` best:
+    /// nearer, or tied and later by the tie-break (ingestion order, else all
+    /// columns, else arrival).
+    fn beats(&self, candidate: &Best, current: &Best, chunk: &Chunk) -> bool {
+        if current.row == NONE {
+            return true;
+        }
+        let nearer = if self.op.is_backward() {
+            candidate.value.cmp(&current.value)
+        } else {
+            current.value.cmp(&candidate.value)
+        };
+        match nearer.then(candidate.tie.cmp(&current.tie)) {
+            Ordering::Greater => true,
+            Ordering::Less => false,
+            Ordering::Equal if self.ingest.is_some() => true,
+            Ordering::Equal => {
+                let (batch, mine) = chunk.row(candidate.row & !PENDING);
+                let (other, row) = if current.row & PENDING != 0 {
+                    chunk.row(current.row & !PENDING)
+                } else {
+                    self.retained.row(current.row)
+                };
+                cmp_rows(batch.columns().iter().zip(other.columns()), mine, row) != Ordering::Less
+            }
+        }
+    }
+
+    /// Rewrites the retained rows to those still winning a bucket.
+    fn compact(&mut self) -> Result<()> {
+        let mut indices = Vec::with_capacity(self.live);
+        for best in self.best.iter_mut().filter(|b| b.row != NONE) {
+            indices.push(locate(&self.retained.offsets, best.row));
+            best.row = (indices.len() - 1) as u32;
+        }
+        self.retained.replace(&indices)
+    }
+
+    /// Ends the right side: gives every left position the nearest non-empty
+    /// bucket on its side.
+    pub fn finish(&mut self) -> Result<()> {
+        self.sweep_chunk()?;
+        self.compact()?;
+        let backward = self.op.is_backward();
+        for g in 0..self.groups.len() as u32 {
+            let range = self.grouped.range(g);
+            let group = &mut self.best[range];
+            let mut carry = EMPTY;
+            let mut fill = |best: &mut Best| {
+                if best.row == NONE {
+                    *best = carry;
+                } else {
+                    carry = *best;
+                }
+            };
+            if backward {
+                group.iter_mut().for_each(&mut fill);
+            } else {
+                group.iter_mut().rev().for_each(&mut fill);
+            }
+        }
+        Ok(())
+    }
+
+    /// After `finish`: the matched right row of left rows `first..first + rows`.
+    pub fn matches(&self, first: u32, rows: usize) -> Vec<Option<u32>> {
+        (first as usize..first as usize + rows)
+            .map(|id| {
+                let pos = *self.position.get(id)?;
+                let best = self.best.get(pos as usize)?;
+                if best.row == NONE {
+                    return None;
+                }
+                if let Some((bounds, strict)) = &self.bounds {
+                    let limit = bounds[id]?;
+                    if !self.op.within_bound(best.value, limit, *strict) {
+                        return None;
+                    }
+                }
+                Some(best.row)
+            })
+            .collect()
+    }
+
+    /// The right columns of `matches` (NULLs where `None`).
+    pub fn take(&self, matches: &[Option<u32>]) -> Result<Vec<ArrayRef>> {
+        self.retained.gather(matches)
+    }
+}
+
+/// The bucket of a right row with match value `value` among a key group's
+/// ascending `left` values: the left position it is nearest to on the side
+/// where it can match.
+fn bucket(op: MatchOp, left: &[i64], value: i64) -> Option<usize> {
+    let pos = match op {
+        MatchOp::GtEq => left.partition_point(|l| *l < value),
+        MatchOp::Gt => left.partition_point(|l| *l <= value),
+        MatchOp::LtEq => left.partition_point(|l| *l <= value).checked_sub(1)?,
+        MatchOp::Lt => left.partition_point(|l| *l < value).checked_sub(1)?,
+    };
+    (pos < left.len()).then_some(pos)
+}
+
+/// Right rows waiting to be swept, in arrival order; a chunk row counts rows
+/// across its batches.
+#[derive(Default)]
+struct Chunk {
+    batches: Vec<RecordBatch>,
+    /// Chunk row of each batch's first row, and the total last.
+    offsets: Vec<u32>,
+    /// Per row, its left key group (`NONE`: no such key, or a NULL value).
+    groups: Vec<u32>,
+    values: Vec<i64>,
+    /// Per row, its ingestion order; empty without one.
+    ties: Vec<i64>,
+}
+
+impl Chunk {
+    fn rows(&self) -> u32 {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    fn push(&mut self, batch: RecordBatch) {
+        let rows = self.rows();
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        self.offsets.push(rows + batch.num_rows() as u32);
+        self.batches.push(batch);
+    }
+
+    fn row(&self, row: u32) -> (&RecordBatch, usize) {
+        let (batch, row) = locate(&self.offsets, row);
+        (&self.batches[batch], row)
+    }
+
+    fn bytes(&self) -> usize {
+        self.batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum::<usize>()
+            + self.groups.capacity() * 4
+            + (self.values.capacity() + self.ties.capacity()) * 8
+    }
+}
+
+/// Right rows that won a bucket when they arrived, in the batches they were
+/// kept in; a row id counts rows across them.
+struct Retained {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    /// Row id of each batch's first row, and the total last.
+    offsets: Vec<u32>,
+    bytes: usize,
+}
+
+impl Retained {
+    fn new(schema: SchemaRef) -> Self {
+        Retained {
+            schema,
+            batches: Vec::new(),
+            offsets: vec![0],
+            bytes: 0,
+        }
+    }
+
+    fn rows(&self) -> u32 {
+        *self.offsets.last().unwrap_or(&0)
+    }
+
+    fn push(&mut self, batch: RecordBatch) {
+        self.bytes += batch.get_array_memory_size();
+        self.offsets.push(self.rows() + batch.num_rows() as u32);
+        self.batches.push(batch);
+    }
+
+    fn row(&self, id: u32) -> (&RecordBatch, usize) {
+        let (batch, row) = locate(&self.offsets, id);
+        (&self.batches[batch], row)
+    }
+
+    /// Per column, its arrays in every batch, then one NULL.
+    fn columns(&self) -> Vec<Vec<ArrayRef>> {
+        (0..self.schema.fields().len())
+            .map(|c| {
+                let mut arrays: Vec<ArrayRef> =
+                    self.batches.iter().map(|b| b.column(c).clone()).collect();
+                arrays.push(new_null_array(self.schema.field(c).data_type(), 1));
+                arrays
+            })
+            .collect()
+    }
+
+    fn interleave(&self, indices: &[(usize, usize)]) -> Result<Vec<ArrayRef>> {
+        self.columns()
+            .iter()
+            .map(|arrays| {
+                let arrays: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+                interleave(&arrays, indices)
+                    .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))
+            })
+            .collect()
+    }
+
+    /// Replaces the rows by those at `indices`, in that order.
+    fn replace(&mut self, indices: &[(usize, usize)]) -> Result<()> {
+        let columns = self.interleave(indices)?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::Invalid(format!("ASOF JOIN right rows: {e}")))?;
+        self.batches.clear();
+        self.offsets = vec![0];
+        self.bytes = 0;
+        self.push(batch);
+        Ok(())
+    }
+
+    /// The columns of rows `ids` (NULLs where `None`).
+    fn gather(&self, ids: &[Option<u32>]) -> Result<Vec<ArrayRef>> {
+        let null = (self.batches.len(), 0);
+        let indices: Vec<(usize, usize)> = ids
+            .iter()
+            .map(|id| id.map_or(null, |id| locate(&self.offsets, id)))
+            .collect();
+        self.interleave(&indices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+
+    /// Compacting after every right batch (no slack) keeps every answer:
+    /// the ids of held rows are rewritten, winners from whole batches too.
+    #[test]
+    fn compaction_keeps_the_winners() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n) as i64
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("t", DataType::Int64, true),
+            Field::new("id", DataType::Int64, false),
+        ]));
+        for op in [MatchOp::GtEq, MatchOp::Gt, MatchOp::LtEq, MatchOp::Lt] {
+            let left: Vec<(i64, i64)> = (0..2000).map(|_| (next(7), next(500))).collect();
+            // Right rows in time order (whole batches held) then shuffled.
+            let mut right: Vec<(i64, i64)> = (0..3000).map(|i| (next(7), i / 6)).collect();
+            right.extend((0..3000).map(|_| (next(7), next(500))));
+            let lk = Arc::new(Int64Array::from_iter_values(left.iter().map(|l| l.0))) as ArrayRef;
+            let lt = Arc::new(Int64Array::from_iter_values(left.iter().map(|l| l.1))) as ArrayRef;
+            let mut sweep =
+                LeftSweep::new(op, &[vec![lk]], &[lt], None, schema.clone()).expect("left");
+            sweep.slack = 0;
+            sweep.chunk_rows = 100;
+            for (c, chunk) in right.chunks(37).enumerate() {
+                let k =
+                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.0))) as ArrayRef;
+                let t =
+                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.1))) as ArrayRef;
+                let id = Int64Array::from_iter_values(
+                    (0..chunk.len() as i64).map(|i| c as i64 * 37 + i),
+                );
+                let batch =
+                    RecordBatch::try_new(schema.clone(), vec![k.clone(), t.clone(), Arc::new(id)])
+                        .expect("batch");
+                sweep.push(&batch, &[k], &t).expect("push");
+            }
+            sweep.finish().expect("finish");
+            let found = sweep.matches(0, left.len());
+            let ids = sweep.take(&found).expect("take");
+            let ids = ids[2].as_primitive::<Int64Type>();
+            for (i, (k, t)) in left.iter().enumerate() {
+                // Nearest value; among ties the last by all columns (the id).
+                let want = right
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        r.0 == *k
+                            && match op {
+                                MatchOp::GtEq => *t >= r.1,
+                                MatchOp::Gt => *t > r.1,
+                                MatchOp::LtEq => *t <= r.1,
+                                MatchOp::Lt => *t < r.1,
+                            }
+                    })
+                    .max_by_key(|(id, r)| {
+                        let near = if op.is_backward() { r.1 } else { -r.1 };
+                        (near, *id)
+                    })
+                    .map(|(id, _)| id as i64);
+                assert_eq!(
+                    ids.is_valid(i).then(|| ids.value(i)),
+                    want,
+                    "{op:?}, left row {i}"
+                );
+            }
+        }
+    }
+}
