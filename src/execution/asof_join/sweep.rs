@@ -164,19 +164,34 @@ impl LeftSweep {
         }
         let groups = self.groups.find(keys, n)?;
         let values = ordered_i64(matches)?;
+        // Only rows with a left key and a match value wait in the chunk: with
+        // few labels that is a small part of the right side.
+        let rows: Vec<u32> = (0..n as u32)
+            .filter(|&i| groups[i as usize].is_some() && values.get(i as usize).is_some())
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ties = match self.ingest {
+            Some(c) => Some(ingest_order(batch, c)?),
+            None => None,
+        };
         let chunk = &mut self.chunk;
-        for (i, group) in groups.into_iter().enumerate() {
-            let value = values.get(i);
-            chunk.groups.push(match (group, value) {
-                (Some(group), Some(_)) => group,
-                _ => NONE,
-            });
-            chunk.values.push(value.unwrap_or_default());
+        for &i in &rows {
+            let i = i as usize;
+            chunk.groups.push(groups[i].unwrap_or(NONE));
+            chunk.values.push(values.get(i).unwrap_or_default());
+            if let Some(ties) = &ties {
+                chunk.ties.push(ties[i]);
+            }
         }
-        if let Some(c) = self.ingest {
-            chunk.ties.extend(ingest_order(batch, c)?);
-        }
-        chunk.push(batch.clone());
+        let batch = if rows.len() == n {
+            batch.clone()
+        } else {
+            take_record_batch(batch, &UInt32Array::from(rows))
+                .map_err(|e| Error::Invalid(format!("ASOF JOIN: right rows: {e}")))?
+        };
+        chunk.push(batch);
         if chunk.rows() >= self.chunk_rows {
             self.sweep_chunk()?;
         }
@@ -397,7 +412,7 @@ struct Chunk {
     batches: Vec<RecordBatch>,
     /// Chunk row of each batch's first row, and the total last.
     offsets: Vec<u32>,
-    /// Per row, its left key group (`NONE`: no such key, or a NULL value).
+    /// Per row, its left key group.
     groups: Vec<u32>,
     values: Vec<i64>,
     /// Per row, its ingestion order; empty without one.
