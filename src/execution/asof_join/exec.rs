@@ -339,17 +339,9 @@ impl BuildSide {
                 .iter()
                 .map(|b| evaluate(&probe.keys, b))
                 .collect::<DFResult<Vec<_>>>()?;
-            let matches = head
-                .iter()
-                .map(|b| probe.matches.evaluate(b)?.into_array(b.num_rows()))
-                .collect::<DFResult<Vec<_>>>()?;
+            let matches = evaluate_each(&probe.matches, &head)?;
             let bounds = match &probe.max_age {
-                Some((expr, strict)) => Some((
-                    head.iter()
-                        .map(|b| expr.evaluate(b)?.into_array(b.num_rows()))
-                        .collect::<DFResult<Vec<_>>>()?,
-                    *strict,
-                )),
+                Some((expr, strict)) => Some((evaluate_each(expr, &head)?, *strict)),
                 None => None,
             };
             LeftSweep::new(probe.op, &keys, &matches, bounds, right.schema())?
@@ -425,10 +417,7 @@ impl BuildSide {
             .iter()
             .map(|b| evaluate(&self.keys, b))
             .collect::<DFResult<Vec<_>>>()?;
-        let matches = batches
-            .iter()
-            .map(|b| self.matches.evaluate(b)?.into_array(b.num_rows()))
-            .collect::<DFResult<Vec<_>>>()?;
+        let matches = evaluate_each(&self.matches, &batches)?;
         let index = RightIndex::build(&schema, batches, &keys, &matches)?;
         reservation.try_resize(held + index.size()).map_err(|e| {
             e.context("ASOF JOIN: the right side of a partition does not fit in memory")
@@ -512,6 +501,14 @@ async fn read_left(
             return Ok((head, Some(left.boxed())));
         }
     }
+}
+
+/// One expression over each of `batches`.
+fn evaluate_each(expr: &PhysicalExprRef, batches: &[RecordBatch]) -> DFResult<Vec<ArrayRef>> {
+    batches
+        .iter()
+        .map(|b| expr.evaluate(b)?.into_array(b.num_rows()))
+        .collect()
 }
 
 fn evaluate(exprs: &[PhysicalExprRef], batch: &RecordBatch) -> DFResult<Vec<ArrayRef>> {
