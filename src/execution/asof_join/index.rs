@@ -5,13 +5,13 @@
 //! The strategy for a left side too large to hold; otherwise
 //! [`super::LeftSweep`] streams the right side instead of keeping it.
 
-use arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
-use arrow::compute::interleave;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 
-use super::groups::{Grouped, KeyGroups, batch_offsets, locate};
+use super::groups::{Grouped, KeyGroups};
+use super::rows::BatchRows;
 use super::tie_break::TieBreak;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::planning::MatchOp;
 
 /// The indexed right side of one partition.
@@ -20,11 +20,7 @@ use crate::planning::MatchOp;
 /// row id counts rows across the batches in arrival order.
 #[derive(Debug)]
 pub struct RightIndex {
-    /// Per right column: its array in every batch, then one NULL (what a
-    /// left row without a match takes).
-    columns: Vec<Vec<ArrayRef>>,
-    /// Row id of each batch's first row, and the total last.
-    offsets: Vec<u32>,
+    rows: BatchRows,
     groups: KeyGroups,
     /// Right row ids grouped by key, each group by (match value, tie-break).
     grouped: Grouped,
@@ -42,10 +38,10 @@ impl RightIndex {
         matches: &[ArrayRef],
     ) -> Result<Self> {
         let mut groups = KeyGroups::for_keys(keys)?;
-        let offsets = batch_offsets(batches.iter().map(RecordBatch::num_rows))?;
-        let mut grouped = Grouped::build(&mut groups, keys, matches, &offsets)?;
+        let rows = BatchRows::from_batches(schema.clone(), batches)?;
+        let mut grouped = Grouped::build(&mut groups, keys, matches, rows.offsets())?;
         // Rows tied on the value: the tie-break decides their order.
-        let tie = TieBreak::new(&batches, &offsets)?;
+        let tie = TieBreak::new(rows.batches(), rows.offsets())?;
         for g in 0..groups.len() as u32 {
             let range = grouped.range(g);
             let (order, values) = (&mut grouped.order[range.clone()], &grouped.values[range]);
@@ -58,23 +54,9 @@ impl RightIndex {
                 run = end;
             }
         }
-        let bytes = batches
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum::<usize>()
-            + grouped.memory_bytes()
-            + groups.memory_bytes();
-        let columns = (0..schema.fields().len())
-            .map(|c| {
-                let mut arrays: Vec<ArrayRef> =
-                    batches.iter().map(|b| b.column(c).clone()).collect();
-                arrays.push(new_null_array(schema.field(c).data_type(), 1));
-                arrays
-            })
-            .collect();
+        let bytes = rows.bytes() + grouped.memory_bytes() + groups.memory_bytes();
         Ok(RightIndex {
-            columns,
-            offsets,
+            rows,
             groups,
             grouped,
             bytes,
@@ -84,10 +66,6 @@ impl RightIndex {
     /// Heap size, for memory accounting.
     pub fn size(&self) -> usize {
         self.bytes
-    }
-
-    pub fn matchable_rows(&self) -> usize {
-        self.grouped.order.len()
     }
 
     /// The group of each of `rows` left rows' key (`keys`: the left key columns).
@@ -132,21 +110,6 @@ impl RightIndex {
 
     /// The right columns of the rows `matches` (NULLs where `None`).
     pub fn take(&self, matches: &[Option<u32>]) -> Result<Vec<ArrayRef>> {
-        let null = (self.offsets.len() - 1, 0);
-        let indices: Vec<(usize, usize)> = matches
-            .iter()
-            .map(|m| match m {
-                Some(id) => locate(&self.offsets, *id),
-                None => null,
-            })
-            .collect();
-        self.columns
-            .iter()
-            .map(|arrays| {
-                let arrays: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-                interleave(&arrays, &indices)
-                    .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))
-            })
-            .collect()
+        self.rows.gather(matches)
     }
 }

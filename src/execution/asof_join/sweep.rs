@@ -29,11 +29,12 @@
 
 use std::cmp::Ordering;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array, new_null_array};
-use arrow::compute::{interleave, take_record_batch};
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 
 use super::groups::{Grouped, KeyGroups, batch_offsets, locate};
+use super::rows::BatchRows;
 use super::tie_break::{cmp_rows, ingest_order, ingest_order_column};
 use super::values::ordered_i64;
 use crate::error::{Error, Result};
@@ -79,7 +80,8 @@ pub struct LeftSweep {
     best: Vec<Best>,
     /// Buckets holding a row.
     live: usize,
-    retained: Retained,
+    /// Right rows that won a bucket when they arrived (some since beaten).
+    retained: BatchRows,
     /// The right side's ingestion order column, if it has one.
     ingest: Option<usize>,
     /// Superseded rows held before a compaction, beyond one per live row.
@@ -132,9 +134,9 @@ impl LeftSweep {
             best,
             live: 0,
             ingest: ingest_order_column(&right_schema),
-            retained: Retained::new(right_schema),
+            retained: BatchRows::new(right_schema.clone()),
             slack: SLACK_ROWS,
-            chunk: Chunk::default(),
+            chunk: Chunk::new(right_schema),
             chunk_rows: CHUNK_ROWS,
             fixed_bytes,
         })
@@ -142,7 +144,7 @@ impl LeftSweep {
 
     /// Heap size, for memory accounting.
     pub fn size(&self) -> usize {
-        self.fixed_bytes + self.retained.bytes + self.chunk.bytes()
+        self.fixed_bytes + self.retained.bytes() + self.chunk.bytes()
     }
 
     /// Whether no right row can match (no left row has a key and value).
@@ -166,10 +168,12 @@ impl LeftSweep {
         let values = ordered_i64(matches)?;
         // Only rows with a left key and a match value wait in the chunk: with
         // few labels that is a small part of the right side.
-        let rows: Vec<u32> = (0..n as u32)
-            .filter(|&i| groups[i as usize].is_some() && values.get(i as usize).is_some())
+        let usable: Vec<(u32, u32, i64)> = groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, group)| Some((i as u32, (*group)?, values.get(i)?)))
             .collect();
-        if rows.is_empty() {
+        if usable.is_empty() {
             return Ok(());
         }
         let ties = match self.ingest {
@@ -177,21 +181,21 @@ impl LeftSweep {
             None => None,
         };
         let chunk = &mut self.chunk;
-        for &i in &rows {
-            let i = i as usize;
-            chunk.groups.push(groups[i].unwrap_or(NONE));
-            chunk.values.push(values.get(i).unwrap_or_default());
+        for &(i, group, value) in &usable {
+            chunk.groups.push(group);
+            chunk.values.push(value);
             if let Some(ties) = &ties {
-                chunk.ties.push(ties[i]);
+                chunk.ties.push(ties[i as usize]);
             }
         }
-        let batch = if rows.len() == n {
+        let batch = if usable.len() == n {
             batch.clone()
         } else {
-            take_record_batch(batch, &UInt32Array::from(rows))
+            let rows = UInt32Array::from_iter_values(usable.iter().map(|u| u.0));
+            take_record_batch(batch, &rows)
                 .map_err(|e| Error::Invalid(format!("ASOF JOIN: right rows: {e}")))?
         };
-        chunk.push(batch);
+        chunk.rows.push(batch);
         if chunk.rows() >= self.chunk_rows {
             self.sweep_chunk()?;
         }
@@ -207,7 +211,8 @@ impl LeftSweep {
     /// order of visits does not change the result: a bucket's winner is
     /// decided by value and tie-break alone.
     fn sweep_chunk(&mut self) -> Result<()> {
-        let chunk = std::mem::take(&mut self.chunk);
+        let fresh = Chunk::new(self.chunk.rows.schema());
+        let chunk = std::mem::replace(&mut self.chunk, fresh);
         let n = chunk.rows() as usize;
         if n == 0 {
             return Ok(());
@@ -215,7 +220,7 @@ impl LeftSweep {
         // Chunk rows by key group (a counting sort), as (value, row) pairs.
         let groups = self.groups.len();
         let mut starts = vec![0u32; groups + 1];
-        for &g in chunk.groups.iter().filter(|g| **g != NONE) {
+        for &g in &chunk.groups {
             starts[g as usize + 1] += 1;
         }
         for g in 1..starts.len() {
@@ -224,11 +229,9 @@ impl LeftSweep {
         let mut cursor = starts.clone();
         let mut sorted = vec![(0i64, 0u32); starts[groups] as usize];
         for (row, &g) in chunk.groups.iter().enumerate() {
-            if g != NONE {
-                let slot = &mut cursor[g as usize];
-                sorted[*slot as usize] = (chunk.values[row], row as u32);
-                *slot += 1;
-            }
+            let slot = &mut cursor[g as usize];
+            sorted[*slot as usize] = (chunk.values[row], row as u32);
+            *slot += 1;
         }
         drop(cursor);
         let mut touched: Vec<u32> = Vec::new();
@@ -268,8 +271,9 @@ impl LeftSweep {
             }
         }
         let mut new_id = vec![NONE; n];
-        for (b, batch) in chunk.batches.iter().enumerate() {
-            let (lo, hi) = (chunk.offsets[b], chunk.offsets[b + 1]);
+        let offsets = chunk.rows.offsets();
+        for (b, batch) in chunk.rows.batches().iter().enumerate() {
+            let (lo, hi) = (offsets[b], offsets[b + 1]);
             let kept: Vec<u32> = (lo..hi).filter(|&r| wins[r as usize]).collect();
             if kept.is_empty() {
                 continue;
@@ -334,7 +338,7 @@ impl LeftSweep {
     fn compact(&mut self) -> Result<()> {
         let mut indices = Vec::with_capacity(self.live);
         for best in self.best.iter_mut().filter(|b| b.row != NONE) {
-            indices.push(locate(&self.retained.offsets, best.row));
+            indices.push(locate(self.retained.offsets(), best.row));
             best.row = (indices.len() - 1) as u32;
         }
         self.retained.replace(&indices)
@@ -405,13 +409,9 @@ fn bucket(op: MatchOp, left: &[i64], value: i64) -> Option<usize> {
     (pos < left.len()).then_some(pos)
 }
 
-/// Right rows waiting to be swept, in arrival order; a chunk row counts rows
-/// across its batches.
-#[derive(Default)]
+/// Right rows waiting to be swept, in arrival order.
 struct Chunk {
-    batches: Vec<RecordBatch>,
-    /// Chunk row of each batch's first row, and the total last.
-    offsets: Vec<u32>,
+    rows: BatchRows,
     /// Per row, its left key group.
     groups: Vec<u32>,
     values: Vec<i64>,
@@ -420,112 +420,27 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn rows(&self) -> u32 {
-        self.offsets.last().copied().unwrap_or(0)
+    fn new(schema: SchemaRef) -> Self {
+        Chunk {
+            rows: BatchRows::new(schema),
+            groups: Vec::new(),
+            values: Vec::new(),
+            ties: Vec::new(),
+        }
     }
 
-    fn push(&mut self, batch: RecordBatch) {
-        let rows = self.rows();
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
-        self.offsets.push(rows + batch.num_rows() as u32);
-        self.batches.push(batch);
+    fn rows(&self) -> u32 {
+        self.rows.rows()
     }
 
     fn row(&self, row: u32) -> (&RecordBatch, usize) {
-        let (batch, row) = locate(&self.offsets, row);
-        (&self.batches[batch], row)
+        self.rows.row(row)
     }
 
     fn bytes(&self) -> usize {
-        self.batches
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum::<usize>()
+        self.rows.bytes()
             + self.groups.capacity() * 4
             + (self.values.capacity() + self.ties.capacity()) * 8
-    }
-}
-
-/// Right rows that won a bucket when they arrived, in the batches they were
-/// kept in; a row id counts rows across them.
-struct Retained {
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    /// Row id of each batch's first row, and the total last.
-    offsets: Vec<u32>,
-    bytes: usize,
-}
-
-impl Retained {
-    fn new(schema: SchemaRef) -> Self {
-        Retained {
-            schema,
-            batches: Vec::new(),
-            offsets: vec![0],
-            bytes: 0,
-        }
-    }
-
-    fn rows(&self) -> u32 {
-        *self.offsets.last().unwrap_or(&0)
-    }
-
-    fn push(&mut self, batch: RecordBatch) {
-        self.bytes += batch.get_array_memory_size();
-        self.offsets.push(self.rows() + batch.num_rows() as u32);
-        self.batches.push(batch);
-    }
-
-    fn row(&self, id: u32) -> (&RecordBatch, usize) {
-        let (batch, row) = locate(&self.offsets, id);
-        (&self.batches[batch], row)
-    }
-
-    /// Per column, its arrays in every batch, then one NULL.
-    fn columns(&self) -> Vec<Vec<ArrayRef>> {
-        (0..self.schema.fields().len())
-            .map(|c| {
-                let mut arrays: Vec<ArrayRef> =
-                    self.batches.iter().map(|b| b.column(c).clone()).collect();
-                arrays.push(new_null_array(self.schema.field(c).data_type(), 1));
-                arrays
-            })
-            .collect()
-    }
-
-    fn interleave(&self, indices: &[(usize, usize)]) -> Result<Vec<ArrayRef>> {
-        self.columns()
-            .iter()
-            .map(|arrays| {
-                let arrays: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-                interleave(&arrays, indices)
-                    .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))
-            })
-            .collect()
-    }
-
-    /// Replaces the rows by those at `indices`, in that order.
-    fn replace(&mut self, indices: &[(usize, usize)]) -> Result<()> {
-        let columns = self.interleave(indices)?;
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| Error::Invalid(format!("ASOF JOIN right rows: {e}")))?;
-        self.batches.clear();
-        self.offsets = vec![0];
-        self.bytes = 0;
-        self.push(batch);
-        Ok(())
-    }
-
-    /// The columns of rows `ids` (NULLs where `None`).
-    fn gather(&self, ids: &[Option<u32>]) -> Result<Vec<ArrayRef>> {
-        let null = (self.batches.len(), 0);
-        let indices: Vec<(usize, usize)> = ids
-            .iter()
-            .map(|id| id.map_or(null, |id| locate(&self.offsets, id)))
-            .collect();
-        self.interleave(&indices)
     }
 }
 
@@ -533,7 +448,7 @@ impl Retained {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{AsArray, Int64Array};
+    use arrow::array::{Array, AsArray, Int64Array};
     use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 
     use super::*;
