@@ -1,6 +1,6 @@
 """ASOF JOIN peer comparison: pitlake vs DuckDB vs Polars on the same Parquet files.
 
-    python3 benches/asof_peers.py [--sizes S,probe,chain] [--threads 2]
+    python3 benches/asof_peers.py [--sizes S,S-clustered,probe-1,probe-64,probe-4096,chain,M] [--threads 2]
 
 Creates a venv with the pinned peers (benches/requirements.txt) on first use,
 builds pitlake's bench binary in release mode, generates the data, runs each
@@ -23,9 +23,9 @@ SIZES = {
     "S": (1_000_000, 10_000_000, 100_000, 1, "time"),
     "S-clustered": (1_000_000, 10_000_000, 100_000, 1, "key"),
     "M": (5_000_000, 50_000_000, 1_000_000, 1, "time"),
-    "probe-1": (1, 10_000_000, 100_000, 1, "time"),
-    "probe-64": (64, 10_000_000, 100_000, 1, "time"),
-    "probe-4096": (4096, 10_000_000, 100_000, 1, "time"),
+    "probe-1": (1, 50_000_000, 1_000_000, 1, "time"),
+    "probe-64": (64, 50_000_000, 1_000_000, 1, "time"),
+    "probe-4096": (4096, 50_000_000, 1_000_000, 1, "time"),
     "chain": (1_000_000, 10_000_000, 100_000, 4, "time"),
 }
 
@@ -41,11 +41,22 @@ def ensure_venv():
     return python
 
 
-def generate(python, out, labels, features, keys, order):
+def generate(python, out, labels, features, keys, order, shared=None):
+    """Writes features.parquet and labels.parquet into `out`. With `shared`, a
+    directory holding the same features, links them and draws only labels."""
+    if shared is not None:
+        (out / "features.parquet").symlink_to(shared / "features.parquet")
     script = f"""
 import numpy as np, pyarrow as pa, pyarrow.parquet as pq
 rng = np.random.default_rng(42)
 span = 10**12
+if {shared is not None}:
+    rng = np.random.default_rng(43)
+    lk = rng.integers(0, {keys}, {labels}, dtype=np.int64)
+    lts = rng.integers(0, span, {labels}, dtype=np.int64)
+    pq.write_table(pa.table({{"k": lk, "ts": pa.array(lts, pa.timestamp("us")), "label": rng.integers(0, 2, {labels})}}),
+        "{out}/labels.parquet", row_group_size=1_000_000)
+    raise SystemExit(0)
 k = rng.integers(0, {keys}, {features}, dtype=np.int64)
 ts = rng.integers(0, span, {features}, dtype=np.int64)
 # Unique (k, ts) on the right: ties would let engines pick different rows.
@@ -134,8 +145,11 @@ def main():
         data = Path(args.data) / f"{labels}x{features}-{keys}-{order}"
         if not (data / "labels.parquet").exists():
             data.mkdir(parents=True, exist_ok=True)
+            # Sizes with the same feature rows share one file.
+            shared = next((d for d in Path(args.data).glob(f"*x{features}-{keys}-{order}")
+                           if d != data and (d / "features.parquet").exists()), None)
             print(f"generating {size} in {data} ...", flush=True)
-            generate(python, data, labels, features, keys, order)
+            generate(python, data, labels, features, keys, order, shared)
         files = [str(data / "labels.parquet"), str(data / "features.parquet"), str(joins), args.threads]
         results = [
             run([str(binary), *files]),

@@ -302,3 +302,62 @@ async fn right_side_over_the_memory_limit_fails_cleanly() {
         "{text}"
     );
 }
+
+/// A partition whose labels have no key on the right (here: no labels at
+/// all) closes its share of the repartitioned right side instead of leaving
+/// it to buffer: one label against a right side many times the memory limit
+/// runs, with spilling disabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_without_labels_do_not_buffer_the_right_side() {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(2 << 20, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .expect("runtime");
+    let ctx = pitlake::session::new_context_with_runtime(
+        SessionConfig::new().with_target_partitions(4),
+        runtime,
+    );
+    let label = Row {
+        id: 0,
+        key: Some(3),
+        t: Some(500_000),
+    };
+    let mut rng = Rng(11);
+    let right = rows(&mut rng, 600_000, 100, 1_000_000, 1_000_000);
+    ctx.register_table("l", Arc::new(table(&[label], "l_id", 1, 1, false)))
+        .expect("l");
+    ctx.register_table("r", Arc::new(table(&right, "r_id", 4096, 2, false)))
+        .expect("r");
+    let joined = asof_join(
+        ctx.table("l").await.expect("l"),
+        ctx.table("r").await.expect("r"),
+        AsOfJoinSpec {
+            on: vec![("k".into(), "k".into())],
+            left_match: "t".into(),
+            op: MatchOp::GtEq,
+            right_match: "t".into(),
+            max_age: None,
+        },
+    )
+    .expect("plan");
+    let batches = joined.collect().await.expect("one label fits");
+    let expected = reference(&[label], &right, MatchOp::GtEq, None)[&0];
+    assert!(expected.is_some(), "the label has a match");
+    let got: Vec<Option<i64>> = batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b
+                .column_by_name("r_id")
+                .expect("r_id")
+                .as_primitive::<Int64Type>();
+            (0..b.num_rows())
+                .map(|i| ids.is_valid(i).then(|| ids.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(got, vec![expected]);
+}

@@ -352,7 +352,14 @@ impl BuildSide {
         reservation
             .try_resize(held + sweep.size())
             .map_err(too_big)?;
-        // A left side no row of which can match does not read the right.
+        // A left side no row of which can match does not read the right. A
+        // repartitioned input hands its channel to a partition on first poll
+        // and buffers for it until then: poll once, so dropping the stream
+        // closes the channel instead of leaving it to fill with rows nobody
+        // reads (the whole right side of a partition without labels).
+        if sweep.is_empty() {
+            let _ = futures::FutureExt::now_or_never(right.next());
+        }
         while !sweep.is_empty() {
             let Some(batch) = right.next().await else {
                 break;
