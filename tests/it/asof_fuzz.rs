@@ -361,3 +361,130 @@ async fn partitions_without_labels_do_not_buffer_the_right_side() {
         .collect();
     assert_eq!(got, vec![expected]);
 }
+
+/// Row groups of a Parquet right side pruned by their statistics, summed
+/// over the plan.
+fn row_groups_pruned(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> usize {
+    use datafusion::physical_plan::metrics::MetricValue;
+    let own: usize = plan
+        .metrics()
+        .map(|set| {
+            set.iter()
+                .map(|m| match m.value() {
+                    MetricValue::PruningMetrics {
+                        name,
+                        pruning_metrics,
+                    } if name.as_ref() == "row_groups_pruned_statistics" => {
+                        pruning_metrics.pruned()
+                    }
+                    _ => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    own + plan
+        .children()
+        .into_iter()
+        .map(row_groups_pruned)
+        .sum::<usize>()
+}
+
+/// Once the labels are read, the join filters its right input by their keys
+/// and reach (and maximum age): a Parquet right side in time order skips row
+/// groups no label can match, and every answer stays the reference's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn right_filter_prunes_row_groups_without_changing_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = Rng(23);
+    let mut right = rows(&mut rng, 20_000, 50, 100_000, 1_000_000);
+    // Time order, as appends land; NULL times last.
+    right.sort_by_key(|r| (r.t.is_none(), r.t));
+    let path = dir.path().join("right.parquet");
+    {
+        let batch = table(&right, "r_id", right.len(), 1, false);
+        let batches = datafusion::prelude::SessionContext::new()
+            .read_table(Arc::new(batch))
+            .expect("read")
+            .collect()
+            .await
+            .expect("batches");
+        let file = std::fs::File::create(&path).expect("create");
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(500))
+            .build();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), Some(props))
+                .expect("writer");
+        for b in &batches {
+            writer.write(b).expect("write");
+        }
+        writer.close().expect("close");
+    }
+    let cases = [
+        // Labels early in time: a backward join needs only the first groups.
+        (MatchOp::GtEq, None, 0..20_000),
+        (MatchOp::Gt, Some((5_000, false)), 40_000..60_000),
+        // Labels late in time: a forward join needs only the last groups.
+        (MatchOp::LtEq, None, 80_000..100_000),
+        (MatchOp::Lt, Some((5_000, true)), 30_000..50_000),
+    ];
+    for (case, (op, max_age, window)) in cases.into_iter().enumerate() {
+        let mut labels = rows(&mut rng, 40, 50, window.end - window.start, 0);
+        for l in &mut labels {
+            l.t = l.t.map(|t| t + window.start as i64);
+        }
+        for partitions in [1, 3] {
+            let ctx = new_context(SessionConfig::new().with_target_partitions(partitions));
+            ctx.register_table("l", Arc::new(table(&labels, "l_id", 7, 2, false)))
+                .expect("l");
+            ctx.register_parquet("r", path.to_str().expect("path"), Default::default())
+                .await
+                .expect("r");
+            let bound = max_age.map(|(d, strict)| {
+                let e = if op.is_backward() {
+                    col("l.t") - lit(d)
+                } else {
+                    col("l.t") + lit(d)
+                };
+                (e, strict)
+            });
+            let joined = asof_join(
+                ctx.table("l").await.expect("l"),
+                ctx.table("r").await.expect("r"),
+                AsOfJoinSpec {
+                    on: vec![("k".into(), "k".into())],
+                    left_match: "t".into(),
+                    op,
+                    right_match: "t".into(),
+                    max_age: bound,
+                },
+            )
+            .expect("plan");
+            let plan = joined.create_physical_plan().await.expect("physical");
+            let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
+                .await
+                .expect("runs");
+            let expected = reference(&labels, &right, op, max_age);
+            let mut got: HashMap<i64, Option<i64>> = HashMap::new();
+            for b in &batches {
+                let l_id = b
+                    .column_by_name("l_id")
+                    .expect("l_id")
+                    .as_primitive::<Int64Type>();
+                let r_id = b
+                    .column_by_name("r_id")
+                    .expect("r_id")
+                    .as_primitive::<Int64Type>();
+                for i in 0..b.num_rows() {
+                    got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
+                }
+            }
+            assert_eq!(got, expected, "case {case}, {partitions} partitions");
+            let pruned = row_groups_pruned(&plan);
+            assert!(
+                pruned >= 20,
+                "case {case}, {partitions} partitions: {pruned} of 40 row groups pruned"
+            );
+        }
+    }
+}

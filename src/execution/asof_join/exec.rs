@@ -28,6 +28,10 @@
 //!   per key group (linear when already in order), a hash lookup and a binary
 //!   search in the right per left row. Too large → ResourcesExhausted.
 //!
+//! Before either strategy reads the right side, the partitions' held left
+//! sides set a filter pushed into the right input (`right_filter`): the
+//! labels' keys and reach, so a scan skips row groups no label can match.
+//!
 //! Example, backward (`l.ts >= r.ts`) on key `k`:
 //!
 //! ```text
@@ -36,16 +40,22 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::Statistics;
+use datafusion::common::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExprRef};
+use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildFilterDescription, ChildPushdownResult, FilterDescription, FilterPushdownPhase,
+    FilterPushdownPropagation,
+};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
 };
@@ -58,6 +68,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use super::index::RightIndex;
+use super::right_filter::{LeftSpan, RightFilter};
 use super::sweep::LeftSweep;
 use super::values::ordered_i64;
 use crate::options::{AsOfJoinStrategy, PitlakeOptions};
@@ -79,6 +90,10 @@ pub struct AsOfJoinExec {
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// The filter pushed into the right input (see `right_filter`), and the
+    /// partitions' reports that set it, shared by this plan's partitions.
+    right_filter: Option<Arc<DynamicFilterPhysicalExpr>>,
+    reports: OnceLock<Arc<RightFilter>>,
 }
 
 impl AsOfJoinExec {
@@ -112,7 +127,31 @@ impl AsOfJoinExec {
             schema,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
+            right_filter: None,
+            reports: OnceLock::new(),
         }
+    }
+
+    fn with_right_filter(mut self, filter: Option<Arc<DynamicFilterPhysicalExpr>>) -> Self {
+        self.right_filter = filter;
+        self
+    }
+
+    /// The partitions' shared reports, when a scan below uses the filter.
+    fn right_filter_reports(&self) -> Option<Arc<RightFilter>> {
+        let filter = self.right_filter.as_ref().filter(|f| f.is_used())?;
+        let reports = self.reports.get_or_init(|| {
+            Arc::new(RightFilter::new(
+                filter.clone(),
+                self.right_keys.clone(),
+                self.right_match.clone(),
+                self.op,
+                self.max_age.as_ref().map(|(_, strict)| *strict),
+                self.right.schema(),
+                self.left.output_partitioning().partition_count(),
+            ))
+        });
+        Some(reports.clone())
     }
 }
 
@@ -179,17 +218,20 @@ impl ExecutionPlan for AsOfJoinExec {
         let [left, right]: [Arc<dyn ExecutionPlan>; 2] = children
             .try_into()
             .map_err(|_| DataFusionError::Internal("AsOfJoinExec has two children".into()))?;
-        Ok(Arc::new(AsOfJoinExec::new(
-            left,
-            right,
-            self.left_keys.clone(),
-            self.right_keys.clone(),
-            self.left_match.clone(),
-            self.op,
-            self.right_match.clone(),
-            self.max_age.clone(),
-            self.schema.clone(),
-        )))
+        Ok(Arc::new(
+            AsOfJoinExec::new(
+                left,
+                right,
+                self.left_keys.clone(),
+                self.right_keys.clone(),
+                self.left_match.clone(),
+                self.op,
+                self.right_match.clone(),
+                self.max_age.clone(),
+                self.schema.clone(),
+            )
+            .with_right_filter(self.right_filter.clone()),
+        ))
     }
 
     fn execute(
@@ -223,6 +265,7 @@ impl ExecutionPlan for AsOfJoinExec {
             .map(|rows| rows / rp.max(1));
         let reservation = MemoryConsumer::new(format!("AsOfJoinExec[{partition}]"))
             .register(context.memory_pool());
+        let right_filter = self.right_filter_reports();
         let right = self.right.execute(partition, context.clone())?;
         let left = self.left.execute(partition, context)?;
         let build = BuildSide {
@@ -252,10 +295,25 @@ impl ExecutionPlan for AsOfJoinExec {
                     AsOfJoinStrategy::Sweep => true,
                     AsOfJoinStrategy::Auto => right_rows.is_none_or(|r| r >= head_rows),
                 };
-            if sweep {
+            // The held left side, evaluated once for the sweep and the filter.
+            let held = match rest.is_none() && (sweep || right_filter.is_some()) {
+                true => {
+                    let _timer = metrics.build_time.timer();
+                    Some(probe.evaluate_held(&head)?)
+                }
+                false => None,
+            };
+            if let Some(filter) = &right_filter {
+                let span = match &held {
+                    Some(held) => Some(held.span()?),
+                    None => None,
+                };
+                filter.report(span).await?;
+            }
+            if let (true, Some(held)) = (sweep, held) {
                 metrics.swept_partitions.add(1);
                 let out = build
-                    .sweep(&probe, head, right, reservation, metrics)
+                    .sweep(&probe, head, held, right, reservation, metrics)
                     .await?;
                 return Ok::<_, DataFusionError>(out);
             }
@@ -282,6 +340,62 @@ impl ExecutionPlan for AsOfJoinExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
+    }
+
+    /// Pushes the right-side filter (see `right_filter`) once the plan's
+    /// shape is final. Filters from above stay here: the right side is not
+    /// preserved, and the logical optimizer has pushed the left's already.
+    fn gather_filters_for_pushdown(
+        &self,
+        phase: FilterPushdownPhase,
+        parent_filters: Vec<Arc<dyn PhysicalExpr>>,
+        config: &ConfigOptions,
+    ) -> DFResult<FilterDescription> {
+        let left = ChildFilterDescription::all_unsupported(&parent_filters);
+        let mut right = ChildFilterDescription::all_unsupported(&parent_filters);
+        if phase == FilterPushdownPhase::Post
+            && config.optimizer.enable_join_dynamic_filter_pushdown
+        {
+            right = right.with_self_filter(Arc::new(RightFilter::expr(
+                &self.right_keys,
+                &self.right_match,
+            )));
+        }
+        Ok(FilterDescription::new().with_child(left).with_child(right))
+    }
+
+    fn handle_child_pushdown_result(
+        &self,
+        _phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> DFResult<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        let pushed = child_pushdown_result
+            .self_filters
+            .get(1)
+            .and_then(|filters| filters.first())
+            .map(|f| f.predicate.clone());
+        let mut result = FilterPushdownPropagation::if_all(child_pushdown_result);
+        let filter = pushed.and_then(|p| {
+            let any: Arc<dyn Any + Send + Sync> = p;
+            any.downcast::<DynamicFilterPhysicalExpr>().ok()
+        });
+        if let Some(filter) = filter {
+            let node = AsOfJoinExec::new(
+                self.left.clone(),
+                self.right.clone(),
+                self.left_keys.clone(),
+                self.right_keys.clone(),
+                self.left_match.clone(),
+                self.op,
+                self.right_match.clone(),
+                self.max_age.clone(),
+                self.schema.clone(),
+            )
+            .with_right_filter(Some(filter));
+            result = result.with_updated_node(Arc::new(node) as Arc<dyn ExecutionPlan>);
+        }
+        Ok(result)
     }
 
     fn partition_statistics(&self, _partition: Option<usize>) -> DFResult<Statistics> {
@@ -328,6 +442,7 @@ impl BuildSide {
         self,
         probe: &ProbeSide,
         head: Vec<RecordBatch>,
+        columns: HeldLeft,
         mut right: SendableRecordBatchStream,
         reservation: MemoryReservation,
         metrics: JoinMetrics,
@@ -335,16 +450,13 @@ impl BuildSide {
         let held = reservation.size();
         let mut sweep = {
             let _timer = metrics.build_time.timer();
-            let keys = head
-                .iter()
-                .map(|b| evaluate(&probe.keys, b))
-                .collect::<DFResult<Vec<_>>>()?;
-            let matches = evaluate_each(&probe.matches, &head)?;
-            let bounds = match &probe.max_age {
-                Some((expr, strict)) => Some((evaluate_each(expr, &head)?, *strict)),
-                None => None,
-            };
-            LeftSweep::new(probe.op, &keys, &matches, bounds, right.schema())?
+            LeftSweep::new(
+                probe.op,
+                &columns.keys,
+                &columns.matches,
+                columns.bounds,
+                right.schema(),
+            )?
         };
         let too_big = |e: DataFusionError| {
             e.context("ASOF JOIN: the left side of a partition and its matches do not fit in memory (raise the memory limit, or filter the left side)")
@@ -441,7 +553,39 @@ struct ProbeSide {
     schema: SchemaRef,
 }
 
+/// The join's expressions over every held left batch.
+struct HeldLeft {
+    keys: Vec<Vec<ArrayRef>>,
+    matches: Vec<ArrayRef>,
+    /// Maximum-age bounds, and whether they are strict.
+    bounds: Option<(Vec<ArrayRef>, bool)>,
+}
+
+impl HeldLeft {
+    fn span(&self) -> DFResult<LeftSpan> {
+        LeftSpan::of(
+            &self.keys,
+            &self.matches,
+            self.bounds.as_ref().map(|(b, _)| b.as_slice()),
+        )
+    }
+}
+
 impl ProbeSide {
+    fn evaluate_held(&self, head: &[RecordBatch]) -> DFResult<HeldLeft> {
+        Ok(HeldLeft {
+            keys: head
+                .iter()
+                .map(|b| evaluate(&self.keys, b))
+                .collect::<DFResult<_>>()?,
+            matches: evaluate_each(&self.matches, head)?,
+            bounds: match &self.max_age {
+                Some((expr, strict)) => Some((evaluate_each(expr, head)?, *strict)),
+                None => None,
+            },
+        })
+    }
+
     /// Joins one left batch against the partition's right index.
     fn join(
         &self,

@@ -1,0 +1,312 @@
+//! The filter an ASOF JOIN pushes into its right input once every partition
+//! has read its left side: right rows that no label can match are skipped by
+//! the scan (Parquet row groups and pages by their statistics), so a handful
+//! of labels, or labels from one week, do not pay for the whole history.
+//!
+//! No label can match a right row whose key lies outside the labels' keys,
+//! or whose match value lies beyond the labels' reach: after the latest label
+//! for a backward join (`l >= r`: `r <= max(l)`), before the earliest for a
+//! forward one. With a maximum age, nor can one older than every label's
+//! bound (`r >= min(l - age)`). Skipping such rows cannot change an answer:
+//! a skipped row is never a match, and ties are between equal values, which
+//! are skipped together.
+//!
+//! Each partition reports what its held left side spans; the last one to
+//! report publishes the filter, and all wait for it before reading the right
+//! side, so no scan opens a file with the filter still unset. A partition
+//! that could not hold its whole left side reports "anything": the filter
+//! stays `true`.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, ArrayRef};
+use arrow::compute::{SortOptions, sort_to_indices};
+use arrow::datatypes::Schema;
+use datafusion::common::ScalarValue;
+use datafusion::error::Result as DFResult;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{BinaryExpr, DynamicFilterPhysicalExpr, in_list, lit};
+use datafusion::physical_expr::{PhysicalExprRef, conjunction};
+
+use crate::planning::MatchOp;
+
+/// Distinct values of a single key up to which the filter lists them
+/// (`k IN (...)`, which row-group statistics and bloom filters can use);
+/// beyond it, only the key's range.
+const MAX_LISTED_KEYS: usize = 1024;
+
+/// What one partition's left side spans.
+#[derive(Debug, Clone, Default)]
+pub struct LeftSpan {
+    /// Per key column, the least and greatest value (None: no value).
+    keys: Vec<Option<(ScalarValue, ScalarValue)>>,
+    /// The distinct values of a single key column, while few.
+    listed: Option<HashSet<ScalarValue>>,
+    /// The least and greatest left match value.
+    matches: Option<(ScalarValue, ScalarValue)>,
+    /// The least and greatest maximum-age bound.
+    bounds: Option<(ScalarValue, ScalarValue)>,
+}
+
+impl LeftSpan {
+    /// What `keys`, `matches` and `bounds` (evaluated per left batch) span.
+    pub fn of(
+        keys: &[Vec<ArrayRef>],
+        matches: &[ArrayRef],
+        bounds: Option<&[ArrayRef]>,
+    ) -> DFResult<Self> {
+        let columns = keys.first().map_or(0, Vec::len);
+        let mut span = LeftSpan {
+            keys: Vec::with_capacity(columns),
+            listed: None,
+            matches: range(matches.iter())?,
+            bounds: match bounds {
+                Some(b) => range(b.iter())?,
+                None => None,
+            },
+        };
+        for c in 0..columns {
+            span.keys.push(range(keys.iter().map(|k| &k[c]))?);
+        }
+        let rows: usize = matches.iter().map(|m| m.len()).sum();
+        if columns == 1 && rows <= MAX_LISTED_KEYS * 64 {
+            let mut listed = HashSet::new();
+            'batches: for k in keys {
+                for i in 0..k[0].len() {
+                    if k[0].is_valid(i) {
+                        listed.insert(ScalarValue::try_from_array(&k[0], i)?);
+                        if listed.len() > MAX_LISTED_KEYS {
+                            listed.clear();
+                            break 'batches;
+                        }
+                    }
+                }
+            }
+            if listed.len() <= MAX_LISTED_KEYS && (rows == 0 || !listed.is_empty()) {
+                span.listed = Some(listed);
+            }
+        }
+        Ok(span)
+    }
+
+    fn merge(self, other: LeftSpan) -> LeftSpan {
+        let listed = match (self.listed, other.listed) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                (a.len() <= MAX_LISTED_KEYS).then_some(a)
+            }
+            _ => None,
+        };
+        let keys = if self.keys.is_empty() {
+            other.keys
+        } else if other.keys.is_empty() {
+            self.keys
+        } else {
+            self.keys
+                .into_iter()
+                .zip(other.keys)
+                .map(|(a, b)| widen(a, b))
+                .collect()
+        };
+        LeftSpan {
+            keys,
+            listed,
+            matches: widen(self.matches, other.matches),
+            bounds: widen(self.bounds, other.bounds),
+        }
+    }
+}
+
+/// The least and greatest non-null value over `arrays`.
+fn range<'a>(
+    arrays: impl Iterator<Item = &'a ArrayRef>,
+) -> DFResult<Option<(ScalarValue, ScalarValue)>> {
+    let mut out = None;
+    for a in arrays {
+        if a.null_count() == a.len() {
+            continue;
+        }
+        out = widen(out, Some((extreme(a, false)?, extreme(a, true)?)));
+    }
+    Ok(out)
+}
+
+/// The least (or greatest) non-null value of an array with one.
+fn extreme(array: &ArrayRef, greatest: bool) -> DFResult<ScalarValue> {
+    let options = SortOptions {
+        descending: greatest,
+        nulls_first: false,
+    };
+    let at = sort_to_indices(array, Some(options), Some(1))?;
+    ScalarValue::try_from_array(array, at.value(0) as usize)
+}
+
+fn widen(
+    a: Option<(ScalarValue, ScalarValue)>,
+    b: Option<(ScalarValue, ScalarValue)>,
+) -> Option<(ScalarValue, ScalarValue)> {
+    match (a, b) {
+        (Some((amin, amax)), Some((bmin, bmax))) => {
+            let min = if bmin.partial_cmp(&amin).is_some_and(|o| o.is_lt()) {
+                bmin
+            } else {
+                amin
+            };
+            let max = if bmax.partial_cmp(&amax).is_some_and(|o| o.is_gt()) {
+                bmax
+            } else {
+                amax
+            };
+            Some((min, max))
+        }
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The dynamic filter on the right input and the partitions' reports.
+#[derive(Debug)]
+pub struct RightFilter {
+    filter: Arc<DynamicFilterPhysicalExpr>,
+    /// Right key and match expressions, as the filter's children.
+    keys: Vec<PhysicalExprRef>,
+    matches: PhysicalExprRef,
+    op: MatchOp,
+    /// Whether the maximum-age bound is strict (None: no maximum age).
+    max_age_strict: Option<bool>,
+    right_schema: Arc<Schema>,
+    reports: Mutex<Reports>,
+    all_reported: tokio::sync::Barrier,
+}
+
+#[derive(Debug)]
+struct Reports {
+    waiting: usize,
+    /// What the partitions reported so far span.
+    span: Option<LeftSpan>,
+    /// A partition could not say (it did not hold its whole left side).
+    unbounded: bool,
+}
+
+impl RightFilter {
+    /// The expression to push into the right input: `true` until published.
+    pub fn expr(keys: &[PhysicalExprRef], matches: &PhysicalExprRef) -> DynamicFilterPhysicalExpr {
+        let mut children = keys.to_vec();
+        children.push(matches.clone());
+        DynamicFilterPhysicalExpr::new(children, lit(true))
+    }
+
+    pub fn new(
+        filter: Arc<DynamicFilterPhysicalExpr>,
+        keys: Vec<PhysicalExprRef>,
+        matches: PhysicalExprRef,
+        op: MatchOp,
+        max_age_strict: Option<bool>,
+        right_schema: Arc<Schema>,
+        partitions: usize,
+    ) -> Self {
+        RightFilter {
+            filter,
+            keys,
+            matches,
+            op,
+            max_age_strict,
+            right_schema,
+            reports: Mutex::new(Reports {
+                waiting: partitions,
+                span: None,
+                unbounded: false,
+            }),
+            all_reported: tokio::sync::Barrier::new(partitions),
+        }
+    }
+
+    /// Reports one partition's left side (None: not all of it held) and
+    /// waits until every partition has, and the filter is published.
+    pub async fn report(&self, span: Option<LeftSpan>) -> DFResult<()> {
+        let publish = {
+            let mut reports = self.reports.lock().expect("reports lock");
+            match span {
+                None => reports.unbounded = true,
+                Some(b) => {
+                    reports.span = Some(match reports.span.take() {
+                        Some(a) => a.merge(b),
+                        None => b,
+                    })
+                }
+            }
+            reports.waiting -= 1;
+            (reports.waiting == 0).then(|| (!reports.unbounded).then(|| reports.span.take()))
+        };
+        if let Some(bounded) = publish {
+            if let Some(span) = bounded {
+                self.filter.update(self.build(span.unwrap_or_default())?)?;
+            }
+            self.filter.mark_complete();
+        }
+        self.all_reported.wait().await;
+        Ok(())
+    }
+
+    /// The predicate on right rows that some label could match.
+    fn build(&self, span: LeftSpan) -> DFResult<PhysicalExprRef> {
+        let Some((min, max)) = span.matches else {
+            // No left row with a match value: nothing on the right can match.
+            return Ok(lit(false));
+        };
+        let mut parts: Vec<PhysicalExprRef> = Vec::new();
+        let (reach, reach_op) = match self.op {
+            MatchOp::GtEq => (max, Operator::LtEq),
+            MatchOp::Gt => (max, Operator::Lt),
+            MatchOp::LtEq => (min, Operator::GtEq),
+            MatchOp::Lt => (min, Operator::Gt),
+        };
+        self.compare(&mut parts, &self.matches, reach_op, reach)?;
+        if let (Some(strict), Some((lo, hi))) = (self.max_age_strict, span.bounds) {
+            let (bound, op) = match (self.op.is_backward(), strict) {
+                (true, false) => (lo, Operator::GtEq),
+                (true, true) => (lo, Operator::Gt),
+                (false, false) => (hi, Operator::LtEq),
+                (false, true) => (hi, Operator::Lt),
+            };
+            self.compare(&mut parts, &self.matches, op, bound)?;
+        }
+        for (expr, range) in self.keys.iter().zip(span.keys) {
+            let Some((lo, hi)) = range else {
+                return Ok(lit(false));
+            };
+            self.compare(&mut parts, expr, Operator::GtEq, lo)?;
+            self.compare(&mut parts, expr, Operator::LtEq, hi)?;
+        }
+        if let (Some(listed), [key]) = (span.listed, self.keys.as_slice()) {
+            let data_type = key.data_type(&self.right_schema)?;
+            let values: Vec<PhysicalExprRef> = listed
+                .into_iter()
+                .filter_map(|v| v.cast_to(&data_type).ok())
+                .map(lit)
+                .collect();
+            if values.is_empty() {
+                return Ok(lit(false));
+            }
+            parts.push(in_list(key.clone(), values, &false, &self.right_schema)?);
+        }
+        Ok(conjunction(parts))
+    }
+
+    /// Adds `expr <op> value`, the value cast to the expression's type; a
+    /// value that does not cast adds nothing (the filter only narrows).
+    fn compare(
+        &self,
+        parts: &mut Vec<PhysicalExprRef>,
+        expr: &PhysicalExprRef,
+        op: Operator,
+        value: ScalarValue,
+    ) -> DFResult<()> {
+        let data_type = expr.data_type(&self.right_schema)?;
+        if let Ok(value) = value.cast_to(&data_type) {
+            parts.push(Arc::new(BinaryExpr::new(expr.clone(), op, lit(value))));
+        }
+        Ok(())
+    }
+}
