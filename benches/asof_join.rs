@@ -12,6 +12,10 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionConfig;
 use pitlake::session::{new_context, sql_dataframe};
 
+/// pitlake's binaries run on mimalloc (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `n` rows over `keys` keys; `time_ordered` sorts by time as appends land.
 fn table(n: usize, keys: i64, seed: u64, time_ordered: bool, with_feature: bool) -> MemTable {
     let mut state = seed;

@@ -12,6 +12,10 @@ use futures::TryStreamExt;
 use pitlake::catalog::Warehouse;
 use pitlake::flight::{ServerConfig, Users};
 
+/// pitlake's binaries run on mimalloc (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 async fn one_query(
     client: &mut FlightSqlServiceClient<tonic::transport::Channel>,
     sql: &str,

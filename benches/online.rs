@@ -37,6 +37,10 @@ use pitlake::flight::{ServerConfig, Users};
 use pitlake::output::cells;
 use tonic::transport::Channel;
 
+/// pitlake's binaries run on mimalloc (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Client = FlightSqlServiceClient<Channel>;
 
 const GROUP: &str = "bench.features";

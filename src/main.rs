@@ -8,6 +8,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pitlake::output::{Format, render};
 use pitlake::{Result, Session};
 
+/// pitlake's binaries run on mimalloc (see Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pitlake",
