@@ -89,7 +89,33 @@ pub struct LeftSweep {
     /// Right rows not swept yet, and how many to gather before a sweep.
     chunk: Chunk,
     chunk_rows: u32,
+    /// Buffers of `sweep_chunk`, kept between chunks: allocated afresh, each
+    /// chunk faulted in and zeroed megabytes of new pages.
+    scratch: Scratch,
     fixed_bytes: usize,
+}
+
+#[derive(Default)]
+struct Scratch {
+    /// Per key group, where its rows start in `sorted`.
+    starts: Vec<u32>,
+    cursor: Vec<u32>,
+    /// (match value, chunk row), by key group.
+    sorted: Vec<(i64, u32)>,
+    /// Positions whose bucket got a row of the chunk.
+    touched: Vec<u32>,
+    /// Per chunk row: whether it still wins, and its retained id.
+    wins: Vec<bool>,
+    new_id: Vec<u32>,
+}
+
+impl Scratch {
+    fn bytes(&self) -> usize {
+        (self.starts.capacity() + self.cursor.capacity() + self.touched.capacity()) * 4
+            + self.sorted.capacity() * 16
+            + self.wins.capacity()
+            + self.new_id.capacity() * 4
+    }
 }
 
 impl LeftSweep {
@@ -138,13 +164,14 @@ impl LeftSweep {
             slack: SLACK_ROWS,
             chunk: Chunk::new(right_schema),
             chunk_rows: CHUNK_ROWS,
+            scratch: Scratch::default(),
             fixed_bytes,
         })
     }
 
     /// Heap size, for memory accounting.
     pub fn size(&self) -> usize {
-        self.fixed_bytes + self.retained.bytes() + self.chunk.bytes()
+        self.fixed_bytes + self.retained.bytes() + self.chunk.bytes() + self.scratch.bytes()
     }
 
     /// Whether no right row can match (no left row has a key and value).
@@ -211,30 +238,53 @@ impl LeftSweep {
     /// order of visits does not change the result: a bucket's winner is
     /// decided by value and tie-break alone.
     fn sweep_chunk(&mut self) -> Result<()> {
-        let fresh = Chunk::new(self.chunk.rows.schema());
-        let chunk = std::mem::replace(&mut self.chunk, fresh);
-        let n = chunk.rows() as usize;
-        if n == 0 {
+        if self.chunk.rows() == 0 {
             return Ok(());
         }
+        let empty = Chunk::new(self.chunk.rows.schema());
+        let mut chunk = std::mem::replace(&mut self.chunk, empty);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.sweep_rows(&chunk, &mut scratch)?;
+        // The buffers, emptied, serve the next chunk.
+        chunk.clear();
+        self.chunk = chunk;
+        self.scratch = scratch;
+        if self.retained.rows() as usize > 2 * self.live + self.slack {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    fn sweep_rows(&mut self, chunk: &Chunk, scratch: &mut Scratch) -> Result<()> {
+        let n = chunk.rows() as usize;
         // Chunk rows by key group (a counting sort), as (value, row) pairs.
         let groups = self.groups.len();
-        let mut starts = vec![0u32; groups + 1];
+        let Scratch {
+            starts,
+            cursor,
+            sorted,
+            touched,
+            wins,
+            new_id,
+        } = scratch;
+        starts.clear();
+        starts.resize(groups + 1, 0);
         for &g in &chunk.groups {
             starts[g as usize + 1] += 1;
         }
         for g in 1..starts.len() {
             starts[g] += starts[g - 1];
         }
-        let mut cursor = starts.clone();
-        let mut sorted = vec![(0i64, 0u32); starts[groups] as usize];
+        cursor.clear();
+        cursor.extend_from_slice(starts);
+        sorted.clear();
+        sorted.resize(starts[groups] as usize, (0, 0));
         for (row, &g) in chunk.groups.iter().enumerate() {
             let slot = &mut cursor[g as usize];
             sorted[*slot as usize] = (chunk.values[row], row as u32);
             *slot += 1;
         }
-        drop(cursor);
-        let mut touched: Vec<u32> = Vec::new();
+        touched.clear();
         for g in 0..groups {
             let rows = &sorted[starts[g] as usize..starts[g + 1] as usize];
             if rows.is_empty() {
@@ -253,24 +303,25 @@ impl LeftSweep {
                     row: PENDING | row,
                 };
                 let current = self.best[pos];
-                if self.beats(&candidate, &current, &chunk) {
+                if self.beats(&candidate, &current, chunk) {
                     self.live += usize::from(current.row == NONE);
                     self.best[pos] = candidate;
                     touched.push(pos as u32);
                 }
             }
         }
-        drop(sorted);
         // Retain the rows that still win (a later row may have beaten an
         // earlier one), batch by batch, numbered as retained rows.
-        let mut wins = vec![false; n];
-        for &pos in &touched {
+        wins.clear();
+        wins.resize(n, false);
+        for &pos in touched.iter() {
             let row = self.best[pos as usize].row;
             if row != NONE && row & PENDING != 0 {
                 wins[(row & !PENDING) as usize] = true;
             }
         }
-        let mut new_id = vec![NONE; n];
+        new_id.clear();
+        new_id.resize(n, NONE);
         let offsets = chunk.rows.offsets();
         for (b, batch) in chunk.rows.batches().iter().enumerate() {
             let (lo, hi) = (offsets[b], offsets[b + 1]);
@@ -294,14 +345,11 @@ impl LeftSweep {
             };
             self.retained.push(retained);
         }
-        for &pos in &touched {
+        for &pos in touched.iter() {
             let best = &mut self.best[pos as usize];
             if best.row != NONE && best.row & PENDING != 0 {
                 best.row = new_id[(best.row & !PENDING) as usize];
             }
-        }
-        if self.retained.rows() as usize > 2 * self.live + self.slack {
-            self.compact()?;
         }
         Ok(())
     }
@@ -431,6 +479,14 @@ impl Chunk {
 
     fn rows(&self) -> u32 {
         self.rows.rows()
+    }
+
+    /// Drops the rows, keeping the buffers' capacity.
+    fn clear(&mut self) {
+        self.rows = BatchRows::new(self.rows.schema());
+        self.groups.clear();
+        self.values.clear();
+        self.ties.clear();
     }
 
     fn row(&self, row: u32) -> (&RecordBatch, usize) {
