@@ -311,7 +311,7 @@ async fn right_side_over_the_memory_limit_fails_cleanly() {
 async fn partitions_without_labels_do_not_buffer_the_right_side() {
     use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_limit(2 << 20, 1.0)
+        .with_memory_limit(8 << 20, 1.0)
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
         )
@@ -327,7 +327,9 @@ async fn partitions_without_labels_do_not_buffer_the_right_side() {
         t: Some(500_000),
     };
     let mut rng = Rng(11);
-    let right = rows(&mut rng, 600_000, 100, 1_000_000, 1_000_000);
+    // 48 MB: until the partitions without labels take their channels (a
+    // race with the scan), some rows wait for them, far fewer than this.
+    let right = rows(&mut rng, 2_000_000, 100, 1_000_000, 1_000_000);
     ctx.register_table("l", Arc::new(table(&[label], "l_id", 1, 1, false)))
         .expect("l");
     ctx.register_table("r", Arc::new(table(&right, "r_id", 4096, 2, false)))

@@ -21,10 +21,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef};
-use arrow::compute::{SortOptions, sort_to_indices};
 use arrow::datatypes::Schema;
 use datafusion::common::ScalarValue;
 use datafusion::error::Result as DFResult;
+use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
+use datafusion::logical_expr::Accumulator;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::expressions::{BinaryExpr, DynamicFilterPhysicalExpr, in_list, lit};
 use datafusion::physical_expr::{PhysicalExprRef, conjunction};
@@ -122,24 +123,25 @@ impl LeftSpan {
 fn range<'a>(
     arrays: impl Iterator<Item = &'a ArrayRef>,
 ) -> DFResult<Option<(ScalarValue, ScalarValue)>> {
-    let mut out = None;
+    let mut bounds: Option<(MinAccumulator, MaxAccumulator)> = None;
     for a in arrays {
         if a.null_count() == a.len() {
             continue;
         }
-        out = widen(out, Some((extreme(a, false)?, extreme(a, true)?)));
+        let (min, max) = match &mut bounds {
+            Some(b) => b,
+            None => bounds.insert((
+                MinAccumulator::try_new(a.data_type())?,
+                MaxAccumulator::try_new(a.data_type())?,
+            )),
+        };
+        min.update_batch(std::slice::from_ref(a))?;
+        max.update_batch(std::slice::from_ref(a))?;
     }
-    Ok(out)
-}
-
-/// The least (or greatest) non-null value of an array with one.
-fn extreme(array: &ArrayRef, greatest: bool) -> DFResult<ScalarValue> {
-    let options = SortOptions {
-        descending: greatest,
-        nulls_first: false,
-    };
-    let at = sort_to_indices(array, Some(options), Some(1))?;
-    ScalarValue::try_from_array(array, at.value(0) as usize)
+    match bounds {
+        Some((mut min, mut max)) => Ok(Some((min.evaluate()?, max.evaluate()?))),
+        None => Ok(None),
+    }
 }
 
 fn widen(

@@ -33,7 +33,7 @@ use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 
-use super::groups::{Grouped, KeyGroups, batch_offsets, locate};
+use super::groups::{Grouped, KeyGroups, batch_offsets};
 use super::rows::BatchRows;
 use super::tie_break::{cmp_rows, ingest_order, ingest_order_column};
 use super::values::ordered_i64;
@@ -382,13 +382,32 @@ impl LeftSweep {
         }
     }
 
-    /// Rewrites the retained rows to those still winning a bucket.
+    /// Rewrites the retained rows to those still winning a bucket. They are
+    /// copied in the order they are held, so the copy reads each batch
+    /// front to back; gathering them in bucket order read them at random
+    /// and was a fifth of a large join's time.
     fn compact(&mut self) -> Result<()> {
-        let mut indices = Vec::with_capacity(self.live);
-        for best in self.best.iter_mut().filter(|b| b.row != NONE) {
-            indices.push(locate(self.retained.offsets(), best.row));
-            best.row = (indices.len() - 1) as u32;
+        let mut new_id = std::mem::take(&mut self.scratch.new_id);
+        new_id.clear();
+        new_id.resize(self.retained.rows() as usize, NONE);
+        for best in self.best.iter().filter(|b| b.row != NONE) {
+            new_id[best.row as usize] = 0;
         }
+        let mut indices = Vec::with_capacity(self.live);
+        let offsets = self.retained.offsets();
+        for (b, bounds) in offsets.windows(2).enumerate() {
+            for id in bounds[0]..bounds[1] {
+                let slot = &mut new_id[id as usize];
+                if *slot != NONE {
+                    *slot = indices.len() as u32;
+                    indices.push((b, (id - bounds[0]) as usize));
+                }
+            }
+        }
+        for best in self.best.iter_mut().filter(|b| b.row != NONE) {
+            best.row = new_id[best.row as usize];
+        }
+        self.scratch.new_id = new_id;
         self.retained.replace(&indices)
     }
 
