@@ -136,6 +136,14 @@ impl<V> KeyMap<V> {
         }
     }
 
+    /// The integer keys and their values, for a map keyed by one BIGINT.
+    pub fn int_entries(&self) -> Option<impl Iterator<Item = (i64, &V)> + '_> {
+        match self {
+            KeyMap::Int { map, .. } => Some(map.iter().map(|(k, v)| (*k, v))),
+            KeyMap::Encoded { .. } => None,
+        }
+    }
+
     pub fn values(&self) -> Box<dyn Iterator<Item = &V> + '_> {
         match self {
             KeyMap::Int { map, .. } => Box::new(map.values()),

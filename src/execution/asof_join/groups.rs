@@ -10,8 +10,8 @@
 //! Building is O(n) to group (a counting sort) plus a sort per group; a group
 //! that arrives in order (time-ordered appends) is checked in one pass.
 
-use arrow::array::ArrayRef;
-use arrow::datatypes::DataType;
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, Int64Type};
 
 use super::values::ordered_i64;
 use crate::error::{Error, Result};
@@ -98,6 +98,7 @@ impl Grouped {
             }
         }
         drop(group_of);
+        groups.freeze();
         let mut values = vec![0i64; placed as usize];
         // One group at a time as (match value, row id) pairs: sorting these
         // reads no other memory, unlike sorting ids by looking values up.
@@ -146,14 +147,65 @@ impl Grouped {
 /// Key → group number (see [`KeyMap`]); with no key columns every row is in
 /// group 0.
 #[derive(Debug)]
-pub struct KeyGroups(Option<KeyMap<u32>>);
+pub struct KeyGroups {
+    map: Option<KeyMap<u32>>,
+    /// Once frozen, integer keys in a dense range: group by `key - min`.
+    dense: Option<DenseKeys>,
+}
+
+/// Group numbers indexed by integer key minus the least key (`NO_GROUP`
+/// where there is no such key): a lookup is one array read, no hash and no
+/// probe sequence, for every right row the sweep takes.
+#[derive(Debug)]
+struct DenseKeys {
+    min: i64,
+    groups: Vec<u32>,
+}
+
+const NO_GROUP: u32 = u32::MAX;
+
+/// Integer keys are looked up densely when their range is at most this many
+/// times their number (plus a little): entity ids are usually such.
+const DENSE_SPREAD: usize = 4;
 
 impl KeyGroups {
     pub fn new(types: &[DataType]) -> Result<Self> {
-        Ok(KeyGroups(match types {
-            [] => None,
-            _ => Some(KeyMap::new(types, "ASOF JOIN")?),
-        }))
+        Ok(KeyGroups {
+            map: match types {
+                [] => None,
+                _ => Some(KeyMap::new(types, "ASOF JOIN")?),
+            },
+            dense: None,
+        })
+    }
+
+    /// Done assigning: integer keys in a dense range get a direct table.
+    pub fn freeze(&mut self) {
+        let Some(entries) = self.map.as_ref().and_then(KeyMap::int_entries) else {
+            return;
+        };
+        let entries: Vec<(i64, u32)> = entries.map(|(k, g)| (k, *g)).collect();
+        let (Some(min), Some(max)) = (
+            entries.iter().map(|e| e.0).min(),
+            entries.iter().map(|e| e.0).max(),
+        ) else {
+            return;
+        };
+        let Some(span) = max
+            .checked_sub(min)
+            .and_then(|s| usize::try_from(s).ok())
+            .and_then(|s| s.checked_add(1))
+        else {
+            return;
+        };
+        if span > entries.len() * DENSE_SPREAD + 4096 {
+            return;
+        }
+        let mut groups = vec![NO_GROUP; span];
+        for (key, group) in entries {
+            groups[(key - min) as usize] = group;
+        }
+        self.dense = Some(DenseKeys { min, groups });
     }
 
     /// For the key columns of a side's first batch (no keys when it has none).
@@ -167,15 +219,16 @@ impl KeyGroups {
 
     /// Number of groups.
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(1, KeyMap::len)
+        self.map.as_ref().map_or(1, KeyMap::len)
     }
 
     /// The group of each of `rows` rows, a new key getting the next number;
     /// `None` for a NULL key.
     pub fn assign(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
-        let Some(map) = self.0.as_mut() else {
+        let Some(map) = self.map.as_mut() else {
             return Ok(vec![Some(0); rows]);
         };
+        self.dense = None;
         let mut groups = vec![None; rows];
         let mut next = map.len() as u32;
         map.upsert(keys, |row, existing| match existing {
@@ -194,14 +247,26 @@ impl KeyGroups {
 
     /// The group of each of `rows` rows' key, if the side has it.
     pub fn find(&self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
-        match &self.0 {
+        if let (Some(dense), [k]) = (&self.dense, keys)
+            && k.data_type() == &DataType::Int64
+        {
+            let ids = k.as_primitive::<Int64Type>();
+            let found = |i: usize| {
+                let at = usize::try_from(ids.value(i).wrapping_sub(dense.min)).ok()?;
+                let group = *dense.groups.get(at)?;
+                (group != NO_GROUP && ids.is_valid(i)).then_some(group)
+            };
+            return Ok((0..ids.len()).map(found).collect());
+        }
+        match &self.map {
             None => Ok(vec![Some(0); rows]),
             Some(map) => Ok(map.find(keys)?.into_iter().map(|g| g.copied()).collect()),
         }
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.0.as_ref().map_or(0, KeyMap::memory_bytes)
+        self.map.as_ref().map_or(0, KeyMap::memory_bytes)
+            + self.dense.as_ref().map_or(0, |d| d.groups.capacity() * 4)
     }
 }
 
