@@ -278,3 +278,51 @@ impl std::fmt::Debug for Grouped {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+
+    use super::*;
+
+    /// The dense table answers as the hash map does, at its edges too: keys
+    /// below the least, above the greatest, at the extremes of BIGINT, NULL.
+    #[test]
+    fn dense_keys_answer_like_the_map() {
+        let mut groups = KeyGroups::new(&[DataType::Int64]).expect("groups");
+        let left: ArrayRef = Arc::new(Int64Array::from(vec![-5, 3, 10, 3]));
+        groups.assign(&[left], 4).expect("assign");
+        let probe: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(-5),
+            Some(3),
+            Some(10),
+            Some(11),
+            Some(-6),
+            Some(4),
+            Some(i64::MIN),
+            Some(i64::MAX),
+            None,
+        ]));
+        let by_map = groups.find(&[probe.clone()], 9).expect("map");
+        groups.freeze();
+        assert!(groups.dense.is_some(), "14 values for 3 keys is dense");
+        let by_table = groups.find(&[probe], 9).expect("table");
+        assert_eq!(by_table, by_map);
+        assert_eq!(
+            by_table,
+            vec![
+                Some(0),
+                Some(1),
+                Some(2),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+    }
+}
