@@ -305,7 +305,7 @@ mod tests {
             Some(i64::MAX),
             None,
         ]));
-        let by_map = groups.find(&[probe.clone()], 9).expect("map");
+        let by_map = groups.find(std::slice::from_ref(&probe), 9).expect("map");
         groups.freeze();
         assert!(groups.dense.is_some(), "14 values for 3 keys is dense");
         let by_table = groups.find(&[probe], 9).expect("table");
