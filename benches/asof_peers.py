@@ -124,7 +124,7 @@ def run(cmd, env=None):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="S,S-clustered,probe-1,probe-64,probe-4096,chain")
+    parser.add_argument("--sizes", default="S,S-clustered,probe-1,probe-64,probe-4096,chain,M")
     parser.add_argument("--threads", default="2")
     parser.add_argument("--data", default=str(Path.home() / ".cache" / "pitlake-bench-data"))
     args = parser.parse_args()
