@@ -145,6 +145,58 @@ fn table(
     MemTable::try_new(schema, parts).expect("memtable")
 }
 
+/// `l ASOF JOIN r` on `k`, `l.t <op> r.t`, within `max_age` of the label.
+async fn join_on_k(
+    ctx: &datafusion::prelude::SessionContext,
+    op: MatchOp,
+    max_age: Option<(i64, bool)>,
+) -> datafusion::prelude::DataFrame {
+    let bound = max_age.map(|(d, strict)| {
+        let e = if op.is_backward() {
+            col("l.t") - lit(d)
+        } else {
+            col("l.t") + lit(d)
+        };
+        (e, strict)
+    });
+    asof_join(
+        ctx.table("l").await.expect("l"),
+        ctx.table("r").await.expect("r"),
+        AsOfJoinSpec {
+            on: vec![("k".into(), "k".into())],
+            left_match: "t".into(),
+            op,
+            right_match: "t".into(),
+            max_age: bound,
+        },
+    )
+    .expect("plan")
+}
+
+/// Each left row's matched right row (`l_id` → `r_id`); a left row
+/// appearing twice fails the test.
+fn matched_ids(batches: &[RecordBatch], case: &str) -> HashMap<i64, Option<i64>> {
+    let mut got = HashMap::new();
+    for batch in batches {
+        let column = |name| {
+            batch
+                .column_by_name(name)
+                .expect("id column")
+                .as_primitive::<Int64Type>()
+        };
+        let (l_id, r_id) = (column("l_id"), column("r_id"));
+        for i in 0..batch.num_rows() {
+            let previous = got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
+            assert!(
+                previous.is_none(),
+                "{case}: left row {} appears twice",
+                l_id.value(i)
+            );
+        }
+    }
+    got
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asof_join_matches_the_reference() {
     let mut rng = Rng(0x5EED);
@@ -197,48 +249,10 @@ async fn asof_join_matches_the_reference() {
                 )),
             )
             .expect("register");
-            let bound = max_age.map(|(d, strict)| {
-                let e = if op.is_backward() {
-                    col("l.t") - lit(d)
-                } else {
-                    col("l.t") + lit(d)
-                };
-                (e, strict)
-            });
-            let joined = asof_join(
-                ctx.table("l").await.expect("l"),
-                ctx.table("r").await.expect("r"),
-                AsOfJoinSpec {
-                    on: vec![("k".into(), "k".into())],
-                    left_match: "t".into(),
-                    op,
-                    right_match: "t".into(),
-                    max_age: bound,
-                },
-            )
-            .expect("plan");
+            let joined = join_on_k(&ctx, op, max_age).await;
             let batches = joined.collect().await.expect("runs");
 
-            let mut got: HashMap<i64, Option<i64>> = HashMap::new();
-            for batch in &batches {
-                let l_id = batch
-                    .column_by_name("l_id")
-                    .expect("l_id")
-                    .as_primitive::<Int64Type>();
-                let r_id = batch
-                    .column_by_name("r_id")
-                    .expect("r_id")
-                    .as_primitive::<Int64Type>();
-                for i in 0..batch.num_rows() {
-                    let previous =
-                        got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
-                    assert!(
-                        previous.is_none(),
-                        "case {case}: left row {} appears twice",
-                        l_id.value(i)
-                    );
-                }
-            }
+            let got = matched_ids(&batches, &format!("case {case}"));
             let want = reference(&left, &right, op, max_age);
             assert_eq!(
                 got.len(),
@@ -334,34 +348,14 @@ async fn partitions_without_labels_do_not_buffer_the_right_side() {
         .expect("l");
     ctx.register_table("r", Arc::new(table(&right, "r_id", 4096, 2, false)))
         .expect("r");
-    let joined = asof_join(
-        ctx.table("l").await.expect("l"),
-        ctx.table("r").await.expect("r"),
-        AsOfJoinSpec {
-            on: vec![("k".into(), "k".into())],
-            left_match: "t".into(),
-            op: MatchOp::GtEq,
-            right_match: "t".into(),
-            max_age: None,
-        },
-    )
-    .expect("plan");
-    let batches = joined.collect().await.expect("one label fits");
-    let expected = reference(&[label], &right, MatchOp::GtEq, None)[&0];
-    assert!(expected.is_some(), "the label has a match");
-    let got: Vec<Option<i64>> = batches
-        .iter()
-        .flat_map(|b| {
-            let ids = b
-                .column_by_name("r_id")
-                .expect("r_id")
-                .as_primitive::<Int64Type>();
-            (0..b.num_rows())
-                .map(|i| ids.is_valid(i).then(|| ids.value(i)))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    assert_eq!(got, vec![expected]);
+    let batches = join_on_k(&ctx, MatchOp::GtEq, None)
+        .await
+        .collect()
+        .await
+        .expect("one label fits");
+    let expected = reference(&[label], &right, MatchOp::GtEq, None);
+    assert!(expected[&0].is_some(), "the label has a match");
+    assert_eq!(matched_ids(&batches, "one label"), expected);
 }
 
 /// Row groups of a Parquet right side pruned by their statistics, summed
@@ -442,45 +436,13 @@ async fn right_filter_prunes_row_groups_without_changing_answers() {
             ctx.register_parquet("r", path.to_str().expect("path"), Default::default())
                 .await
                 .expect("r");
-            let bound = max_age.map(|(d, strict)| {
-                let e = if op.is_backward() {
-                    col("l.t") - lit(d)
-                } else {
-                    col("l.t") + lit(d)
-                };
-                (e, strict)
-            });
-            let joined = asof_join(
-                ctx.table("l").await.expect("l"),
-                ctx.table("r").await.expect("r"),
-                AsOfJoinSpec {
-                    on: vec![("k".into(), "k".into())],
-                    left_match: "t".into(),
-                    op,
-                    right_match: "t".into(),
-                    max_age: bound,
-                },
-            )
-            .expect("plan");
+            let joined = join_on_k(&ctx, op, max_age).await;
             let plan = joined.create_physical_plan().await.expect("physical");
             let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
                 .await
                 .expect("runs");
             let expected = reference(&labels, &right, op, max_age);
-            let mut got: HashMap<i64, Option<i64>> = HashMap::new();
-            for b in &batches {
-                let l_id = b
-                    .column_by_name("l_id")
-                    .expect("l_id")
-                    .as_primitive::<Int64Type>();
-                let r_id = b
-                    .column_by_name("r_id")
-                    .expect("r_id")
-                    .as_primitive::<Int64Type>();
-                for i in 0..b.num_rows() {
-                    got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
-                }
-            }
+            let got = matched_ids(&batches, &format!("case {case}"));
             assert_eq!(got, expected, "case {case}, {partitions} partitions");
             let pruned = row_groups_pruned(&plan);
             assert!(

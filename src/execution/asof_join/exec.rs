@@ -132,9 +132,27 @@ impl AsOfJoinExec {
         }
     }
 
-    fn with_right_filter(mut self, filter: Option<Arc<DynamicFilterPhysicalExpr>>) -> Self {
-        self.right_filter = filter;
-        self
+    /// The same join over new inputs, with `filter` pushed into the right
+    /// one, and no state of this one's executions.
+    fn rebuilt(
+        &self,
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        filter: Option<Arc<DynamicFilterPhysicalExpr>>,
+    ) -> Self {
+        let mut join = AsOfJoinExec::new(
+            left,
+            right,
+            self.left_keys.clone(),
+            self.right_keys.clone(),
+            self.left_match.clone(),
+            self.op,
+            self.right_match.clone(),
+            self.max_age.clone(),
+            self.schema.clone(),
+        );
+        join.right_filter = filter;
+        join
     }
 
     /// The partitions' shared reports, when a scan below uses the filter.
@@ -218,20 +236,11 @@ impl ExecutionPlan for AsOfJoinExec {
         let [left, right]: [Arc<dyn ExecutionPlan>; 2] = children
             .try_into()
             .map_err(|_| DataFusionError::Internal("AsOfJoinExec has two children".into()))?;
-        Ok(Arc::new(
-            AsOfJoinExec::new(
-                left,
-                right,
-                self.left_keys.clone(),
-                self.right_keys.clone(),
-                self.left_match.clone(),
-                self.op,
-                self.right_match.clone(),
-                self.max_age.clone(),
-                self.schema.clone(),
-            )
-            .with_right_filter(self.right_filter.clone()),
-        ))
+        Ok(Arc::new(self.rebuilt(
+            left,
+            right,
+            self.right_filter.clone(),
+        )))
     }
 
     fn execute(
@@ -381,18 +390,7 @@ impl ExecutionPlan for AsOfJoinExec {
             any.downcast::<DynamicFilterPhysicalExpr>().ok()
         });
         if let Some(filter) = filter {
-            let node = AsOfJoinExec::new(
-                self.left.clone(),
-                self.right.clone(),
-                self.left_keys.clone(),
-                self.right_keys.clone(),
-                self.left_match.clone(),
-                self.op,
-                self.right_match.clone(),
-                self.max_age.clone(),
-                self.schema.clone(),
-            )
-            .with_right_filter(Some(filter));
+            let node = self.rebuilt(self.left.clone(), self.right.clone(), Some(filter));
             result = result.with_updated_node(Arc::new(node) as Arc<dyn ExecutionPlan>);
         }
         Ok(result)
