@@ -46,8 +46,11 @@ const NONE: u32 = u32::MAX;
 const PENDING: u32 = 1 << 31;
 /// Superseded right rows held before a compaction, beyond one per live row.
 const SLACK_ROWS: usize = 1 << 16;
-/// Right rows gathered before they are swept.
+/// Right rows gathered before they are swept: at least this many, and
+/// about two per left key group, up to the most.
 const CHUNK_ROWS: u32 = 1 << 19;
+const CHUNK_ROWS_PER_GROUP: usize = 2;
+const MAX_CHUNK_ROWS: u32 = 1 << 21;
 
 /// The best right row of a bucket.
 #[derive(Clone, Copy)]
@@ -151,6 +154,12 @@ impl LeftSweep {
             + position.capacity() * 4
             + bounds.as_ref().map_or(0, |(b, _)| b.capacity() * 16)
             + best.capacity() * std::mem::size_of::<Best>();
+        // A chunk spread thinner than a row or two per key group reads a
+        // cache line of left values and one of buckets per row; with a few
+        // rows per group they share them.
+        let chunk_rows = u32::try_from(groups.len() * CHUNK_ROWS_PER_GROUP)
+            .unwrap_or(MAX_CHUNK_ROWS)
+            .clamp(CHUNK_ROWS, MAX_CHUNK_ROWS);
         Ok(LeftSweep {
             op,
             groups,
@@ -163,7 +172,7 @@ impl LeftSweep {
             retained: BatchRows::new(right_schema.clone()),
             slack: SLACK_ROWS,
             chunk: Chunk::new(right_schema),
-            chunk_rows: CHUNK_ROWS,
+            chunk_rows,
             scratch: Scratch::default(),
             fixed_bytes,
         })
