@@ -9,7 +9,10 @@ use crate::key_map::KeyMap;
 /// Where the live row of a key is, and its event time (physical units).
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
+    /// The id of the batch the row arrived in: an index into the table's
+    /// `locations`, which say where that batch's rows are now.
     pub chunk: u32,
+    /// The row within that batch.
     pub row: u32,
     pub time: i64,
 }

@@ -1,18 +1,21 @@
 //! The latest row per entity key of one feature group, in memory.
 //!
 //! ```text
-//!  key bytes (row-encoded entity key) ──► Slot { chunk, row, time }
-//!                                               │
-//!  chunks: [RecordBatch, RecordBatch, ...] ◄────┘   rows as written, newest last
+//!  entity key (see key_map) ──► Slot { chunk: batch id, row, time }
+//!                                            │
+//!                     locations[batch id] = (chunk index, first row)
+//!                                            │
+//!  chunks: [RecordBatch, RecordBatch, ...] ◄─┘   rows as written, newest last
 //! ```
 //!
 //! Rows are kept in the batches they arrived in; the map points at the live
 //! row of each key, by the batch's id: `locations[id]` says which chunk now
-//! holds that batch's rows and from which row, so merging chunks updates
-//! one entry per merged batch instead of every entity's slot. A lookup gathers the live rows with one `interleave` per
-//! column. Superseded rows are garbage until a compaction rewrites the live
-//! rows into one batch; runs of small batches (streamed records) are merged
-//! so lookups never interleave over thousands of tiny arrays.
+//! holds that batch's rows and from which row, so merging chunks updates one
+//! entry per merged batch instead of every entity's slot. A lookup gathers
+//! the live rows with one `interleave` per column. Superseded rows are
+//! garbage until a compaction rewrites the live rows into one batch; runs of
+//! small batches (streamed records) are merged so lookups never interleave
+//! over thousands of tiny arrays.
 //!
 //! The winner for a key is the row with the greatest event time; on equal
 //! event times the row applied later (ingested later) wins.

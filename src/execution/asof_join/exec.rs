@@ -274,7 +274,7 @@ impl ExecutionPlan for AsOfJoinExec {
             .map(|rows| rows / rp.max(1));
         let reservation = MemoryConsumer::new(format!("AsOfJoinExec[{partition}]"))
             .register(context.memory_pool());
-        let right_filter = self.right_filter_reports();
+        let right_filter = self.right_filter_reports().map(|f| f.report());
         let right = self.right.execute(partition, context.clone())?;
         let left = self.left.execute(partition, context)?;
         let build = BuildSide {
@@ -312,12 +312,12 @@ impl ExecutionPlan for AsOfJoinExec {
                 }
                 false => None,
             };
-            if let Some(filter) = &right_filter {
+            if let Some(report) = right_filter {
                 let span = match &held {
                     Some(held) => Some(held.span()?),
                     None => None,
                 };
-                filter.report(span).await?;
+                report.send(span).await?;
             }
             if let (true, Some(held)) = (sweep, held) {
                 metrics.swept_partitions.add(1);

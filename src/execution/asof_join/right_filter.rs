@@ -72,21 +72,7 @@ impl LeftSpan {
         }
         let rows: usize = matches.iter().map(|m| m.len()).sum();
         if columns == 1 && rows <= MAX_LISTED_KEYS * 64 {
-            let mut listed = HashSet::new();
-            'batches: for k in keys {
-                for i in 0..k[0].len() {
-                    if k[0].is_valid(i) {
-                        listed.insert(ScalarValue::try_from_array(&k[0], i)?);
-                        if listed.len() > MAX_LISTED_KEYS {
-                            listed.clear();
-                            break 'batches;
-                        }
-                    }
-                }
-            }
-            if listed.len() <= MAX_LISTED_KEYS && (rows == 0 || !listed.is_empty()) {
-                span.listed = Some(listed);
-            }
+            span.listed = distinct_keys(keys.iter().map(|k| &k[0]))?;
         }
         Ok(span)
     }
@@ -117,6 +103,22 @@ impl LeftSpan {
             bounds: widen(self.bounds, other.bounds),
         }
     }
+}
+
+/// The distinct non-null values over `arrays`, while at most MAX_LISTED_KEYS.
+fn distinct_keys<'a>(
+    arrays: impl Iterator<Item = &'a ArrayRef>,
+) -> DFResult<Option<HashSet<ScalarValue>>> {
+    let mut listed = HashSet::new();
+    for array in arrays {
+        for i in (0..array.len()).filter(|&i| array.is_valid(i)) {
+            listed.insert(ScalarValue::try_from_array(array, i)?);
+            if listed.len() > MAX_LISTED_KEYS {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(listed))
 }
 
 /// The least and greatest non-null value over `arrays`.
@@ -179,11 +181,13 @@ pub struct RightFilter {
     max_age_strict: Option<bool>,
     right_schema: Arc<Schema>,
     reports: Mutex<Reports>,
-    all_reported: tokio::sync::Barrier,
+    /// Whether the filter is published (every partition has reported).
+    published: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug)]
 struct Reports {
+    /// Partitions yet to report.
     waiting: usize,
     /// What the partitions reported so far span.
     span: Option<LeftSpan>,
@@ -220,35 +224,43 @@ impl RightFilter {
                 span: None,
                 unbounded: false,
             }),
-            all_reported: tokio::sync::Barrier::new(partitions),
+            published: tokio::sync::watch::Sender::new(false),
         }
     }
 
-    /// Reports one partition's left side (None: not all of it held) and
-    /// waits until every partition has, and the filter is published.
-    pub async fn report(&self, span: Option<LeftSpan>) -> DFResult<()> {
-        let publish = {
-            let mut reports = self.reports.lock().expect("reports lock");
-            match span {
-                None => reports.unbounded = true,
-                Some(b) => {
-                    reports.span = Some(match reports.span.take() {
-                        Some(a) => a.merge(b),
-                        None => b,
-                    })
-                }
-            }
-            reports.waiting -= 1;
-            (reports.waiting == 0).then(|| (!reports.unbounded).then(|| reports.span.take()))
-        };
-        if let Some(bounded) = publish {
-            if let Some(span) = bounded {
-                self.filter.update(self.build(span.unwrap_or_default())?)?;
-            }
-            self.filter.mark_complete();
+    /// The report one partition owes; see [`Report`].
+    pub fn report(self: &Arc<Self>) -> Report {
+        Report {
+            filter: self.clone(),
+            sent: false,
         }
-        self.all_reported.wait().await;
-        Ok(())
+    }
+
+    /// Counts one partition's report (None: not all of its left side held);
+    /// the last one publishes the filter, and learns how that went.
+    fn submit(&self, span: Option<LeftSpan>) -> DFResult<()> {
+        let mut reports = self.reports.lock().expect("reports lock");
+        match span {
+            None => reports.unbounded = true,
+            Some(b) => {
+                reports.span = Some(match reports.span.take() {
+                    Some(a) => a.merge(b),
+                    None => b,
+                })
+            }
+        }
+        reports.waiting = reports.waiting.saturating_sub(1);
+        if reports.waiting > 0 || *self.published.borrow() {
+            return Ok(());
+        }
+        let updated = match (reports.unbounded, reports.span.take()) {
+            (false, Some(span)) => self.build(span).and_then(|e| self.filter.update(e)),
+            _ => Ok(()),
+        };
+        // Published even when building failed, so no partition waits forever.
+        self.filter.mark_complete();
+        self.published.send_replace(true);
+        updated
     }
 
     /// The predicate on right rows that some label could match.
@@ -310,5 +322,36 @@ impl RightFilter {
             parts.push(Arc::new(BinaryExpr::new(expr.clone(), op, lit(value))));
         }
         Ok(())
+    }
+}
+
+/// The report one partition owes the filter for an execution. Dropped
+/// unsent (the partition failed before it read its left side, or its stream
+/// was dropped), it reports "anything", so the other partitions never wait
+/// for it.
+#[derive(Debug)]
+pub struct Report {
+    filter: Arc<RightFilter>,
+    sent: bool,
+}
+
+impl Report {
+    /// Reports this partition's left side (None: not all of it held) and
+    /// waits until every partition has, and the filter is published.
+    pub async fn send(mut self, span: Option<LeftSpan>) -> DFResult<()> {
+        self.sent = true;
+        let mut published = self.filter.published.subscribe();
+        let outcome = self.filter.submit(span);
+        // The sender lives in the filter this report holds: never closed.
+        let _ = published.wait_for(|done| *done).await;
+        outcome
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if !self.sent {
+            let _ = self.filter.submit(None);
+        }
     }
 }
