@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench asof_peers -- <labels.parquet> <features.parquet> <joins> <threads>`
 //! prints one JSON line: time, rows, matched rows and the sum of a feature, the
-//! checksum all engines must agree on.
+//! checksum all engines must agree on. With `--explain` it prints the physical
+//! plan instead, and with `--analyze` the plan with its metrics after the run.
 
 use std::time::Instant;
 
@@ -48,6 +49,19 @@ fn main() {
             sql.push_str(&format!(
                 " ASOF JOIN features f{j} MATCH_CONDITION (l.ts >= f{j}.ts) ON l.k = f{j}.k"
             ));
+        }
+        let explain = std::env::args().any(|a| a == "--explain");
+        let analyze = std::env::args().any(|a| a == "--analyze");
+        if explain || analyze {
+            let frame = sql_dataframe(&ctx, &sql).await.expect("plan");
+            let frame = frame.explain(false, analyze).expect("explain");
+            for batch in frame.collect().await.expect("explain") {
+                let plans = batch.column(1).as_string::<i32>();
+                for plan in plans.iter().flatten() {
+                    println!("{plan}");
+                }
+            }
+            return;
         }
         let start = Instant::now();
         let frame = sql_dataframe(&ctx, &sql).await.expect("plan");

@@ -30,6 +30,12 @@ use crate::catalog::Warehouse;
 use crate::error::{Error, Result};
 use crate::session::Session;
 
+/// HTTP/2 receive window of one call: how much of an upload (DoPut) may be
+/// on its way before the server has taken it in.
+const STREAM_WINDOW_BYTES: u32 = 8 << 20;
+/// HTTP/2 receive window of a connection, shared by its calls.
+const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+
 /// How the endpoint runs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -155,7 +161,12 @@ pub async fn serve(
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder()
+        // HTTP/2's default 64 KiB receive windows let a DoPut client send one
+        // window, then wait for the server to take it: uploads crawled in
+        // lock-step with the stream's processing.
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
     if let Some(tls) = &config.tls {
         #[cfg(feature = "tls")]
         {

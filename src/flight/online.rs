@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::catalog::{TableName, Warehouse};
 use crate::error::{Error, Result};
-use crate::ingest::stream::Queued;
+use crate::ingest::stream::{Prepared, Queued};
 use crate::session::Session;
 
 /// Action type of an online lookup.
@@ -75,9 +75,10 @@ pub async fn lookup(session: &Session, body: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Streams a `DoPut` into a table: each batch is acknowledged once logged.
-/// Batches that arrive together share one log record; the next records are
-/// queued while earlier ones wait for their fsync, so they share fsyncs too.
-/// Acknowledgements keep the order of the batches.
+/// Batches that arrive together share one log record. Records are validated
+/// and encoded in parallel on blocking threads, queued in order, and the next
+/// ones are queued while earlier ones wait for their fsync, so they share
+/// fsyncs too. Acknowledgements keep the order of the batches.
 pub fn stream_into(
     session: Session,
     table: String,
@@ -87,6 +88,9 @@ pub fn stream_into(
 ) -> Result<impl Stream<Item = std::result::Result<PutResult, tonic::Status>> + Send + 'static> {
     /// Records of one stream waiting for their fsync at once.
     const IN_FLIGHT: usize = 32;
+    /// Records of one stream being prepared (validated, encoded) at once:
+    /// with one at a time, the stream's task was the bottleneck of an ingest.
+    const PREPARING: usize = 4;
     /// Batches that arrive together are copied into records of at most this
     /// many: larger ones (tens of MB) fall outside malloc's reusable heap, and
     /// every page of a fresh mapping is faulted in and zeroed, a tenth of an
@@ -94,16 +98,29 @@ pub fn stream_into(
     const RECORD_BATCHES: usize = 16;
     let name = group_name(&session, &table)?;
     let warehouse = session.warehouse().clone();
+    let queueing = warehouse.clone();
     let acknowledging = warehouse.clone();
     let batches = FlightRecordBatchStream::new_from_flight_data(data.map_err(FlightError::from));
     let acks = batches
         .map_err(move |e| Error::Invalid(format!("stream into {table}: {e}")))
         .ready_chunks(RECORD_BATCHES)
-        // In order: queue each run of batches in the log.
-        .then(move |chunk| {
+        // Concurrently, keeping order: validate and encode each run of batches.
+        .map(move |chunk| {
             let warehouse = warehouse.clone();
             let name = name.clone();
-            async move { queue_chunk(&warehouse, &name, chunk).await }
+            async move { prepare_chunk(&warehouse, &name, chunk).await }
+        })
+        .buffered(PREPARING)
+        // In order: queue the records in the log.
+        .then(move |prepared: Result<Vec<(Vec<usize>, Prepared)>>| {
+            let warehouse = queueing.clone();
+            async move {
+                let mut queued = Vec::new();
+                for (sizes, record) in prepared? {
+                    queued.push((sizes, warehouse.streams().queue_prepared(record).await?));
+                }
+                Ok::<_, Error>(queued)
+            }
         })
         // Nothing is queued after a batch that fails validation.
         .scan(false, |failed, queued| {
@@ -154,31 +171,36 @@ pub fn stream_into(
     }))
 }
 
-/// Queues the batches that arrived together: one record when they share a
+/// Prepares the batches that arrived together: one record when they share a
 /// schema, else one each. Each record carries the sizes of its batches.
-async fn queue_chunk(
+async fn prepare_chunk(
     warehouse: &Warehouse,
     name: &TableName,
     chunk: Vec<Result<RecordBatch>>,
-) -> Result<Vec<(Vec<usize>, Queued)>> {
+) -> Result<Vec<(Vec<usize>, Prepared)>> {
     let batches: Vec<RecordBatch> = chunk.into_iter().collect::<Result<_>>()?;
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
     };
     let schema = first.schema();
-    if batches.len() > 1 && batches.iter().all(|b| b.schema() == schema) {
+    if batches.iter().all(|b| b.schema() == schema) {
         let sizes = batches.iter().map(RecordBatch::num_rows).collect();
-        let all = arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|e| Error::Invalid(format!("stream into {name}: {e}")))?;
-        let queued = warehouse.streams().submit(warehouse, name, &all).await?;
-        return Ok(vec![(sizes, queued)]);
+        let record = warehouse
+            .streams()
+            .prepare(warehouse, name, batches)
+            .await?;
+        return Ok(vec![(sizes, record)]);
     }
-    let mut queued = Vec::with_capacity(batches.len());
-    for batch in &batches {
-        let record = warehouse.streams().submit(warehouse, name, batch).await?;
-        queued.push((vec![batch.num_rows()], record));
+    let mut prepared = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let rows = batch.num_rows();
+        let record = warehouse
+            .streams()
+            .prepare(warehouse, name, vec![batch])
+            .await?;
+        prepared.push((vec![rows], record));
     }
-    Ok(queued)
+    Ok(prepared)
 }
 
 /// `schema.group` or `group` (in the session's schema).

@@ -30,7 +30,7 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use tokio::sync::Notify;
 
 use super::conform::{Target, by_name, conform};
-use super::wal::{Wal, WalOptions};
+use super::wal::{Encoded, Wal, WalOptions};
 use super::writer::{target_of, write_snapshot};
 use crate::catalog::{TableName, Warehouse, WeakWarehouse};
 use crate::error::{Error, Result};
@@ -89,6 +89,15 @@ impl Queued {
             lsn,
         })
     }
+}
+
+/// A record validated and encoded for its stream's log, not queued yet.
+#[derive(Debug)]
+pub struct Prepared {
+    stream: Arc<Stream>,
+    batch: RecordBatch,
+    /// `None` for a record without rows: nothing is logged.
+    record: Option<Encoded>,
 }
 
 /// A record durable in its log, to be acknowledged.
@@ -204,18 +213,79 @@ impl Streams {
     }
 
     async fn queue(&self, stream: &Arc<Stream>, batch: RecordBatch) -> Result<Queued> {
-        if batch.num_rows() == 0 {
+        let record = match batch.num_rows() {
+            0 => None,
+            _ => Some(stream.wal.encode(&batch)?),
+        };
+        self.queue_prepared(Prepared {
+            stream: stream.clone(),
+            batch,
+            record,
+        })
+        .await
+    }
+
+    /// Validates batches of one schema (columns matched by name, like INSERT)
+    /// as one record of `name`'s stream and encodes it for the log, on a
+    /// blocking thread: this is the CPU work of an append, so records of one
+    /// stream can be prepared in parallel, then queued in order with
+    /// [`Self::queue_prepared`]. Row numbers in errors count from the first
+    /// batch.
+    pub async fn prepare(
+        &self,
+        warehouse: &Warehouse,
+        name: &TableName,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Prepared> {
+        let stream = self.open(warehouse, name).await?;
+        tokio::task::spawn_blocking(move || {
+            let batch = match batches.as_slice() {
+                [one] => one.clone(),
+                _ => {
+                    let schema = batches
+                        .first()
+                        .map(RecordBatch::schema)
+                        .unwrap_or_else(|| stream.target.schema.clone());
+                    arrow::compute::concat_batches(&schema, &batches)
+                        .map_err(|e| Error::Invalid(format!("stream into {}: {e}", stream.name)))?
+                }
+            };
+            let what = "streamed record".to_string();
+            let batch = conform(&stream.target, &by_name(&stream.target, &batch, &what)?, 1)?;
+            let record = match batch.num_rows() {
+                0 => None,
+                _ => Some(stream.wal.encode(&batch)?),
+            };
+            Ok(Prepared {
+                stream,
+                batch,
+                record,
+            })
+        })
+        .await
+        .map_err(|e| Error::Invalid(format!("stream into {name}: preparing a record: {e}")))?
+    }
+
+    /// Queues a prepared record in its log (after waiting for room, if the
+    /// committer is behind) without waiting for it to be durable.
+    pub async fn queue_prepared(&self, prepared: Prepared) -> Result<Queued> {
+        let Prepared {
+            stream,
+            batch,
+            record,
+        } = prepared;
+        let Some(record) = record else {
             let lsn = stream.wal.last_lsn();
             return Ok(Queued {
-                stream: stream.clone(),
+                stream,
                 batch,
                 durable: Box::pin(async move { Ok(lsn) }),
             });
-        }
+        };
         stream.wait_for_room(&self.policy()).await?;
-        let durable = Box::pin(stream.wal.submit(&batch)?);
+        let durable = Box::pin(stream.wal.submit_encoded(record)?);
         Ok(Queued {
-            stream: stream.clone(),
+            stream,
             batch,
             durable,
         })
@@ -603,14 +673,23 @@ async fn commit(stream: &Stream, warehouse: &Warehouse, run: &[(u64, RecordBatch
         (WAL_LAST_LSN.to_string(), last.to_string()),
     ]);
     let batches: Vec<Result<RecordBatch>> = run.iter().map(|(_, b)| Ok(b.clone())).collect();
-    let outcome = write_snapshot(
-        warehouse.catalog().as_ref(),
-        &name,
-        &table,
-        futures::stream::iter(batches),
-        properties,
-    )
-    .await?;
+    // Encoding Parquet is long CPU work between awaits: on a blocking thread
+    // it cannot hold a runtime worker (and the DoPut streams waiting on it
+    // for their acknowledgements) for the hundreds of milliseconds it takes.
+    let catalog = warehouse.catalog().clone();
+    let runtime = tokio::runtime::Handle::current();
+    let writing = name.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        runtime.block_on(write_snapshot(
+            catalog.as_ref(),
+            &writing,
+            &table,
+            futures::stream::iter(batches),
+            properties,
+        ))
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("committing the stream into {name}: {e}")))??;
     stream
         .stats
         .last_commit_micros

@@ -159,6 +159,20 @@ enum Request {
     Shutdown,
 }
 
+/// A record encoded for a log, not queued yet.
+pub struct Encoded {
+    frame: Vec<u8>,
+    payload_crc: crc32fast::Hasher,
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoded")
+            .field("bytes", &self.frame.len())
+            .finish()
+    }
+}
+
 /// One record waiting to be written.
 struct Append {
     /// The whole record: header (length filled in; crc and lsn are patched by the
@@ -261,11 +275,26 @@ impl Wal {
         &self,
         batch: &RecordBatch,
     ) -> Result<impl std::future::Future<Output = Result<u64>> + Send + 'static> {
+        self.submit_encoded(self.encode(batch)?)
+    }
+
+    /// Encodes one batch as a record, on the caller's thread: records of one
+    /// log can be encoded in parallel, then queued in order with
+    /// [`Self::submit_encoded`].
+    pub fn encode(&self, batch: &RecordBatch) -> Result<Encoded> {
         let (frame, payload_crc) = encode_frame(&self.inner.dir, batch)?;
+        Ok(Encoded { frame, payload_crc })
+    }
+
+    /// [`Self::submit`] for a record encoded by [`Self::encode`].
+    pub fn submit_encoded(
+        &self,
+        record: Encoded,
+    ) -> Result<impl std::future::Future<Output = Result<u64>> + Send + 'static> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Append(Append {
-            frame,
-            payload_crc,
+            frame: record.frame,
+            payload_crc: record.payload_crc,
             reply,
         }))?;
         let wal = self.clone();

@@ -550,3 +550,81 @@ async fn cancel_flight_info_stops_a_running_query_and_one_not_started() {
     assert_eq!(cells(&batches).expect("cells")[0][0], "1");
     server.stop().await;
 }
+
+/// A DoPut stream whose third batch (of 400) has a NULL entity key: the batches before
+/// it may be acknowledged, then the stream ends with an error naming the
+/// column, and what the table holds is exactly what was acknowledged (the
+/// batches after it are never taken, even though records are prepared in
+/// parallel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn do_put_stops_at_the_first_invalid_batch() {
+    use arrow::array::{Float64Array, TimestampMicrosecondArray};
+    use arrow::datatypes::TimeUnit;
+    use arrow_flight::FlightDescriptor;
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+    use futures::StreamExt;
+
+    let server = TestServer::start(alice()).await;
+    let mut client = server.client().await;
+    client
+        .handshake("alice", "s3cret")
+        .await
+        .expect("handshake");
+    update(
+        &mut client,
+        "CREATE FEATURE GROUP fg (id BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (id) EVENT TIME t",
+    )
+    .await;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        Field::new("v", DataType::Float64, true),
+    ]));
+    let batches: Vec<RecordBatch> = (0..400i64)
+        .map(|b| {
+            let ids: Vec<Option<i64>> = (0..100)
+                .map(|i| (b != 2 || i != 50).then_some(b * 100 + i))
+                .collect();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(TimestampMicrosecondArray::from(vec![
+                        1_700_000_000_000_000;
+                        100
+                    ])),
+                    Arc::new(Float64Array::from(vec![b as f64; 100])),
+                ],
+            )
+            .expect("batch")
+        })
+        .collect();
+    let descriptor = FlightDescriptor::new_path(vec!["stream".into(), "default.fg".into()]);
+    let data = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter(batches.into_iter().map(Ok)))
+        .map(|d| d.expect("encode"));
+    let mut acks = client.do_put(data).await.expect("do_put");
+    let mut acked = 0;
+    let error = loop {
+        match acks.message().await {
+            Ok(Some(ack)) => {
+                let ack: serde_json::Value =
+                    serde_json::from_slice(&ack.app_metadata).expect("ack JSON");
+                assert_eq!(ack["rows"].as_u64(), Some(100), "{ack}");
+                acked += 1;
+            }
+            Ok(None) => panic!("the stream ended without an error after {acked} acks"),
+            Err(status) => break status,
+        }
+    };
+    assert!(acked <= 2, "{acked} acks: only batches before the bad one");
+    assert!(error.message().contains("column id"), "{error}");
+    let count = query(&mut client, "SELECT count(*) FROM fg").await;
+    assert_eq!(
+        cells(&count).expect("cells")[0][0],
+        (acked * 100).to_string(),
+        "the table holds what was acknowledged"
+    );
+    server.stop().await;
+}

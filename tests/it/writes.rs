@@ -81,3 +81,85 @@ async fn failed_writes_leave_no_files() {
         "files of failed writes were deleted"
     );
 }
+
+/// Row groups per Parquet file under `dir`, by path.
+fn row_groups(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, usize> {
+    use parquet::file::reader::FileReader;
+    let mut counts = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir)
+        .expect("data dir")
+        .filter_map(|e| e.ok())
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            counts.extend(row_groups(&path));
+        } else if path.extension().is_some_and(|x| x == "parquet") {
+            let file = std::fs::File::open(&path).expect("data file");
+            let reader =
+                parquet::file::reader::SerializedFileReader::new(file).expect("Parquet file");
+            counts.insert(path, reader.metadata().num_row_groups());
+        }
+    }
+    counts
+}
+
+/// Row groups are cut at the table's `write.parquet.row-group-size-bytes`
+/// (16 MiB when unset); a value that is not a size is an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_groups_follow_the_table_property() {
+    use iceberg::transaction::{ApplyTransactionAction, Transaction};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    let insert = "INSERT INTO fg SELECT value, TIMESTAMP '2024-01-01 00:00:00', value * 0.5, value * 0.25 FROM generate_series(1, 100000)";
+    session
+        .sql("CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE, w DOUBLE) ENTITY KEY (k) EVENT TIME t")
+        .await
+        .expect("create");
+    session.sql(insert).await.expect("insert");
+    let data = dir.path().join("default/fg/data");
+    let before = row_groups(&data);
+    assert_eq!(
+        before.values().copied().collect::<Vec<_>>(),
+        vec![1],
+        "3.2 MB in one row group"
+    );
+
+    let set = |value: &'static str| {
+        let warehouse = session.warehouse().clone();
+        async move {
+            let table = warehouse.load_table("default", "fg").await.expect("load");
+            let tx = Transaction::new(&table);
+            let tx = tx
+                .update_table_properties()
+                .set("write.parquet.row-group-size-bytes".into(), value.into())
+                .apply(tx)
+                .expect("set property");
+            tx.commit(warehouse.catalog().as_ref())
+                .await
+                .expect("commit");
+        }
+    };
+    set("262144").await;
+    session.sql(insert).await.expect("insert");
+    let counts: Vec<usize> = row_groups(&data)
+        .into_iter()
+        .filter(|(path, _)| !before.contains_key(path))
+        .map(|(_, groups)| groups)
+        .collect();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert!(counts[0] >= 8, "3.2 MB in 256 KiB row groups: {counts:?}");
+
+    set("lots").await;
+    let err = session.sql(insert).await.expect_err("bad property");
+    assert!(
+        err.to_string()
+            .contains("write.parquet.row-group-size-bytes"),
+        "{err}"
+    );
+    assert_eq!(
+        one_cell(&session, "SELECT count(*) FROM fg").await,
+        "200000",
+        "a failed write adds nothing"
+    );
+}
