@@ -71,6 +71,17 @@ impl TestServer {
     }
 }
 
+/// A server for alice and a client signed in as her.
+async fn served_to_alice() -> (TestServer, FlightSqlServiceClient<Channel>) {
+    let server = TestServer::start(alice()).await;
+    let mut client = server.client().await;
+    client
+        .handshake("alice", "s3cret")
+        .await
+        .expect("handshake");
+    (server, client)
+}
+
 fn alice() -> Users {
     Users::Passwords(HashMap::from([("alice".to_string(), "s3cret".to_string())]))
 }
@@ -264,12 +275,7 @@ async fn adbc_python_client() {
 /// The data scientist's example in `examples/` runs against a served warehouse.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_scientist_example() {
-    let server = TestServer::start(alice()).await;
-    let mut client = server.client().await;
-    client
-        .handshake("alice", "s3cret")
-        .await
-        .expect("handshake");
+    let (server, mut client) = served_to_alice().await;
     for sql in [
         "CREATE SCHEMA airlines",
         "CREATE FEATURE GROUP airlines.airline_features (carrier VARCHAR, airport VARCHAR, event_time TIMESTAMP, arr_flights BIGINT, delay_rate DOUBLE) ENTITY KEY (carrier, airport) EVENT TIME event_time",
@@ -564,12 +570,7 @@ async fn do_put_stops_at_the_first_invalid_batch() {
     use arrow_flight::encode::FlightDataEncoderBuilder;
     use futures::StreamExt;
 
-    let server = TestServer::start(alice()).await;
-    let mut client = server.client().await;
-    client
-        .handshake("alice", "s3cret")
-        .await
-        .expect("handshake");
+    let (server, mut client) = served_to_alice().await;
     update(
         &mut client,
         "CREATE FEATURE GROUP fg (id BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (id) EVENT TIME t",
