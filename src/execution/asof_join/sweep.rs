@@ -105,7 +105,7 @@ struct Scratch {
     cursor: Vec<u32>,
     /// (match value, chunk row), by key group.
     sorted: Vec<(i64, u32)>,
-    /// Positions whose bucket got a row of the chunk.
+    /// Positions whose bucket got a row of the chunk, each once.
     touched: Vec<u32>,
     /// Per chunk row: whether it still wins, and its retained id.
     wins: Vec<bool>,
@@ -315,7 +315,11 @@ impl LeftSweep {
                 if self.beats(&candidate, &current, chunk) {
                     self.live += usize::from(current.row == NONE);
                     self.best[pos] = candidate;
-                    touched.push(pos as u32);
+                    // Once per bucket and chunk: in time-ordered appends most
+                    // rows beat the one before them in the same bucket.
+                    if current.row == NONE || current.row & PENDING == 0 {
+                        touched.push(pos as u32);
+                    }
                 }
             }
         }
