@@ -23,8 +23,8 @@
 //!
 //! Memory: about 40 bytes per left row, plus the right rows that are winning
 //! a bucket (at most one per left row; superseded ones are dropped by
-//! compaction) and a chunk of right rows waiting to be swept, however long
-//! the right side. Time: a hash lookup and a binary search per right row, no
+//! compaction) and a chunk of right rows waiting to be swept (at most 64 MiB,
+//! however wide the rows), however long the right side. Time: a hash lookup and a binary search per right row, no
 //! sort of the right side.
 
 use std::cmp::Ordering;
@@ -44,13 +44,17 @@ use crate::planning::MatchOp;
 const NONE: u32 = u32::MAX;
 /// Marks a row id as a row of the batch being pushed, not yet retained.
 const PENDING: u32 = 1 << 31;
-/// Superseded right rows held before a compaction, beyond one per live row.
+/// Superseded right rows held before a compaction, beyond one per live row,
+/// and at most this many bytes of them (wide feature rows).
 const SLACK_ROWS: usize = 1 << 16;
+const SLACK_BYTES: usize = 32 << 20;
 /// Right rows gathered before they are swept: at least this many, and
-/// about two per left key group, up to the most.
+/// about two per left key group, up to the most; and at most this many
+/// bytes, so a chunk of wide rows (hundreds of features) stays small.
 const CHUNK_ROWS: u32 = 1 << 19;
 const CHUNK_ROWS_PER_GROUP: usize = 2;
 const MAX_CHUNK_ROWS: u32 = 1 << 21;
+const MAX_CHUNK_BYTES: usize = 64 << 20;
 
 /// The best right row of a bucket.
 #[derive(Clone, Copy)]
@@ -232,7 +236,7 @@ impl LeftSweep {
                 .map_err(|e| Error::Invalid(format!("ASOF JOIN: right rows: {e}")))?
         };
         chunk.rows.push(batch);
-        if chunk.rows() >= self.chunk_rows {
+        if chunk.rows() >= self.chunk_rows || chunk.rows.bytes() >= MAX_CHUNK_BYTES {
             self.sweep_chunk()?;
         }
         Ok(())
@@ -258,10 +262,18 @@ impl LeftSweep {
         chunk.clear();
         self.chunk = chunk;
         self.scratch = scratch;
-        if self.retained.rows() as usize > 2 * self.live + self.slack {
+        if self.retained.rows() as usize > 2 * self.live + self.slack_rows() {
             self.compact()?;
         }
         Ok(())
+    }
+
+    /// Superseded rows tolerated before a compaction: [`SLACK_ROWS`], fewer
+    /// when the held rows are wide.
+    fn slack_rows(&self) -> usize {
+        let rows = self.retained.rows() as usize;
+        let row_bytes = self.retained.bytes() / rows.max(1);
+        self.slack.min(SLACK_BYTES / row_bytes.max(1))
     }
 
     fn sweep_rows(&mut self, chunk: &Chunk, scratch: &mut Scratch) -> Result<()> {
