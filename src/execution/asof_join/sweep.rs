@@ -96,6 +96,8 @@ pub struct LeftSweep {
     /// Right rows not swept yet, and how many to gather before a sweep.
     chunk: Chunk,
     chunk_rows: u32,
+    /// The widest right rows seen, in bytes of data.
+    row_bytes: usize,
     /// Buffers of `sweep_chunk`, kept between chunks: allocated afresh, each
     /// chunk faulted in and zeroed megabytes of new pages.
     scratch: Scratch,
@@ -177,6 +179,7 @@ impl LeftSweep {
             slack: SLACK_ROWS,
             chunk: Chunk::new(right_schema),
             chunk_rows,
+            row_bytes: 0,
             scratch: Scratch::default(),
             fixed_bytes,
         })
@@ -235,8 +238,9 @@ impl LeftSweep {
             take_record_batch(batch, &rows)
                 .map_err(|e| Error::Invalid(format!("ASOF JOIN: right rows: {e}")))?
         };
+        chunk.data_bytes += data_bytes(&batch);
         chunk.rows.push(batch);
-        if chunk.rows() >= self.chunk_rows || chunk.rows.bytes() >= MAX_CHUNK_BYTES {
+        if chunk.rows() >= self.chunk_rows || chunk.data_bytes >= MAX_CHUNK_BYTES {
             self.sweep_chunk()?;
         }
         Ok(())
@@ -254,6 +258,8 @@ impl LeftSweep {
         if self.chunk.rows() == 0 {
             return Ok(());
         }
+        let width = self.chunk.data_bytes / self.chunk.rows() as usize;
+        self.row_bytes = self.row_bytes.max(width);
         let empty = Chunk::new(self.chunk.rows.schema());
         let mut chunk = std::mem::replace(&mut self.chunk, empty);
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -271,9 +277,7 @@ impl LeftSweep {
     /// Superseded rows tolerated before a compaction: [`SLACK_ROWS`], fewer
     /// when the held rows are wide.
     fn slack_rows(&self) -> usize {
-        let rows = self.retained.rows() as usize;
-        let row_bytes = self.retained.bytes() / rows.max(1);
-        self.slack.min(SLACK_BYTES / row_bytes.max(1))
+        self.slack.min(SLACK_BYTES / self.row_bytes.max(1))
     }
 
     fn sweep_rows(&mut self, chunk: &Chunk, scratch: &mut Scratch) -> Result<()> {
@@ -501,9 +505,25 @@ fn bucket(op: MatchOp, left: &[i64], value: i64) -> Option<usize> {
     (pos < left.len()).then_some(pos)
 }
 
+/// Bytes of a batch's values: a batch that slices bigger buffers counts only
+/// its own part.
+fn data_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let data = c.to_data();
+            data.get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
+
 /// Right rows waiting to be swept, in arrival order.
 struct Chunk {
     rows: BatchRows,
+    /// Bytes of the rows' values (not of the buffers they may be slices of).
+    data_bytes: usize,
     /// Per row, its left key group.
     groups: Vec<u32>,
     values: Vec<i64>,
@@ -515,6 +535,7 @@ impl Chunk {
     fn new(schema: SchemaRef) -> Self {
         Chunk {
             rows: BatchRows::new(schema),
+            data_bytes: 0,
             groups: Vec::new(),
             values: Vec::new(),
             ties: Vec::new(),
@@ -528,6 +549,7 @@ impl Chunk {
     /// Drops the rows, keeping the buffers' capacity.
     fn clear(&mut self) {
         self.rows = BatchRows::new(self.rows.schema());
+        self.data_bytes = 0;
         self.groups.clear();
         self.values.clear();
         self.ties.clear();
