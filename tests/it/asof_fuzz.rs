@@ -317,24 +317,30 @@ async fn right_side_over_the_memory_limit_fails_cleanly() {
     );
 }
 
+/// A context with a memory limit of `bytes`, `partitions` target partitions
+/// and spilling disabled: whatever does not fit fails.
+fn without_spilling(bytes: usize, partitions: usize) -> datafusion::prelude::SessionContext {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(bytes, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .expect("runtime");
+    pitlake::session::new_context_with_runtime(
+        SessionConfig::new().with_target_partitions(partitions),
+        runtime,
+    )
+}
+
 /// A partition whose labels have no key on the right (here: no labels at
 /// all) closes its share of the repartitioned right side instead of leaving
 /// it to buffer: one label against a right side many times the memory limit
 /// runs, with spilling disabled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_without_labels_do_not_buffer_the_right_side() {
-    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_limit(8 << 20, 1.0)
-        .with_disk_manager_builder(
-            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-        )
-        .build_arc()
-        .expect("runtime");
-    let ctx = pitlake::session::new_context_with_runtime(
-        SessionConfig::new().with_target_partitions(4),
-        runtime,
-    );
+    let ctx = without_spilling(8 << 20, 4);
     let label = Row {
         id: 0,
         key: Some(3),
@@ -503,18 +509,7 @@ async fn right_filter_prunes_row_groups_without_changing_answers() {
 /// a 128 MiB limit with spilling disabled, and answers like the reference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wide_right_rows_are_swept_within_the_memory_limit() {
-    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_limit(128 << 20, 1.0)
-        .with_disk_manager_builder(
-            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-        )
-        .build_arc()
-        .expect("runtime");
-    let ctx = pitlake::session::new_context_with_runtime(
-        SessionConfig::new().with_target_partitions(1),
-        runtime,
-    );
+    let ctx = without_spilling(128 << 20, 1);
     let mut rng = Rng(13);
     let left = rows(&mut rng, 1_000, 100, 200_000, 0);
     // Time-ordered, as appends land: most rows win a bucket when they arrive.
