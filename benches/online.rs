@@ -82,6 +82,11 @@ impl Latencies {
     fn p(&self, p: f64) -> Duration {
         percentile(&self.0, p)
     }
+    /// "p50 …, p99 …".
+    fn p50_p99(&self) -> String {
+        format!("p50 {}, p99 {}", fmt(self.p(0.5)), fmt(self.p(0.99)))
+    }
+
     fn max(&self) -> Duration {
         self.0[self.0.len() - 1]
     }
@@ -461,13 +466,13 @@ async fn run() {
         let action = Latencies::new(action);
         rows.push(row(
             "  of which in-process OnlineGroup::lookup, 1 key",
-            format!("p50 {}, p99 {}", fmt(raw.p(0.5)), fmt(raw.p(0.99))),
+            raw.p50_p99(),
             "",
             None,
         ));
         rows.push(row(
             "  of which in-process JSON → lookup → IPC bytes, 1 key",
-            format!("p50 {}, p99 {}", fmt(action.p(0.5)), fmt(action.p(0.99))),
+            action.p50_p99(),
             "",
             None,
         ));
@@ -515,7 +520,7 @@ async fn run() {
         let acked = Latencies::new(acked);
         rows.push(row(
             "ack of a 1-row record at rest, 300",
-            format!("p50 {}, p99 {}", fmt(acked.p(0.5)), fmt(acked.p(0.99))),
+            acked.p50_p99(),
             "",
             None,
         ));
@@ -587,11 +592,7 @@ async fn run() {
         ));
         rows.push(row(
             "ack latency while ingesting",
-            format!(
-                "p50 {}, p99 {}",
-                fmt(ack_latency.p(0.5)),
-                fmt(ack_latency.p(0.99))
-            ),
+            ack_latency.p50_p99(),
             "",
             None,
         ));

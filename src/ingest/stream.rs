@@ -100,6 +100,21 @@ pub struct Prepared {
     record: Option<Encoded>,
 }
 
+impl Prepared {
+    /// Encodes a conformed batch for its stream's log.
+    fn new(stream: Arc<Stream>, batch: RecordBatch) -> Result<Self> {
+        let record = match batch.num_rows() {
+            0 => None,
+            _ => Some(stream.wal.encode(&batch)?),
+        };
+        Ok(Prepared {
+            stream,
+            batch,
+            record,
+        })
+    }
+}
+
 /// A record durable in its log, to be acknowledged.
 #[derive(Debug)]
 pub struct Durable {
@@ -179,7 +194,8 @@ impl Streams {
         name: &TableName,
         batch: &RecordBatch,
     ) -> Result<Ack> {
-        let queued = self.submit(warehouse, name, batch).await?;
+        let prepared = self.prepare(warehouse, name, vec![batch.clone()]).await?;
+        let queued = self.queue_prepared(prepared).await?;
         self.acknowledge(warehouse, queued.durable().await?)
     }
 
@@ -193,44 +209,17 @@ impl Streams {
     ) -> Result<Ack> {
         let stream = self.open(warehouse, name).await?;
         let batch = conform(&stream.target, batch, 1)?;
-        let queued = self.queue(&stream, batch).await?;
+        let queued = self.queue_prepared(Prepared::new(stream, batch)?).await?;
         self.acknowledge(warehouse, queued.durable().await?)
-    }
-
-    /// Validates a batch and queues it in `name`'s log without waiting for
-    /// it to be durable; records keep the order of these calls. Then
-    /// [`Queued::durable`] and [`Self::acknowledge`], in the same order.
-    pub async fn submit(
-        &self,
-        warehouse: &Warehouse,
-        name: &TableName,
-        batch: &RecordBatch,
-    ) -> Result<Queued> {
-        let stream = self.open(warehouse, name).await?;
-        let what = "streamed record".to_string();
-        let batch = conform(&stream.target, &by_name(&stream.target, batch, &what)?, 1)?;
-        self.queue(&stream, batch).await
-    }
-
-    async fn queue(&self, stream: &Arc<Stream>, batch: RecordBatch) -> Result<Queued> {
-        let record = match batch.num_rows() {
-            0 => None,
-            _ => Some(stream.wal.encode(&batch)?),
-        };
-        self.queue_prepared(Prepared {
-            stream: stream.clone(),
-            batch,
-            record,
-        })
-        .await
     }
 
     /// Validates batches of one schema (columns matched by name, like INSERT)
     /// as one record of `name`'s stream and encodes it for the log, on a
     /// blocking thread: this is the CPU work of an append, so records of one
     /// stream can be prepared in parallel, then queued in order with
-    /// [`Self::queue_prepared`]. Row numbers in errors count from the first
-    /// batch.
+    /// [`Self::queue_prepared`], then [`Queued::durable`] and
+    /// [`Self::acknowledge`] in the same order. Row numbers in errors count
+    /// from the first batch.
     pub async fn prepare(
         &self,
         warehouse: &Warehouse,
@@ -252,15 +241,7 @@ impl Streams {
             };
             let what = "streamed record".to_string();
             let batch = conform(&stream.target, &by_name(&stream.target, &batch, &what)?, 1)?;
-            let record = match batch.num_rows() {
-                0 => None,
-                _ => Some(stream.wal.encode(&batch)?),
-            };
-            Ok(Prepared {
-                stream,
-                batch,
-                record,
-            })
+            Prepared::new(stream, batch)
         })
         .await
         .map_err(|e| Error::Invalid(format!("stream into {name}: preparing a record: {e}")))?

@@ -161,7 +161,11 @@ enum Request {
 
 /// A record encoded for a log, not queued yet.
 pub struct Encoded {
+    /// The whole record: header (length filled in; crc and lsn are patched by the
+    /// writer, which is the one that knows the lsn) followed by the payload.
     frame: Vec<u8>,
+    /// crc32 state over the payload alone, combined with the lsn by the writer so
+    /// the writer thread never walks the payload bytes.
     payload_crc: crc32fast::Hasher,
 }
 
@@ -175,12 +179,7 @@ impl std::fmt::Debug for Encoded {
 
 /// One record waiting to be written.
 struct Append {
-    /// The whole record: header (length filled in; crc and lsn are patched by the
-    /// writer, which is the one that knows the lsn) followed by the payload.
-    frame: Vec<u8>,
-    /// crc32 state over the payload alone, combined with the lsn by the writer so
-    /// the writer thread never walks the payload bytes.
-    payload_crc: crc32fast::Hasher,
+    record: Encoded,
     reply: oneshot::Sender<Result<u64>>,
 }
 
@@ -282,8 +281,7 @@ impl Wal {
     /// log can be encoded in parallel, then queued in order with
     /// [`Self::submit_encoded`].
     pub fn encode(&self, batch: &RecordBatch) -> Result<Encoded> {
-        let (frame, payload_crc) = encode_frame(&self.inner.dir, batch)?;
-        Ok(Encoded { frame, payload_crc })
+        encode_frame(&self.inner.dir, batch)
     }
 
     /// [`Self::submit`] for a record encoded by [`Self::encode`].
@@ -292,11 +290,7 @@ impl Wal {
         record: Encoded,
     ) -> Result<impl std::future::Future<Output = Result<u64>> + Send + 'static> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Append(Append {
-            frame: record.frame,
-            payload_crc: record.payload_crc,
-            reply,
-        }))?;
+        self.send(Request::Append(Append { record, reply }))?;
         let wal = self.clone();
         Ok(async move { answer.await.map_err(|_| wal.writer_gone())? })
     }
@@ -347,7 +341,7 @@ impl Wal {
 
 /// Encodes `batch` as a record frame with a zeroed crc and lsn, plus the crc
 /// state of its payload.
-fn encode_frame(dir: &Path, batch: &RecordBatch) -> Result<(Vec<u8>, crc32fast::Hasher)> {
+fn encode_frame(dir: &Path, batch: &RecordBatch) -> Result<Encoded> {
     let encode_error = |e: arrow::error::ArrowError| {
         Error::Invalid(format!(
             "write-ahead log {}: cannot encode batch as Arrow IPC: {e}",
@@ -374,7 +368,7 @@ fn encode_frame(dir: &Path, batch: &RecordBatch) -> Result<(Vec<u8>, crc32fast::
     let mut payload_crc = crc32fast::Hasher::new();
     payload_crc.update(payload);
     frame[0..4].copy_from_slice(&len.to_le_bytes());
-    Ok((frame, payload_crc))
+    Ok(Encoded { frame, payload_crc })
 }
 
 /// crc of a record: over its lsn bytes, then its payload.
@@ -822,9 +816,10 @@ impl Writer {
     fn write_round(&mut self, round: &mut [Append]) -> std::result::Result<(), Failure> {
         let first_lsn = self.next_lsn;
         for (lsn, append) in (first_lsn..).zip(round.iter_mut()) {
-            let crc = record_crc(lsn, &append.payload_crc);
-            append.frame[4..8].copy_from_slice(&crc.to_le_bytes());
-            append.frame[8..16].copy_from_slice(&lsn.to_le_bytes());
+            let record = &mut append.record;
+            let crc = record_crc(lsn, &record.payload_crc);
+            record.frame[4..8].copy_from_slice(&crc.to_le_bytes());
+            record.frame[8..16].copy_from_slice(&lsn.to_le_bytes());
         }
         // Frames round[pending..] are not yet written to the current segment.
         let mut pending = 0;
@@ -843,7 +838,7 @@ impl Writer {
             if let Some(current) = self.current.as_mut() {
                 current.records += 1;
                 current.last_lsn = lsn;
-                current.bytes += round[index].frame.len() as u64;
+                current.bytes += round[index].record.frame.len() as u64;
             }
         }
         self.write_and_sync(&round[pending..])?;
@@ -864,7 +859,10 @@ impl Writer {
             doing,
             source,
         };
-        let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|a| IoSlice::new(&a.frame)).collect();
+        let mut slices: Vec<IoSlice<'_>> = frames
+            .iter()
+            .map(|a| IoSlice::new(&a.record.frame))
+            .collect();
         write_all_vectored(&mut current.file, &mut slices)
             .map_err(|e| failure("writing to write-ahead log segment", e))?;
         current

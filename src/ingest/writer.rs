@@ -170,9 +170,10 @@ fn row_group_bytes(name: &str, table: &Table) -> Result<usize> {
     }
 }
 
-/// Parquet settings: row groups of [`row_group_bytes`]; no dictionary for floating-point columns, whose values
-/// rarely repeat (features); building the dictionary cost a fifth of the CPU
-/// of a streaming ingest and then fell back to plain encoding anyway.
+/// Parquet settings: row groups of [`row_group_bytes`]; no dictionary for
+/// floating-point columns, whose values rarely repeat (features): building
+/// the dictionary cost a fifth of the CPU of a streaming ingest and then fell
+/// back to plain encoding anyway.
 fn writer_properties(name: &str, table: &Table) -> Result<WriterProperties> {
     let schema = schema_to_arrow_schema(table.metadata().current_schema())
         .map_err(Error::iceberg(format!("cannot read the schema of {name}")))?;

@@ -21,11 +21,12 @@
 //! nearest bucket holds the nearest row. A maximum age is checked on that
 //! row: a match too old is no match, never a fall-back to an older one.
 //!
-//! Memory: about 40 bytes per left row, plus the right rows that are winning
-//! a bucket (at most one per left row; superseded ones are dropped by
-//! compaction) and a chunk of right rows waiting to be swept (at most 64 MiB,
-//! however wide the rows), however long the right side. Time: a hash lookup and a binary search per right row, no
-//! sort of the right side.
+//! Memory, however long the right side: about 40 bytes per left row, plus
+//! the right rows that are winning a bucket (at most one per left row;
+//! superseded ones are dropped by compaction) and a chunk of right rows
+//! waiting to be swept (at most 64 MiB of values, however wide the rows).
+//! Time: a key lookup and a binary search per right row, no sort of the
+//! right side.
 
 use std::cmp::Ordering;
 
