@@ -11,6 +11,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::datasource::MemTable;
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionConfig;
 use pitlake::options::PitlakeOptions;
@@ -251,22 +252,121 @@ async fn asof_join_matches_the_reference() {
             .expect("register");
             let joined = join_on_k(&ctx, op, max_age).await;
             let batches = joined.collect().await.expect("runs");
-
-            let got = matched_ids(&batches, &format!("case {case}"));
             let want = reference(&left, &right, op, max_age);
-            assert_eq!(
-                got.len(),
-                left.len(),
-                "case {case}: every left row appears once"
+            let about = format!(
+                "case {case} ({strategy}): op {op:?}, max_age {max_age:?}, batch {batch_size}, partitions {target_partitions}"
             );
-            for (id, expected) in &want {
-                assert_eq!(
-                    got.get(id),
-                    Some(expected),
-                    "case {case} ({strategy}): op {op:?}, max_age {max_age:?}, batch {batch_size}, partitions {target_partitions}, left row {id}"
-                );
-            }
+            assert_same(&matched_ids(&batches, &about), &want, &about);
+
+            // Reading only the ids (the join then holds no right key or
+            // time) changes no answer; reading no column keeps every row.
+            let ids = join_on_k(&ctx, op, max_age)
+                .await
+                .select_columns(&["r_id", "l_id"])
+                .expect("select");
+            let batches = ids.collect().await.expect("runs");
+            assert_same(
+                &matched_ids(&batches, &about),
+                &want,
+                &format!("{about}, ids only"),
+            );
+            let counted = join_on_k(&ctx, op, max_age)
+                .await
+                .aggregate(vec![], vec![count(lit(1)).alias("n")])
+                .expect("count")
+                .collect()
+                .await
+                .expect("runs");
+            let n = counted[0].column(0).as_primitive::<Int64Type>().value(0);
+            assert_eq!(n as usize, left.len(), "{about}, count(*)");
         }
+    }
+}
+
+/// Every left row appears once, with the right row the reference gives it.
+fn assert_same(got: &HashMap<i64, Option<i64>>, want: &HashMap<i64, Option<i64>>, about: &str) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{about}: every left row appears once"
+    );
+    for (id, expected) in want {
+        assert_eq!(got.get(id), Some(expected), "{about}: left row {id}");
+    }
+}
+
+/// Chained joins (each holding only the columns read above it) give each
+/// join's own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chained_joins_match_the_reference() {
+    let mut rng = Rng(0xC4A1);
+    let ops = [MatchOp::GtEq, MatchOp::Gt, MatchOp::LtEq, MatchOp::Lt];
+    for case in 0..40 {
+        let keys = 1 + rng.below(12);
+        let span = 1 + rng.below(40);
+        let sizes = [rng.below(200), rng.below(300), rng.below(300)].map(|n| n as usize);
+        let left = rows(&mut rng, sizes[0], keys, span, 0);
+        let first = rows(&mut rng, sizes[1], keys, span, 1_000_000);
+        let second = rows(&mut rng, sizes[2], keys, span, 2_000_000);
+        let (op_a, op_b) = (ops[case % 4], ops[(case / 4) % 4]);
+        let batch_size = [1, 7, 50, 51][rng.below(4) as usize];
+        let strategy = ["auto", "sweep", "index"][case % 3];
+        let config = SessionConfig::new()
+            .with_target_partitions(1 + rng.below(3) as usize)
+            .with_option_extension(PitlakeOptions::default())
+            .set_str("pitlake.asof_join_strategy", strategy);
+        let ctx = new_context(config);
+        for (name, id, side) in [
+            ("l", "l_id", &left),
+            ("a", "r_id", &first),
+            ("b", "r_id", &second),
+        ] {
+            let t = table(side, id, batch_size, 2, case % 2 == 1);
+            ctx.register_table(name, Arc::new(t)).expect("register");
+        }
+        let sql = format!(
+            "SELECT b.r_id AS b_id, l.l_id, a.r_id AS a_id FROM l \
+             ASOF JOIN a MATCH_CONDITION (l.t {} a.t) ON l.k = a.k \
+             ASOF JOIN b MATCH_CONDITION (l.t {} b.t) ON l.k = b.k",
+            op_a.symbol(),
+            op_b.symbol()
+        );
+        let batches = pitlake::session::sql_dataframe(&ctx, &sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("runs");
+        let about = format!("case {case} ({strategy}): {op_a:?} then {op_b:?}, batch {batch_size}");
+        let pairs = |right: &str| {
+            let mut got = HashMap::new();
+            for batch in &batches {
+                let l_id = batch.column(1).as_primitive::<Int64Type>();
+                let r_id = batch
+                    .column_by_name(right)
+                    .expect(right)
+                    .as_primitive::<Int64Type>();
+                for i in 0..batch.num_rows() {
+                    got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
+                }
+            }
+            got
+        };
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            left.len(),
+            "{about}"
+        );
+        assert_same(
+            &pairs("a_id"),
+            &reference(&left, &first, op_a, None),
+            &format!("{about}, first"),
+        );
+        assert_same(
+            &pairs("b_id"),
+            &reference(&left, &second, op_b, None),
+            &format!("{about}, second"),
+        );
     }
 }
 

@@ -5,7 +5,9 @@
 //! whose match value is nearest to the left one while satisfying the match
 //! operator, within the maximum age if one is given; NULL where there is none.
 //! NULL keys and NULL match values never match. Among right rows tied on the
-//! nearest value, the one that sorts last by all its columns wins.
+//! nearest value, a feature group's most recently ingested one wins, and
+//! otherwise the one that sorts last by the right columns the query reads
+//! (only those are held: see `output`).
 //!
 //! Distribution: both inputs are hash-partitioned on the keys (one partition
 //! each when there are no keys), so partition `p` of the left only meets
@@ -39,17 +41,22 @@
 //! ```
 
 use std::any::Any;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{ArrayRef, RecordBatch};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
+use datafusion::physical_expr::projection::{ProjectionExpr, ProjectionMapping};
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalExprRef};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter_pushdown::{
@@ -58,6 +65,9 @@ use datafusion::physical_plan::filter_pushdown::{
 };
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+};
+use datafusion::physical_plan::projection::{
+    EmbeddedProjection, ProjectionExec, try_embed_projection,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -68,6 +78,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use super::index::RightIndex;
+use super::output::Output;
 use super::right_filter::{LeftSpan, RightFilter};
 use super::sweep::LeftSweep;
 use super::values::ordered_i64;
@@ -87,6 +98,12 @@ pub struct AsOfJoinExec {
     right_match: PhysicalExprRef,
     /// Maximum-age bound evaluated on the left input, and whether it is strict.
     max_age: Option<(PhysicalExprRef, bool)>,
+    /// Left then right columns: what the join computes.
+    join_schema: SchemaRef,
+    /// The columns of `join_schema` it emits (all when `None`), embedded
+    /// from a projection above so that unread right columns are not held.
+    projection: Option<Vec<usize>>,
+    /// What it emits.
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
@@ -107,10 +124,10 @@ impl AsOfJoinExec {
         op: MatchOp,
         right_match: PhysicalExprRef,
         max_age: Option<(PhysicalExprRef, bool)>,
-        schema: SchemaRef,
+        join_schema: SchemaRef,
     ) -> Self {
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
+            EquivalenceProperties::new(join_schema.clone()),
             left.output_partitioning().clone(),
             EmissionType::Incremental,
             Boundedness::Bounded,
@@ -124,7 +141,9 @@ impl AsOfJoinExec {
             op,
             right_match,
             max_age,
-            schema,
+            schema: join_schema.clone(),
+            join_schema,
+            projection: None,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
             right_filter: None,
@@ -139,8 +158,8 @@ impl AsOfJoinExec {
         left: Arc<dyn ExecutionPlan>,
         right: Arc<dyn ExecutionPlan>,
         filter: Option<Arc<DynamicFilterPhysicalExpr>>,
-    ) -> Self {
-        let mut join = AsOfJoinExec::new(
+    ) -> DFResult<Self> {
+        let join = AsOfJoinExec::new(
             left,
             right,
             self.left_keys.clone(),
@@ -149,10 +168,128 @@ impl AsOfJoinExec {
             self.op,
             self.right_match.clone(),
             self.max_age.clone(),
-            self.schema.clone(),
+            self.join_schema.clone(),
         );
+        let mut join = join.projected(self.projection.clone())?;
         join.right_filter = filter;
-        join
+        Ok(join)
+    }
+
+    /// This join emitting only `projection` (indices into its join schema).
+    fn projected(mut self, projection: Option<Vec<usize>>) -> DFResult<Self> {
+        let Some(columns) = &projection else {
+            return Ok(self);
+        };
+        let mapping = ProjectionMapping::from_indices(columns, &self.join_schema)?;
+        let schema = Arc::new(self.join_schema.project(columns)?);
+        let joined = EquivalenceProperties::new(self.join_schema.clone());
+        let partitioning = self.left.output_partitioning().project(&mapping, &joined);
+        self.properties = Arc::new(PlanProperties::new(
+            joined.project(&mapping, schema.clone()),
+            partitioning,
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        self.schema = schema;
+        self.projection = projection;
+        Ok(self)
+    }
+
+    /// This join emitting `projection`, its left input narrowed to the
+    /// columns the join reads or emits. In a chain of joins each one then
+    /// holds only what the joins above it read, not every earlier
+    /// feature group's key and time.
+    fn narrowed(&self, projection: Vec<usize>) -> DFResult<Self> {
+        let left_schema = self.left.schema();
+        let nl = left_schema.fields().len();
+        let mut needed: BTreeSet<usize> = projection.iter().copied().filter(|i| *i < nl).collect();
+        let reads = self
+            .left_keys
+            .iter()
+            .chain([&self.left_match])
+            .chain(self.max_age.as_ref().map(|(bound, _)| bound));
+        for expr in reads {
+            needed.extend(collect_columns(expr).iter().map(Column::index));
+        }
+        let base = AsOfJoinExec {
+            right_filter: self.right_filter.clone(),
+            ..AsOfJoinExec::new(
+                self.left.clone(),
+                self.right.clone(),
+                self.left_keys.clone(),
+                self.right_keys.clone(),
+                self.left_match.clone(),
+                self.op,
+                self.right_match.clone(),
+                self.max_age.clone(),
+                self.join_schema.clone(),
+            )
+        };
+        if needed.len() == nl {
+            return base.projected(Some(projection));
+        }
+        let needed: Vec<usize> = needed.into_iter().collect();
+        let at = |i: usize| needed.partition_point(|n| *n < i);
+        let exprs = needed
+            .iter()
+            .map(|&i| {
+                let name = left_schema.field(i).name();
+                ProjectionExpr::new(
+                    Arc::new(Column::new(name, i)) as PhysicalExprRef,
+                    name.clone(),
+                )
+            })
+            .collect::<Vec<_>>();
+        let left: Arc<dyn ExecutionPlan> =
+            Arc::new(ProjectionExec::try_new(exprs, self.left.clone())?);
+        let renumber = |expr: &PhysicalExprRef| -> DFResult<PhysicalExprRef> {
+            Ok(Arc::clone(expr)
+                .transform(|e| {
+                    Ok(match e.as_any().downcast_ref::<Column>() {
+                        Some(c) => Transformed::yes(
+                            Arc::new(Column::new(c.name(), at(c.index()))) as PhysicalExprRef
+                        ),
+                        None => Transformed::no(e),
+                    })
+                })?
+                .data)
+        };
+        let fields: Vec<_> = left
+            .schema()
+            .fields()
+            .iter()
+            .chain(self.join_schema.fields().iter().skip(nl))
+            .cloned()
+            .collect();
+        let join_schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            self.join_schema.metadata().clone(),
+        ));
+        let projection = projection
+            .iter()
+            .map(|&i| if i < nl { at(i) } else { i - nl + needed.len() })
+            .collect();
+        let join = AsOfJoinExec {
+            right_filter: self.right_filter.clone(),
+            ..AsOfJoinExec::new(
+                left,
+                self.right.clone(),
+                self.left_keys
+                    .iter()
+                    .map(renumber)
+                    .collect::<DFResult<_>>()?,
+                self.right_keys.clone(),
+                renumber(&self.left_match)?,
+                self.op,
+                self.right_match.clone(),
+                match &self.max_age {
+                    Some((bound, strict)) => Some((renumber(bound)?, *strict)),
+                    None => None,
+                },
+                join_schema,
+            )
+        };
+        join.projected(Some(projection))
     }
 
     /// The partitions' shared reports, when a scan below uses the filter.
@@ -170,6 +307,24 @@ impl AsOfJoinExec {
             ))
         });
         Some(reports.clone())
+    }
+}
+
+impl EmbeddedProjection for AsOfJoinExec {
+    /// `projection` indexes this join's output, which may be projected
+    /// already.
+    fn with_projection(&self, projection: Option<Vec<usize>>) -> DFResult<Self> {
+        match (projection, &self.projection) {
+            (None, _) => self.rebuilt(
+                self.left.clone(),
+                self.right.clone(),
+                self.right_filter.clone(),
+            ),
+            (Some(columns), None) => self.narrowed(columns),
+            (Some(columns), Some(mine)) => {
+                self.narrowed(columns.iter().map(|&c| mine[c]).collect())
+            }
+        }
     }
 }
 
@@ -192,6 +347,13 @@ impl DisplayAs for AsOfJoinExec {
         if let Some((bound, strict)) = &self.max_age {
             let cmp = self.op.bound_symbol(*strict);
             write!(f, ", max_age=[right {cmp} {bound}]")?;
+        }
+        if let Some(columns) = &self.projection {
+            let names: Vec<String> = columns
+                .iter()
+                .map(|&i| format!("{}@{i}", self.join_schema.field(i).name()))
+                .collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
         }
         Ok(())
     }
@@ -240,7 +402,15 @@ impl ExecutionPlan for AsOfJoinExec {
             left,
             right,
             self.right_filter.clone(),
-        )))
+        )?))
+    }
+
+    /// Embeds the columns a projection above reads (see [`Output`]).
+    fn try_swapping_with_projection(
+        &self,
+        projection: &ProjectionExec,
+    ) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
+        try_embed_projection(projection, self)
     }
 
     fn execute(
@@ -281,12 +451,18 @@ impl ExecutionPlan for AsOfJoinExec {
             keys: self.right_keys.clone(),
             matches: self.right_match.clone(),
         };
+        let output = Output::new(
+            self.schema.clone(),
+            self.left.schema().fields().len(),
+            self.right.schema().fields().len(),
+            self.projection.as_deref(),
+        )?;
         let probe = Arc::new(ProbeSide {
             keys: self.left_keys.clone(),
             matches: self.left_match.clone(),
             op: self.op,
             max_age: self.max_age.clone(),
-            schema: self.schema.clone(),
+            output,
         });
         // Read the left first, up to LEFT_BUFFER_BYTES (within the memory
         // limit). When that is all of it, the left input is finished and
@@ -322,11 +498,13 @@ impl ExecutionPlan for AsOfJoinExec {
             if let (true, Some(held)) = (sweep, held) {
                 metrics.swept_partitions.add(1);
                 let out = build
-                    .sweep(&probe, head, held, right, reservation, metrics)
+                    .sweep(probe, head, held, right, reservation, metrics)
                     .await?;
                 return Ok::<_, DataFusionError>(out);
             }
-            let (index, reservation) = build.collect(right, reservation, &metrics).await?;
+            let (index, reservation) = build
+                .collect(right, probe.output.right_columns(), reservation, &metrics)
+                .await?;
             let index = Arc::new(index);
             let rest = rest.unwrap_or_else(|| futures::stream::empty().boxed());
             Ok(futures::stream::iter(head.into_iter().map(Ok))
@@ -390,7 +568,7 @@ impl ExecutionPlan for AsOfJoinExec {
             any.downcast::<DynamicFilterPhysicalExpr>().ok()
         });
         if let Some(filter) = filter {
-            let node = self.rebuilt(self.left.clone(), self.right.clone(), Some(filter));
+            let node = self.rebuilt(self.left.clone(), self.right.clone(), Some(filter))?;
             result = result.with_updated_node(Arc::new(node) as Arc<dyn ExecutionPlan>);
         }
         Ok(result)
@@ -438,7 +616,7 @@ impl BuildSide {
     /// then joins the held left batches, in their order.
     async fn sweep(
         self,
-        probe: &ProbeSide,
+        probe: Arc<ProbeSide>,
         head: Vec<RecordBatch>,
         columns: HeldLeft,
         mut right: SendableRecordBatchStream,
@@ -454,6 +632,7 @@ impl BuildSide {
                 &columns.matches,
                 columns.bounds,
                 right.schema(),
+                probe.output.right_columns(),
             )?
         };
         let too_big = |e: DataFusionError| {
@@ -492,7 +671,6 @@ impl BuildSide {
         reservation
             .try_resize(held + sweep.size())
             .map_err(too_big)?;
-        let schema = probe.schema.clone();
         let mut first = 0u32;
         let joined = head.into_iter().map(move |batch| {
             let _hold = &reservation;
@@ -502,10 +680,9 @@ impl BuildSide {
             metrics
                 .matched_rows
                 .add(found.iter().filter(|f| f.is_some()).count());
-            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-            columns.extend(sweep.take(&found)?);
+            let out = probe.output.batch(&batch, &sweep.take(&found)?)?;
             metrics.baseline.record_output(n);
-            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+            Ok(out)
         });
         Ok(futures::stream::iter(joined).boxed())
     }
@@ -514,6 +691,7 @@ impl BuildSide {
     async fn collect(
         self,
         mut input: SendableRecordBatchStream,
+        columns: &[usize],
         reservation: MemoryReservation,
         metrics: &JoinMetrics,
     ) -> DFResult<(RightIndex, MemoryReservation)> {
@@ -535,7 +713,7 @@ impl BuildSide {
             .map(|b| evaluate(&self.keys, b))
             .collect::<DFResult<Vec<_>>>()?;
         let matches = evaluate_each(&self.matches, &batches)?;
-        let index = RightIndex::build(&schema, batches, &keys, &matches)?;
+        let index = RightIndex::build(&schema, batches, &keys, &matches, columns)?;
         reservation.try_resize(held + index.size()).map_err(|e| {
             e.context("ASOF JOIN: the right side of a partition does not fit in memory")
         })?;
@@ -548,7 +726,7 @@ struct ProbeSide {
     matches: PhysicalExprRef,
     op: MatchOp,
     max_age: Option<(PhysicalExprRef, bool)>,
-    schema: SchemaRef,
+    output: Output,
 }
 
 /// The join's expressions over every held left batch.
@@ -615,9 +793,7 @@ impl ProbeSide {
             })
             .collect();
         metrics.matched_rows.add(matched);
-        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-        columns.extend(index.take(&found)?);
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        self.output.batch(batch, &index.take(&found)?)
     }
 }
 

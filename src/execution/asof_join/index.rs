@@ -10,7 +10,7 @@ use arrow::datatypes::SchemaRef;
 
 use super::groups::{Grouped, KeyGroups};
 use super::rows::BatchRows;
-use super::tie_break::TieBreak;
+use super::tie_break::{TieBreak, ingest_order_column};
 use crate::error::Result;
 use crate::planning::MatchOp;
 
@@ -29,19 +29,27 @@ pub struct RightIndex {
 
 impl RightIndex {
     /// Indexes the right partition's `batches`, whose key columns are
-    /// `keys[b]` and match column `matches[b]` for batch `b`. Rows with a NULL
-    /// key or match value are left out: they never match.
+    /// `keys[b]` and match column `matches[b]` for batch `b`, holding only
+    /// `columns` of them. Rows with a NULL key or match value are left out:
+    /// they never match.
     pub fn build(
         schema: &SchemaRef,
         batches: Vec<RecordBatch>,
         keys: &[Vec<ArrayRef>],
         matches: &[ArrayRef],
+        columns: &[usize],
     ) -> Result<Self> {
         let mut groups = KeyGroups::for_keys(keys)?;
-        let rows = BatchRows::from_batches(schema.clone(), batches)?;
-        let mut grouped = Grouped::build(&mut groups, keys, matches, rows.offsets())?;
-        // Rows tied on the value: the tie-break decides their order.
-        let tie = TieBreak::new(rows.batches(), rows.offsets())?;
+        let all = BatchRows::from_batches(schema.clone(), batches)?;
+        let mut grouped = Grouped::build(&mut groups, keys, matches, all.offsets())?;
+        let rows = all.project(columns)?;
+        // Rows tied on the value: the tie-break decides their order, by
+        // ingestion order, else by the held columns (as the sweep does).
+        let ties = match ingest_order_column(schema) {
+            Some(_) => all.batches(),
+            None => rows.batches(),
+        };
+        let tie = TieBreak::new(ties, rows.offsets())?;
         for g in 0..groups.len() as u32 {
             let range = grouped.range(g);
             let (order, values) = (&mut grouped.order[range.clone()], &grouped.values[range]);
@@ -54,6 +62,9 @@ impl RightIndex {
                 run = end;
             }
         }
+        // Only the held columns stay.
+        drop(tie);
+        drop(all);
         let bytes = rows.bytes() + grouped.memory_bytes() + groups.memory_bytes();
         Ok(RightIndex {
             rows,

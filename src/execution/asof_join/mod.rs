@@ -5,6 +5,7 @@
 mod exec;
 mod groups;
 mod index;
+mod output;
 mod right_filter;
 mod rows;
 mod sweep;

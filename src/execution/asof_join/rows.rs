@@ -2,8 +2,8 @@
 //! counting rows across the batches; what both strategies gather the right
 //! columns of a match from.
 
-use arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
-use arrow::compute::interleave;
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array, new_null_array};
+use arrow::compute::{interleave, take};
 use arrow::datatypes::SchemaRef;
 
 use super::groups::{batch_offsets, locate};
@@ -117,15 +117,47 @@ impl BatchRows {
         self.interleave(&self.locate_all(ids))
     }
 
+    /// The same rows with only `columns`.
+    pub fn project(&self, columns: &[usize]) -> Result<Self> {
+        let schema = self
+            .schema
+            .project(columns)
+            .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
+        let batches = self
+            .batches
+            .iter()
+            .map(|b| b.project(columns))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
+        Self::from_batches(schema.into(), batches)
+    }
+
     /// Keeps only the rows at `indices`, in that order, as one batch.
     pub fn replace(&mut self, indices: &[(usize, usize)]) -> Result<()> {
         let columns = self.interleave(indices)?;
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| Error::Invalid(format!("ASOF JOIN right rows: {e}")))?;
+        let batch = with_rows(self.schema.clone(), columns, indices.len())?;
         self.batches.clear();
         self.offsets = vec![0];
         self.bytes = 0;
         self.push(batch);
         Ok(())
     }
+}
+
+/// Rows `rows` of `batch`, which may have no columns.
+pub fn take_rows(batch: &RecordBatch, rows: &UInt32Array) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c, rows, None))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Invalid(format!("ASOF JOIN right rows: {e}")))?;
+    with_rows(batch.schema(), columns, rows.len())
+}
+
+/// A batch of `rows` rows; without columns the count is kept explicitly.
+fn with_rows(schema: SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema, columns, &options)
+        .map_err(|e| Error::Invalid(format!("ASOF JOIN right rows: {e}")))
 }

@@ -31,11 +31,10 @@
 use std::cmp::Ordering;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 
 use super::groups::{Grouped, KeyGroups, batch_offsets};
-use super::rows::BatchRows;
+use super::rows::{BatchRows, take_rows};
 use super::tie_break::{cmp_rows, ingest_order, ingest_order_column};
 use super::values::ordered_i64;
 use crate::error::{Error, Result};
@@ -92,6 +91,9 @@ pub struct LeftSweep {
     retained: BatchRows,
     /// The right side's ingestion order column, if it has one.
     ingest: Option<usize>,
+    /// The right columns held for the matches (the output's); the others
+    /// are dropped as rows arrive.
+    columns: Vec<usize>,
     /// Superseded rows held before a compaction, beyond one per live row.
     slack: usize,
     /// Right rows not swept yet, and how many to gather before a sweep.
@@ -130,14 +132,20 @@ impl Scratch {
 
 impl LeftSweep {
     /// Indexes the left side: its batches' key columns `keys[b]`, match
-    /// column `matches[b]` and maximum-age bound `bounds`, if any.
+    /// column `matches[b]` and maximum-age bound `bounds`, if any. Of right
+    /// rows (`right_schema`), `columns` are held for the matches.
     pub fn new(
         op: MatchOp,
         keys: &[Vec<ArrayRef>],
         matches: &[ArrayRef],
         bounds: Option<(Vec<ArrayRef>, bool)>,
         right_schema: SchemaRef,
+        columns: &[usize],
     ) -> Result<Self> {
+        let held = right_schema
+            .project(columns)
+            .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
+        let held = std::sync::Arc::new(held);
         let mut groups = KeyGroups::for_keys(keys)?;
         let offsets = batch_offsets(matches.iter().map(|m| m.len()))?;
         let grouped = Grouped::build(&mut groups, keys, matches, &offsets)?;
@@ -176,9 +184,10 @@ impl LeftSweep {
             best,
             live: 0,
             ingest: ingest_order_column(&right_schema),
-            retained: BatchRows::new(right_schema.clone()),
+            columns: columns.to_vec(),
+            retained: BatchRows::new(held.clone()),
             slack: SLACK_ROWS,
-            chunk: Chunk::new(right_schema),
+            chunk: Chunk::new(held),
             chunk_rows,
             row_bytes: 0,
             scratch: Scratch::default(),
@@ -224,6 +233,9 @@ impl LeftSweep {
             Some(c) => Some(ingest_order(batch, c)?),
             None => None,
         };
+        let batch = batch
+            .project(&self.columns)
+            .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
         let chunk = &mut self.chunk;
         for &(i, group, value) in &usable {
             chunk.groups.push(group);
@@ -233,11 +245,10 @@ impl LeftSweep {
             }
         }
         let batch = if usable.len() == n {
-            batch.clone()
+            batch
         } else {
             let rows = UInt32Array::from_iter_values(usable.iter().map(|u| u.0));
-            take_record_batch(batch, &rows)
-                .map_err(|e| Error::Invalid(format!("ASOF JOIN: right rows: {e}")))?
+            take_rows(&batch, &rows)?
         };
         chunk.data_bytes += data_bytes(&batch);
         chunk.rows.push(batch);
@@ -370,8 +381,7 @@ impl LeftSweep {
                 batch.clone()
             } else {
                 let rows = UInt32Array::from_iter_values(kept.iter().map(|r| r - lo));
-                take_record_batch(batch, &rows)
-                    .map_err(|e| Error::Invalid(format!("ASOF JOIN: retaining right rows: {e}")))?
+                take_rows(batch, &rows)?
             };
             self.retained.push(retained);
         }
@@ -600,7 +610,8 @@ mod tests {
             let lk = Arc::new(Int64Array::from_iter_values(left.iter().map(|l| l.0))) as ArrayRef;
             let lt = Arc::new(Int64Array::from_iter_values(left.iter().map(|l| l.1))) as ArrayRef;
             let mut sweep =
-                LeftSweep::new(op, &[vec![lk]], &[lt], None, schema.clone()).expect("left");
+                LeftSweep::new(op, &[vec![lk]], &[lt], None, schema.clone(), &[0, 1, 2])
+                    .expect("left");
             sweep.slack = 0;
             sweep.chunk_rows = 100;
             for (c, chunk) in right.chunks(37).enumerate() {

@@ -1,7 +1,8 @@
 //! Which of the right rows tied on the nearest match value wins: the last by
 //! ingestion order for a feature group (its scan adds each row's position in
-//! it, see [`INGEST_ORDER_COLUMN`]), otherwise the last by all its columns, so
-//! the winner does not depend on the order rows arrived in.
+//! it, see [`INGEST_ORDER_COLUMN`]), otherwise the last by the right columns
+//! the join holds (those the query reads), so the winner does not depend on
+//! the order rows arrived in.
 
 use std::cmp::Ordering;
 
