@@ -45,8 +45,9 @@ const NONE: u32 = u32::MAX;
 /// Marks a row id as a row of the batch being pushed, not yet retained.
 const PENDING: u32 = 1 << 31;
 /// Superseded right rows held before a compaction, beyond one per live row,
-/// and at most this many bytes of them (wide feature rows).
-const SLACK_ROWS: usize = 1 << 16;
+/// and at most this many bytes of them (wide feature rows). Each compaction
+/// copies every live row, so a small slack copied them over and over.
+const SLACK_ROWS: usize = 1 << 22;
 const SLACK_BYTES: usize = 32 << 20;
 /// Right rows gathered before they are swept: at least this many, and
 /// about two per left key group, up to the most; and at most this many
@@ -55,19 +56,20 @@ const CHUNK_ROWS: u32 = 1 << 19;
 const CHUNK_ROWS_PER_GROUP: usize = 2;
 const MAX_CHUNK_ROWS: u32 = 1 << 21;
 const MAX_CHUNK_BYTES: usize = 64 << 20;
+/// A chunk is held whole before it is swept when at least this share
+/// (1 / DIRECT_SHARE) of the last chunk's rows won a bucket.
+const DIRECT_SHARE: usize = 4;
 
-/// The best right row of a bucket.
+/// The best right row of a bucket (16 bytes: the sweep reads one per right
+/// row, from an array as long as the labels).
 #[derive(Clone, Copy)]
 struct Best {
     value: i64,
-    /// Ingestion order (0 without one).
-    tie: i64,
     row: u32,
 }
 
 const EMPTY: Best = Best {
     value: 0,
-    tie: 0,
     row: NONE,
 };
 
@@ -85,6 +87,12 @@ pub struct LeftSweep {
     bounds: Option<(Vec<Option<i64>>, bool)>,
     /// Per position, its bucket's best right row; after `finish`, the match.
     best: Vec<Best>,
+    /// Per position, the ingestion order of that row, when the right side
+    /// has one (empty otherwise).
+    best_ties: Vec<i64>,
+    /// Whether many rows of the last chunk won a bucket: then the next one
+    /// is held whole before it is swept (see `sweep_rows`).
+    direct: bool,
     /// Buckets holding a row.
     live: usize,
     /// Right rows that won a bucket when they arrived (some since beaten).
@@ -164,11 +172,17 @@ impl LeftSweep {
             None => None,
         };
         let best = vec![EMPTY; grouped.order.len()];
+        let ingest = ingest_order_column(&right_schema);
+        let best_ties = match ingest {
+            Some(_) => vec![0; best.len()],
+            None => Vec::new(),
+        };
         let fixed_bytes = groups.memory_bytes()
             + grouped.memory_bytes()
             + position.capacity() * 4
             + bounds.as_ref().map_or(0, |(b, _)| b.capacity() * 16)
-            + best.capacity() * std::mem::size_of::<Best>();
+            + best.capacity() * std::mem::size_of::<Best>()
+            + best_ties.capacity() * 8;
         // A chunk spread thinner than a row or two per key group reads a
         // cache line of left values and one of buckets per row; with a few
         // rows per group they share them.
@@ -182,8 +196,10 @@ impl LeftSweep {
             position,
             bounds,
             best,
+            best_ties,
+            direct: false,
             live: 0,
-            ingest: ingest_order_column(&right_schema),
+            ingest,
             columns: columns.to_vec(),
             retained: BatchRows::new(held.clone()),
             slack: SLACK_ROWS,
@@ -321,7 +337,20 @@ impl LeftSweep {
             sorted[*slot as usize] = (chunk.values[row], row as u32);
             *slot += 1;
         }
+        // Direct, when many rows of the last chunk won a bucket (time-ordered
+        // appends): the chunk is held whole first, so a winner's id is final
+        // at once and no second pass over the buckets is needed. Otherwise
+        // winners are marked pending and only they are held afterwards (rows
+        // clustered by key: few of them win).
+        let base = self.retained.rows();
+        let direct = self.direct && (base as usize + n) < PENDING as usize;
+        if direct {
+            for batch in chunk.rows.batches() {
+                self.retained.push(batch.clone());
+            }
+        }
         touched.clear();
+        let mut won = 0usize;
         for g in 0..groups {
             let rows = &sorted[starts[g] as usize..starts[g + 1] as usize];
             if rows.is_empty() {
@@ -334,22 +363,38 @@ impl LeftSweep {
                     continue;
                 };
                 let pos = range.start + pos;
+                let tie = chunk.ties.get(row as usize).copied().unwrap_or(0);
                 let candidate = Best {
                     value,
-                    tie: chunk.ties.get(row as usize).copied().unwrap_or(0),
-                    row: PENDING | row,
+                    row: if direct { base + row } else { PENDING | row },
                 };
                 let current = self.best[pos];
-                if self.beats(&candidate, &current, chunk) {
+                if self.beats(candidate, tie, current, pos, chunk) {
                     self.live += usize::from(current.row == NONE);
                     self.best[pos] = candidate;
-                    // Once per bucket and chunk: in time-ordered appends most
-                    // rows beat the one before them in the same bucket.
-                    if current.row == NONE || current.row & PENDING == 0 {
-                        touched.push(pos as u32);
+                    if let Some(t) = self.best_ties.get_mut(pos) {
+                        *t = tie;
+                    }
+                    // A bucket's first row of this chunk: later ones beat
+                    // only rows of this chunk.
+                    let fresh = current.row == NONE
+                        || if direct {
+                            current.row < base
+                        } else {
+                            current.row & PENDING == 0
+                        };
+                    if fresh {
+                        won += 1;
+                        if !direct {
+                            touched.push(pos as u32);
+                        }
                     }
                 }
             }
+        }
+        self.direct = won * DIRECT_SHARE >= n;
+        if direct {
+            return Ok(());
         }
         // Retain the rows that still win (a later row may have beaten an
         // earlier one), batch by batch, numbered as retained rows.
@@ -394,10 +439,10 @@ impl LeftSweep {
         Ok(())
     }
 
-    /// Whether `candidate`, a row of `chunk`, beats a bucket's `current` best:
-    /// nearer, or tied and later by the tie-break (ingestion order, else all
-    /// columns, else arrival).
-    fn beats(&self, candidate: &Best, current: &Best, chunk: &Chunk) -> bool {
+    /// Whether `candidate`, a row of `chunk` with ingestion order `tie`,
+    /// beats the `current` best of bucket `pos`: nearer, or tied and later by
+    /// the tie-break (ingestion order, else the held columns, else arrival).
+    fn beats(&self, candidate: Best, tie: i64, current: Best, pos: usize, chunk: &Chunk) -> bool {
         if current.row == NONE {
             return true;
         }
@@ -406,19 +451,25 @@ impl LeftSweep {
         } else {
             current.value.cmp(&candidate.value)
         };
-        match nearer.then(candidate.tie.cmp(&current.tie)) {
+        let current_tie = self.best_ties.get(pos).copied().unwrap_or(0);
+        match nearer.then(tie.cmp(&current_tie)) {
             Ordering::Greater => true,
             Ordering::Less => false,
             Ordering::Equal if self.ingest.is_some() => true,
             Ordering::Equal => {
-                let (batch, mine) = chunk.row(candidate.row & !PENDING);
-                let (other, row) = if current.row & PENDING != 0 {
-                    chunk.row(current.row & !PENDING)
-                } else {
-                    self.retained.row(current.row)
-                };
+                let (batch, mine) = self.row(candidate.row, chunk);
+                let (other, row) = self.row(current.row, chunk);
                 cmp_rows(batch.columns().iter().zip(other.columns()), mine, row) != Ordering::Less
             }
+        }
+    }
+
+    /// A right row by id: a pending row of `chunk`, or a held one.
+    fn row<'a>(&'a self, id: u32, chunk: &'a Chunk) -> (&'a RecordBatch, usize) {
+        if id & PENDING != 0 {
+            chunk.row(id & !PENDING)
+        } else {
+            self.retained.row(id)
         }
     }
 
@@ -585,11 +636,13 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 
     use super::*;
+    use crate::execution::ingest_order::INGEST_ORDER_COLUMN;
 
-    /// Compacting after every right batch (no slack) keeps every answer:
-    /// the ids of held rows are rewritten, winners from whole batches too.
+    /// Chunks held whole (most rows winning) or by their winners, compacted
+    /// after every chunk (no slack) or seldom, with ties broken by the held
+    /// columns or by ingestion order: every answer is the reference's.
     #[test]
-    fn compaction_keeps_the_winners() {
+    fn chunks_and_compaction_keep_the_winners() {
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = |n: u64| {
             seed ^= seed << 13;
@@ -597,64 +650,75 @@ mod tests {
             seed ^= seed << 17;
             (seed % n) as i64
         };
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("t", DataType::Int64, true),
-            Field::new("id", DataType::Int64, false),
-        ]));
-        for op in [MatchOp::GtEq, MatchOp::Gt, MatchOp::LtEq, MatchOp::Lt] {
-            let left: Vec<(i64, i64)> = (0..2000).map(|_| (next(7), next(500))).collect();
-            // Right rows in time order (whole batches held) then shuffled.
-            let mut right: Vec<(i64, i64)> = (0..3000).map(|i| (next(7), i / 6)).collect();
-            right.extend((0..3000).map(|_| (next(7), next(500))));
-            let lk = Arc::new(Int64Array::from_iter_values(left.iter().map(|l| l.0))) as ArrayRef;
-            let lt = Arc::new(Int64Array::from_iter_values(left.iter().map(|l| l.1))) as ArrayRef;
-            let mut sweep =
-                LeftSweep::new(op, &[vec![lk]], &[lt], None, schema.clone(), &[0, 1, 2])
-                    .expect("left");
-            sweep.slack = 0;
-            sweep.chunk_rows = 100;
-            for (c, chunk) in right.chunks(37).enumerate() {
-                let k =
-                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.0))) as ArrayRef;
-                let t =
-                    Arc::new(Int64Array::from_iter_values(chunk.iter().map(|r| r.1))) as ArrayRef;
-                let id = Int64Array::from_iter_values(
-                    (0..chunk.len() as i64).map(|i| c as i64 * 37 + i),
-                );
-                let batch =
-                    RecordBatch::try_new(schema.clone(), vec![k.clone(), t.clone(), Arc::new(id)])
-                        .expect("batch");
-                sweep.push(&batch, &[k], &t).expect("push");
+        for ingest in [false, true] {
+            let mut fields = vec![
+                Field::new("k", DataType::Int64, true),
+                Field::new("t", DataType::Int64, true),
+                Field::new("id", DataType::Int64, false),
+            ];
+            if ingest {
+                fields.push(Field::new(INGEST_ORDER_COLUMN, DataType::Int64, false));
             }
-            sweep.finish().expect("finish");
-            let found = sweep.matches(0, left.len());
-            let ids = sweep.take(&found).expect("take");
-            let ids = ids[2].as_primitive::<Int64Type>();
-            for (i, (k, t)) in left.iter().enumerate() {
-                // Nearest value; among ties the last by all columns (the id).
-                let want = right
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| {
-                        r.0 == *k
-                            && match op {
-                                MatchOp::GtEq => *t >= r.1,
-                                MatchOp::Gt => *t > r.1,
-                                MatchOp::LtEq => *t <= r.1,
-                                MatchOp::Lt => *t < r.1,
-                            }
-                    })
-                    .max_by_key(|(id, r)| {
-                        let near = if op.is_backward() { r.1 } else { -r.1 };
-                        (near, *id)
-                    })
-                    .map(|(id, _)| id as i64);
-                assert_eq!(
-                    ids.is_valid(i).then(|| ids.value(i)),
-                    want,
-                    "{op:?}, left row {i}"
-                );
+            let schema = Arc::new(Schema::new(fields));
+            for op in [MatchOp::GtEq, MatchOp::Gt, MatchOp::LtEq, MatchOp::Lt] {
+                for (chunk_rows, slack) in [(100, 0), (100, 700), (1000, 0)] {
+                    let left: Vec<(i64, i64)> = (0..2000).map(|_| (next(7), next(500))).collect();
+                    // Right rows in time order, sparser than the labels (most
+                    // win a bucket: chunks held whole), then shuffled (few
+                    // win: held by their winners); ties on (k, t).
+                    let mut right: Vec<(i64, i64, i64)> =
+                        (0..1500).map(|i| (next(7), i / 3, next(1 << 20))).collect();
+                    right.extend((0..1500).map(|_| (next(7), next(500), next(1 << 20))));
+                    let array = |v: Vec<i64>| Arc::new(Int64Array::from(v)) as ArrayRef;
+                    let lk = array(left.iter().map(|l| l.0).collect());
+                    let lt = array(left.iter().map(|l| l.1).collect());
+                    let mut sweep =
+                        LeftSweep::new(op, &[vec![lk]], &[lt], None, schema.clone(), &[2])
+                            .expect("left");
+                    sweep.slack = slack;
+                    sweep.chunk_rows = chunk_rows;
+                    for (c, part) in right.chunks(37).enumerate() {
+                        let k = array(part.iter().map(|r| r.0).collect());
+                        let t = array(part.iter().map(|r| r.1).collect());
+                        let id = array((0..part.len() as i64).map(|i| c as i64 * 37 + i).collect());
+                        let mut columns = vec![k.clone(), t.clone(), id];
+                        if ingest {
+                            columns.push(array(part.iter().map(|r| r.2).collect()));
+                        }
+                        let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
+                        sweep.push(&batch, &[k], &t).expect("push");
+                    }
+                    sweep.finish().expect("finish");
+                    let found = sweep.matches(0, left.len());
+                    let ids = sweep.take(&found).expect("take");
+                    let ids = ids[0].as_primitive::<Int64Type>();
+                    for (i, (k, t)) in left.iter().enumerate() {
+                        // Nearest value; among ties the last by ingestion
+                        // order, else by the held column (the id).
+                        let want = right
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, r)| {
+                                r.0 == *k
+                                    && match op {
+                                        MatchOp::GtEq => *t >= r.1,
+                                        MatchOp::Gt => *t > r.1,
+                                        MatchOp::LtEq => *t <= r.1,
+                                        MatchOp::Lt => *t < r.1,
+                                    }
+                            })
+                            .max_by_key(|(id, r)| {
+                                let near = if op.is_backward() { r.1 } else { -r.1 };
+                                (near, if ingest { r.2 } else { 0 }, *id)
+                            })
+                            .map(|(id, _)| id as i64);
+                        assert_eq!(
+                            ids.is_valid(i).then(|| ids.value(i)),
+                            want,
+                            "{op:?}, ingest {ingest}, chunks {chunk_rows}, slack {slack}, left row {i}"
+                        );
+                    }
+                }
             }
         }
     }
