@@ -144,6 +144,14 @@ impl<V> KeyMap<V> {
         }
     }
 
+    /// Like [`Self::int_entries`], with the values to rewrite.
+    pub fn int_entries_mut(&mut self) -> Option<impl Iterator<Item = (i64, &mut V)> + '_> {
+        match self {
+            KeyMap::Int { map, .. } => Some(map.iter_mut().map(|(k, v)| (*k, v))),
+            KeyMap::Encoded { .. } => None,
+        }
+    }
+
     pub fn values(&self) -> Box<dyn Iterator<Item = &V> + '_> {
         match self {
             KeyMap::Int { map, .. } => Box::new(map.values()),
