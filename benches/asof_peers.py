@@ -1,15 +1,19 @@
 """ASOF JOIN peer comparison: pitlake vs DuckDB vs Polars on the same Parquet files.
 
-    python3 benches/asof_peers.py [--sizes S,S-clustered,probe-1,probe-64,probe-4096,chain,M] [--threads 2]
+    python3 benches/asof_peers.py [--sizes S,S-clustered,probe-1,probe-64,probe-4096,chain,M] [--threads 2] [--runs 1]
 
 Creates a venv with the pinned peers (benches/requirements.txt) on first use,
 builds pitlake's bench binary in release mode, generates the data, runs each
 engine in its own process (so peak RSS is its own), checks that all agree on
 (rows, matched rows, sum of a feature), and prints times, peak RSS and ratios.
+With --runs N the engines take turns N times and each reports its median time
+and peak (a shared VM's speed drifts within minutes, so only interleaved runs
+compare).
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -122,11 +126,23 @@ def run(cmd, env=None):
     return result
 
 
+def median(runs):
+    """One engine's runs: the median time and peak, the checksum of every run
+    (they must all agree)."""
+    result = dict(runs[0])
+    result["secs"] = statistics.median(r["secs"] for r in runs)
+    result["peak_rss_mb"] = round(statistics.median(r["peak_rss_mb"] for r in runs))
+    if len({(r["rows"], r["matched"], round(r["sum"], 3)) for r in runs}) > 1:
+        result["sum"] = float("nan")
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="S,S-clustered,probe-1,probe-64,probe-4096,chain,M")
     parser.add_argument("--threads", default="2")
     parser.add_argument("--data", default=str(Path.home() / ".cache" / "pitlake-bench-data"))
+    parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     python = ensure_venv()
     # The join needs no TLS; without it the release build shares its
@@ -151,11 +167,13 @@ def main():
             print(f"generating {size} in {data} ...", flush=True)
             generate(python, data, labels, features, keys, order, shared)
         files = [str(data / "labels.parquet"), str(data / "features.parquet"), str(joins), args.threads]
-        results = [
-            run([str(binary), *files]),
-            run([str(python), "-c", DUCKDB, *files], env),
-            run([str(python), "-c", POLARS, *files], env),
+        commands = [
+            ([str(binary), *files], None),
+            ([str(python), "-c", DUCKDB, *files], env),
+            ([str(python), "-c", POLARS, *files], env),
         ]
+        turns = [[run(cmd, e) for cmd, e in commands] for _ in range(max(args.runs, 1))]
+        results = [median(list(runs)) for runs in zip(*turns)]
         check = {(r["rows"], r["matched"], round(r["sum"], 3)) for r in results}
         agree = "yes" if len(check) == 1 else f"NO: {results}"
         best = min(results[1:], key=lambda r: r["secs"])
