@@ -159,7 +159,18 @@ impl AsOfJoinExec {
         right: Arc<dyn ExecutionPlan>,
         filter: Option<Arc<DynamicFilterPhysicalExpr>>,
     ) -> DFResult<Self> {
-        let join = AsOfJoinExec::new(
+        self.unprojected(left, right, filter)
+            .projected(self.projection.clone())
+    }
+
+    /// Like [`Self::rebuilt`], emitting every column of the join.
+    fn unprojected(
+        &self,
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        filter: Option<Arc<DynamicFilterPhysicalExpr>>,
+    ) -> Self {
+        let mut join = AsOfJoinExec::new(
             left,
             right,
             self.left_keys.clone(),
@@ -170,9 +181,8 @@ impl AsOfJoinExec {
             self.max_age.clone(),
             self.join_schema.clone(),
         );
-        let mut join = join.projected(self.projection.clone())?;
         join.right_filter = filter;
-        Ok(join)
+        join
     }
 
     /// This join emitting only `projection` (indices into its join schema).
@@ -211,22 +221,11 @@ impl AsOfJoinExec {
         for expr in reads {
             needed.extend(collect_columns(expr).iter().map(Column::index));
         }
-        let base = AsOfJoinExec {
-            right_filter: self.right_filter.clone(),
-            ..AsOfJoinExec::new(
-                self.left.clone(),
-                self.right.clone(),
-                self.left_keys.clone(),
-                self.right_keys.clone(),
-                self.left_match.clone(),
-                self.op,
-                self.right_match.clone(),
-                self.max_age.clone(),
-                self.join_schema.clone(),
-            )
-        };
         if needed.len() == nl {
-            return base.projected(Some(projection));
+            let filter = self.right_filter.clone();
+            return self
+                .unprojected(self.left.clone(), self.right.clone(), filter)
+                .projected(Some(projection));
         }
         let needed: Vec<usize> = needed.into_iter().collect();
         let at = |i: usize| needed.partition_point(|n| *n < i);
