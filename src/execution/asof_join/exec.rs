@@ -404,7 +404,8 @@ impl ExecutionPlan for AsOfJoinExec {
         )?))
     }
 
-    /// Embeds the columns a projection above reads (see [`Output`]).
+    /// Embeds the columns a projection above reads: only those are held
+    /// and gathered for the matches.
     fn try_swapping_with_projection(
         &self,
         projection: &ProjectionExec,
