@@ -609,7 +609,6 @@ async fn right_filter_prunes_row_groups_without_changing_answers() {
 /// a 128 MiB limit with spilling disabled, and answers like the reference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wide_right_rows_are_swept_within_the_memory_limit() {
-    let ctx = without_spilling(128 << 20, 1);
     let mut rng = Rng(13);
     let left = rows(&mut rng, 1_000, 100, 200_000, 0);
     // Time-ordered, as appends land: most rows win a bucket when they arrive.
@@ -644,23 +643,26 @@ async fn wide_right_rows_are_swept_within_the_memory_limit() {
             .expect("batch")
         })
         .collect();
-    ctx.register_table("l", Arc::new(table(&left, "l_id", 4_096, 1, false)))
-        .expect("l");
-    ctx.register_table(
-        "r",
-        Arc::new(MemTable::try_new(schema, vec![batches]).expect("memtable")),
-    )
-    .expect("r");
-    for op in [MatchOp::GtEq, MatchOp::Lt] {
-        let batches = join_on_k(&ctx, op, None)
-            .await
-            .collect()
-            .await
-            .unwrap_or_else(|e| panic!("{op:?} within 128 MiB: {e}"));
-        assert_eq!(
-            matched_ids(&batches, "wide rows"),
-            reference(&left, &right, op, None),
-            "{op:?}"
-        );
+    let right_table = Arc::new(MemTable::try_new(schema, vec![batches]).expect("memtable"));
+    // 16 MiB is less than a chunk may gather (64 MiB): when memory is short
+    // the waiting rows are swept early instead of failing the query.
+    for limit in [128usize << 20, 16 << 20] {
+        let ctx = without_spilling(limit, 1);
+        ctx.register_table("l", Arc::new(table(&left, "l_id", 4_096, 1, false)))
+            .expect("l");
+        ctx.register_table("r", right_table.clone()).expect("r");
+        for op in [MatchOp::GtEq, MatchOp::Lt] {
+            let batches = join_on_k(&ctx, op, None)
+                .await
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("{op:?} within {} MiB: {e}", limit >> 20));
+            assert_eq!(
+                matched_ids(&batches, "wide rows"),
+                reference(&left, &right, op, None),
+                "{op:?} within {} MiB",
+                limit >> 20
+            );
+        }
     }
 }

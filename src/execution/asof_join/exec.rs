@@ -662,9 +662,14 @@ impl BuildSide {
                 .evaluate(&batch)?
                 .into_array(batch.num_rows())?;
             sweep.push(&batch, &keys, &matches)?;
-            reservation
-                .try_resize(held + sweep.size())
-                .map_err(too_big)?;
+            if reservation.try_resize(held + sweep.size()).is_err() {
+                // Short of memory: sweep the waiting rows early rather than
+                // fail while a smaller chunk would do.
+                sweep.shrink()?;
+                reservation
+                    .try_resize(held + sweep.size())
+                    .map_err(too_big)?;
+            }
         }
         drop(right);
         sweep.finish()?;

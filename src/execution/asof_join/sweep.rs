@@ -24,7 +24,8 @@
 //! Memory, however long the right side: about 40 bytes per left row, plus
 //! the right rows that are winning a bucket (at most one per left row;
 //! superseded ones are dropped by compaction) and a chunk of right rows
-//! waiting to be swept (at most 64 MiB of values, however wide the rows).
+//! waiting to be swept (at most 64 MiB of values, however wide the rows; it
+//! is swept early when the memory pool is short).
 //! Time: a key lookup and a binary search per right row, no sort of the
 //! right side.
 
@@ -299,6 +300,21 @@ impl LeftSweep {
         if self.retained.rows() as usize > 2 * self.live + self.slack_rows() {
             self.compact()?;
         }
+        Ok(())
+    }
+
+    /// Frees what it can when memory is short: sweeps the waiting rows now
+    /// instead of at the chunk's size, drops superseded rows, and lets go of
+    /// the buffers kept between chunks.
+    pub fn shrink(&mut self) -> Result<()> {
+        self.sweep_chunk()?;
+        if self.retained.rows() as usize > self.live {
+            self.compact()?;
+        }
+        self.scratch = Scratch::default();
+        self.chunk.groups = Vec::new();
+        self.chunk.values = Vec::new();
+        self.chunk.ties = Vec::new();
         Ok(())
     }
 
