@@ -434,6 +434,69 @@ fn without_spilling(bytes: usize, partitions: usize) -> datafusion::prelude::Ses
     )
 }
 
+/// Labels whose winning right rows exceed the memory limit even after the
+/// sweep has shrunk (every label wins its own 1 KB row) fail with
+/// ResourcesExhausted and a message saying what to do, not an OOM kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn winners_over_the_memory_limit_fail_cleanly() {
+    let ctx = without_spilling(8 << 20, 1);
+    let labels = 20_000i64;
+    // Label i (key i, time 2i + 1) matches only the right row of key i at 2i.
+    let left: Vec<Row> = (0..labels)
+        .map(|i| Row {
+            id: i,
+            key: Some(i),
+            t: Some(2 * i + 1),
+        })
+        .collect();
+    ctx.register_table("l", Arc::new(table(&left, "l_id", 4_096, 1, false)))
+        .expect("l");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("t", DataType::Int64, true),
+        Field::new("payload", DataType::Utf8, false),
+    ]));
+    let payload = "x".repeat(1_000);
+    let batches: Vec<RecordBatch> = (0..labels)
+        .collect::<Vec<_>>()
+        .chunks(2_048)
+        .map(|ids| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(ids.iter().copied())),
+                    Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| 2 * i))),
+                    Arc::new(StringArray::from_iter_values(
+                        ids.iter().map(|_| payload.as_str()),
+                    )),
+                ],
+            )
+            .expect("batch")
+        })
+        .collect();
+    let right = MemTable::try_new(schema, vec![batches]).expect("memtable");
+    ctx.register_table("r", Arc::new(right)).expect("r");
+    let err = join_on_k(&ctx, MatchOp::GtEq, None)
+        .await
+        .collect()
+        .await
+        .expect_err("20 MB of winners over an 8 MiB limit");
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "ASOF JOIN: the left side of a partition and its matches do not fit in memory"
+        ),
+        "{text}"
+    );
+    assert!(
+        matches!(
+            err.find_root(),
+            datafusion::error::DataFusionError::ResourcesExhausted(_)
+        ),
+        "{text}"
+    );
+}
+
 /// A partition whose labels have no key on the right (here: no labels at
 /// all) closes its share of the repartitioned right side instead of leaving
 /// it to buffer: one label against a right side many times the memory limit
