@@ -519,10 +519,11 @@ impl LeftSweep {
     }
 
     /// Ends the right side: gives every left position the nearest non-empty
-    /// bucket on its side.
+    /// bucket on its side. The held rows are not compacted once more: the
+    /// matches are gathered from them anyway, and a compaction would copy
+    /// every winner only to be gathered again.
     pub fn finish(&mut self) -> Result<()> {
         self.sweep_chunk()?;
-        self.compact()?;
         let backward = self.op.is_backward();
         for g in 0..self.groups.len() as u32 {
             let range = self.grouped.range(g);
