@@ -403,11 +403,16 @@ async fn right_side_over_the_memory_limit_fails_cleanly() {
     )
     .expect("plan");
     let err = joined.collect().await.expect_err("over the limit");
-    let text = err.to_string();
-    assert!(
-        text.contains("ASOF JOIN: the right side of a partition does not fit in memory"),
-        "{text}"
+    assert_exhausted(
+        &err,
+        "ASOF JOIN: the right side of a partition does not fit in memory",
     );
+}
+
+/// `err` is ResourcesExhausted, and says `what`.
+fn assert_exhausted(err: &datafusion::error::DataFusionError, what: &str) {
+    let text = err.to_string();
+    assert!(text.contains(what), "{text}");
     assert!(
         matches!(
             err.find_root(),
@@ -481,19 +486,9 @@ async fn winners_over_the_memory_limit_fail_cleanly() {
         .collect()
         .await
         .expect_err("20 MB of winners over an 8 MiB limit");
-    let text = err.to_string();
-    assert!(
-        text.contains(
-            "ASOF JOIN: the left side of a partition and its matches do not fit in memory"
-        ),
-        "{text}"
-    );
-    assert!(
-        matches!(
-            err.find_root(),
-            datafusion::error::DataFusionError::ResourcesExhausted(_)
-        ),
-        "{text}"
+    assert_exhausted(
+        &err,
+        "ASOF JOIN: the left side of a partition and its matches do not fit in memory",
     );
 }
 
