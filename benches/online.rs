@@ -267,6 +267,11 @@ struct Row {
     met: Option<bool>,
 }
 
+/// A row of latencies without a goal: "p50 …, p99 …".
+fn latency_row(what: &str, samples: Vec<Duration>) -> Row {
+    row(what, Latencies::new(samples).p50_p99(), "", None)
+}
+
 fn row(what: impl Into<String>, result: impl Into<String>, goal: &str, met: Option<bool>) -> Row {
     Row {
         what: what.into(),
@@ -462,19 +467,13 @@ async fn run() {
             action.push(start.elapsed());
             assert!(!bytes.is_empty());
         }
-        let raw = Latencies::new(raw);
-        let action = Latencies::new(action);
-        rows.push(row(
+        rows.push(latency_row(
             "  of which in-process OnlineGroup::lookup, 1 key",
-            raw.p50_p99(),
-            "",
-            None,
+            raw,
         ));
-        rows.push(row(
+        rows.push(latency_row(
             "  of which in-process JSON → lookup → IPC bytes, 1 key",
-            action.p50_p99(),
-            "",
-            None,
+            action,
         ));
         if let Some(ratio) = single {
             rows.push(row(
@@ -517,13 +516,7 @@ async fn run() {
         }
         stream.close().await;
         let visible = Latencies::new(visible);
-        let acked = Latencies::new(acked);
-        rows.push(row(
-            "ack of a 1-row record at rest, 300",
-            acked.p50_p99(),
-            "",
-            None,
-        ));
+        rows.push(latency_row("ack of a 1-row record at rest, 300", acked));
         rows.push(row(
             "online visible (send → lookup returns it), 300",
             format!(
@@ -580,7 +573,6 @@ async fn run() {
         stream.close().await;
         let ingested = INGEST_BATCHES * INGEST_BATCH_ROWS;
         let rate = ingested as f64 / ingest.as_secs_f64();
-        let ack_latency = Latencies::new(ack_latency);
         rows.push(row(
             format!(
                 "ingest {}M rows, 1k-row batches, ≤ {INGEST_WINDOW} in flight",
@@ -590,12 +582,7 @@ async fn run() {
             "≥ 1M rows/s",
             Some(rate >= 1e6),
         ));
-        rows.push(row(
-            "ack latency while ingesting",
-            ack_latency.p50_p99(),
-            "",
-            None,
-        ));
+        rows.push(latency_row("ack latency while ingesting", ack_latency));
         let check = lookup(&mut lookups, lookup_body(&[ENTITIES - 1], Some(&["f0"]))).await;
         assert_eq!(
             check.column(1).as_primitive::<Float64Type>().value(0),

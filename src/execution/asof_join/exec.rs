@@ -268,26 +268,18 @@ impl AsOfJoinExec {
             .iter()
             .map(|&i| if i < nl { at(i) } else { i - nl + needed.len() })
             .collect();
-        let join = AsOfJoinExec {
-            right_filter: self.right_filter.clone(),
-            ..AsOfJoinExec::new(
-                left,
-                self.right.clone(),
-                self.left_keys
-                    .iter()
-                    .map(renumber)
-                    .collect::<DFResult<_>>()?,
-                self.right_keys.clone(),
-                renumber(&self.left_match)?,
-                self.op,
-                self.right_match.clone(),
-                match &self.max_age {
-                    Some((bound, strict)) => Some((renumber(bound)?, *strict)),
-                    None => None,
-                },
-                join_schema,
-            )
-        };
+        let mut join = self.unprojected(left, self.right.clone(), self.right_filter.clone());
+        join.left_keys = self
+            .left_keys
+            .iter()
+            .map(renumber)
+            .collect::<DFResult<_>>()?;
+        join.left_match = renumber(&self.left_match)?;
+        if let Some((bound, _)) = &mut join.max_age {
+            *bound = renumber(bound)?;
+        }
+        join.join_schema = join_schema;
+        // Derives the schema and properties from the new join schema.
         join.projected(Some(projection))
     }
 

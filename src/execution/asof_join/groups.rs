@@ -228,10 +228,11 @@ impl KeyGroups {
         }
         let dense = DenseKeys { min, words };
         let mut renumber = vec![0u32; keys];
-        for (key, group) in map.int_entries_mut()? {
-            let new = dense.group(key)?;
-            renumber[*group as usize] = new;
-            *group = new;
+        for (key, group) in map.int_entries()? {
+            renumber[*group as usize] = dense.group(key)?;
+        }
+        for (_, group) in map.int_entries_mut()? {
+            *group = renumber[*group as usize];
         }
         self.dense = Some(dense);
         Some(renumber)
@@ -340,11 +341,10 @@ mod tests {
             .map(|g| g.map(|g| renumber[g as usize]))
             .collect();
         assert_eq!(by_table, renumbered);
-        let (a, b, c, d) = (Some(0), Some(1), Some(3), Some(2));
-        assert_eq!(
-            by_table,
-            vec![a, b, c, d, None, None, None, None, None, None]
-        );
+        // Keys -5, 3, 7, 10 are groups 0, 1, 2, 3.
+        let expected = [Some(0), Some(1), Some(3), Some(2)];
+        assert_eq!(by_table[..4], expected);
+        assert!(by_table[4..].iter().all(Option::is_none), "{by_table:?}");
     }
 
     /// Grouping renumbers dense keys consistently: every row is in the group
