@@ -54,6 +54,10 @@ extensions_options! {
     pub struct PitlakeOptions {
         /// How ASOF JOIN works per partition: 'auto', 'sweep' or 'index'.
         pub asof_join_strategy: AsOfJoinStrategy, default = AsOfJoinStrategy::Auto
+        /// Whether ASOF JOINs of one left side against the same right
+        /// relation on the same keys share one read of it (one join with
+        /// an arm each).
+        pub asof_join_shared_scan: bool, default = true
     }
 }
 

@@ -81,6 +81,33 @@ impl IcebergTable {
         }
     }
 
+    /// Whether `other` reads the same rows: the same table and metadata,
+    /// snapshot and schema, and the same streamed rows not yet committed
+    /// (the same batches). Two references to one table in a statement are
+    /// two providers; when they read the same rows, ASOF JOINs over them
+    /// share one scan.
+    pub fn reads_same_rows(&self, other: &IcebergTable) -> bool {
+        let same_batches = |a: &RecordBatch, b: &RecordBatch| {
+            a.num_rows() == b.num_rows()
+                && a.columns()
+                    .iter()
+                    .zip(b.columns())
+                    .all(|(x, y)| Arc::ptr_eq(x, y))
+        };
+        self.name == other.name
+            && self.table.metadata_location() == other.table.metadata_location()
+            && self.snapshot_id == other.snapshot_id
+            && self.pinned == other.pinned
+            && self.ingest_order == other.ingest_order
+            && self.schema == other.schema
+            && self.pending.len() == other.pending.len()
+            && self
+                .pending
+                .iter()
+                .zip(&other.pending)
+                .all(|(a, b)| same_batches(a, b))
+    }
+
     /// Adds streamed rows not yet committed to the current snapshot.
     pub fn with_pending(mut self, pending: Vec<RecordBatch>) -> Self {
         self.pending = pending;

@@ -7,10 +7,13 @@ use datafusion::error::Result as DFResult;
 use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
 use super::asof_join::AsOfJoinExec;
+use crate::options::PitlakeOptions;
 use crate::planning::AsOfJoinNode;
+use crate::planning::asof_join::same_right_relation;
 
 /// DataFusion's physical planner plus pitlake's extension planners.
 #[derive(Debug, Default)]
@@ -63,7 +66,7 @@ impl ExtensionPlanner for AsOfJoinExtensionPlanner {
             Some(age) => Some((on_left(&age.bound)?, age.strict)),
             None => None,
         };
-        Ok(Some(Arc::new(AsOfJoinExec::new(
+        let planned = AsOfJoinExec::new(
             physical_inputs[0].clone(),
             physical_inputs[1].clone(),
             left_keys,
@@ -73,6 +76,49 @@ impl ExtensionPlanner for AsOfJoinExtensionPlanner {
             on_right(&join.right_match)?,
             max_age,
             Arc::new(join.schema().as_arrow().clone()),
-        ))))
+        );
+        let share = session_state
+            .config()
+            .options()
+            .extensions
+            .get::<PitlakeOptions>()
+            .is_none_or(|o| o.asof_join_shared_scan);
+        if share && let Some(shared) = with_shared_right(join, logical_inputs[0], &planned)? {
+            return Ok(Some(Arc::new(shared)));
+        }
+        Ok(Some(Arc::new(planned)))
+    }
+}
+
+/// `planned` (the physical `join`) as one more arm of the ASOF JOIN below
+/// it, when that one reads the same right relation (see
+/// [`AsOfJoinExec::absorb`]): a chain of lag features reads it once.
+fn with_shared_right(
+    join: &AsOfJoinNode,
+    logical_left: &LogicalPlan,
+    planned: &AsOfJoinExec,
+) -> DFResult<Option<AsOfJoinExec>> {
+    // The join below, under at most one projection.
+    let below = match logical_left {
+        LogicalPlan::Projection(p) => p.input.as_ref(),
+        other => other,
+    };
+    let LogicalPlan::Extension(below) = below else {
+        return Ok(None);
+    };
+    let Some(below) = below.node.as_any().downcast_ref::<AsOfJoinNode>() else {
+        return Ok(None);
+    };
+    if !same_right_relation(&below.right, &join.right) {
+        return Ok(None);
+    }
+    let left = planned.children()[0];
+    let (between, inner) = match left.as_any().downcast_ref::<ProjectionExec>() {
+        Some(p) => (Some(p), p.input()),
+        None => (None, left),
+    };
+    match inner.as_any().downcast_ref::<AsOfJoinExec>() {
+        Some(inner) => inner.absorb(between, planned),
+        None => Ok(None),
     }
 }

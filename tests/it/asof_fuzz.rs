@@ -370,6 +370,119 @@ async fn chained_joins_match_the_reference() {
     }
 }
 
+/// One join of a lag-feature chain: operator, lag of the label's time,
+/// maximum age.
+type Arm = (MatchOp, i64, Option<(i64, bool)>);
+
+/// Joins of one left side against the same right relation on the same
+/// keys (lag features) run as one join with an arm each, reading the right
+/// side once; each arm, with its own operator, lag and maximum age, must
+/// still match the reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_sharing_a_right_relation_match_the_reference() {
+    let mut rng = Rng(0xA3A5);
+    let ops = [MatchOp::GtEq, MatchOp::Gt, MatchOp::LtEq, MatchOp::Lt];
+    for case in 0..48 {
+        let keys = 1 + rng.below(12);
+        let span = 1 + rng.below(40);
+        let (nl, nr) = match case % 8 {
+            0 => (rng.below(100) as usize, 0),
+            1 => (0, rng.below(100) as usize),
+            _ => (rng.below(250) as usize, rng.below(400) as usize),
+        };
+        let left = rows(&mut rng, nl, keys, span, 0);
+        let right = rows(&mut rng, nr, keys, span, 1_000_000);
+        let batch_size = [1, 7, 50, 51][rng.below(4) as usize];
+        let strategy = ["auto", "sweep", "index"][case % 3];
+        let string_keys = case % 4 == 3;
+        let arms: Vec<Arm> = (0..2 + case % 3)
+            .map(|_| {
+                let op = ops[rng.below(4) as usize];
+                let lag = [0, 0, 3, 10][rng.below(4) as usize];
+                let age = rng
+                    .chance(40)
+                    .then(|| (rng.below(12) as i64, rng.chance(50)));
+                (op, lag, age)
+            })
+            .collect();
+        let config = SessionConfig::new()
+            .with_target_partitions(1 + rng.below(3) as usize)
+            .with_option_extension(PitlakeOptions::default())
+            .set_str("pitlake.asof_join_strategy", strategy);
+        let ctx = new_context(config);
+        for (name, id, side) in [("l", "l_id", &left), ("a", "r_id", &right)] {
+            let t = table(side, id, batch_size, 1 + rng.below(3) as usize, string_keys);
+            ctx.register_table(name, Arc::new(t)).expect("register");
+        }
+        let mut sql = String::from("SELECT l.l_id");
+        for j in 0..arms.len() {
+            sql.push_str(&format!(", x{j}.r_id AS id{j}"));
+        }
+        sql.push_str(" FROM l");
+        for (j, (op, lag, age)) in arms.iter().enumerate() {
+            let at = format!("(l.t - {lag})");
+            sql.push_str(&format!(
+                " ASOF JOIN a x{j} MATCH_CONDITION ({at} {} x{j}.t) ON l.k = x{j}.k",
+                op.symbol()
+            ));
+            if let Some((d, strict)) = age {
+                let (cmp, bound) = match (op.is_backward(), strict) {
+                    (true, false) => (">=", format!("{at} - {d}")),
+                    (true, true) => (">", format!("{at} - {d}")),
+                    (false, false) => ("<=", format!("{at} + {d}")),
+                    (false, true) => ("<", format!("{at} + {d}")),
+                };
+                sql.push_str(&format!(" AND x{j}.t {cmp} {bound}"));
+            }
+        }
+        let frame = pitlake::session::sql_dataframe(&ctx, &sql)
+            .await
+            .expect("plan");
+        let plan = frame
+            .clone()
+            .create_physical_plan()
+            .await
+            .expect("physical");
+        let shown = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        let about = format!("case {case} ({strategy}): arms {arms:?}, batch {batch_size}");
+        assert_eq!(
+            shown.matches("AsOfJoinExec").count(),
+            1,
+            "{about}: one join with {} arms expected:\n{shown}",
+            arms.len()
+        );
+        let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+            .await
+            .expect("runs");
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            left.len(),
+            "{about}"
+        );
+        for (j, (op, lag, age)) in arms.iter().enumerate() {
+            let mut got = HashMap::new();
+            for batch in &batches {
+                let l_id = batch.column(0).as_primitive::<Int64Type>();
+                let r_id = batch.column(j + 1).as_primitive::<Int64Type>();
+                for i in 0..batch.num_rows() {
+                    got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
+                }
+            }
+            let lagged: Vec<Row> = left
+                .iter()
+                .map(|r| Row {
+                    t: r.t.map(|t| t - lag),
+                    ..*r
+                })
+                .collect();
+            let want = reference(&lagged, &right, *op, *age);
+            assert_same(&got, &want, &format!("{about}, arm {j}"));
+        }
+    }
+}
+
 /// Sides larger than the memory pool fail with ResourcesExhausted and a
 /// message saying what to do, instead of growing until the OS kills us. (A
 /// right side alone never does: when the left fits, the right streams past.)

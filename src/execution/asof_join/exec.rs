@@ -79,13 +79,20 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::index::RightIndex;
 use super::output::Output;
-use super::right_filter::{LeftSpan, RightFilter};
+use super::right_filter::{FilterArm, LeftSpan, RightFilter};
 use super::sweep::LeftSweep;
 use super::values::ordered_i64;
 use crate::options::{AsOfJoinStrategy, PitlakeOptions};
 use crate::planning::MatchOp;
 
-/// The physical ASOF JOIN of two inputs.
+/// The physical ASOF JOIN of two inputs, with one or more arms.
+///
+/// An arm is one match condition (and maximum age) of the left input
+/// against the right. Joins of one left input against the same right
+/// relation on the same keys (lag features: the value at the label's time
+/// and a week before) are planned as one join with an arm each: the right
+/// side is read and repartitioned once, and each right batch is pushed to
+/// every arm.
 #[derive(Debug)]
 pub struct AsOfJoinExec {
     left: Arc<dyn ExecutionPlan>,
@@ -93,12 +100,8 @@ pub struct AsOfJoinExec {
     /// Key expressions, evaluated on the left and the right input.
     left_keys: Vec<PhysicalExprRef>,
     right_keys: Vec<PhysicalExprRef>,
-    left_match: PhysicalExprRef,
-    op: MatchOp,
-    right_match: PhysicalExprRef,
-    /// Maximum-age bound evaluated on the left input, and whether it is strict.
-    max_age: Option<(PhysicalExprRef, bool)>,
-    /// Left then right columns: what the join computes.
+    arms: Vec<Arm>,
+    /// Left columns then each arm's right columns: what the join computes.
     join_schema: SchemaRef,
     /// The columns of `join_schema` it emits (all when `None`), embedded
     /// from a projection above so that unread right columns are not held.
@@ -111,6 +114,59 @@ pub struct AsOfJoinExec {
     /// partitions' reports that set it, shared by this plan's partitions.
     right_filter: Option<Arc<DynamicFilterPhysicalExpr>>,
     reports: OnceLock<Arc<RightFilter>>,
+}
+
+/// One match of the left input against the right (see [`AsOfJoinExec`]).
+#[derive(Debug, Clone)]
+struct Arm {
+    left_match: PhysicalExprRef,
+    op: MatchOp,
+    right_match: PhysicalExprRef,
+    /// Maximum-age bound evaluated on the left input, and whether it is strict.
+    max_age: Option<(PhysicalExprRef, bool)>,
+}
+
+impl Arm {
+    /// The expressions it evaluates on the left input.
+    fn left_exprs(&self) -> impl Iterator<Item = &PhysicalExprRef> {
+        [&self.left_match]
+            .into_iter()
+            .chain(self.max_age.as_ref().map(|(bound, _)| bound))
+    }
+
+    /// The same arm with `f` applied to its left expressions.
+    fn map_left(
+        &self,
+        mut f: impl FnMut(&PhysicalExprRef) -> DFResult<PhysicalExprRef>,
+    ) -> DFResult<Self> {
+        Ok(Arm {
+            left_match: f(&self.left_match)?,
+            op: self.op,
+            right_match: self.right_match.clone(),
+            max_age: match &self.max_age {
+                Some((bound, strict)) => Some((f(bound)?, *strict)),
+                None => None,
+            },
+        })
+    }
+
+    fn fmt_as(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "match=[{} {} {}]",
+            self.left_match,
+            self.op.symbol(),
+            self.right_match
+        )
+    }
+
+    fn fmt_max_age(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if let Some((bound, strict)) = &self.max_age {
+            let cmp = self.op.bound_symbol(*strict);
+            write!(f, ", max_age=[right {cmp} {bound}]")?;
+        }
+        Ok(())
+    }
 }
 
 impl AsOfJoinExec {
@@ -126,6 +182,24 @@ impl AsOfJoinExec {
         max_age: Option<(PhysicalExprRef, bool)>,
         join_schema: SchemaRef,
     ) -> Self {
+        let arm = Arm {
+            left_match,
+            op,
+            right_match,
+            max_age,
+        };
+        Self::assemble(left, right, left_keys, right_keys, vec![arm], join_schema)
+    }
+
+    /// The join of its parts, emitting every column, with no right filter.
+    fn assemble(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        left_keys: Vec<PhysicalExprRef>,
+        right_keys: Vec<PhysicalExprRef>,
+        arms: Vec<Arm>,
+        join_schema: SchemaRef,
+    ) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(join_schema.clone()),
             left.output_partitioning().clone(),
@@ -137,10 +211,7 @@ impl AsOfJoinExec {
             right,
             left_keys,
             right_keys,
-            left_match,
-            op,
-            right_match,
-            max_age,
+            arms,
             schema: join_schema.clone(),
             join_schema,
             projection: None,
@@ -149,6 +220,11 @@ impl AsOfJoinExec {
             right_filter: None,
             reports: OnceLock::new(),
         }
+    }
+
+    /// How many matches of the left input it computes.
+    pub fn arms(&self) -> usize {
+        self.arms.len()
     }
 
     /// The same join over new inputs, with `filter` pushed into the right
@@ -170,15 +246,12 @@ impl AsOfJoinExec {
         right: Arc<dyn ExecutionPlan>,
         filter: Option<Arc<DynamicFilterPhysicalExpr>>,
     ) -> Self {
-        let mut join = AsOfJoinExec::new(
+        let mut join = AsOfJoinExec::assemble(
             left,
             right,
             self.left_keys.clone(),
             self.right_keys.clone(),
-            self.left_match.clone(),
-            self.op,
-            self.right_match.clone(),
-            self.max_age.clone(),
+            self.arms.clone(),
             self.join_schema.clone(),
         );
         join.right_filter = filter;
@@ -216,8 +289,7 @@ impl AsOfJoinExec {
         let reads = self
             .left_keys
             .iter()
-            .chain([&self.left_match])
-            .chain(self.max_age.as_ref().map(|(bound, _)| bound));
+            .chain(self.arms.iter().flat_map(Arm::left_exprs));
         for expr in reads {
             needed.extend(collect_columns(expr).iter().map(Column::index));
         }
@@ -268,19 +340,143 @@ impl AsOfJoinExec {
             .iter()
             .map(|&i| if i < nl { at(i) } else { i - nl + needed.len() })
             .collect();
-        let mut join = self.unprojected(left, self.right.clone(), self.right_filter.clone());
-        join.left_keys = self
-            .left_keys
-            .iter()
-            .map(renumber)
-            .collect::<DFResult<_>>()?;
-        join.left_match = renumber(&self.left_match)?;
-        if let Some((bound, _)) = &mut join.max_age {
-            *bound = renumber(bound)?;
-        }
-        join.join_schema = join_schema;
-        // Derives the schema and properties from the new join schema.
+        let mut join = AsOfJoinExec::assemble(
+            left,
+            self.right.clone(),
+            self.left_keys
+                .iter()
+                .map(renumber)
+                .collect::<DFResult<_>>()?,
+            self.right_keys.clone(),
+            self.arms
+                .iter()
+                .map(|arm| arm.map_left(renumber))
+                .collect::<DFResult<_>>()?,
+            join_schema,
+        );
+        join.right_filter = self.right_filter.clone();
         join.projected(Some(projection))
+    }
+
+    /// This join with `outer`'s match as one more arm, when `outer` joins
+    /// this join's output (through `between`, a projection of its columns,
+    /// if any) against the same right relation, on the same keys, with
+    /// left expressions over this join's left input only. The caller
+    /// checks that both right inputs read the same relation; `None` when
+    /// the rest does not hold.
+    pub fn absorb(
+        &self,
+        between: Option<&ProjectionExec>,
+        outer: &AsOfJoinExec,
+    ) -> DFResult<Option<AsOfJoinExec>> {
+        let [arm] = outer.arms.as_slice() else {
+            return Ok(None);
+        };
+        if outer.projection.is_some()
+            || self.right_filter.is_some()
+            || outer.right.schema().fields() != self.right.schema().fields()
+            || outer.right_keys != self.right_keys
+        {
+            return Ok(None);
+        }
+        // Where each column of the outer join's left input comes from in
+        // this join's columns.
+        let own = |c: usize| {
+            self.projection
+                .as_ref()
+                .map_or(Some(c), |p| p.get(c).copied())
+        };
+        let sources: Option<Vec<usize>> = match between {
+            None => (0..self.schema.fields().len()).map(own).collect(),
+            Some(projection) => projection
+                .expr()
+                .iter()
+                .map(|e| {
+                    let column = e.expr.as_any().downcast_ref::<Column>()?;
+                    (column.name() == e.alias).then_some(())?;
+                    own(column.index())
+                })
+                .collect(),
+        };
+        let Some(sources) = sources else {
+            return Ok(None);
+        };
+        let left_schema = self.left.schema();
+        let nl = left_schema.fields().len();
+        // An expression of the outer join's left input over this join's
+        // left input; None when it reads a right column of this join.
+        let onto_left = |expr: &PhysicalExprRef| -> DFResult<Option<PhysicalExprRef>> {
+            let columns = collect_columns(expr);
+            if columns
+                .iter()
+                .any(|c| sources.get(c.index()).is_none_or(|s| *s >= nl))
+            {
+                return Ok(None);
+            }
+            let mapped = Arc::clone(expr).transform(|e| {
+                Ok(match e.as_any().downcast_ref::<Column>() {
+                    Some(c) => {
+                        let at = sources[c.index()];
+                        let name = left_schema.field(at).name();
+                        Transformed::yes(Arc::new(Column::new(name, at)) as PhysicalExprRef)
+                    }
+                    None => Transformed::no(e),
+                })
+            })?;
+            Ok(Some(mapped.data))
+        };
+        let mut left_keys = Vec::with_capacity(outer.left_keys.len());
+        for key in &outer.left_keys {
+            match onto_left(key)? {
+                Some(key) => left_keys.push(key),
+                None => return Ok(None),
+            }
+        }
+        if left_keys != self.left_keys {
+            return Ok(None);
+        }
+        let mut reads_right = false;
+        let arm = arm.map_left(|e| {
+            Ok(onto_left(e)?.unwrap_or_else(|| {
+                reads_right = true;
+                Arc::clone(e)
+            }))
+        })?;
+        if reads_right {
+            return Ok(None);
+        }
+        // This join's columns, then the outer join's right ones.
+        let outer_left = outer.left.schema().fields().len();
+        let width = self.join_schema.fields().len();
+        let added = outer.join_schema.fields().len() - outer_left;
+        let fields: Vec<_> = self
+            .join_schema
+            .fields()
+            .iter()
+            .chain(outer.join_schema.fields().iter().skip(outer_left))
+            .cloned()
+            .collect();
+        let join_schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            self.join_schema.metadata().clone(),
+        ));
+        let projection: Vec<usize> = sources
+            .iter()
+            .copied()
+            .chain(width..width + added)
+            .collect();
+        let mut arms = self.arms.clone();
+        arms.push(arm);
+        let join = AsOfJoinExec::assemble(
+            self.left.clone(),
+            self.right.clone(),
+            self.left_keys.clone(),
+            self.right_keys.clone(),
+            arms,
+            join_schema,
+        );
+        let everything = projection.iter().copied().eq(0..width + added);
+        Ok(Some(join.projected((!everything).then_some(projection))?))
     }
 
     /// The partitions' shared reports, when a scan below uses the filter.
@@ -290,9 +486,14 @@ impl AsOfJoinExec {
             Arc::new(RightFilter::new(
                 filter.clone(),
                 self.right_keys.clone(),
-                self.right_match.clone(),
-                self.op,
-                self.max_age.as_ref().map(|(_, strict)| *strict),
+                self.arms
+                    .iter()
+                    .map(|arm| FilterArm {
+                        matches: arm.right_match.clone(),
+                        op: arm.op,
+                        max_age_strict: arm.max_age.as_ref().map(|(_, strict)| *strict),
+                    })
+                    .collect(),
                 self.right.schema(),
                 self.left.output_partitioning().partition_count(),
             ))
@@ -327,17 +528,20 @@ impl DisplayAs for AsOfJoinExec {
             .zip(&self.right_keys)
             .map(|(l, r)| format!("({l}, {r})"))
             .collect();
-        write!(
-            f,
-            "AsOfJoinExec: match=[{} {} {}], on=[{}]",
-            self.left_match,
-            self.op.symbol(),
-            self.right_match,
-            keys.join(", ")
-        )?;
-        if let Some((bound, strict)) = &self.max_age {
-            let cmp = self.op.bound_symbol(*strict);
-            write!(f, ", max_age=[right {cmp} {bound}]")?;
+        let on = format!("on=[{}]", keys.join(", "));
+        f.write_str("AsOfJoinExec: ")?;
+        if let [arm] = self.arms.as_slice() {
+            arm.fmt_as(f)?;
+            write!(f, ", {on}")?;
+            arm.fmt_max_age(f)?;
+        } else {
+            write!(f, "{on}, arms=[")?;
+            for (i, arm) in self.arms.iter().enumerate() {
+                f.write_str(if i == 0 { "" } else { "; " })?;
+                arm.fmt_as(f)?;
+                arm.fmt_max_age(f)?;
+            }
+            f.write_str("]")?;
         }
         if let Some(columns) = &self.projection {
             let names: Vec<String> = columns
@@ -441,19 +645,18 @@ impl ExecutionPlan for AsOfJoinExec {
         let left = self.left.execute(partition, context)?;
         let build = BuildSide {
             keys: self.right_keys.clone(),
-            matches: self.right_match.clone(),
+            matches: self.arms.iter().map(|a| a.right_match.clone()).collect(),
         };
         let output = Output::new(
             self.schema.clone(),
             self.left.schema().fields().len(),
             self.right.schema().fields().len(),
+            self.arms.len(),
             self.projection.as_deref(),
         )?;
         let probe = Arc::new(ProbeSide {
             keys: self.left_keys.clone(),
-            matches: self.left_match.clone(),
-            op: self.op,
-            max_age: self.max_age.clone(),
+            arms: self.arms.clone(),
             output,
         });
         // Read the left first, up to LEFT_BUFFER_BYTES (within the memory
@@ -481,11 +684,11 @@ impl ExecutionPlan for AsOfJoinExec {
                 false => None,
             };
             if let Some(report) = right_filter {
-                let span = match &held {
-                    Some(held) => Some(held.span()?),
+                let spans = match &held {
+                    Some(held) => Some(held.spans()?),
                     None => None,
                 };
-                report.send(span).await?;
+                report.send(spans).await?;
             }
             if let (true, Some(held)) = (sweep, held) {
                 metrics.swept_partitions.add(1);
@@ -494,17 +697,16 @@ impl ExecutionPlan for AsOfJoinExec {
                     .await?;
                 return Ok::<_, DataFusionError>(out);
             }
-            let (index, reservation) = build
-                .collect(right, probe.output.right_columns(), reservation, &metrics)
+            let (indexes, reservation) = build
+                .collect(right, &probe.output, reservation, &metrics)
                 .await?;
-            let index = Arc::new(index);
             let rest = rest.unwrap_or_else(|| futures::stream::empty().boxed());
             Ok(futures::stream::iter(head.into_iter().map(Ok))
                 .chain(rest)
                 .map(move |batch| {
                     let _hold = &reservation;
                     let _timer = metrics.probe_time.timer();
-                    let out = probe.join(&index, &batch?, &metrics)?;
+                    let out = probe.join(&indexes, &batch?, &metrics)?;
                     metrics.baseline.record_output(out.num_rows());
                     Ok(out)
                 })
@@ -535,10 +737,9 @@ impl ExecutionPlan for AsOfJoinExec {
         if phase == FilterPushdownPhase::Post
             && config.optimizer.enable_join_dynamic_filter_pushdown
         {
-            right = right.with_self_filter(Arc::new(RightFilter::expr(
-                &self.right_keys,
-                &self.right_match,
-            )));
+            let matches: Vec<PhysicalExprRef> =
+                self.arms.iter().map(|a| a.right_match.clone()).collect();
+            right = right.with_self_filter(Arc::new(RightFilter::expr(&self.right_keys, &matches)));
         }
         Ok(FilterDescription::new().with_child(left).with_child(right))
     }
@@ -600,48 +801,58 @@ impl JoinMetrics {
 
 struct BuildSide {
     keys: Vec<PhysicalExprRef>,
-    matches: PhysicalExprRef,
+    /// Per arm, its right match expression.
+    matches: Vec<PhysicalExprRef>,
 }
 
 impl BuildSide {
-    /// Holds the left side (`head`, all of it) and streams the right past it;
-    /// then joins the held left batches, in their order.
+    /// Holds the left side (`head`, all of it) and streams the right past it,
+    /// each right batch pushed to every arm's sweep; then joins the held
+    /// left batches, in their order.
     async fn sweep(
         self,
         probe: Arc<ProbeSide>,
         head: Vec<RecordBatch>,
-        columns: HeldLeft,
+        held_left: HeldLeft,
         mut right: SendableRecordBatchStream,
         reservation: MemoryReservation,
         metrics: JoinMetrics,
     ) -> DFResult<BoxStream<'static, DFResult<RecordBatch>>> {
         let held = reservation.size();
-        let mut sweep = {
+        let mut sweeps = {
             let _timer = metrics.build_time.timer();
-            LeftSweep::new(
-                probe.op,
-                &columns.keys,
-                &columns.matches,
-                columns.bounds,
-                right.schema(),
-                probe.output.right_columns(),
-            )?
+            let HeldLeft { keys, arms } = held_left;
+            arms.into_iter()
+                .zip(&probe.arms)
+                .enumerate()
+                .map(|(a, (columns, arm))| {
+                    LeftSweep::new(
+                        arm.op,
+                        &keys,
+                        &columns.matches,
+                        columns.bounds,
+                        right.schema(),
+                        probe.output.right_columns(a),
+                    )
+                })
+                .collect::<crate::error::Result<Vec<_>>>()?
         };
+        LeftSweep::share(&mut sweeps);
+        let size = |sweeps: &[LeftSweep]| held + sweeps.iter().map(LeftSweep::size).sum::<usize>();
         let too_big = |e: DataFusionError| {
             e.context("ASOF JOIN: the left side of a partition and its matches do not fit in memory (raise the memory limit, or filter the left side)")
         };
-        reservation
-            .try_resize(held + sweep.size())
-            .map_err(too_big)?;
+        reservation.try_resize(size(&sweeps)).map_err(too_big)?;
+        let done = |sweeps: &[LeftSweep]| sweeps.iter().all(LeftSweep::is_empty);
         // A left side no row of which can match does not read the right. A
         // repartitioned input hands its channel to a partition on first poll
         // and buffers for it until then: poll once, so dropping the stream
         // closes the channel instead of leaving it to fill with rows nobody
         // reads (the whole right side of a partition without labels).
-        if sweep.is_empty() {
+        if done(&sweeps) {
             let _ = futures::FutureExt::now_or_never(right.next());
         }
-        while !sweep.is_empty() {
+        while !done(&sweeps) {
             let Some(batch) = right.next().await else {
                 break;
             };
@@ -649,49 +860,53 @@ impl BuildSide {
             metrics.right_rows.add(batch.num_rows());
             let _timer = metrics.probe_time.timer();
             let keys = evaluate(&self.keys, &batch)?;
-            let matches = self
-                .matches
-                .evaluate(&batch)?
-                .into_array(batch.num_rows())?;
-            sweep.push(&batch, &keys, &matches)?;
-            if reservation.try_resize(held + sweep.size()).is_err() {
+            for (sweep, matches) in sweeps.iter_mut().zip(&self.matches) {
+                let matches = matches.evaluate(&batch)?.into_array(batch.num_rows())?;
+                sweep.push(&batch, &keys, &matches)?;
+            }
+            if reservation.try_resize(size(&sweeps)).is_err() {
                 // Short of memory: sweep the waiting rows early rather than
                 // fail while a smaller chunk would do.
-                sweep.shrink()?;
-                reservation
-                    .try_resize(held + sweep.size())
-                    .map_err(too_big)?;
+                for sweep in &mut sweeps {
+                    sweep.shrink()?;
+                }
+                reservation.try_resize(size(&sweeps)).map_err(too_big)?;
             }
         }
         drop(right);
-        sweep.finish()?;
-        reservation
-            .try_resize(held + sweep.size())
-            .map_err(too_big)?;
+        for sweep in &mut sweeps {
+            sweep.finish()?;
+        }
+        reservation.try_resize(size(&sweeps)).map_err(too_big)?;
         let mut first = 0u32;
         let joined = head.into_iter().map(move |batch| {
             let _hold = &reservation;
             let n = batch.num_rows();
-            let found = sweep.matches(first, n);
+            let mut right = Vec::with_capacity(sweeps.len());
+            for sweep in &sweeps {
+                let found = sweep.matches(first, n);
+                metrics
+                    .matched_rows
+                    .add(found.iter().filter(|f| f.is_some()).count());
+                right.push(sweep.take(&found)?);
+            }
             first += n as u32;
-            metrics
-                .matched_rows
-                .add(found.iter().filter(|f| f.is_some()).count());
-            let out = probe.output.batch(&batch, &sweep.take(&found)?)?;
+            let out = probe.output.batch(&batch, &right)?;
             metrics.baseline.record_output(n);
             Ok(out)
         });
         Ok(futures::stream::iter(joined).boxed())
     }
 
-    /// Collects the right partition under the memory reservation and indexes it.
+    /// Collects the right partition under the memory reservation and
+    /// indexes it, once per arm.
     async fn collect(
         self,
         mut input: SendableRecordBatchStream,
-        columns: &[usize],
+        output: &Output,
         reservation: MemoryReservation,
         metrics: &JoinMetrics,
-    ) -> DFResult<(RightIndex, MemoryReservation)> {
+    ) -> DFResult<(Vec<RightIndex>, MemoryReservation)> {
         let schema = input.schema();
         // What the buffered left side holds already.
         let held = reservation.size();
@@ -709,38 +924,58 @@ impl BuildSide {
             .iter()
             .map(|b| evaluate(&self.keys, b))
             .collect::<DFResult<Vec<_>>>()?;
-        let matches = evaluate_each(&self.matches, &batches)?;
-        let index = RightIndex::build(&schema, batches, &keys, &matches, columns)?;
-        reservation.try_resize(held + index.size()).map_err(|e| {
+        let mut indexes = Vec::with_capacity(self.matches.len());
+        for (a, expr) in self.matches.iter().enumerate() {
+            let matches = evaluate_each(expr, &batches)?;
+            let columns = output.right_columns(a);
+            indexes.push(RightIndex::build(
+                &schema,
+                batches.clone(),
+                &keys,
+                &matches,
+                columns,
+            )?);
+        }
+        let size = held + indexes.iter().map(RightIndex::size).sum::<usize>();
+        reservation.try_resize(size).map_err(|e| {
             e.context("ASOF JOIN: the right side of a partition does not fit in memory")
         })?;
-        Ok((index, reservation))
+        Ok((indexes, reservation))
     }
 }
 
 struct ProbeSide {
     keys: Vec<PhysicalExprRef>,
-    matches: PhysicalExprRef,
-    op: MatchOp,
-    max_age: Option<(PhysicalExprRef, bool)>,
+    arms: Vec<Arm>,
     output: Output,
 }
 
 /// The join's expressions over every held left batch.
 struct HeldLeft {
     keys: Vec<Vec<ArrayRef>>,
+    arms: Vec<HeldArm>,
+}
+
+/// One arm's expressions over every held left batch.
+struct HeldArm {
     matches: Vec<ArrayRef>,
     /// Maximum-age bounds, and whether they are strict.
     bounds: Option<(Vec<ArrayRef>, bool)>,
 }
 
 impl HeldLeft {
-    fn span(&self) -> DFResult<LeftSpan> {
-        LeftSpan::of(
-            &self.keys,
-            &self.matches,
-            self.bounds.as_ref().map(|(b, _)| b.as_slice()),
-        )
+    /// What each arm's left side spans.
+    fn spans(&self) -> DFResult<Vec<LeftSpan>> {
+        self.arms
+            .iter()
+            .map(|arm| {
+                LeftSpan::of(
+                    &self.keys,
+                    &arm.matches,
+                    arm.bounds.as_ref().map(|(b, _)| b.as_slice()),
+                )
+            })
+            .collect()
     }
 }
 
@@ -751,46 +986,58 @@ impl ProbeSide {
                 .iter()
                 .map(|b| evaluate(&self.keys, b))
                 .collect::<DFResult<_>>()?,
-            matches: evaluate_each(&self.matches, head)?,
-            bounds: match &self.max_age {
-                Some((expr, strict)) => Some((evaluate_each(expr, head)?, *strict)),
-                None => None,
-            },
+            arms: self
+                .arms
+                .iter()
+                .map(|arm| {
+                    Ok(HeldArm {
+                        matches: evaluate_each(&arm.left_match, head)?,
+                        bounds: match &arm.max_age {
+                            Some((expr, strict)) => Some((evaluate_each(expr, head)?, *strict)),
+                            None => None,
+                        },
+                    })
+                })
+                .collect::<DFResult<_>>()?,
         })
     }
 
-    /// Joins one left batch against the partition's right index.
+    /// Joins one left batch against the partition's right index, per arm.
     fn join(
         &self,
-        index: &RightIndex,
+        indexes: &[RightIndex],
         batch: &RecordBatch,
         metrics: &JoinMetrics,
     ) -> DFResult<RecordBatch> {
         let n = batch.num_rows();
         let keys = evaluate(&self.keys, batch)?;
-        let groups = index.groups_of(&keys, n)?;
-        let values = ordered_i64(&self.matches.evaluate(batch)?.into_array(n)?)?;
-        let bounds = match &self.max_age {
-            Some((expr, strict)) => {
-                Some((ordered_i64(&expr.evaluate(batch)?.into_array(n)?)?, *strict))
-            }
-            None => None,
-        };
-        let mut matched = 0usize;
-        let found: Vec<Option<u32>> = (0..n)
-            .map(|i| {
-                let (value, group) = (values.get(i)?, groups[i]?);
-                let bound = match &bounds {
-                    Some((b, strict)) => Some((b.get(i)?, *strict)),
-                    None => None,
-                };
-                let found = index.probe(group, value, self.op, bound);
-                matched += usize::from(found.is_some());
-                found
-            })
-            .collect();
-        metrics.matched_rows.add(matched);
-        self.output.batch(batch, &index.take(&found)?)
+        let mut right = Vec::with_capacity(self.arms.len());
+        for (arm, index) in self.arms.iter().zip(indexes) {
+            let groups = index.groups_of(&keys, n)?;
+            let values = ordered_i64(&arm.left_match.evaluate(batch)?.into_array(n)?)?;
+            let bounds = match &arm.max_age {
+                Some((expr, strict)) => {
+                    Some((ordered_i64(&expr.evaluate(batch)?.into_array(n)?)?, *strict))
+                }
+                None => None,
+            };
+            let mut matched = 0usize;
+            let found: Vec<Option<u32>> = (0..n)
+                .map(|i| {
+                    let (value, group) = (values.get(i)?, groups[i]?);
+                    let bound = match &bounds {
+                        Some((b, strict)) => Some((b.get(i)?, *strict)),
+                        None => None,
+                    };
+                    let found = index.probe(group, value, arm.op, bound);
+                    matched += usize::from(found.is_some());
+                    found
+                })
+                .collect();
+            metrics.matched_rows.add(matched);
+            right.push(index.take(&found)?);
+        }
+        self.output.batch(batch, &right)
     }
 }
 

@@ -173,51 +173,63 @@ fn widen(
 #[derive(Debug)]
 pub struct RightFilter {
     filter: Arc<DynamicFilterPhysicalExpr>,
-    /// Right key and match expressions, as the filter's children.
+    /// Right key expressions, shared by the join's arms.
     keys: Vec<PhysicalExprRef>,
-    matches: PhysicalExprRef,
-    op: MatchOp,
-    /// Whether the maximum-age bound is strict (None: no maximum age).
-    max_age_strict: Option<bool>,
+    /// Per arm of the join: a right row any arm can match is kept.
+    arms: Vec<FilterArm>,
     right_schema: Arc<Schema>,
     reports: Mutex<Reports>,
     /// Whether the filter is published (every partition has reported).
     published: tokio::sync::watch::Sender<bool>,
 }
 
+/// One arm of the join, as the filter sees it.
+#[derive(Debug)]
+pub struct FilterArm {
+    /// Its right match expression.
+    pub matches: PhysicalExprRef,
+    pub op: MatchOp,
+    /// Whether its maximum-age bound is strict (None: no maximum age).
+    pub max_age_strict: Option<bool>,
+}
+
 #[derive(Debug)]
 struct Reports {
     /// Partitions yet to report.
     waiting: usize,
-    /// What the partitions reported so far span.
-    span: Option<LeftSpan>,
+    /// What the partitions reported so far span, per arm.
+    span: Option<Vec<LeftSpan>>,
     /// A partition could not say (it did not hold its whole left side).
     unbounded: bool,
 }
 
 impl RightFilter {
     /// The expression to push into the right input: `true` until published.
-    pub fn expr(keys: &[PhysicalExprRef], matches: &PhysicalExprRef) -> DynamicFilterPhysicalExpr {
+    /// `matches`: each arm's right match expression.
+    pub fn expr(
+        keys: &[PhysicalExprRef],
+        matches: &[PhysicalExprRef],
+    ) -> DynamicFilterPhysicalExpr {
         let mut children = keys.to_vec();
-        children.push(matches.clone());
+        for m in matches {
+            if !children.contains(m) {
+                children.push(m.clone());
+            }
+        }
         DynamicFilterPhysicalExpr::new(children, lit(true))
     }
 
     pub fn new(
         filter: Arc<DynamicFilterPhysicalExpr>,
         keys: Vec<PhysicalExprRef>,
-        matches: PhysicalExprRef,
-        op: MatchOp,
-        max_age_strict: Option<bool>,
+        arms: Vec<FilterArm>,
         right_schema: Arc<Schema>,
         partitions: usize,
     ) -> Self {
         RightFilter {
             filter,
             keys,
-            matches,
-            op,
-            max_age_strict,
+            arms,
             right_schema,
             reports: Mutex::new(Reports {
                 waiting: partitions,
@@ -236,15 +248,16 @@ impl RightFilter {
         }
     }
 
-    /// Counts one partition's report (None: not all of its left side held);
-    /// the last one publishes the filter, and learns how that went.
-    fn submit(&self, span: Option<LeftSpan>) -> DFResult<()> {
+    /// Counts one partition's report (per arm; None: not all of its left
+    /// side held); the last one publishes the filter, and learns how that
+    /// went.
+    fn submit(&self, span: Option<Vec<LeftSpan>>) -> DFResult<()> {
         let mut reports = self.reports.lock().expect("reports lock");
         match span {
             None => reports.unbounded = true,
             Some(b) => {
                 reports.span = Some(match reports.span.take() {
-                    Some(a) => a.merge(b),
+                    Some(a) => a.into_iter().zip(b).map(|(a, b)| a.merge(b)).collect(),
                     None => b,
                 })
             }
@@ -263,37 +276,38 @@ impl RightFilter {
         updated
     }
 
-    /// The predicate on right rows that some label could match.
-    fn build(&self, span: LeftSpan) -> DFResult<PhysicalExprRef> {
-        let Some((min, max)) = span.matches else {
-            // No left row with a match value: nothing on the right can match.
-            return Ok(lit(false));
+    /// The predicate on right rows that some label could match, in some
+    /// arm: the labels' keys, and the reach of any arm.
+    fn build(&self, spans: Vec<LeftSpan>) -> DFResult<PhysicalExprRef> {
+        let Some(keys) = spans.first().map(|s| (s.keys.clone(), s.listed.clone())) else {
+            return Ok(lit(true));
         };
-        let mut parts: Vec<PhysicalExprRef> = Vec::new();
-        let (reach, reach_op) = match self.op {
-            MatchOp::GtEq => (max, Operator::LtEq),
-            MatchOp::Gt => (max, Operator::Lt),
-            MatchOp::LtEq => (min, Operator::GtEq),
-            MatchOp::Lt => (min, Operator::Gt),
-        };
-        self.compare(&mut parts, &self.matches, reach_op, reach)?;
-        if let (Some(strict), Some((lo, hi))) = (self.max_age_strict, span.bounds) {
-            let (bound, op) = match (self.op.is_backward(), strict) {
-                (true, false) => (lo, Operator::GtEq),
-                (true, true) => (lo, Operator::Gt),
-                (false, false) => (hi, Operator::LtEq),
-                (false, true) => (hi, Operator::Lt),
-            };
-            self.compare(&mut parts, &self.matches, op, bound)?;
+        let mut reaches = Vec::with_capacity(self.arms.len());
+        for (arm, span) in self.arms.iter().zip(spans) {
+            // An arm without a left match value matches nothing.
+            if let Some(reach) = self.reach(arm, span)? {
+                reaches.push(reach);
+            }
         }
-        for (expr, range) in self.keys.iter().zip(span.keys) {
+        let mut parts: Vec<PhysicalExprRef> = match reaches.len() {
+            0 => return Ok(lit(false)),
+            1 => reaches.pop().unwrap_or_default(),
+            _ => {
+                let any = reaches.into_iter().map(conjunction).reduce(|a, b| {
+                    Arc::new(BinaryExpr::new(a, Operator::Or, b)) as PhysicalExprRef
+                });
+                any.into_iter().collect()
+            }
+        };
+        let (ranges, listed) = keys;
+        for (expr, range) in self.keys.iter().zip(ranges) {
             let Some((lo, hi)) = range else {
                 return Ok(lit(false));
             };
             self.compare(&mut parts, expr, Operator::GtEq, lo)?;
             self.compare(&mut parts, expr, Operator::LtEq, hi)?;
         }
-        if let (Some(listed), [key]) = (span.listed, self.keys.as_slice()) {
+        if let (Some(listed), [key]) = (listed, self.keys.as_slice()) {
             let data_type = key.data_type(&self.right_schema)?;
             let values: Vec<PhysicalExprRef> = listed
                 .into_iter()
@@ -306,6 +320,32 @@ impl RightFilter {
             parts.push(in_list(key.clone(), values, &false, &self.right_schema)?);
         }
         Ok(conjunction(parts))
+    }
+
+    /// The bounds on one arm's right match values (none: the arm's left
+    /// side has no match value, so it matches nothing).
+    fn reach(&self, arm: &FilterArm, span: LeftSpan) -> DFResult<Option<Vec<PhysicalExprRef>>> {
+        let Some((min, max)) = span.matches else {
+            return Ok(None);
+        };
+        let mut parts = Vec::new();
+        let (reach, reach_op) = match arm.op {
+            MatchOp::GtEq => (max, Operator::LtEq),
+            MatchOp::Gt => (max, Operator::Lt),
+            MatchOp::LtEq => (min, Operator::GtEq),
+            MatchOp::Lt => (min, Operator::Gt),
+        };
+        self.compare(&mut parts, &arm.matches, reach_op, reach)?;
+        if let (Some(strict), Some((lo, hi))) = (arm.max_age_strict, span.bounds) {
+            let (bound, op) = match (arm.op.is_backward(), strict) {
+                (true, false) => (lo, Operator::GtEq),
+                (true, true) => (lo, Operator::Gt),
+                (false, false) => (hi, Operator::LtEq),
+                (false, true) => (hi, Operator::Lt),
+            };
+            self.compare(&mut parts, &arm.matches, op, bound)?;
+        }
+        Ok(Some(parts))
     }
 
     /// Adds `expr <op> value`, the value cast to the expression's type; a
@@ -338,7 +378,7 @@ pub struct Report {
 impl Report {
     /// Reports this partition's left side (None: not all of it held) and
     /// waits until every partition has, and the filter is published.
-    pub async fn send(mut self, span: Option<LeftSpan>) -> DFResult<()> {
+    pub async fn send(mut self, span: Option<Vec<LeftSpan>>) -> DFResult<()> {
         self.sent = true;
         let mut published = self.filter.published.subscribe();
         let outcome = self.filter.submit(span);

@@ -30,6 +30,7 @@
 //! right side.
 
 use std::cmp::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::datatypes::SchemaRef;
@@ -57,9 +58,17 @@ const CHUNK_ROWS: u32 = 1 << 19;
 const CHUNK_ROWS_PER_GROUP: usize = 2;
 const MAX_CHUNK_ROWS: u32 = 1 << 21;
 const MAX_CHUNK_BYTES: usize = 64 << 20;
+/// The least rows per chunk of a sweep that shares the right side.
+const SHARED_CHUNK_ROWS: u32 = 1 << 16;
 /// A chunk is held whole before it is swept when at least this share
 /// (1 / DIRECT_SHARE) of the last chunk's rows won a bucket.
 const DIRECT_SHARE: usize = 4;
+
+fn lock(scratch: &Mutex<Scratch>) -> MutexGuard<'_, Scratch> {
+    scratch
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The best right row of a bucket (16 bytes: the sweep reads one per right
 /// row, from an array as long as the labels).
@@ -105,6 +114,8 @@ pub struct LeftSweep {
     columns: Vec<usize>,
     /// Superseded rows held before a compaction, beyond one per live row.
     slack: usize,
+    /// And at most this many bytes of them.
+    slack_bytes: usize,
     /// Right rows not swept yet, and how many to gather before a sweep.
     chunk: Chunk,
     chunk_rows: u32,
@@ -112,7 +123,10 @@ pub struct LeftSweep {
     row_bytes: usize,
     /// Buffers of `sweep_chunk`, kept between chunks: allocated afresh, each
     /// chunk faulted in and zeroed megabytes of new pages.
-    scratch: Scratch,
+    scratch: Arc<Mutex<Scratch>>,
+    /// Whether `size` counts the scratch buffers (of sweeps sharing them,
+    /// one does).
+    counts_scratch: bool,
     fixed_bytes: usize,
 }
 
@@ -154,7 +168,7 @@ impl LeftSweep {
         let held = right_schema
             .project(columns)
             .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
-        let held = std::sync::Arc::new(held);
+        let held = Arc::new(held);
         let mut groups = KeyGroups::for_keys(keys)?;
         let offsets = batch_offsets(matches.iter().map(|m| m.len()))?;
         let grouped = Grouped::build(&mut groups, keys, matches, &offsets)?;
@@ -204,17 +218,45 @@ impl LeftSweep {
             columns: columns.to_vec(),
             retained: BatchRows::new(held.clone()),
             slack: SLACK_ROWS,
+            slack_bytes: SLACK_BYTES,
             chunk: Chunk::new(held),
             chunk_rows,
             row_bytes: 0,
-            scratch: Scratch::default(),
+            scratch: Arc::default(),
+            counts_scratch: true,
             fixed_bytes,
         })
     }
 
+    /// Sweeps over the same right side (the arms of one join, see
+    /// `AsOfJoinExec`): they share their scratch buffers (they sweep in
+    /// turn), and each gathers fewer rows per chunk and tolerates fewer
+    /// superseded ones, so all of them hold about what one alone would.
+    pub fn share(sweeps: &mut [LeftSweep]) {
+        let arms = sweeps.len().max(1);
+        let scratch: Arc<Mutex<Scratch>> = Arc::default();
+        for (i, sweep) in sweeps.iter_mut().enumerate() {
+            sweep.chunk_rows = (sweep.chunk_rows / arms as u32).max(SHARED_CHUNK_ROWS);
+            sweep.slack /= arms;
+            sweep.slack_bytes /= arms;
+            sweep.scratch = Arc::clone(&scratch);
+            sweep.counts_scratch = i == 0;
+        }
+    }
+
+    /// The scratch buffers. Poisoned, they are buffers all the same: each
+    /// use clears what it reads.
+    fn scratch(&self) -> MutexGuard<'_, Scratch> {
+        lock(&self.scratch)
+    }
+
     /// Heap size, for memory accounting.
     pub fn size(&self) -> usize {
-        self.fixed_bytes + self.retained.bytes() + self.chunk.bytes() + self.scratch.bytes()
+        let scratch = match self.counts_scratch {
+            true => self.scratch().bytes(),
+            false => 0,
+        };
+        self.fixed_bytes + self.retained.bytes() + self.chunk.bytes() + scratch
     }
 
     /// Whether no right row can match (no left row has a key and value).
@@ -291,12 +333,13 @@ impl LeftSweep {
         self.row_bytes = self.row_bytes.max(width);
         let empty = Chunk::new(self.chunk.rows.schema());
         let mut chunk = std::mem::replace(&mut self.chunk, empty);
-        let mut scratch = std::mem::take(&mut self.scratch);
+        let shared = Arc::clone(&self.scratch);
+        let mut scratch = lock(&shared);
         self.sweep_rows(&chunk, &mut scratch)?;
+        drop(scratch);
         // The buffers, emptied, serve the next chunk.
         chunk.clear();
         self.chunk = chunk;
-        self.scratch = scratch;
         if self.retained.rows() as usize > 2 * self.live + self.slack_rows() {
             self.compact()?;
         }
@@ -311,7 +354,7 @@ impl LeftSweep {
         if self.retained.rows() as usize > self.live {
             self.compact()?;
         }
-        self.scratch = Scratch::default();
+        *self.scratch() = Scratch::default();
         self.chunk.groups = Vec::new();
         self.chunk.values = Vec::new();
         self.chunk.ties = Vec::new();
@@ -321,7 +364,7 @@ impl LeftSweep {
     /// Superseded rows tolerated before a compaction: [`SLACK_ROWS`], fewer
     /// when the held rows are wide.
     fn slack_rows(&self) -> usize {
-        self.slack.min(SLACK_BYTES / self.row_bytes.max(1))
+        self.slack.min(self.slack_bytes / self.row_bytes.max(1))
     }
 
     fn sweep_rows(&mut self, chunk: &Chunk, scratch: &mut Scratch) -> Result<()> {
@@ -494,7 +537,7 @@ impl LeftSweep {
     /// front to back; gathering them in bucket order read them at random
     /// and was a fifth of a large join's time.
     fn compact(&mut self) -> Result<()> {
-        let mut new_id = std::mem::take(&mut self.scratch.new_id);
+        let mut new_id = std::mem::take(&mut self.scratch().new_id);
         new_id.clear();
         new_id.resize(self.retained.rows() as usize, NONE);
         for best in self.best.iter().filter(|b| b.row != NONE) {
@@ -514,7 +557,7 @@ impl LeftSweep {
         for best in self.best.iter_mut().filter(|b| b.row != NONE) {
             best.row = new_id[best.row as usize];
         }
-        self.scratch.new_id = new_id;
+        self.scratch().new_id = new_id;
         self.retained.replace(&indices)
     }
 
