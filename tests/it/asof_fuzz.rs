@@ -662,17 +662,13 @@ fn row_groups_pruned(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -
         .sum::<usize>()
 }
 
-/// Once the labels are read, the join filters its right input by their keys
-/// and reach (and maximum age): a Parquet right side in time order skips row
-/// groups no label can match, and every answer stays the reference's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn right_filter_prunes_row_groups_without_changing_answers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut rng = Rng(23);
-    let mut right = rows(&mut rng, 20_000, 50, 100_000, 1_000_000);
+/// 20,000 right rows over 50 keys and times 0..100,000, written in time
+/// order (as appends land) to `dir/right.parquet` in row groups of 500.
+async fn time_ordered_parquet(dir: &std::path::Path, rng: &mut Rng) -> (Vec<Row>, String) {
+    let mut right = rows(rng, 20_000, 50, 100_000, 1_000_000);
     // Time order, as appends land; NULL times last.
     right.sort_by_key(|r| (r.t.is_none(), r.t));
-    let path = dir.path().join("right.parquet");
+    let path = dir.join("right.parquet");
     {
         let batch = table(&right, "r_id", right.len(), 1, false);
         let batches = datafusion::prelude::SessionContext::new()
@@ -693,6 +689,17 @@ async fn right_filter_prunes_row_groups_without_changing_answers() {
         }
         writer.close().expect("close");
     }
+    (right, path.to_str().expect("path").to_string())
+}
+
+/// Once the labels are read, the join filters its right input by their keys
+/// and reach (and maximum age): a Parquet right side in time order skips row
+/// groups no label can match, and every answer stays the reference's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn right_filter_prunes_row_groups_without_changing_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = Rng(23);
+    let (right, path) = time_ordered_parquet(dir.path(), &mut rng).await;
     let cases = [
         // Labels early in time: a backward join needs only the first groups.
         (MatchOp::GtEq, None, 0..20_000),
@@ -710,7 +717,7 @@ async fn right_filter_prunes_row_groups_without_changing_answers() {
             let ctx = new_context(SessionConfig::new().with_target_partitions(partitions));
             ctx.register_table("l", Arc::new(table(&labels, "l_id", 7, 2, false)))
                 .expect("l");
-            ctx.register_parquet("r", path.to_str().expect("path"), Default::default())
+            ctx.register_parquet("r", &path, Default::default())
                 .await
                 .expect("r");
             let joined = join_on_k(&ctx, op, max_age).await;
@@ -746,7 +753,7 @@ async fn right_filter_prunes_row_groups_without_changing_answers() {
     let ctx = new_context(SessionConfig::new().with_target_partitions(3));
     ctx.register_table("l", Arc::new(table(&labels, "l_id", 7, 2, false)))
         .expect("l");
-    ctx.register_parquet("r", path.to_str().expect("path"), Default::default())
+    ctx.register_parquet("r", &path, Default::default())
         .await
         .expect("r");
     let plan = join_on_k(&ctx, MatchOp::GtEq, None)
@@ -772,6 +779,92 @@ async fn right_filter_prunes_row_groups_without_changing_answers() {
     let expected = reference(&labels, &right, MatchOp::GtEq, None);
     for (id, got) in matched_ids(&batches, "partition 0") {
         assert_eq!(Some(&got), expected.get(&id), "left row {id}");
+    }
+}
+
+/// Arms sharing one right side filter it by what any arm can match: labels
+/// from 40,000 to 60,000 need right rows up to 60,000 for the backward arms
+/// (the lagged one up to 40,000) and from 44,000 to 69,000 for the forward
+/// one (4,000 after the label, within 5,000). Later row groups are skipped;
+/// a filter by the first arm's reach alone would lose the forward arm's
+/// matches of the last labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_right_filter_keeps_rows_any_arm_can_match() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = Rng(29);
+    let (right, path) = time_ordered_parquet(dir.path(), &mut rng).await;
+    let mut labels = rows(&mut rng, 40, 50, 20_000, 0);
+    for l in &mut labels {
+        l.t = l.t.map(|t| t + 40_000);
+    }
+    let lagged: Vec<Row> = labels
+        .iter()
+        .map(|r| Row {
+            t: r.t.map(|t| t - 20_000),
+            ..*r
+        })
+        .collect();
+    let lead: Vec<Row> = labels
+        .iter()
+        .map(|r| Row {
+            t: r.t.map(|t| t + 4_000),
+            ..*r
+        })
+        .collect();
+    let arms = [
+        ("a_id", reference(&labels, &right, MatchOp::GtEq, None)),
+        ("b_id", reference(&lagged, &right, MatchOp::GtEq, None)),
+        (
+            "c_id",
+            reference(&lead, &right, MatchOp::LtEq, Some((5_000, false))),
+        ),
+    ];
+    for partitions in [1, 3] {
+        let ctx = new_context(SessionConfig::new().with_target_partitions(partitions));
+        ctx.register_table("l", Arc::new(table(&labels, "l_id", 7, 2, false)))
+            .expect("l");
+        ctx.register_parquet("r", &path, Default::default())
+            .await
+            .expect("r");
+        let sql = "SELECT l.l_id, a.r_id AS a_id, b.r_id AS b_id, c.r_id AS c_id FROM l \
+                   ASOF JOIN r a MATCH_CONDITION (l.t >= a.t) ON l.k = a.k \
+                   ASOF JOIN r b MATCH_CONDITION (l.t - 20000 >= b.t) ON l.k = b.k \
+                   ASOF JOIN r c MATCH_CONDITION (l.t + 4000 <= c.t) ON l.k = c.k AND c.t <= l.t + 9000";
+        let plan = pitlake::session::sql_dataframe(&ctx, sql)
+            .await
+            .expect("plan")
+            .create_physical_plan()
+            .await
+            .expect("physical");
+        let shown = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        assert!(
+            shown.contains("arms=["),
+            "one join with three arms:\n{shown}"
+        );
+        let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
+            .await
+            .expect("runs");
+        for (column, want) in &arms {
+            let mut got = HashMap::new();
+            for batch in &batches {
+                let l_id = batch.column(0).as_primitive::<Int64Type>();
+                let r_id = batch
+                    .column_by_name(column)
+                    .expect(column)
+                    .as_primitive::<Int64Type>();
+                for i in 0..batch.num_rows() {
+                    got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
+                }
+            }
+            assert_same(&got, want, &format!("{partitions} partitions, {column}"));
+        }
+        let pruned = row_groups_pruned(&plan);
+        assert!(
+            (9..=15).contains(&pruned),
+            "{partitions} partitions: {pruned} of 40 row groups pruned, about 12 expected"
+        );
     }
 }
 

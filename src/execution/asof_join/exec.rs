@@ -30,6 +30,12 @@
 //!   per key group (linear when already in order), a hash lookup and a binary
 //!   search in the right per left row. Too large → ResourcesExhausted.
 //!
+//! Arms: joins of one left input against the same right relation on the
+//! same keys (a chain of lag features) are one join with an arm per match
+//! condition (see [`AsOfJoinExec::absorb`]). The right side is read and
+//! repartitioned once; the sweep pushes each right batch to every arm's
+//! `LeftSweep`, the index builds one `RightIndex` per arm.
+//!
 //! Before either strategy reads the right side, the partitions' held left
 //! sides set a filter pushed into the right input (`right_filter`): the
 //! labels' keys and reach, so a scan skips row groups no label can match.
