@@ -284,6 +284,25 @@ async fn asof_join_matches_the_reference() {
 }
 
 /// Every left row appears once, with the right row the reference gives it.
+/// Each left row's id (column `left`) and the right id in column `right`.
+fn id_pairs(batches: &[RecordBatch], left: &str, right: &str) -> HashMap<i64, Option<i64>> {
+    let mut got = HashMap::new();
+    for batch in batches {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .expect(name)
+                .as_primitive::<Int64Type>()
+                .clone()
+        };
+        let (l_id, r_id) = (column(left), column(right));
+        for i in 0..batch.num_rows() {
+            got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
+        }
+    }
+    got
+}
+
 fn assert_same(got: &HashMap<i64, Option<i64>>, want: &HashMap<i64, Option<i64>>, about: &str) {
     assert_eq!(
         got.len(),
@@ -338,20 +357,7 @@ async fn chained_joins_match_the_reference() {
             .await
             .expect("runs");
         let about = format!("case {case} ({strategy}): {op_a:?} then {op_b:?}, batch {batch_size}");
-        let pairs = |right: &str| {
-            let mut got = HashMap::new();
-            for batch in &batches {
-                let l_id = batch.column(1).as_primitive::<Int64Type>();
-                let r_id = batch
-                    .column_by_name(right)
-                    .expect(right)
-                    .as_primitive::<Int64Type>();
-                for i in 0..batch.num_rows() {
-                    got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
-                }
-            }
-            got
-        };
+        let pairs = |right: &str| id_pairs(&batches, "l_id", right);
         assert_eq!(
             batches.iter().map(|b| b.num_rows()).sum::<usize>(),
             left.len(),
@@ -462,14 +468,7 @@ async fn joins_sharing_a_right_relation_match_the_reference() {
             "{about}"
         );
         for (j, (op, lag, age)) in arms.iter().enumerate() {
-            let mut got = HashMap::new();
-            for batch in &batches {
-                let l_id = batch.column(0).as_primitive::<Int64Type>();
-                let r_id = batch.column(j + 1).as_primitive::<Int64Type>();
-                for i in 0..batch.num_rows() {
-                    got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
-                }
-            }
+            let got = id_pairs(&batches, "l_id", &format!("id{j}"));
             let lagged: Vec<Row> = left
                 .iter()
                 .map(|r| Row {
@@ -847,17 +846,7 @@ async fn shared_right_filter_keeps_rows_any_arm_can_match() {
             .await
             .expect("runs");
         for (column, want) in &arms {
-            let mut got = HashMap::new();
-            for batch in &batches {
-                let l_id = batch.column(0).as_primitive::<Int64Type>();
-                let r_id = batch
-                    .column_by_name(column)
-                    .expect(column)
-                    .as_primitive::<Int64Type>();
-                for i in 0..batch.num_rows() {
-                    got.insert(l_id.value(i), r_id.is_valid(i).then(|| r_id.value(i)));
-                }
-            }
+            let got = id_pairs(&batches, "l_id", column);
             assert_same(&got, want, &format!("{partitions} partitions, {column}"));
         }
         let pruned = row_groups_pruned(&plan);

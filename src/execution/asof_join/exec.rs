@@ -52,7 +52,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{ArrayRef, RecordBatch};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -331,17 +331,8 @@ impl AsOfJoinExec {
                 })?
                 .data)
         };
-        let fields: Vec<_> = left
-            .schema()
-            .fields()
-            .iter()
-            .chain(self.join_schema.fields().iter().skip(nl))
-            .cloned()
-            .collect();
-        let join_schema = Arc::new(Schema::new_with_metadata(
-            fields,
-            self.join_schema.metadata().clone(),
-        ));
+        let join_schema =
+            self.join_schema_of(left.schema().fields(), &self.join_schema.fields()[nl..]);
         let projection = projection
             .iter()
             .map(|&i| if i < nl { at(i) } else { i - nl + needed.len() })
@@ -455,17 +446,10 @@ impl AsOfJoinExec {
         let outer_left = outer.left.schema().fields().len();
         let width = self.join_schema.fields().len();
         let added = outer.join_schema.fields().len() - outer_left;
-        let fields: Vec<_> = self
-            .join_schema
-            .fields()
-            .iter()
-            .chain(outer.join_schema.fields().iter().skip(outer_left))
-            .cloned()
-            .collect();
-        let join_schema = Arc::new(Schema::new_with_metadata(
-            fields,
-            self.join_schema.metadata().clone(),
-        ));
+        let join_schema = self.join_schema_of(
+            self.join_schema.fields(),
+            &outer.join_schema.fields()[outer_left..],
+        );
         let projection: Vec<usize> = sources
             .iter()
             .copied()
@@ -483,6 +467,16 @@ impl AsOfJoinExec {
         );
         let everything = projection.iter().copied().eq(0..width + added);
         Ok(Some(join.projected((!everything).then_some(projection))?))
+    }
+
+    /// A join schema of `left` columns then `right` ones, with this one's
+    /// metadata.
+    fn join_schema_of(&self, left: &[FieldRef], right: &[FieldRef]) -> SchemaRef {
+        let fields: Vec<FieldRef> = left.iter().chain(right).cloned().collect();
+        Arc::new(Schema::new_with_metadata(
+            fields,
+            self.join_schema.metadata().clone(),
+        ))
     }
 
     /// The partitions' shared reports, when a scan below uses the filter.
