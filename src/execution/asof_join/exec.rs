@@ -33,8 +33,10 @@
 //! Arms: joins of one left input against the same right relation on the
 //! same keys (a chain of lag features) are one join with an arm per match
 //! condition (see [`AsOfJoinExec::absorb`]). The right side is read and
-//! repartitioned once; the sweep pushes each right batch to every arm's
-//! `LeftSweep`, the index builds one `RightIndex` per arm.
+//! repartitioned once. The sweep pushes each right batch to a `LeftSweep`
+//! per distinct right match value and right columns (usually one for all
+//! arms: one key lookup, chunk and sort by group per right row, then each
+//! arm's own bucket search); the index builds one `RightIndex` per arm.
 //!
 //! Before either strategy reads the right side, the partitions' held left
 //! sides set a filter pushed into the right input (`right_filter`): the
@@ -86,7 +88,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::index::RightIndex;
 use super::output::Output;
 use super::right_filter::{FilterArm, LeftSpan, RightFilter};
-use super::sweep::LeftSweep;
+use super::sweep::{LeftArm, LeftSweep};
 use super::values::ordered_i64;
 use crate::options::{AsOfJoinStrategy, PitlakeOptions};
 use crate::planning::MatchOp;
@@ -819,25 +821,48 @@ impl BuildSide {
         metrics: JoinMetrics,
     ) -> DFResult<BoxStream<'static, DFResult<RecordBatch>>> {
         let held = reservation.size();
-        let mut sweeps = {
+        // Arms with the same right match value and right columns share one
+        // sweep (see `LeftSweep`): `place[a]` is arm a's sweep and its
+        // place among that sweep's arms.
+        let mut members: Vec<(PhysicalExprRef, &[usize], Vec<usize>)> = Vec::new();
+        let mut place = Vec::with_capacity(probe.arms.len());
+        for (a, arm) in probe.arms.iter().enumerate() {
+            let columns = probe.output.right_columns(a);
+            let found = members
+                .iter()
+                .position(|(m, c, _)| **m == *arm.right_match && *c == columns);
+            let s = found.unwrap_or_else(|| {
+                members.push((arm.right_match.clone(), columns, Vec::new()));
+                members.len() - 1
+            });
+            place.push((s, members[s].2.len()));
+            members[s].2.push(a);
+        }
+        let (mut sweeps, matches) = {
             let _timer = metrics.build_time.timer();
             let HeldLeft { keys, arms } = held_left;
-            arms.into_iter()
-                .zip(&probe.arms)
-                .enumerate()
-                .map(|(a, (columns, arm))| {
-                    LeftSweep::new(
-                        arm.op,
-                        &keys,
-                        &columns.matches,
-                        columns.bounds,
-                        right.schema(),
-                        probe.output.right_columns(a),
-                    )
-                })
-                .collect::<crate::error::Result<Vec<_>>>()?
+            let mut arms: Vec<Option<HeldArm>> = arms.into_iter().map(Some).collect();
+            let mut sweeps = Vec::with_capacity(members.len());
+            let mut matches = Vec::with_capacity(members.len());
+            for (right_match, columns, indices) in &members {
+                let left_arms = indices
+                    .iter()
+                    .map(|&a| {
+                        let held = arms[a]
+                            .take()
+                            .unwrap_or_else(|| unreachable!("arm {a} held once"));
+                        LeftArm {
+                            op: probe.arms[a].op,
+                            matches: held.matches,
+                            bounds: held.bounds,
+                        }
+                    })
+                    .collect();
+                sweeps.push(LeftSweep::new(&keys, left_arms, right.schema(), columns)?);
+                matches.push(right_match.clone());
+            }
+            (sweeps, matches)
         };
-        LeftSweep::share(&mut sweeps);
         let size = |sweeps: &[LeftSweep]| held + sweeps.iter().map(LeftSweep::size).sum::<usize>();
         let too_big = |e: DataFusionError| {
             e.context("ASOF JOIN: the left side of a partition and its matches do not fit in memory (raise the memory limit, or filter the left side)")
@@ -860,7 +885,7 @@ impl BuildSide {
             metrics.right_rows.add(batch.num_rows());
             let _timer = metrics.probe_time.timer();
             let keys = evaluate(&self.keys, &batch)?;
-            for (sweep, matches) in sweeps.iter_mut().zip(&self.matches) {
+            for (sweep, matches) in sweeps.iter_mut().zip(&matches) {
                 let matches = matches.evaluate(&batch)?.into_array(batch.num_rows())?;
                 sweep.push(&batch, &keys, &matches)?;
             }
@@ -882,13 +907,13 @@ impl BuildSide {
         let joined = head.into_iter().map(move |batch| {
             let _hold = &reservation;
             let n = batch.num_rows();
-            let mut right = Vec::with_capacity(sweeps.len());
-            for sweep in &sweeps {
-                let found = sweep.matches(first, n);
+            let mut right = Vec::with_capacity(place.len());
+            for &(s, arm) in &place {
+                let found = sweeps[s].matches(arm, first, n);
                 metrics
                     .matched_rows
                     .add(found.iter().filter(|f| f.is_some()).count());
-                right.push(sweep.take(&found)?);
+                right.push(sweeps[s].take(arm, &found)?);
             }
             first += n as u32;
             let out = probe.output.batch(&batch, &right)?;

@@ -62,35 +62,38 @@ impl Grouped {
         matches: &[ArrayRef],
         offsets: &[u32],
     ) -> Result<Self> {
+        let group_of = groups.assign_rows(keys, offsets)?;
+        Self::by_group(&group_of, groups.len(), matches, offsets)
+    }
+
+    /// Groups rows whose groups are `group_of` (`u32::MAX`: NULL key) by
+    /// their match values `matches[b]`, row ids starting at `offsets[b]`;
+    /// rows with a NULL match value are left out. Several sides with the
+    /// same keys (the arms of one join) share the groups.
+    pub fn by_group(
+        group_of: &[u32],
+        groups: usize,
+        matches: &[ArrayRef],
+        offsets: &[u32],
+    ) -> Result<Self> {
         // Pass 1: every usable row's group and match value.
         let n = *offsets.last().unwrap_or(&0) as usize;
-        let mut counts: Vec<u32> = Vec::new();
-        let mut group_of: Vec<u32> = vec![u32::MAX; n];
+        let mut counts: Vec<u32> = vec![0; groups];
+        let mut usable: Vec<u32> = vec![u32::MAX; n];
         let mut all_values: Vec<i64> = vec![0; n];
-        for (b, (batch_keys, batch_matches)) in keys.iter().zip(matches).enumerate() {
+        for (b, batch_matches) in matches.iter().enumerate() {
             let base = offsets[b] as usize;
             let values = ordered_i64(batch_matches)?;
-            let ids = groups.assign(batch_keys, batch_matches.len())?;
-            counts.resize(groups.len(), 0);
-            for (i, (value, gid)) in values.iter().zip(ids).enumerate() {
-                if let (Some(value), Some(gid)) = (value, gid) {
-                    group_of[base + i] = gid;
+            for (i, value) in values.iter().enumerate() {
+                let gid = group_of[base + i];
+                if let (Some(value), true) = (value, gid != u32::MAX) {
+                    usable[base + i] = gid;
                     all_values[base + i] = value;
                     counts[gid as usize] += 1;
                 }
             }
         }
-        // Dense integer keys are renumbered in key order (see `freeze`).
-        if let Some(renumber) = groups.freeze() {
-            let mut renumbered = vec![0; counts.len()];
-            for (old, count) in counts.iter().enumerate() {
-                renumbered[renumber[old] as usize] = *count;
-            }
-            counts = renumbered;
-            for g in group_of.iter_mut().filter(|g| **g != u32::MAX) {
-                *g = renumber[*g as usize];
-            }
-        }
+        let group_of = usable;
         // Pass 2: place row ids by group (counting sort), then order each group.
         let mut starts: Vec<u32> = Vec::with_capacity(counts.len() + 1);
         let mut placed = 0u32;
@@ -273,6 +276,29 @@ impl KeyGroups {
             }
         })?;
         Ok(groups)
+    }
+
+    /// The group of every row of a side whose key columns are `keys[b]`
+    /// per batch, row ids starting at `offsets[b]` (`u32::MAX`: NULL key);
+    /// then frozen (see `freeze`), its groups renumbered.
+    pub fn assign_rows(&mut self, keys: &[Vec<ArrayRef>], offsets: &[u32]) -> Result<Vec<u32>> {
+        let n = *offsets.last().unwrap_or(&0) as usize;
+        let mut group_of = vec![u32::MAX; n];
+        for (b, window) in offsets.windows(2).enumerate() {
+            let (lo, hi) = (window[0] as usize, window[1] as usize);
+            let batch_keys = keys.get(b).map_or(&[][..], Vec::as_slice);
+            let ids = self.assign(batch_keys, hi - lo)?;
+            for (slot, id) in group_of[lo..hi].iter_mut().zip(ids) {
+                *slot = id.unwrap_or(u32::MAX);
+            }
+        }
+        // Dense integer keys are renumbered in key order (see `freeze`).
+        if let Some(renumber) = self.freeze() {
+            for g in group_of.iter_mut().filter(|g| **g != u32::MAX) {
+                *g = renumber[*g as usize];
+            }
+        }
+        Ok(group_of)
     }
 
     /// The group of each of `rows` rows' key, if the side has it.

@@ -21,16 +21,16 @@
 //! nearest bucket holds the nearest row. A maximum age is checked on that
 //! row: a match too old is no match, never a fall-back to an older one.
 //!
-//! Memory, however long the right side: about 40 bytes per left row, plus
-//! the right rows that are winning a bucket (at most one per left row;
-//! superseded ones are dropped by compaction) and a chunk of right rows
-//! waiting to be swept (at most 64 MiB of values, however wide the rows; it
-//! is swept early when the memory pool is short).
-//! Time: a key lookup and a binary search per right row, no sort of the
-//! right side.
+//! Memory, however long the right side: about 40 bytes per left row and
+//! arm, plus the right rows that are winning a bucket (at most one per left
+//! row and arm; superseded ones are dropped by compaction) and a chunk of
+//! right rows waiting to be swept (at most 64 MiB of values, however wide
+//! the rows; it is swept early when the memory pool is short).
+//! Time: a key lookup per right row, and a binary search per right row and
+//! arm; no sort of the right side.
 
 use std::cmp::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::datatypes::SchemaRef;
@@ -47,8 +47,9 @@ const NONE: u32 = u32::MAX;
 /// Marks a row id as a row of the batch being pushed, not yet retained.
 const PENDING: u32 = 1 << 31;
 /// Superseded right rows held before a compaction, beyond one per live row,
-/// and at most this many bytes of them (wide feature rows). Each compaction
-/// copies every live row, so a small slack copied them over and over.
+/// and at most this many bytes of them (wide feature rows); divided among
+/// the arms. Each compaction copies every live row, so a small slack copied
+/// them over and over.
 const SLACK_ROWS: usize = 1 << 22;
 const SLACK_BYTES: usize = 32 << 20;
 /// Right rows gathered before they are swept: at least this many, and
@@ -58,19 +59,9 @@ const CHUNK_ROWS: u32 = 1 << 19;
 const CHUNK_ROWS_PER_GROUP: usize = 2;
 const MAX_CHUNK_ROWS: u32 = 1 << 21;
 const MAX_CHUNK_BYTES: usize = 64 << 20;
-/// The least rows per chunk of a sweep that shares the right side with
-/// other arms (four arms at 1M labels: 1.69 s / 510 MB at 256k rows,
-/// 1.83 s / 460 MB at 64k, 1.75 s / 550 MB undivided).
-const SHARED_CHUNK_ROWS: u32 = 1 << 18;
 /// A chunk is held whole before it is swept when at least this share
 /// (1 / DIRECT_SHARE) of the last chunk's rows won a bucket.
 const DIRECT_SHARE: usize = 4;
-
-fn lock(scratch: &Mutex<Scratch>) -> MutexGuard<'_, Scratch> {
-    scratch
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// The best right row of a bucket (16 bytes: the sweep reads one per right
 /// row, from an array as long as the labels).
@@ -85,11 +76,42 @@ const EMPTY: Best = Best {
     row: NONE,
 };
 
-/// The held left side of one partition and, per left row, the best right
-/// row seen so far.
+/// One arm's left side: its match values and maximum-age bounds per held
+/// left batch (see [`LeftSweep::new`]).
+pub struct LeftArm {
+    pub op: MatchOp,
+    pub matches: Vec<ArrayRef>,
+    /// Maximum-age bounds, and whether they are strict.
+    pub bounds: Option<(Vec<ArrayRef>, bool)>,
+}
+
+/// The held left side of one partition and, per arm and left row, the best
+/// right row seen so far.
+///
+/// Arms (see `AsOfJoinExec`) with the same right match value and right
+/// columns share one sweep: the key lookup, the chunk of waiting right rows
+/// and its sort by key group are done once per right row for all of them;
+/// only the bucket search and the best rows are each arm's own.
 pub struct LeftSweep {
-    op: MatchOp,
     groups: KeyGroups,
+    arms: Vec<ArmSweep>,
+    /// The right side's ingestion order column, if it has one.
+    ingest: Option<usize>,
+    /// The right columns held for the matches (the output's); the others
+    /// are dropped as rows arrive.
+    columns: Vec<usize>,
+    /// Right rows not swept yet, and how many to gather before a sweep.
+    chunk: Chunk,
+    chunk_rows: u32,
+    /// Buffers of `sweep_chunk`, kept between chunks: allocated afresh, each
+    /// chunk faulted in and zeroed megabytes of new pages.
+    scratch: Scratch,
+    fixed_bytes: usize,
+}
+
+/// One arm's part of a [`LeftSweep`].
+struct ArmSweep {
+    op: MatchOp,
     grouped: Grouped,
     /// Left row id → its position in `grouped`; `NONE` for a row that cannot
     /// match (NULL key or match value).
@@ -103,32 +125,16 @@ pub struct LeftSweep {
     /// has one (empty otherwise).
     best_ties: Vec<i64>,
     /// Whether many rows of the last chunk won a bucket: then the next one
-    /// is held whole before it is swept (see `sweep_rows`).
+    /// is held whole before it is swept (see `sweep`).
     direct: bool,
     /// Buckets holding a row.
     live: usize,
     /// Right rows that won a bucket when they arrived (some since beaten).
     retained: BatchRows,
-    /// The right side's ingestion order column, if it has one.
-    ingest: Option<usize>,
-    /// The right columns held for the matches (the output's); the others
-    /// are dropped as rows arrive.
-    columns: Vec<usize>,
-    /// Superseded rows held before a compaction, beyond one per live row.
+    /// Superseded rows held before a compaction, beyond one per live row,
+    /// and at most this many bytes of them.
     slack: usize,
-    /// And at most this many bytes of them.
     slack_bytes: usize,
-    /// Right rows not swept yet, and how many to gather before a sweep.
-    chunk: Chunk,
-    chunk_rows: u32,
-    /// The widest right rows seen, in bytes of data.
-    row_bytes: usize,
-    /// Buffers of `sweep_chunk`, kept between chunks: allocated afresh, each
-    /// chunk faulted in and zeroed megabytes of new pages.
-    scratch: Arc<Mutex<Scratch>>,
-    /// Whether `size` counts the scratch buffers (of sweeps sharing them,
-    /// one does).
-    counts_scratch: bool,
     fixed_bytes: usize,
 }
 
@@ -156,14 +162,12 @@ impl Scratch {
 }
 
 impl LeftSweep {
-    /// Indexes the left side: its batches' key columns `keys[b]`, match
-    /// column `matches[b]` and maximum-age bound `bounds`, if any. Of right
-    /// rows (`right_schema`), `columns` are held for the matches.
+    /// Indexes the left side: its batches' key columns `keys[b]` and, per
+    /// arm, match and maximum-age columns. Of right rows (`right_schema`),
+    /// `columns` are held for the matches.
     pub fn new(
-        op: MatchOp,
         keys: &[Vec<ArrayRef>],
-        matches: &[ArrayRef],
-        bounds: Option<(Vec<ArrayRef>, bool)>,
+        arms: Vec<LeftArm>,
         right_schema: SchemaRef,
         columns: &[usize],
     ) -> Result<Self> {
@@ -172,34 +176,29 @@ impl LeftSweep {
             .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
         let held = Arc::new(held);
         let mut groups = KeyGroups::for_keys(keys)?;
-        let offsets = batch_offsets(matches.iter().map(|m| m.len()))?;
-        let grouped = Grouped::build(&mut groups, keys, matches, &offsets)?;
-        let mut position = vec![NONE; *offsets.last().unwrap_or(&0) as usize];
-        for (p, id) in grouped.order.iter().enumerate() {
-            position[*id as usize] = p as u32;
-        }
-        let bounds = match bounds {
-            Some((arrays, strict)) => {
-                let mut all = Vec::with_capacity(position.len());
-                for array in &arrays {
-                    all.extend(ordered_i64(array)?.iter());
-                }
-                Some((all, strict))
-            }
-            None => None,
-        };
-        let best = vec![EMPTY; grouped.order.len()];
+        let first = arms
+            .first()
+            .ok_or_else(|| Error::Invalid("ASOF JOIN: a sweep without arms".into()))?;
+        let offsets = batch_offsets(first.matches.iter().map(|m| m.len()))?;
+        let group_of = groups.assign_rows(keys, &offsets)?;
         let ingest = ingest_order_column(&right_schema);
-        let best_ties = match ingest {
-            Some(_) => vec![0; best.len()],
-            None => Vec::new(),
-        };
-        let fixed_bytes = groups.memory_bytes()
-            + grouped.memory_bytes()
-            + position.capacity() * 4
-            + bounds.as_ref().map_or(0, |(b, _)| b.capacity() * 16)
-            + best.capacity() * std::mem::size_of::<Best>()
-            + best_ties.capacity() * 8;
+        let share = arms.len();
+        let arms = arms
+            .into_iter()
+            .map(|arm| {
+                let by_ingest = ingest.is_some();
+                ArmSweep::new(
+                    arm,
+                    &group_of,
+                    groups.len(),
+                    &offsets,
+                    by_ingest,
+                    held.clone(),
+                    share,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        drop(group_of);
         // A chunk spread thinner than a row or two per key group reads a
         // cache line of left values and one of buckets per row; with a few
         // rows per group they share them.
@@ -207,63 +206,28 @@ impl LeftSweep {
             .unwrap_or(MAX_CHUNK_ROWS)
             .clamp(CHUNK_ROWS, MAX_CHUNK_ROWS);
         Ok(LeftSweep {
-            op,
+            fixed_bytes: groups.memory_bytes(),
             groups,
-            grouped,
-            position,
-            bounds,
-            best,
-            best_ties,
-            direct: false,
-            live: 0,
+            arms,
             ingest,
             columns: columns.to_vec(),
-            retained: BatchRows::new(held.clone()),
-            slack: SLACK_ROWS,
-            slack_bytes: SLACK_BYTES,
             chunk: Chunk::new(held),
             chunk_rows,
-            row_bytes: 0,
-            scratch: Arc::default(),
-            counts_scratch: true,
-            fixed_bytes,
+            scratch: Scratch::default(),
         })
-    }
-
-    /// Sweeps over the same right side (the arms of one join, see
-    /// `AsOfJoinExec`): they share their scratch buffers (they sweep in
-    /// turn), and each gathers fewer rows per chunk and tolerates fewer
-    /// superseded ones, so all of them hold about what one alone would.
-    pub fn share(sweeps: &mut [LeftSweep]) {
-        let arms = sweeps.len().max(1);
-        let scratch: Arc<Mutex<Scratch>> = Arc::default();
-        for (i, sweep) in sweeps.iter_mut().enumerate() {
-            sweep.chunk_rows = (sweep.chunk_rows / arms as u32).max(SHARED_CHUNK_ROWS);
-            sweep.slack /= arms;
-            sweep.slack_bytes /= arms;
-            sweep.scratch = Arc::clone(&scratch);
-            sweep.counts_scratch = i == 0;
-        }
-    }
-
-    /// The scratch buffers. Poisoned, they are buffers all the same: each
-    /// use clears what it reads.
-    fn scratch(&self) -> MutexGuard<'_, Scratch> {
-        lock(&self.scratch)
     }
 
     /// Heap size, for memory accounting.
     pub fn size(&self) -> usize {
-        let scratch = match self.counts_scratch {
-            true => self.scratch().bytes(),
-            false => 0,
-        };
-        self.fixed_bytes + self.retained.bytes() + self.chunk.bytes() + scratch
+        self.fixed_bytes
+            + self.arms.iter().map(ArmSweep::size).sum::<usize>()
+            + self.chunk.bytes()
+            + self.scratch.bytes()
     }
 
     /// Whether no right row can match (no left row has a key and value).
     pub fn is_empty(&self) -> bool {
-        self.best.is_empty()
+        self.arms.iter().all(|arm| arm.best.is_empty())
     }
 
     /// Takes one right batch (`keys`, `matches`: its key and match columns).
@@ -319,32 +283,33 @@ impl LeftSweep {
         Ok(())
     }
 
-    /// Sweeps the waiting right rows past the left side, keeping those that
-    /// win a bucket.
+    /// Sweeps the waiting right rows past the left side, each arm keeping
+    /// those that win one of its buckets.
     ///
-    /// Rows are visited by key group (a counting sort): left groups are laid
-    /// out by group number, so the sweep reads left values and buckets in
-    /// order, from cache, instead of one cache miss per row at random. The
-    /// order of visits does not change the result: a bucket's winner is
-    /// decided by value and tie-break alone.
+    /// Rows are visited by key group (a counting sort, once for all arms):
+    /// left groups are laid out by group number, so the sweep reads left
+    /// values and buckets in order, from cache, instead of one cache miss
+    /// per row at random. The order of visits does not change the result: a
+    /// bucket's winner is decided by value and tie-break alone.
     fn sweep_chunk(&mut self) -> Result<()> {
         if self.chunk.rows() == 0 {
             return Ok(());
         }
         let width = self.chunk.data_bytes / self.chunk.rows() as usize;
-        self.row_bytes = self.row_bytes.max(width);
         let empty = Chunk::new(self.chunk.rows.schema());
-        let mut chunk = std::mem::replace(&mut self.chunk, empty);
-        let shared = Arc::clone(&self.scratch);
-        let mut scratch = lock(&shared);
-        self.sweep_rows(&chunk, &mut scratch)?;
-        drop(scratch);
+        let chunk = std::mem::replace(&mut self.chunk, empty);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        sort_by_group(&chunk, self.groups.len(), &mut scratch);
+        let by_ingest = self.ingest.is_some();
+        for arm in &mut self.arms {
+            arm.row_bytes_seen(width);
+            arm.sweep(&chunk, &mut scratch, by_ingest)?;
+        }
         // The buffers, emptied, serve the next chunk.
+        let mut chunk = chunk;
         chunk.clear();
         self.chunk = chunk;
-        if self.retained.rows() as usize > 2 * self.live + self.slack_rows() {
-            self.compact()?;
-        }
+        self.scratch = scratch;
         Ok(())
     }
 
@@ -353,51 +318,147 @@ impl LeftSweep {
     /// the buffers kept between chunks.
     pub fn shrink(&mut self) -> Result<()> {
         self.sweep_chunk()?;
-        if self.retained.rows() as usize > self.live {
-            self.compact()?;
+        for arm in &mut self.arms {
+            if arm.retained.rows() as usize > arm.live {
+                arm.compact(&mut self.scratch.new_id)?;
+            }
         }
-        *self.scratch() = Scratch::default();
+        self.scratch = Scratch::default();
         self.chunk.groups = Vec::new();
         self.chunk.values = Vec::new();
         self.chunk.ties = Vec::new();
         Ok(())
     }
 
-    /// Superseded rows tolerated before a compaction: [`SLACK_ROWS`], fewer
-    /// when the held rows are wide.
-    fn slack_rows(&self) -> usize {
-        self.slack.min(self.slack_bytes / self.row_bytes.max(1))
+    /// Ends the right side: gives every left position the nearest non-empty
+    /// bucket on its side. The held rows are not compacted once more: the
+    /// matches are gathered from them anyway, and a compaction would copy
+    /// every winner only to be gathered again.
+    pub fn finish(&mut self) -> Result<()> {
+        self.sweep_chunk()?;
+        for arm in &mut self.arms {
+            arm.finish(self.groups.len() as u32);
+        }
+        Ok(())
     }
 
-    fn sweep_rows(&mut self, chunk: &Chunk, scratch: &mut Scratch) -> Result<()> {
+    /// After `finish`: the matched right row of left rows `first..first +
+    /// rows`, in `arm`.
+    pub fn matches(&self, arm: usize, first: u32, rows: usize) -> Vec<Option<u32>> {
+        self.arms[arm].matches(first, rows)
+    }
+
+    /// The right columns of `arm`'s `matches` (NULLs where `None`).
+    pub fn take(&self, arm: usize, matches: &[Option<u32>]) -> Result<Vec<ArrayRef>> {
+        self.arms[arm].retained.gather(matches)
+    }
+}
+
+/// The chunk's rows by key group (a counting sort), as (value, row) pairs
+/// in `scratch.sorted`, group `g`'s from `scratch.starts[g]`.
+fn sort_by_group(chunk: &Chunk, groups: usize, scratch: &mut Scratch) {
+    let Scratch {
+        starts,
+        cursor,
+        sorted,
+        ..
+    } = scratch;
+    starts.clear();
+    starts.resize(groups + 1, 0);
+    for &g in &chunk.groups {
+        starts[g as usize + 1] += 1;
+    }
+    for g in 1..starts.len() {
+        starts[g] += starts[g - 1];
+    }
+    cursor.clear();
+    cursor.extend_from_slice(starts);
+    sorted.clear();
+    sorted.resize(starts[groups] as usize, (0, 0));
+    for (row, &g) in chunk.groups.iter().enumerate() {
+        let slot = &mut cursor[g as usize];
+        sorted[*slot as usize] = (chunk.values[row], row as u32);
+        *slot += 1;
+    }
+}
+
+impl ArmSweep {
+    /// `share`: how many arms divide the slack.
+    fn new(
+        arm: LeftArm,
+        group_of: &[u32],
+        groups: usize,
+        offsets: &[u32],
+        by_ingest: bool,
+        held: SchemaRef,
+        share: usize,
+    ) -> Result<Self> {
+        let grouped = Grouped::by_group(group_of, groups, &arm.matches, offsets)?;
+        let mut position = vec![NONE; *offsets.last().unwrap_or(&0) as usize];
+        for (p, id) in grouped.order.iter().enumerate() {
+            position[*id as usize] = p as u32;
+        }
+        let bounds = match arm.bounds {
+            Some((arrays, strict)) => {
+                let mut all = Vec::with_capacity(position.len());
+                for array in &arrays {
+                    all.extend(ordered_i64(array)?.iter());
+                }
+                Some((all, strict))
+            }
+            None => None,
+        };
+        let best = vec![EMPTY; grouped.order.len()];
+        let best_ties = match by_ingest {
+            true => vec![0; best.len()],
+            false => Vec::new(),
+        };
+        let fixed_bytes = grouped.memory_bytes()
+            + position.capacity() * 4
+            + bounds.as_ref().map_or(0, |(b, _)| b.capacity() * 16)
+            + best.capacity() * std::mem::size_of::<Best>()
+            + best_ties.capacity() * 8;
+        Ok(ArmSweep {
+            op: arm.op,
+            grouped,
+            position,
+            bounds,
+            best,
+            best_ties,
+            direct: false,
+            live: 0,
+            retained: BatchRows::new(held),
+            slack: SLACK_ROWS / share,
+            slack_bytes: SLACK_BYTES / share,
+            fixed_bytes,
+        })
+    }
+
+    fn size(&self) -> usize {
+        self.fixed_bytes + self.retained.bytes()
+    }
+
+    /// Fewer superseded rows are tolerated as rows get wider: at most
+    /// `slack_bytes` of them.
+    fn row_bytes_seen(&mut self, width: usize) {
+        self.slack = self.slack.min(self.slack_bytes / width.max(1));
+    }
+
+    /// Sweeps the chunk, sorted by group in `scratch`, past this arm's left
+    /// side, keeping the rows that win a bucket.
+    fn sweep(&mut self, chunk: &Chunk, scratch: &mut Scratch, by_ingest: bool) -> Result<()> {
+        if self.best.is_empty() {
+            return Ok(());
+        }
         let n = chunk.rows() as usize;
-        // Chunk rows by key group (a counting sort), as (value, row) pairs.
-        let groups = self.groups.len();
         let Scratch {
             starts,
-            cursor,
             sorted,
             touched,
             wins,
             new_id,
+            ..
         } = scratch;
-        starts.clear();
-        starts.resize(groups + 1, 0);
-        for &g in &chunk.groups {
-            starts[g as usize + 1] += 1;
-        }
-        for g in 1..starts.len() {
-            starts[g] += starts[g - 1];
-        }
-        cursor.clear();
-        cursor.extend_from_slice(starts);
-        sorted.clear();
-        sorted.resize(starts[groups] as usize, (0, 0));
-        for (row, &g) in chunk.groups.iter().enumerate() {
-            let slot = &mut cursor[g as usize];
-            sorted[*slot as usize] = (chunk.values[row], row as u32);
-            *slot += 1;
-        }
         // Direct, when many rows of the last chunk won a bucket (time-ordered
         // appends): the chunk is held whole first, so a winner's id is final
         // at once and no second pass over the buckets is needed. Otherwise
@@ -412,7 +473,7 @@ impl LeftSweep {
         }
         touched.clear();
         let mut won = 0usize;
-        for g in 0..groups {
+        for g in 0..starts.len().saturating_sub(1) {
             let rows = &sorted[starts[g] as usize..starts[g + 1] as usize];
             if rows.is_empty() {
                 continue;
@@ -430,7 +491,7 @@ impl LeftSweep {
                     row: if direct { base + row } else { PENDING | row },
                 };
                 let current = self.best[pos];
-                if self.beats(candidate, tie, current, pos, chunk) {
+                if self.beats(candidate, tie, current, pos, chunk, by_ingest) {
                     self.live += usize::from(current.row == NONE);
                     self.best[pos] = candidate;
                     if let Some(t) = self.best_ties.get_mut(pos) {
@@ -454,11 +515,25 @@ impl LeftSweep {
             }
         }
         self.direct = won * DIRECT_SHARE >= n;
-        if direct {
-            return Ok(());
+        if !direct {
+            self.retain_pending(chunk, touched, wins, new_id)?;
         }
-        // Retain the rows that still win (a later row may have beaten an
-        // earlier one), batch by batch, numbered as retained rows.
+        if self.retained.rows() as usize > 2 * self.live + self.slack {
+            self.compact(new_id)?;
+        }
+        Ok(())
+    }
+
+    /// Retains the chunk's rows that still win (a later row may have beaten
+    /// an earlier one), batch by batch, numbered as retained rows.
+    fn retain_pending(
+        &mut self,
+        chunk: &Chunk,
+        touched: &[u32],
+        wins: &mut Vec<bool>,
+        new_id: &mut Vec<u32>,
+    ) -> Result<()> {
+        let n = chunk.rows() as usize;
         wins.clear();
         wins.resize(n, false);
         for &pos in touched.iter() {
@@ -503,7 +578,15 @@ impl LeftSweep {
     /// Whether `candidate`, a row of `chunk` with ingestion order `tie`,
     /// beats the `current` best of bucket `pos`: nearer, or tied and later by
     /// the tie-break (ingestion order, else the held columns, else arrival).
-    fn beats(&self, candidate: Best, tie: i64, current: Best, pos: usize, chunk: &Chunk) -> bool {
+    fn beats(
+        &self,
+        candidate: Best,
+        tie: i64,
+        current: Best,
+        pos: usize,
+        chunk: &Chunk,
+        by_ingest: bool,
+    ) -> bool {
         if current.row == NONE {
             return true;
         }
@@ -516,7 +599,7 @@ impl LeftSweep {
         match nearer.then(tie.cmp(&current_tie)) {
             Ordering::Greater => true,
             Ordering::Less => false,
-            Ordering::Equal if self.ingest.is_some() => true,
+            Ordering::Equal if by_ingest => true,
             Ordering::Equal => {
                 let (batch, mine) = self.row(candidate.row, chunk);
                 let (other, row) = self.row(current.row, chunk);
@@ -538,8 +621,7 @@ impl LeftSweep {
     /// copied in the order they are held, so the copy reads each batch
     /// front to back; gathering them in bucket order read them at random
     /// and was a fifth of a large join's time.
-    fn compact(&mut self) -> Result<()> {
-        let mut new_id = std::mem::take(&mut self.scratch().new_id);
+    fn compact(&mut self, new_id: &mut Vec<u32>) -> Result<()> {
         new_id.clear();
         new_id.resize(self.retained.rows() as usize, NONE);
         for best in self.best.iter().filter(|b| b.row != NONE) {
@@ -559,18 +641,13 @@ impl LeftSweep {
         for best in self.best.iter_mut().filter(|b| b.row != NONE) {
             best.row = new_id[best.row as usize];
         }
-        self.scratch().new_id = new_id;
         self.retained.replace(&indices)
     }
 
-    /// Ends the right side: gives every left position the nearest non-empty
-    /// bucket on its side. The held rows are not compacted once more: the
-    /// matches are gathered from them anyway, and a compaction would copy
-    /// every winner only to be gathered again.
-    pub fn finish(&mut self) -> Result<()> {
-        self.sweep_chunk()?;
+    /// Gives every left position the nearest non-empty bucket on its side.
+    fn finish(&mut self, groups: u32) {
         let backward = self.op.is_backward();
-        for g in 0..self.groups.len() as u32 {
+        for g in 0..groups {
             let range = self.grouped.range(g);
             let group = &mut self.best[range];
             let mut carry = EMPTY;
@@ -587,11 +664,9 @@ impl LeftSweep {
                 group.iter_mut().rev().for_each(&mut fill);
             }
         }
-        Ok(())
     }
 
-    /// After `finish`: the matched right row of left rows `first..first + rows`.
-    pub fn matches(&self, first: u32, rows: usize) -> Vec<Option<u32>> {
+    fn matches(&self, first: u32, rows: usize) -> Vec<Option<u32>> {
         (first as usize..first as usize + rows)
             .map(|id| {
                 let pos = *self.position.get(id)?;
@@ -608,11 +683,6 @@ impl LeftSweep {
                 Some(best.row)
             })
             .collect()
-    }
-
-    /// The right columns of `matches` (NULLs where `None`).
-    pub fn take(&self, matches: &[Option<u32>]) -> Result<Vec<ArrayRef>> {
-        self.retained.gather(matches)
     }
 }
 
@@ -722,7 +792,8 @@ mod tests {
                 fields.push(Field::new(INGEST_ORDER_COLUMN, DataType::Int64, false));
             }
             let schema = Arc::new(Schema::new(fields));
-            for op in [MatchOp::GtEq, MatchOp::Gt, MatchOp::LtEq, MatchOp::Lt] {
+            let ops = [MatchOp::GtEq, MatchOp::Gt, MatchOp::LtEq, MatchOp::Lt];
+            for (o, op) in ops.into_iter().enumerate() {
                 for (chunk_rows, slack) in [(100, 0), (100, 700), (1000, 0)] {
                     let left: Vec<(i64, i64)> = (0..2000).map(|_| (next(7), next(500))).collect();
                     // Right rows in time order, sparser than the labels (most
@@ -734,10 +805,22 @@ mod tests {
                     let array = |v: Vec<i64>| Arc::new(Int64Array::from(v)) as ArrayRef;
                     let lk = array(left.iter().map(|l| l.0).collect());
                     let lt = array(left.iter().map(|l| l.1).collect());
+                    // Two arms in one sweep: this operator and the next one,
+                    // over the same right rows.
+                    let arm_ops = [op, ops[(o + 1) % 4]];
+                    let arms = arm_ops
+                        .iter()
+                        .map(|&op| LeftArm {
+                            op,
+                            matches: vec![lt.clone()],
+                            bounds: None,
+                        })
+                        .collect();
                     let mut sweep =
-                        LeftSweep::new(op, &[vec![lk]], &[lt], None, schema.clone(), &[2])
-                            .expect("left");
-                    sweep.slack = slack;
+                        LeftSweep::new(&[vec![lk]], arms, schema.clone(), &[2]).expect("left");
+                    for arm in &mut sweep.arms {
+                        arm.slack = slack;
+                    }
                     sweep.chunk_rows = chunk_rows;
                     for (c, part) in right.chunks(37).enumerate() {
                         let k = array(part.iter().map(|r| r.0).collect());
@@ -751,34 +834,36 @@ mod tests {
                         sweep.push(&batch, &[k], &t).expect("push");
                     }
                     sweep.finish().expect("finish");
-                    let found = sweep.matches(0, left.len());
-                    let ids = sweep.take(&found).expect("take");
-                    let ids = ids[0].as_primitive::<Int64Type>();
-                    for (i, (k, t)) in left.iter().enumerate() {
-                        // Nearest value; among ties the last by ingestion
-                        // order, else by the held column (the id).
-                        let want = right
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, r)| {
-                                r.0 == *k
-                                    && match op {
-                                        MatchOp::GtEq => *t >= r.1,
-                                        MatchOp::Gt => *t > r.1,
-                                        MatchOp::LtEq => *t <= r.1,
-                                        MatchOp::Lt => *t < r.1,
-                                    }
-                            })
-                            .max_by_key(|(id, r)| {
-                                let near = if op.is_backward() { r.1 } else { -r.1 };
-                                (near, if ingest { r.2 } else { 0 }, *id)
-                            })
-                            .map(|(id, _)| id as i64);
-                        assert_eq!(
-                            ids.is_valid(i).then(|| ids.value(i)),
-                            want,
-                            "{op:?}, ingest {ingest}, chunks {chunk_rows}, slack {slack}, left row {i}"
-                        );
+                    for (arm, op) in arm_ops.into_iter().enumerate() {
+                        let found = sweep.matches(arm, 0, left.len());
+                        let ids = sweep.take(arm, &found).expect("take");
+                        let ids = ids[0].as_primitive::<Int64Type>();
+                        for (i, (k, t)) in left.iter().enumerate() {
+                            // Nearest value; among ties the last by ingestion
+                            // order, else by the held column (the id).
+                            let want = right
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, r)| {
+                                    r.0 == *k
+                                        && match op {
+                                            MatchOp::GtEq => *t >= r.1,
+                                            MatchOp::Gt => *t > r.1,
+                                            MatchOp::LtEq => *t <= r.1,
+                                            MatchOp::Lt => *t < r.1,
+                                        }
+                                })
+                                .max_by_key(|(id, r)| {
+                                    let near = if op.is_backward() { r.1 } else { -r.1 };
+                                    (near, if ingest { r.2 } else { 0 }, *id)
+                                })
+                                .map(|(id, _)| id as i64);
+                            assert_eq!(
+                                ids.is_valid(i).then(|| ids.value(i)),
+                                want,
+                                "arm {arm} {op:?}, ingest {ingest}, chunks {chunk_rows}, slack {slack}, left row {i}"
+                            );
+                        }
                     }
                 }
             }
