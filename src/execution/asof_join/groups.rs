@@ -177,6 +177,8 @@ struct DenseKeys {
     min: i64,
     /// Per 64 keys: which exist, and how many exist before them.
     words: Vec<(u64, u32)>,
+    /// How many keys exist.
+    count: u32,
 }
 
 impl DenseKeys {
@@ -229,7 +231,11 @@ impl KeyGroups {
             *count = before;
             before += bits.count_ones();
         }
-        let dense = DenseKeys { min, words };
+        let dense = DenseKeys {
+            min,
+            words,
+            count: before,
+        };
         let mut renumber = vec![0u32; keys];
         for (key, group) in map.int_entries()? {
             renumber[*group as usize] = dense.group(key)?;
@@ -252,7 +258,10 @@ impl KeyGroups {
 
     /// Number of groups.
     pub fn len(&self) -> usize {
-        self.map.as_ref().map_or(1, KeyMap::len)
+        match (&self.dense, &self.map) {
+            (Some(dense), _) => dense.count as usize,
+            (None, map) => map.as_ref().map_or(1, KeyMap::len),
+        }
     }
 
     /// The group of each of `rows` rows, a new key getting the next number;
@@ -283,6 +292,9 @@ impl KeyGroups {
     /// then frozen (see `freeze`), its groups renumbered.
     pub fn assign_rows(&mut self, keys: &[Vec<ArrayRef>], offsets: &[u32]) -> Result<Vec<u32>> {
         let n = *offsets.last().unwrap_or(&0) as usize;
+        if let Some(group_of) = self.assign_dense(keys, n)? {
+            return Ok(group_of);
+        }
         let mut group_of = vec![u32::MAX; n];
         for (b, window) in offsets.windows(2).enumerate() {
             let (lo, hi) = (window[0] as usize, window[1] as usize);
@@ -301,6 +313,75 @@ impl KeyGroups {
         Ok(group_of)
     }
 
+    /// [`Self::assign_rows`] without the hash map, for a fresh side whose
+    /// single BIGINT key is dense (as `freeze` decides): a bitmap of the keys
+    /// and their ranks, the same groups in the same order. Hashing every
+    /// label into the map was most of building the labels' side. `None`
+    /// when that does not apply.
+    fn assign_dense(&mut self, keys: &[Vec<ArrayRef>], rows: usize) -> Result<Option<Vec<u32>>> {
+        let fresh = self.dense.is_none() && self.map.as_ref().is_some_and(KeyMap::is_empty);
+        let columns: Option<Vec<&arrow::array::Int64Array>> = keys
+            .iter()
+            .map(|k| match k.as_slice() {
+                [k] => k.as_primitive_opt::<Int64Type>(),
+                _ => None,
+            })
+            .collect();
+        let Some(columns) = columns.filter(|_| fresh) else {
+            return Ok(None);
+        };
+        let least = columns.iter().filter_map(|c| arrow::compute::min(*c)).min();
+        let greatest = columns.iter().filter_map(|c| arrow::compute::max(*c)).max();
+        let (Some(min), Some(max)) = (least, greatest) else {
+            return Ok(None);
+        };
+        let span = max
+            .checked_sub(min)
+            .and_then(|s| usize::try_from(s).ok())
+            .and_then(|s| s.checked_add(1));
+        // More than DENSE_SPREAD times the rows is sparse for any number
+        // of distinct keys among them.
+        let Some(span) = span.filter(|s| *s <= rows * DENSE_SPREAD + 4096) else {
+            return Ok(None);
+        };
+        let mut words = vec![(0u64, 0u32); span.div_ceil(64)];
+        for column in &columns {
+            for key in column.iter().flatten() {
+                let at = (key - min) as usize;
+                words[at / 64].0 |= 1 << (at % 64);
+            }
+        }
+        let mut before = 0u32;
+        for (bits, count) in words.iter_mut() {
+            *count = before;
+            before += bits.count_ones();
+        }
+        if span > before as usize * DENSE_SPREAD + 4096 {
+            return Ok(None);
+        }
+        let dense = DenseKeys {
+            min,
+            words,
+            count: before,
+        };
+        let mut group_of = Vec::with_capacity(rows);
+        for column in &columns {
+            group_of.extend(
+                column
+                    .iter()
+                    .map(|k| k.and_then(|k| dense.group(k)).unwrap_or(u32::MAX)),
+            );
+        }
+        if group_of.len() != rows {
+            return Err(Error::Invalid(format!(
+                "ASOF JOIN: {} key rows for {rows} rows",
+                group_of.len()
+            )));
+        }
+        self.dense = Some(dense);
+        Ok(Some(group_of))
+    }
+
     /// The group of each of `rows` rows' key, if the side has it.
     pub fn find(&self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
         if let (Some(dense), [k]) = (&self.dense, keys)
@@ -312,6 +393,12 @@ impl KeyGroups {
         }
         match &self.map {
             None => Ok(vec![Some(0); rows]),
+            // Grouped densely without the map (`assign_dense`): the planner
+            // casts both sides' keys to one type, so this is a bug.
+            Some(map) if map.is_empty() && self.dense.is_some() => Err(Error::Invalid(format!(
+                "ASOF JOIN: keys of type {:?} looked up among BIGINT keys",
+                keys.iter().map(|k| k.data_type()).collect::<Vec<_>>()
+            ))),
             Some(map) => Ok(map.find(keys)?.into_iter().map(|g| g.copied()).collect()),
         }
     }
@@ -371,6 +458,49 @@ mod tests {
         let expected = [Some(0), Some(1), Some(3), Some(2)];
         assert_eq!(by_table[..4], expected);
         assert!(by_table[4..].iter().all(Option::is_none), "{by_table:?}");
+    }
+
+    /// Keys grouped densely without the map get the groups the map and
+    /// `freeze` give them, NULL keys none; sparse keys still go to the map.
+    #[test]
+    fn dense_grouping_matches_the_map() {
+        for (spread, dense) in [(1i64, true), (5, true), (100_000, false)] {
+            let keys: Vec<Option<i64>> = (0..2000)
+                .map(|i| (i % 97 != 0).then_some((i * 7919 % 600) * spread - 300))
+                .collect();
+            let batches: Vec<Vec<ArrayRef>> = keys
+                .chunks(301)
+                .map(|c| vec![Arc::new(Int64Array::from(c.to_vec())) as ArrayRef])
+                .collect();
+            let offsets = batch_offsets(keys.chunks(301).map(|c| c.len())).expect("offsets");
+            let mut fast = KeyGroups::for_keys(&batches).expect("groups");
+            let got = fast.assign_rows(&batches, &offsets).expect("assign");
+            assert_eq!(
+                fast.map.as_ref().map(KeyMap::len),
+                Some(if dense { 0 } else { 600 }),
+                "spread {spread}: grouped without the map when dense"
+            );
+            let mut slow = KeyGroups::for_keys(&batches).expect("groups");
+            let mut want = Vec::new();
+            for b in &batches {
+                let ids = slow.assign(b, b[0].len()).expect("assign");
+                want.extend(ids.into_iter().map(|g| g.unwrap_or(u32::MAX)));
+            }
+            if let Some(renumber) = slow.freeze() {
+                for g in want.iter_mut().filter(|g| **g != u32::MAX) {
+                    *g = renumber[*g as usize];
+                }
+            }
+            assert_eq!(got, want, "spread {spread}");
+            assert_eq!(fast.len(), slow.len(), "spread {spread}");
+            let all: ArrayRef = Arc::new(Int64Array::from(keys.clone()));
+            assert_eq!(
+                fast.find(std::slice::from_ref(&all), keys.len())
+                    .expect("find"),
+                slow.find(&[all], keys.len()).expect("find"),
+                "spread {spread}"
+            );
+        }
     }
 
     /// Grouping renumbers dense keys consistently: every row is in the group
