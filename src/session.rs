@@ -1000,8 +1000,21 @@ pub fn new_context(config: SessionConfig) -> SessionContext {
     new_context_with_runtime(config, Arc::new(RuntimeEnv::default()))
 }
 
+/// DataFusion's default rows per batch.
+const DATAFUSION_BATCH_ROWS: usize = 8192;
+/// pitlake's: scans of feature histories decode, repartition and join
+/// fewer, larger batches (ASOF JOIN at 5M labels x 50M rows: median 3.51 s
+/// against 4.08 s at 8192, five alternating runs; peak memory +5%).
+const DEFAULT_BATCH_ROWS: usize = 32768;
+
 /// [`new_context`] with a given runtime (memory pool, disk manager).
 pub fn new_context_with_runtime(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
+    // Rows per batch: DataFusion's 8192 becomes DEFAULT_BATCH_ROWS (another
+    // value is kept; `SET datafusion.execution.batch_size` changes it).
+    let config = match config.batch_size() {
+        DATAFUSION_BATCH_ROWS => config.with_batch_size(DEFAULT_BATCH_ROWS),
+        _ => config,
+    };
     let config = if config
         .options()
         .extensions

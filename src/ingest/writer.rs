@@ -208,16 +208,23 @@ where
         }
         let conformed = conform(target, &batch, rows + 1)?;
         rows += batch.num_rows();
-        writer
-            .write(conformed)
-            .await
-            .map_err(Error::iceberg(format!(
+        // The Parquet writer closes a row group only between writes: small
+        // slices keep row groups near their size in bytes whatever the
+        // session's batch size.
+        let total = conformed.num_rows();
+        for offset in (0..total).step_by(WRITE_SLICE_ROWS) {
+            let slice = conformed.slice(offset, WRITE_SLICE_ROWS.min(total - offset));
+            writer.write(slice).await.map_err(Error::iceberg(format!(
                 "cannot write data files of {}",
                 target.table
             )))?;
+        }
     }
     Ok(rows as u64)
 }
+
+/// Rows handed to the Parquet writer at a time (see `write_all`).
+const WRITE_SLICE_ROWS: usize = 8192;
 
 async fn commit(
     catalog: &dyn Catalog,
