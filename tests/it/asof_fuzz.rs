@@ -938,3 +938,112 @@ async fn wide_right_rows_are_swept_within_the_memory_limit() {
         }
     }
 }
+
+/// Match columns of different time units are compared exactly (a label never
+/// sees a value from later within the coarser unit): milliseconds against
+/// seconds either way round, all operators, with and without a maximum age
+/// in milliseconds, negative times (before 1970) included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_time_units_match_the_reference() {
+    let mut rng = Rng(0x0417);
+    let ops = [MatchOp::GtEq, MatchOp::Gt, MatchOp::LtEq, MatchOp::Lt];
+    for case in 0..96 {
+        let keys = 1 + rng.below(6);
+        let span = 1 + rng.below(30);
+        // Seconds on one side; milliseconds (spanning the same seconds, many
+        // of them whole) on the other.
+        let (ns, nm) = (rng.below(200) as usize, rng.below(200) as usize);
+        let in_seconds = rows(&mut rng, ns, keys, span, 1_000_000);
+        let mut in_millis = rows(&mut rng, nm, keys, span, 0);
+        for r in &mut in_millis {
+            r.t = r.t.map(|t| {
+                let sub = [0, 0, 1, 500, 999][rng.below(5) as usize];
+                (t - span as i64 / 2) * 1000 + sub
+            });
+        }
+        let mut seconds = in_seconds.clone();
+        for r in &mut seconds {
+            r.t = r.t.map(|t| t - span as i64 / 2);
+        }
+        let labels_in_millis = case % 2 == 0;
+        let op = ops[(case / 2) % 4];
+        let max_age = rng
+            .chance(50)
+            .then(|| (rng.below(8_000) as i64, rng.chance(50)));
+        let strategy = ["auto", "sweep", "index"][case % 3];
+        let config = SessionConfig::new()
+            .with_target_partitions(1 + rng.below(3) as usize)
+            .with_option_extension(PitlakeOptions::default())
+            .set_str("pitlake.asof_join_strategy", strategy);
+        let ctx = new_context(config);
+        // The left side is always `l` (ids below 1M), the right `r`.
+        let (left, right) = if labels_in_millis {
+            (&in_millis, &seconds)
+        } else {
+            (&seconds, &in_millis)
+        };
+        let relabel = |rows: &[Row], base: i64| -> Vec<Row> {
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| Row {
+                    id: base + i as i64,
+                    ..*r
+                })
+                .collect()
+        };
+        let (left, right) = (relabel(left, 0), relabel(right, 1_000_000));
+        let unit = |millis: bool| if millis { "Millisecond" } else { "Second" };
+        for (name, id, side, millis) in [
+            ("l0", "l_id", &left, labels_in_millis),
+            ("r0", "r_id", &right, !labels_in_millis),
+        ] {
+            let t = table(side, id, 7, 2, false);
+            ctx.register_table(name, Arc::new(t)).expect("register");
+            let view = format!(
+                "SELECT {id}, k, arrow_cast(t, 'Timestamp({}, None)') AS t FROM {name}",
+                unit(millis)
+            );
+            let frame = ctx.sql(&view).await.expect("view");
+            ctx.register_table(&name[..1], frame.into_view())
+                .expect("register view");
+        }
+        let bound = match max_age {
+            None => String::new(),
+            Some((d, strict)) => {
+                let cmp = op.bound_symbol(strict);
+                let sign = if op.is_backward() { '-' } else { '+' };
+                format!(" AND r.t {cmp} l.t {sign} INTERVAL '{d} milliseconds'")
+            }
+        };
+        let sql = format!(
+            "SELECT l.l_id, r.r_id FROM l ASOF JOIN r MATCH_CONDITION (l.t {} r.t) ON l.k = r.k{bound}",
+            op.symbol()
+        );
+        let batches = pitlake::session::sql_dataframe(&ctx, &sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("runs");
+        // The reference compares in milliseconds.
+        let to_millis = |rows: &[Row], millis: bool| -> Vec<Row> {
+            rows.iter()
+                .map(|r| Row {
+                    t: r.t.map(|t| if millis { t } else { t * 1000 }),
+                    ..*r
+                })
+                .collect()
+        };
+        let want = reference(
+            &to_millis(&left, labels_in_millis),
+            &to_millis(&right, !labels_in_millis),
+            op,
+            max_age,
+        );
+        let about = format!(
+            "case {case} ({strategy}): labels in {}, {sql}",
+            unit(labels_in_millis)
+        );
+        assert_same(&id_pairs(&batches, "l_id", "r_id"), &want, &about);
+    }
+}

@@ -1,5 +1,6 @@
 //! ASOF JOIN planning: SQL to the logical [`AsOfJoinNode`].
 
+mod coercion;
 mod dataframe;
 mod node;
 mod shared_right;

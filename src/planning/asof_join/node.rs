@@ -14,6 +14,7 @@ use datafusion::logical_expr::{
     Expr, ExprSchemable, Extension, LogicalPlan, UserDefinedLogicalNodeCore,
 };
 
+use super::coercion::{Round, match_type, to_match_type};
 use crate::error::{Error, Result};
 
 /// The comparison in `MATCH_CONDITION (left <op> right)`.
@@ -109,8 +110,8 @@ impl PartialOrd for AsOfJoinNode {
 }
 
 impl AsOfJoinNode {
-    /// Checks and coerces the parts: keys and match values are cast to common
-    /// types, the maximum-age bound to the match type.
+    /// Checks and coerces the parts: keys are cast to common types, match
+    /// values and the maximum-age bound to the match type (see `coercion`).
     pub fn try_new(
         left: LogicalPlan,
         right: LogicalPlan,
@@ -126,13 +127,19 @@ impl AsOfJoinNode {
             let (l, r) = coerce_pair(&l, &ls, &r, &rs, "key")?;
             keys.push((l, r));
         }
-        let (left_match, right_match) =
-            coerce_pair(&left_match, &ls, &right_match, &rs, "match condition")?;
-        let match_type = left_match.get_type(&ls)?;
+        let (lt, rt) = (left_match.get_type(&ls)?, right_match.get_type(&rs)?);
+        let match_type = match_type(&lt, &rt).ok_or_else(|| {
+            Error::Invalid(format!(
+                "ASOF JOIN match condition compares {left_match} ({lt}) with {right_match} ({rt}): the types do not compare"
+            ))
+        })?;
         match_kind(&match_type)?;
+        let left_match = to_match_type(left_match, &ls, &match_type, Round::for_left_match(op))?;
+        let right_match = right_match.cast_to(&match_type, &rs)?;
         let max_age = match max_age {
             Some(MaxAge { bound, strict }) => {
-                let bound = bound.cast_to(&match_type, &ls)?;
+                let round = Round::for_bound(op, strict);
+                let bound = to_match_type(bound, &ls, &match_type, round)?;
                 Some(MaxAge { bound, strict })
             }
             None => None,
