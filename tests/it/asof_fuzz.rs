@@ -1016,7 +1016,7 @@ async fn mixed_time_units_match_the_reference() {
             }
         };
         let sql = format!(
-            "SELECT l.l_id, r.r_id FROM l ASOF JOIN r MATCH_CONDITION (l.t {} r.t) ON l.k = r.k{bound}",
+            "SELECT * FROM l ASOF JOIN r MATCH_CONDITION (l.t {} r.t) ON l.k = r.k{bound} ORDER BY l.l_id",
             op.symbol()
         );
         let batches = pitlake::session::sql_dataframe(&ctx, &sql)
@@ -1045,5 +1045,14 @@ async fn mixed_time_units_match_the_reference() {
             unit(labels_in_millis)
         );
         assert_same(&id_pairs(&batches, "l_id", "r_id"), &want, &about);
+        // The sort runs below the join (which keeps its left input's order).
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column(0).as_primitive::<Int64Type>();
+                ids.values().to_vec()
+            })
+            .collect();
+        assert!(ids.is_sorted(), "{about}: ORDER BY l.l_id");
     }
 }

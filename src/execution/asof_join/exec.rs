@@ -208,8 +208,12 @@ impl AsOfJoinExec {
         arms: Vec<Arm>,
         join_schema: SchemaRef,
     ) -> Self {
+        // Left rows come out in their input order within a partition, and
+        // the left columns lead the join schema: the left's orderings hold.
+        let mut equivalences = EquivalenceProperties::new(join_schema.clone());
+        equivalences.add_orderings(left.equivalence_properties().oeq_class().clone());
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(join_schema.clone()),
+            equivalences,
             left.output_partitioning().clone(),
             EmissionType::Incremental,
             Boundedness::Bounded,
@@ -273,7 +277,7 @@ impl AsOfJoinExec {
         };
         let mapping = ProjectionMapping::from_indices(columns, &self.join_schema)?;
         let schema = Arc::new(self.join_schema.project(columns)?);
-        let joined = EquivalenceProperties::new(self.join_schema.clone());
+        let joined = self.properties.equivalence_properties().clone();
         let partitioning = self.left.output_partitioning().project(&mapping, &joined);
         self.properties = Arc::new(PlanProperties::new(
             joined.project(&mapping, schema.clone()),
