@@ -101,8 +101,9 @@ pub fn to_match_type(
     Ok(expr.cast_to(target, schema)?)
 }
 
-/// `t ± interval` with `t` coarser than `target`: the shift is done in the
-/// target's unit, as DataFusion would truncate `seconds + 1500 ms` to seconds.
+/// `t ± interval` with `t` a date or a timestamp coarser than `target`: the
+/// shift is done in the target's unit, as DataFusion would truncate
+/// `seconds + 1500 ms` to seconds and `date - 2 hours` to a date.
 fn shift_in_finer_unit(expr: Expr, schema: &DFSchema, target: &DataType) -> Result<Expr> {
     let DataType::Timestamp(target_unit, _) = target else {
         return Ok(expr);
@@ -112,6 +113,10 @@ fn shift_in_finer_unit(expr: Expr, schema: &DFSchema, target: &DataType) -> Resu
             if matches!(op, Operator::Plus | Operator::Minus) =>
         {
             let widened = match left.get_type(schema)? {
+                // A date shifted by hours is a timestamp, not a date.
+                DataType::Date32 | DataType::Date64 => {
+                    Some(left.as_ref().clone().cast_to(target, schema)?)
+                }
                 DataType::Timestamp(unit, tz) if per_second(unit) < per_second(*target_unit) => {
                     Some(
                         left.as_ref()
