@@ -15,10 +15,14 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use arrow::datatypes::SchemaRef;
+use datafusion::common::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -26,6 +30,7 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 use iceberg::table::Table;
 
+use super::scan_predicate::iceberg_predicate;
 use crate::error::Error;
 use crate::online::source::read_with_ingest_order;
 
@@ -44,6 +49,9 @@ pub struct IngestOrderScanExec {
     with_order: bool,
     /// Streamed rows after the snapshot, already projected to `columns`.
     pending: Vec<RecordBatch>,
+    /// Filters pushed into the scan (an ASOF JOIN's right-side filter, set
+    /// once its labels are read), translated for Iceberg when the scan starts.
+    filters: Vec<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
@@ -71,6 +79,7 @@ impl IngestOrderScanExec {
             columns,
             with_order,
             pending,
+            filters: Vec::new(),
             schema,
             properties,
         }
@@ -111,6 +120,41 @@ impl ExecutionPlan for IngestOrderScanExec {
         Ok(self)
     }
 
+    /// Takes every filter, to prune files and row groups, and reports none
+    /// as applied: the rows a filter rejects may still come through.
+    fn handle_child_pushdown_result(
+        &self,
+        _phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> DFResult<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        let pushed: Vec<Arc<dyn PhysicalExpr>> = child_pushdown_result
+            .parent_filters
+            .into_iter()
+            .map(|f| f.filter)
+            .collect();
+        let verdicts = vec![PushedDown::No; pushed.len()];
+        if pushed.is_empty() {
+            return Ok(FilterPushdownPropagation::with_parent_pushdown_result(
+                verdicts,
+            ));
+        }
+        let mut scan = IngestOrderScanExec::new(
+            self.name.clone(),
+            self.table.clone(),
+            self.snapshot_id,
+            self.columns.clone(),
+            self.with_order,
+            self.pending.clone(),
+            self.schema.clone(),
+        );
+        scan.filters = self.filters.iter().cloned().chain(pushed).collect();
+        Ok(
+            FilterPushdownPropagation::with_parent_pushdown_result(verdicts)
+                .with_updated_node(Arc::new(scan) as Arc<dyn ExecutionPlan>),
+        )
+    }
+
     fn execute(
         &self,
         _partition: usize,
@@ -118,9 +162,12 @@ impl ExecutionPlan for IngestOrderScanExec {
     ) -> DFResult<SendableRecordBatchStream> {
         let (name, table, snapshot_id) = (self.name.clone(), self.table.clone(), self.snapshot_id);
         let columns = self.columns.clone();
+        let (filters, output) = (self.filters.clone(), self.schema.clone());
+        // Run at the first poll: by then a join's dynamic filter is set.
         let files = futures::stream::once(async move {
+            let predicate = iceberg_predicate(&filters, &output);
             match snapshot_id {
-                Some(id) => read_with_ingest_order(&name, &table, id, &columns).await,
+                Some(id) => read_with_ingest_order(&name, &table, id, &columns, predicate).await,
                 None => Ok(futures::stream::empty().boxed()),
             }
         })

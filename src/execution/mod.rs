@@ -3,6 +3,7 @@
 pub mod asof_join;
 pub mod ingest_order;
 mod planner;
+mod scan_predicate;
 mod snapshot_scan;
 
 pub use asof_join::AsOfJoinExec;

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use arrow::array::{Int64Array, RecordBatch};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use iceberg::expr::Predicate;
 use iceberg::spec::{ManifestStatus, Operation};
 use iceberg::table::Table;
 
@@ -203,23 +204,28 @@ pub async fn read_in_order(
 /// file`, files ranked by (data sequence number, position in their commit).
 /// Within a file rows arrive in order (one task reads it); across files they
 /// interleave, and the ordinal says which came first.
+///
+/// With a `filter`, Iceberg skips files and row groups it rules out and drops
+/// rows it rejects (a superset of its rows is read); the ordinals of the rows
+/// kept still order them as their ingestion did.
 pub async fn read_with_ingest_order(
     name: &str,
     table: &Table,
     snapshot_id: i64,
     columns: &[String],
+    filter: Option<Predicate>,
 ) -> Result<BoxStream<'static, Result<(RecordBatch, Int64Array)>>> {
     use iceberg::metadata_columns::RESERVED_COL_NAME_FILE;
     let context = || format!("cannot read {name} in ingestion order");
     let rank = file_ranks(name, table, snapshot_id, None).await?;
     let mut selected: Vec<&str> = columns.iter().map(String::as_str).collect();
     selected.push(RESERVED_COL_NAME_FILE);
-    let scan = table
-        .scan()
-        .snapshot_id(snapshot_id)
-        .select(selected)
-        .build()
-        .map_err(Error::iceberg(context()))?;
+    let scan = table.scan().snapshot_id(snapshot_id).select(selected);
+    let scan = match filter {
+        Some(filter) => scan.with_filter(filter),
+        None => scan,
+    };
+    let scan = scan.build().map_err(Error::iceberg(context()))?;
     let stream = scan.to_arrow().await.map_err(Error::iceberg(context()))?;
     let label = name.to_string();
     let mut seen: HashMap<i64, i64> = HashMap::new();

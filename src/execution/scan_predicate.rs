@@ -1,0 +1,165 @@
+//! A physical filter pushed into a scan of ours (the right-side filter of an
+//! ASOF JOIN, a `WHERE` above), as an Iceberg predicate: Iceberg then skips
+//! data files by their manifest statistics and Parquet row groups by theirs.
+//!
+//! Only conjuncts of the form `column <cmp> literal` and `column IN (...)`
+//! are translated; the others are dropped, which only widens the predicate,
+//! so the rows read are a superset of the rows the filter keeps. Whoever
+//! pushed the filter still applies it (the scan reports it as not pushed).
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, InListExpr, Literal};
+use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
+use iceberg::expr::{Predicate, Reference};
+use iceberg::spec::Datum;
+
+/// The Iceberg predicate implied by `filters` (their current values, for
+/// dynamic ones) over a scan emitting `schema`, whose columns are named as
+/// in the table; None when nothing translates.
+pub fn iceberg_predicate(filters: &[Arc<dyn PhysicalExpr>], schema: &Schema) -> Option<Predicate> {
+    let mut conjuncts = Vec::new();
+    for filter in filters {
+        let Ok(current) = snapshot_physical_expr(filter.clone()) else {
+            continue;
+        };
+        collect(&current, schema, &mut conjuncts);
+    }
+    conjuncts.into_iter().reduce(Predicate::and)
+}
+
+fn collect(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, out: &mut Vec<Predicate>) {
+    let any = expr.as_any();
+    if let Some(binary) = any.downcast_ref::<BinaryExpr>() {
+        if *binary.op() == Operator::And {
+            collect(binary.left(), schema, out);
+            collect(binary.right(), schema, out);
+        } else if let Some(p) = comparison(binary, schema) {
+            out.push(p);
+        }
+    } else if let Some(list) = any.downcast_ref::<InListExpr>() {
+        if list.negated() {
+            return;
+        }
+        let Some((name, data_type)) = column(list.expr(), schema) else {
+            return;
+        };
+        let values: Option<Vec<Datum>> = list
+            .list()
+            .iter()
+            .map(|v| literal(v).and_then(|s| datum(&s, data_type)))
+            .collect();
+        if let Some(values) = values {
+            out.push(Reference::new(name).is_in(values));
+        }
+    }
+}
+
+/// `column <cmp> literal`, either way round.
+fn comparison(binary: &BinaryExpr, schema: &Schema) -> Option<Predicate> {
+    let (col, value, op) = match (column(binary.left(), schema), literal(binary.right())) {
+        (Some(c), Some(v)) => (c, v, *binary.op()),
+        _ => (
+            column(binary.right(), schema)?,
+            literal(binary.left())?,
+            binary.op().swap()?,
+        ),
+    };
+    let (name, data_type) = col;
+    let value = datum(&value, data_type)?;
+    let reference = Reference::new(name);
+    Some(match op {
+        Operator::Eq => reference.equal_to(value),
+        Operator::Lt => reference.less_than(value),
+        Operator::LtEq => reference.less_than_or_equal_to(value),
+        Operator::Gt => reference.greater_than(value),
+        Operator::GtEq => reference.greater_than_or_equal_to(value),
+        _ => return None,
+    })
+}
+
+fn column<'a>(expr: &Arc<dyn PhysicalExpr>, schema: &'a Schema) -> Option<(&'a str, &'a DataType)> {
+    let column = expr.as_any().downcast_ref::<Column>()?;
+    let field = schema.fields().get(column.index())?;
+    (field.name() == column.name()).then(|| (field.name().as_str(), field.data_type()))
+}
+
+fn literal(expr: &Arc<dyn PhysicalExpr>) -> Option<ScalarValue> {
+    let value = expr.as_any().downcast_ref::<Literal>()?.value();
+    (!value.is_null()).then(|| value.clone())
+}
+
+/// `value` as a datum of the column's type (the scan's Arrow type is the
+/// table's Iceberg type); None where the two do not meet exactly.
+fn datum(value: &ScalarValue, column: &DataType) -> Option<Datum> {
+    let value = value.cast_to(column).ok()?;
+    Some(match value {
+        ScalarValue::Boolean(Some(v)) => Datum::bool(v),
+        ScalarValue::Int32(Some(v)) => Datum::int(v),
+        ScalarValue::Int64(Some(v)) => Datum::long(v),
+        ScalarValue::Float32(Some(v)) => Datum::float(v),
+        ScalarValue::Float64(Some(v)) => Datum::double(v),
+        ScalarValue::Utf8(Some(v))
+        | ScalarValue::LargeUtf8(Some(v))
+        | ScalarValue::Utf8View(Some(v)) => Datum::string(v),
+        ScalarValue::Date32(Some(v)) => Datum::date(v),
+        ScalarValue::TimestampMicrosecond(Some(v), None) => Datum::timestamp_micros(v),
+        ScalarValue::TimestampMicrosecond(Some(v), Some(_)) => Datum::timestamptz_micros(v),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, TimeUnit};
+    use datafusion::physical_expr::expressions::{in_list, lit};
+
+    #[test]
+    fn comparisons_and_lists_translate_others_drop() {
+        let schema = Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("t", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            Field::new("v", DataType::Float64, true),
+        ]);
+        let k: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
+        let t: Arc<dyn PhysicalExpr> = Arc::new(Column::new("t", 1));
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 2));
+        let and =
+            |l, r| -> Arc<dyn PhysicalExpr> { Arc::new(BinaryExpr::new(l, Operator::And, r)) };
+        let cmp = |l, op, r| -> Arc<dyn PhysicalExpr> { Arc::new(BinaryExpr::new(l, op, r)) };
+        let listed =
+            in_list(k.clone(), vec![lit(3_i64), lit(5_i64)], &false, &schema).expect("in list");
+        let filter = and(
+            and(
+                listed,
+                cmp(
+                    t.clone(),
+                    Operator::LtEq,
+                    lit(ScalarValue::TimestampMicrosecond(Some(7), None)),
+                ),
+            ),
+            // Not a column against a literal: dropped.
+            cmp(
+                cmp(v.clone(), Operator::Plus, lit(1.0)),
+                Operator::Gt,
+                lit(2.0),
+            ),
+        );
+        let predicate = iceberg_predicate(&[filter], &schema).expect("predicate");
+        let text = predicate.to_string();
+        assert!(text.contains("k IN"), "{text}");
+        assert!(text.contains("t <="), "{text}");
+        assert!(!text.contains('v'), "{text}");
+        // Literal first: the comparison is turned round.
+        let flipped = cmp(lit(10_i64), Operator::Gt, k);
+        let text = iceberg_predicate(&[flipped], &schema)
+            .expect("predicate")
+            .to_string();
+        assert!(text.contains("k < 10"), "{text}");
+    }
+}

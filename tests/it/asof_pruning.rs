@@ -1,0 +1,59 @@
+//! An ASOF JOIN against a feature group reads only what its labels can match:
+//! the right-side filter reaches the Iceberg scan, which skips data files and
+//! rows, and ties still go to the row ingested last.
+
+use std::sync::Arc;
+
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use pitlake::Session;
+use pitlake::output::cells;
+
+/// The right rows the plan's ASOF JOIN took in.
+fn right_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
+    if plan.name() == "AsOfJoinExec" {
+        return plan
+            .metrics()?
+            .sum_by_name("right_rows")
+            .map(|v| v.as_usize());
+    }
+    plan.children().into_iter().find_map(right_rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_reads_only_the_files_its_keys_can_match() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path().join("warehouse"))
+        .await
+        .expect("open");
+    let mut setup = String::from(
+        "CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t;",
+    );
+    // Three files of disjoint keys, then a correction of key 1500 at the
+    // same event time, in a fourth file.
+    for (from, to) in [(1, 1000), (1001, 2000), (2001, 3000)] {
+        setup.push_str(&format!(
+            "INSERT INTO fg SELECT value, to_timestamp(1704067200 + value), value * 1.0 \
+             FROM generate_series({from}, {to});"
+        ));
+    }
+    setup.push_str("INSERT INTO fg VALUES (1500, to_timestamp(1704067200 + 1500), -1.0);");
+    session.sql(&setup).await.expect("setup");
+
+    let sql = "SELECT l.k, f.v FROM (VALUES (1500, TIMESTAMP '2025-01-01 00:00:00'), \
+               (7, TIMESTAMP '2025-01-01 00:00:00')) l(k, ts) \
+               ASOF JOIN fg f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k ORDER BY l.k";
+    let frame = pitlake::session::sql_dataframe(session.context(), sql)
+        .await
+        .expect("plan");
+    let task = frame.task_ctx();
+    let plan = frame.create_physical_plan().await.expect("physical plan");
+    let batches = collect(plan.clone(), Arc::new(task)).await.expect("runs");
+    assert_eq!(
+        cells(&batches).expect("cells"),
+        vec![vec!["7", "7.0"], vec!["1500", "-1.0"]]
+    );
+    // Only the three rows of keys 7 and 1500: Iceberg skips the third file
+    // and drops the other rows of the two it reads (3001 without the filter).
+    let read = right_rows(&plan).expect("right_rows metric");
+    assert_eq!(read, 3, "right rows the join read, of 3001");
+}
