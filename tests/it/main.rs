@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod asof_fuzz;
+mod asof_oracle;
 mod asof_pruning;
 mod dbapi;
 mod flight;
