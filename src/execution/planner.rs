@@ -10,7 +10,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
-use super::asof_join::AsOfJoinExec;
+use super::asof_join::{AsOfJoinExec, filter_rows_while_decoding};
 use crate::options::PitlakeOptions;
 use crate::planning::AsOfJoinNode;
 use crate::planning::asof_join::same_right_relation;
@@ -68,7 +68,7 @@ impl ExtensionPlanner for AsOfJoinExtensionPlanner {
         };
         let planned = AsOfJoinExec::new(
             physical_inputs[0].clone(),
-            physical_inputs[1].clone(),
+            filter_rows_while_decoding(physical_inputs[1].clone())?,
             left_keys,
             right_keys,
             on_left(&join.left_match)?,

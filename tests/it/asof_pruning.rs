@@ -57,3 +57,45 @@ async fn a_probe_reads_only_the_files_its_keys_can_match() {
     let read = right_rows(&plan).expect("right_rows metric");
     assert_eq!(read, 3, "right rows the join read, of 3001");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_of_a_parquet_file_decodes_only_rows_its_keys_can_match() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("features.parquet");
+    let ctx = pitlake::session::new_context(datafusion::prelude::SessionConfig::new());
+    // One row group of 3000 keys: its statistics cannot skip it.
+    ctx.sql(&format!(
+        "COPY (SELECT value AS k, to_timestamp(1704067200 + value) AS t, value * 1.0 AS v \
+         FROM generate_series(1, 3000)) TO '{}' STORED AS PARQUET",
+        file.display()
+    ))
+    .await
+    .expect("copy")
+    .collect()
+    .await
+    .expect("write");
+    ctx.register_parquet(
+        "fg",
+        file.to_str().expect("path"),
+        datafusion::prelude::ParquetReadOptions::default(),
+    )
+    .await
+    .expect("register");
+    let sql = "SELECT l.k, f.v FROM (VALUES (1500, TIMESTAMP '2025-01-01 00:00:00'), \
+               (7, TIMESTAMP '2025-01-01 00:00:00')) l(k, ts) \
+               ASOF JOIN fg f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k ORDER BY l.k";
+    let frame = pitlake::session::sql_dataframe(&ctx, sql)
+        .await
+        .expect("plan");
+    let task = frame.task_ctx();
+    let plan = frame.create_physical_plan().await.expect("physical plan");
+    let batches = collect(plan.clone(), Arc::new(task)).await.expect("runs");
+    assert_eq!(
+        cells(&batches).expect("cells"),
+        vec![vec!["7", "7.0"], vec!["1500", "1500.0"]]
+    );
+    // The scan filters rows while decoding: the join sees the two rows of
+    // keys 7 and 1500, not the row group's 3000.
+    let read = right_rows(&plan).expect("right_rows metric");
+    assert_eq!(read, 2, "right rows the join read, of 3000");
+}

@@ -7,6 +7,7 @@ mod groups;
 mod index;
 mod output;
 mod right_filter;
+mod right_scan;
 mod rows;
 mod sweep;
 mod tie_break;
@@ -14,5 +15,6 @@ mod values;
 
 pub use exec::AsOfJoinExec;
 pub use index::RightIndex;
+pub use right_scan::filter_rows_while_decoding;
 pub use sweep::LeftSweep;
 pub use values::ordered_i64;

@@ -33,9 +33,10 @@ use datafusion::physical_expr::{PhysicalExprRef, conjunction};
 use crate::planning::MatchOp;
 
 /// Distinct values of a single key up to which the filter lists them
-/// (`k IN (...)`, which row-group statistics and bloom filters can use);
-/// beyond it, only the key's range.
-const MAX_LISTED_KEYS: usize = 1024;
+/// (`k IN (...)`, which bloom filters and Parquet's row-level filter use;
+/// 4096 labels against 50M rows decode 0.2M rows instead of 50M); beyond it,
+/// only the key's range.
+const MAX_LISTED_KEYS: usize = 8192;
 
 /// What one partition's left side spans.
 #[derive(Debug, Clone, Default)]
