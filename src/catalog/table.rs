@@ -40,9 +40,20 @@ pub struct IcebergTable {
     /// Streamed rows acknowledged but not yet in the snapshot read (current
     /// reads only): the table as this process knows it.
     pending: Vec<RecordBatch>,
-    /// Read in ingestion order, with each row's position in it as a last
-    /// column (the right side of an ASOF JOIN on a feature group).
-    ingest_order: bool,
+    /// Which reader scans the table.
+    reader: Reader,
+}
+
+/// Which reader scans an [`IcebergTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// iceberg-datafusion's scan: prunes with the filters known at planning.
+    Iceberg,
+    /// pitlake's [`IngestOrderScanExec`], which also takes filters pushed at
+    /// run time (an ASOF JOIN's right-side filter, for file and row-group
+    /// pruning). `ordered`: each row's position in ingestion order is a last
+    /// column (a feature group on the right of an ASOF JOIN breaks ties by it).
+    Pitlake { ordered: bool },
 }
 
 impl IcebergTable {
@@ -60,7 +71,7 @@ impl IcebergTable {
             schema: Arc::new(schema),
             feature_group,
             pending: Vec::new(),
-            ingest_order: false,
+            reader: Reader::Iceberg,
         })
     }
 
@@ -76,7 +87,16 @@ impl IcebergTable {
         fields.push(Field::new(INGEST_ORDER_COLUMN, DataType::Int64, false));
         IcebergTable {
             schema: Arc::new(Schema::new(fields)),
-            ingest_order: true,
+            reader: Reader::Pitlake { ordered: true },
+            ..self.clone()
+        }
+    }
+
+    /// This table read by pitlake's reader, which takes filters pushed at run
+    /// time (a plain table on the right of an ASOF JOIN).
+    pub fn with_runtime_filters(&self) -> Self {
+        IcebergTable {
+            reader: Reader::Pitlake { ordered: false },
             ..self.clone()
         }
     }
@@ -98,7 +118,7 @@ impl IcebergTable {
             && self.table.metadata_location() == other.table.metadata_location()
             && self.snapshot_id == other.snapshot_id
             && self.pinned == other.pinned
-            && self.ingest_order == other.ingest_order
+            && self.reader == other.reader
             && self.schema == other.schema
             && self.pending.len() == other.pending.len()
             && self
@@ -144,23 +164,25 @@ impl IcebergTable {
         &self.name
     }
 
-    fn scan_in_ingest_order(
+    fn scan_with_pitlake_reader(
         &self,
         projection: Option<&Vec<usize>>,
+        ordered: bool,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let projection = projection.unwrap_or(&all);
-        let order_index = self.schema.fields().len() - 1;
+        // The order column, when there is one, is the schema's last.
+        let order_index = ordered.then(|| self.schema.fields().len() - 1);
         let columns: Vec<usize> = projection
             .iter()
             .copied()
-            .filter(|i| *i != order_index)
+            .filter(|i| Some(*i) != order_index)
             .collect();
-        let with_order = projection.contains(&order_index);
+        let with_order = order_index.is_some_and(|o| projection.contains(&o));
         // Table columns first, the order column last, as the scan emits them.
         let mut output: Vec<usize> = columns.clone();
-        if with_order {
-            output.push(order_index);
+        if let Some(o) = order_index.filter(|_| with_order) {
+            output.push(o);
         }
         let fields: Vec<Field> = output
             .iter()
@@ -240,8 +262,8 @@ impl TableProvider for IcebergTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        if self.ingest_order {
-            return self.scan_in_ingest_order(projection);
+        if let Reader::Pitlake { ordered } = self.reader {
+            return self.scan_with_pitlake_reader(projection, ordered);
         }
         match self.snapshot_id.filter(|_| self.pinned) {
             Some(id) => {

@@ -1,6 +1,9 @@
 //! `IngestOrderScanExec`: a feature group's rows in ingestion order, each with
 //! its position in that order (`__pitlake_ingest_order`), so an ASOF JOIN can
-//! let the most recently ingested row win a tie on the match value.
+//! let the most recently ingested row win a tie on the match value. A plain
+//! table on the right of an ASOF JOIN is read by it too, without that column:
+//! unlike iceberg-datafusion's scan, it takes filters pushed at run time (the
+//! join's right-side filter), which Iceberg turns into file and row pruning.
 //!
 //! ```text
 //!  data files, read in parallel ─► rows + _file ─► __pitlake_ingest_order =

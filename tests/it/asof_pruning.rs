@@ -59,6 +59,37 @@ async fn a_probe_reads_only_the_files_its_keys_can_match() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_of_a_plain_table_reads_only_the_rows_its_keys_can_match() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path().join("warehouse"))
+        .await
+        .expect("open");
+    let mut setup = String::from("CREATE TABLE history (k BIGINT, t TIMESTAMP, v DOUBLE);");
+    for (from, to) in [(1, 1000), (1001, 2000), (2001, 3000)] {
+        setup.push_str(&format!(
+            "INSERT INTO history SELECT value, to_timestamp(1704067200 + value), value * 1.0 \
+             FROM generate_series({from}, {to});"
+        ));
+    }
+    session.sql(&setup).await.expect("setup");
+    let sql = "SELECT l.k, f.v FROM (VALUES (1500, TIMESTAMP '2025-01-01 00:00:00'), \
+               (7, TIMESTAMP '2025-01-01 00:00:00')) l(k, ts) \
+               ASOF JOIN history f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k ORDER BY l.k";
+    let frame = pitlake::session::sql_dataframe(session.context(), sql)
+        .await
+        .expect("plan");
+    let task = frame.task_ctx();
+    let plan = frame.create_physical_plan().await.expect("physical plan");
+    let batches = collect(plan.clone(), Arc::new(task)).await.expect("runs");
+    assert_eq!(
+        cells(&batches).expect("cells"),
+        vec![vec!["7", "7.0"], vec!["1500", "1500.0"]]
+    );
+    let read = right_rows(&plan).expect("right_rows metric");
+    assert_eq!(read, 2, "right rows the join read, of 3000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_of_a_parquet_file_decodes_only_rows_its_keys_can_match() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("features.parquet");

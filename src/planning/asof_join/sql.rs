@@ -254,27 +254,38 @@ impl RelationPlanner for AsOfJoinPlanner {
 
 /// A feature group on the right is read in ingestion order, each row with
 /// its position in it, so that among rows tied on the match value the most
-/// recently ingested one wins. Other relations keep their plan.
+/// recently ingested one wins; a plain table by the same reader without it
+/// (both take the join's right-side filter at run time). Other relations
+/// keep their plan.
 fn in_ingest_order(plan: LogicalPlan) -> DFResult<(LogicalPlan, bool)> {
     match plan {
         LogicalPlan::TableScan(scan) => {
-            let ordered = source_as_provider(&scan.source).ok().and_then(|p| {
-                p.as_any()
-                    .downcast_ref::<IcebergTable>()
-                    .filter(|t| t.feature_group().is_some())
-                    .map(IcebergTable::in_ingest_order)
-            });
-            let Some(ordered) = ordered else {
+            let provider = source_as_provider(&scan.source).ok();
+            let Some(table) = provider
+                .as_ref()
+                .and_then(|p| p.as_any().downcast_ref::<IcebergTable>())
+            else {
                 return Ok((LogicalPlan::TableScan(scan), false));
+            };
+            // A plain table keeps its columns and is read by the reader that
+            // takes the join's right-side filter.
+            let ordered = table.feature_group().is_some();
+            let table = match ordered {
+                true => table.in_ingest_order(),
+                false => table.with_runtime_filters(),
+            };
+            let projection = match ordered {
+                true => None,
+                false => scan.projection.clone(),
             };
             let scan = TableScan::try_new(
                 scan.table_name.clone(),
-                provider_as_source(Arc::new(ordered)),
-                None,
+                provider_as_source(Arc::new(table)),
+                projection,
                 scan.filters.clone(),
                 scan.fetch,
             )?;
-            Ok((LogicalPlan::TableScan(scan), true))
+            Ok((LogicalPlan::TableScan(scan), ordered))
         }
         LogicalPlan::SubqueryAlias(alias) => {
             let (input, ordered) = in_ingest_order(Arc::unwrap_or_clone(alias.input))?;
