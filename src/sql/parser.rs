@@ -25,7 +25,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
         if parser.peek_token().token == Token::EOF {
             break;
         }
-        statements.push(parse_statement(&mut parser)?);
+        statements.push(parse_statement(&mut parser).map_err(with_asof_hint)?);
         let next = parser.peek_token();
         if next.token != Token::EOF && next.token != Token::SemiColon {
             return Err(ParserError::ParserError(format!(
@@ -36,6 +36,26 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
         }
     }
     Ok(statements)
+}
+
+/// A syntax error at an ASOF JOIN written in DuckDB's form (`ASOF LEFT JOIN`,
+/// or the inequality in `ON`) says how pitlake spells it.
+fn with_asof_hint(error: ParserError) -> ParserError {
+    let ParserError::ParserError(message) = &error else {
+        return error;
+    };
+    // sqlparser's messages after `ASOF` (`JOIN` must follow it) and after its
+    // right relation (`MATCH_CONDITION` must).
+    let duckdb_form = message.starts_with("Expected: MATCH_CONDITION")
+        || message.starts_with("Expected: JOIN, found: LEFT");
+    if !duckdb_form {
+        return error;
+    }
+    ParserError::ParserError(format!(
+        "{message}; pitlake writes ASOF JOIN as Snowflake does: <left> ASOF JOIN <right> \
+         MATCH_CONDITION (<left time> >= <right time>) ON <left key> = <right key>, and it keeps \
+         every left row (as DuckDB's ASOF LEFT JOIN does)"
+    ))
 }
 
 fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {

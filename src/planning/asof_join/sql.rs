@@ -317,7 +317,13 @@ fn in_ingest_order(plan: LogicalPlan) -> DFResult<(LogicalPlan, bool)> {
 }
 
 fn not_supported(conjunct: &Expr, why: &str) -> Error {
-    Error::NotSupported(format!("{conjunct} in ASOF JOIN: {why}"))
+    // As SQL (`INTERVAL '1 DAYS'`), not as DataFusion's debug form of a literal.
+    let sql = match datafusion::sql::unparser::expr_to_sql(conjunct) {
+        Ok(sqlparser::ast::Expr::Nested(inner)) => inner.to_string(),
+        Ok(e) => e.to_string(),
+        Err(_) => conjunct.to_string(),
+    };
+    Error::NotSupported(format!("{sql} in ASOF JOIN: {why}"))
 }
 
 /// Which side an expression's columns come from.
