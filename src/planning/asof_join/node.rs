@@ -178,6 +178,12 @@ fn coerce_pair(
             "ASOF JOIN {what} compares {l} ({lt}) with {r} ({rt}): the types do not compare"
         ))
     })?;
+    // Keys are compared by value: a dictionary-encoded side is decoded (its
+    // range and key list, pushed to the right side, are then plain values).
+    let common = match common {
+        arrow::datatypes::DataType::Dictionary(_, values) => *values,
+        other => other,
+    };
     Ok((
         l.clone().cast_to(&common, ls)?,
         r.clone().cast_to(&common, rs)?,
