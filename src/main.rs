@@ -47,6 +47,10 @@ enum Command {
         /// How results are printed.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
+        /// Memory a query may hold, in MiB (default: half the machine's); past
+        /// it, operators spill to disk or the query fails with "Resources exhausted".
+        #[arg(long)]
+        memory_limit_mb: Option<usize>,
     },
 }
 
@@ -141,8 +145,14 @@ async fn run(cli: Cli) -> Result<()> {
             command,
             file,
             format,
+            memory_limit_mb,
         } => {
-            let session = Session::open(&warehouse).await?;
+            let limit = memory_limit_mb
+                .map(|mb| mb * 1024 * 1024)
+                .or_else(|| pitlake::session::machine_memory().map(|bytes| bytes / 2));
+            let session = Session::open(&warehouse)
+                .await?
+                .with_query_memory_limit(limit);
             // Records a crashed server logged but never committed get committed.
             session
                 .warehouse()

@@ -1000,6 +1000,21 @@ pub fn new_context(config: SessionConfig) -> SessionContext {
     new_context_with_runtime(config, Arc::new(RuntimeEnv::default()))
 }
 
+/// The machine's memory in bytes (`MemTotal` of /proc/meminfo); `None`
+/// where the machine does not say.
+pub fn machine_memory() -> Option<usize> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: usize = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// DataFusion's default rows per batch.
 const DATAFUSION_BATCH_ROWS: usize = 8192;
 /// pitlake's: scans of feature histories decode, repartition and join

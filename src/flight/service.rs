@@ -81,16 +81,7 @@ impl Default for Limits {
 /// 80% of the machine's memory shared by up to four queries at full size;
 /// `None` where the machine does not say (no /proc/meminfo).
 fn default_query_memory() -> Option<usize> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: usize = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024 / 5)
+    crate::session::machine_memory().map(|bytes| bytes / 5)
 }
 
 /// The Flight SQL service.
