@@ -191,6 +191,16 @@ impl RelationPlanner for AsOfJoinPlanner {
                             return Err(not_supported(conjunct, "a second maximum age").into());
                         }
                         max_age = Some(age);
+                    } else if compares_right_match(conjunct, &right_match) {
+                        let bound = match op.is_backward() {
+                            true => format!("{right_match} >= <left time> - INTERVAL '...'"),
+                            false => format!("{right_match} <= <left time> + INTERVAL '...'"),
+                        };
+                        return Err(not_supported(
+                            conjunct,
+                            &format!("ON takes one maximum age on the right match column, written {bound}"),
+                        )
+                        .into());
                     } else {
                         return Err(not_supported(
                             conjunct,
@@ -385,6 +395,19 @@ fn split_key(expr: &Expr, ls: &DFSchema, rs: &DFSchema) -> Option<(Expr, Expr)> 
         (Side::Right, Side::Left) => Some((*right.clone(), *left.clone())),
         _ => None,
     }
+}
+
+/// Whether `expr` is a comparison that reads the right match column (a
+/// maximum age in a form the join does not take, such as
+/// `l.ts <= f.ts + INTERVAL '1 day'`).
+fn compares_right_match(expr: &Expr, right_match: &Expr) -> bool {
+    let Expr::BinaryExpr(BinaryExpr { op, .. }) = expr else {
+        return false;
+    };
+    let wanted = right_match.column_refs();
+    comparison(*op).is_some()
+        && !wanted.is_empty()
+        && wanted.iter().all(|c| expr.column_refs().contains(c))
 }
 
 /// A bound on the right match column by a left-side expression, in the
