@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{col, lit};
+use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::prelude::SessionConfig;
 use pitlake::options::PitlakeOptions;
 use pitlake::planning::MatchOp;
@@ -67,12 +68,20 @@ fn reference(
     op: MatchOp,
     max_age: Option<(i64, bool)>,
 ) -> HashMap<i64, Option<i64>> {
+    // Right rows by key, so a large case stays quick in a debug build.
+    let mut by_key: HashMap<i64, Vec<&Row>> = HashMap::new();
+    for r in right {
+        if let Some(k) = r.key {
+            by_key.entry(k).or_default().push(r);
+        }
+    }
     left.iter()
         .map(|l| {
             let (Some(k), Some(t)) = (l.key, l.t) else {
                 return (l.id, None);
             };
-            let candidates = right.iter().filter(|r| {
+            let group = by_key.get(&k).map_or(&[][..], Vec::as_slice);
+            let candidates = group.iter().filter(|r| {
                 r.key == Some(k)
                     && r.t.is_some_and(|rt| match op {
                         MatchOp::GtEq => t >= rt,
@@ -501,19 +510,95 @@ async fn joins_sharing_a_right_relation_match_the_reference() {
     }
 }
 
-/// Sides larger than the memory pool fail with ResourcesExhausted and a
-/// message saying what to do, instead of growing until the OS kills us. (A
-/// right side alone never does: when the left fits, the right streams past.)
+/// A metric summed over the plan's ASOF JOINs.
+fn join_metric(
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    metric: fn(&datafusion::physical_plan::metrics::MetricsSet) -> Option<usize>,
+) -> usize {
+    let own = match plan.name() {
+        "AsOfJoinExec" => plan.metrics().and_then(|m| metric(&m)).unwrap_or(0),
+        _ => 0,
+    };
+    own + plan
+        .children()
+        .into_iter()
+        .map(|c| join_metric(c, metric))
+        .sum::<usize>()
+}
+
+/// When neither side of a partition fits in memory, the right side is
+/// spilled to disk and the left joined in chunks against it, a pass each:
+/// the answers are the reference's, in the left's order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn right_side_over_the_memory_limit_fails_cleanly() {
-    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_limit(256 << 10, 1.0)
-        .build_arc()
-        .expect("runtime");
-    let ctx = pitlake::session::new_context_with_runtime(
-        SessionConfig::new().with_target_partitions(1),
-        runtime,
-    );
+async fn sides_over_the_memory_limit_spill_and_match_the_reference() {
+    let mut rng = Rng(7);
+    let left = rows(&mut rng, 60_000, 300, 5_000, 0);
+    let right = rows(&mut rng, 80_000, 300, 5_000, 1_000_000);
+    for (partitions, limit) in [(1usize, 1usize << 20), (2, 2 << 20)] {
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(limit, 1.0)
+            .build_arc()
+            .expect("runtime");
+        let ctx = pitlake::session::new_context_with_runtime(
+            SessionConfig::new()
+                .with_target_partitions(partitions)
+                .with_batch_size(4_096),
+            runtime,
+        );
+        ctx.register_table("l", Arc::new(table(&left, "l_id", 4_093, 1, false)))
+            .expect("l");
+        ctx.register_table("r", Arc::new(table(&right, "r_id", 4_093, 1, false)))
+            .expect("r");
+        for (op, max_age) in [
+            (MatchOp::GtEq, None),
+            (MatchOp::Lt, None),
+            (MatchOp::Gt, Some((300, false))),
+        ] {
+            let case = format!("{op:?} {max_age:?} in {partitions} partitions within {limit} B");
+            let frame = join_on_k(&ctx, op, max_age).await;
+            let task = Arc::new(frame.task_ctx());
+            let plan = frame.create_physical_plan().await.expect("physical plan");
+            let batches = datafusion::physical_plan::collect(plan.clone(), task)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{case}: {e}\n{}",
+                        datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
+                            plan.as_ref()
+                        )
+                        .indent(true)
+                    )
+                });
+            assert_eq!(
+                matched_ids(&batches, &case),
+                reference(&left, &right, op, max_age),
+                "{case}"
+            );
+            let spilled = |m: &MetricsSet| m.spilled_bytes();
+            assert!(join_metric(&plan, spilled) > 0, "{case}: spilled");
+            let spilled_rows = |m: &MetricsSet| m.spilled_rows();
+            assert!(
+                join_metric(&plan, spilled_rows) >= right.len(),
+                "{case}: every right row spilled"
+            );
+            let right_rows = |m: &MetricsSet| m.sum_by_name("right_rows").map(|v| v.as_usize());
+            assert_eq!(
+                join_metric(&plan, right_rows),
+                right.len(),
+                "{case}: right read once"
+            );
+            let passes = |m: &MetricsSet| m.sum_by_name("right_passes").map(|v| v.as_usize());
+            assert!(join_metric(&plan, passes) > partitions, "{case}: passes");
+        }
+    }
+}
+
+/// Without a disk to spill to, sides larger than the memory pool fail with
+/// ResourcesExhausted and a message saying what to do, instead of growing
+/// until the OS kills us.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sides_over_the_memory_limit_without_a_disk_fail_cleanly() {
+    let ctx = without_spilling(256 << 10, 1);
     let mut rng = Rng(7);
     let left = rows(&mut rng, 200_000, 5, 100, 0);
     let right = rows(&mut rng, 200_000, 5, 100, 1_000_000);
@@ -521,22 +606,14 @@ async fn right_side_over_the_memory_limit_fails_cleanly() {
         .expect("l");
     ctx.register_table("r", Arc::new(table(&right, "r_id", 8192, 1, false)))
         .expect("r");
-    let joined = asof_join(
-        ctx.table("l").await.expect("l"),
-        ctx.table("r").await.expect("r"),
-        AsOfJoinSpec {
-            on: vec![],
-            left_match: "t".into(),
-            op: MatchOp::GtEq,
-            right_match: "t".into(),
-            max_age: None,
-        },
-    )
-    .expect("plan");
-    let err = joined.collect().await.expect_err("over the limit");
+    let err = join_on_k(&ctx, MatchOp::GtEq, None)
+        .await
+        .collect()
+        .await
+        .expect_err("over the limit");
     assert_exhausted(
         &err,
-        "ASOF JOIN: the right side of a partition does not fit in memory",
+        "ASOF JOIN: neither side of a partition fits in memory and it cannot spill to disk",
     );
 }
 

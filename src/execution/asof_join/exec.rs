@@ -21,6 +21,10 @@
 //!   read left ─────────┤                                                       right past it (LeftSweep), emit the left
 //!   (up to 256 MiB)    └─ more, or the right is smaller ─► index: collect and index the right
 //!                                                          (RightIndex), stream the left through it
+//!
+//!   neither fits (the sweep's state or the right side) ─► passes: spill the right side (and the left
+//!                                                          read so far) to disk, sweep the left in
+//!                                                          chunks against it, one read of the file each
 //! ```
 //!
 //! - sweep: memory O(left rows), the right side is neither kept nor sorted;
@@ -28,7 +32,10 @@
 //!   with no matchable row does not read the right at all.
 //! - index: memory is the right partition plus 12 bytes per right row; a sort
 //!   per key group (linear when already in order), a hash lookup and a binary
-//!   search in the right per left row. Too large → ResourcesExhausted.
+//!   search in the right per left row. Too large → passes.
+//! - passes (`in_passes`): memory one left chunk and its sweep (a chunk
+//!   that outgrows the pool is retried in halves); time the right side read
+//!   from disk once per chunk. Without a disk manager → ResourcesExhausted.
 //!
 //! Arms: joins of one left input against the same right relation on the
 //! same keys (a chain of lag features) are one join with an arm per match
@@ -58,8 +65,12 @@ use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::utils::memory::get_record_batch_memory_size;
 use datafusion::error::{DataFusionError, Result as DFResult};
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::disk_manager::DiskManager;
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
@@ -88,6 +99,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::index::RightIndex;
 use super::output::Output;
 use super::right_filter::{FilterArm, LeftSpan, RightFilter};
+use super::spill::Spilled;
 use super::sweep::{LeftArm, LeftSweep};
 use super::values::ordered_i64;
 use crate::options::{AsOfJoinStrategy, PitlakeOptions};
@@ -644,6 +656,8 @@ impl ExecutionPlan for AsOfJoinExec {
             .num_rows
             .get_value()
             .map(|rows| rows / rp.max(1));
+        let pool = context.memory_pool().clone();
+        let disk = context.runtime_env().disk_manager.clone();
         let reservation = MemoryConsumer::new(format!("AsOfJoinExec[{partition}]"))
             .register(context.memory_pool());
         let right_filter = self.right_filter_reports().map(|f| f.report());
@@ -697,15 +711,52 @@ impl ExecutionPlan for AsOfJoinExec {
                 report.send(spans).await?;
             }
             if let (true, Some(held)) = (sweep, held) {
-                metrics.swept_partitions.add(1);
-                let out = build
-                    .sweep(probe, head, held, right, reservation, metrics)
+                let swept = build
+                    .clone()
+                    .sweep(
+                        probe.clone(),
+                        head,
+                        held,
+                        right,
+                        reservation,
+                        metrics.clone(),
+                    )
                     .await?;
-                return Ok::<_, DataFusionError>(out);
+                let (head, right, reservation) = match swept {
+                    Swept::Joined(out) => {
+                        metrics.swept_partitions.add(1);
+                        return Ok::<_, DataFusionError>(out);
+                    }
+                    Swept::TooBig {
+                        head,
+                        right,
+                        reservation,
+                    } => (head, right, reservation),
+                };
+                let spill = Spill {
+                    held: Vec::new(),
+                    right,
+                    disk,
+                };
+                return in_passes(build, probe, head, None, spill, reservation, pool, metrics)
+                    .await;
             }
-            let (indexes, reservation) = build
+            let (indexes, reservation) = match build
+                .clone()
                 .collect(right, &probe.output, reservation, &metrics)
-                .await?;
+                .await?
+            {
+                Collected::Indexed(indexes, reservation) => (indexes, reservation),
+                Collected::TooBig {
+                    held,
+                    rest: right,
+                    reservation,
+                } => {
+                    let spill = Spill { held, right, disk };
+                    return in_passes(build, probe, head, rest, spill, reservation, pool, metrics)
+                        .await;
+                }
+            };
             let rest = rest.unwrap_or_else(|| futures::stream::empty().boxed());
             Ok(futures::stream::iter(head.into_iter().map(Ok))
                 .chain(rest)
@@ -788,8 +839,13 @@ struct JoinMetrics {
     probe_time: Time,
     right_rows: Count,
     matched_rows: Count,
-    /// Partitions joined by the sweep (the others by the index).
+    /// Partitions joined by the sweep (the others by the index, or in passes).
     swept_partitions: Count,
+    /// The right side written to disk when neither side fits (see `in_passes`),
+    /// and the passes over it.
+    spilled_bytes: Count,
+    spilled_rows: Count,
+    right_passes: Count,
 }
 
 impl JoinMetrics {
@@ -801,10 +857,14 @@ impl JoinMetrics {
             right_rows: MetricBuilder::new(set).counter("right_rows", partition),
             matched_rows: MetricBuilder::new(set).counter("matched_rows", partition),
             swept_partitions: MetricBuilder::new(set).counter("swept_partitions", partition),
+            spilled_bytes: MetricBuilder::new(set).spilled_bytes(partition),
+            spilled_rows: MetricBuilder::new(set).spilled_rows(partition),
+            right_passes: MetricBuilder::new(set).counter("right_passes", partition),
         }
     }
 }
 
+#[derive(Clone)]
 struct BuildSide {
     keys: Vec<PhysicalExprRef>,
     /// Per arm, its right match expression.
@@ -814,7 +874,8 @@ struct BuildSide {
 impl BuildSide {
     /// Holds the left side (`head`, all of it) and streams the right past it,
     /// each right batch pushed to every arm's sweep; then joins the held
-    /// left batches, in their order.
+    /// left batches, in their order. When the sweep's state does not fit
+    /// beside the held left, the inputs are handed back untouched.
     async fn sweep(
         self,
         probe: Arc<ProbeSide>,
@@ -823,7 +884,7 @@ impl BuildSide {
         mut right: SendableRecordBatchStream,
         reservation: MemoryReservation,
         metrics: JoinMetrics,
-    ) -> DFResult<BoxStream<'static, DFResult<RecordBatch>>> {
+    ) -> DFResult<Swept> {
         let held = reservation.size();
         // Arms with the same right match value and right columns share one
         // sweep (see `LeftSweep`): `place[a]` is arm a's sweep and its
@@ -871,7 +932,15 @@ impl BuildSide {
         let too_big = |e: DataFusionError| {
             e.context("ASOF JOIN: the left side of a partition and its matches do not fit in memory (raise the memory limit, or filter the left side)")
         };
-        reservation.try_resize(size(&sweeps)).map_err(too_big)?;
+        if reservation.try_resize(size(&sweeps)).is_err() {
+            drop(sweeps);
+            reservation.resize(held);
+            return Ok(Swept::TooBig {
+                head,
+                right,
+                reservation,
+            });
+        }
         let done = |sweeps: &[LeftSweep]| sweeps.iter().all(LeftSweep::is_empty);
         // A left side no row of which can match does not read the right. A
         // repartitioned input hands its channel to a partition on first poll
@@ -924,18 +993,19 @@ impl BuildSide {
             metrics.baseline.record_output(n);
             Ok(out)
         });
-        Ok(futures::stream::iter(joined).boxed())
+        Ok(Swept::Joined(futures::stream::iter(joined).boxed()))
     }
 
     /// Collects the right partition under the memory reservation and
-    /// indexes it, once per arm.
+    /// indexes it, once per arm; or, when it does not fit, what was read of
+    /// it and the rest.
     async fn collect(
         self,
         mut input: SendableRecordBatchStream,
         output: &Output,
         reservation: MemoryReservation,
         metrics: &JoinMetrics,
-    ) -> DFResult<(Vec<RightIndex>, MemoryReservation)> {
+    ) -> DFResult<Collected> {
         let schema = input.schema();
         // What the buffered left side holds already.
         let held = reservation.size();
@@ -943,10 +1013,16 @@ impl BuildSide {
         while let Some(batch) = input.next().await {
             let batch = batch?;
             metrics.right_rows.add(batch.num_rows());
-            reservation
-                .try_grow(batch.get_array_memory_size())
-                .map_err(|e| e.context("ASOF JOIN: the right side of a partition does not fit in memory (raise the memory limit, or filter the right side)"))?;
+            let fits = reservation.try_grow(batch.get_array_memory_size()).is_ok();
             batches.push(batch);
+            if !fits {
+                reservation.resize(held);
+                return Ok(Collected::TooBig {
+                    held: batches,
+                    rest: input,
+                    reservation,
+                });
+            }
         }
         let _timer = metrics.build_time.timer();
         let keys = batches
@@ -966,10 +1042,237 @@ impl BuildSide {
             )?);
         }
         let size = held + indexes.iter().map(RightIndex::size).sum::<usize>();
-        reservation.try_resize(size).map_err(|e| {
-            e.context("ASOF JOIN: the right side of a partition does not fit in memory")
-        })?;
-        Ok((indexes, reservation))
+        if reservation.try_resize(size).is_err() {
+            drop(indexes);
+            reservation.resize(held);
+            let rest = RecordBatchStreamAdapter::new(schema, futures::stream::empty());
+            return Ok(Collected::TooBig {
+                held: batches,
+                rest: Box::pin(rest),
+                reservation,
+            });
+        }
+        Ok(Collected::Indexed(indexes, reservation))
+    }
+}
+
+/// A partition joined by the sweep; or, when the sweep's state does not fit
+/// beside the left side, its inputs.
+enum Swept {
+    Joined(BoxStream<'static, DFResult<RecordBatch>>),
+    TooBig {
+        head: Vec<RecordBatch>,
+        right: SendableRecordBatchStream,
+        reservation: MemoryReservation,
+    },
+}
+
+/// The right side of a partition, indexed; or, when it does not fit in
+/// memory, what was read of it (`held`, no longer reserved) and the rest.
+/// Either way with the reservation of the left side read before it.
+enum Collected {
+    Indexed(Vec<RightIndex>, MemoryReservation),
+    TooBig {
+        held: Vec<RecordBatch>,
+        rest: SendableRecordBatchStream,
+        reservation: MemoryReservation,
+    },
+}
+
+/// A right side to spill: the batches read and the rest of the input.
+struct Spill {
+    held: Vec<RecordBatch>,
+    right: SendableRecordBatchStream,
+    disk: Arc<DiskManager>,
+}
+
+/// Joins a partition neither of whose sides fits in memory: the right side
+/// and the left rows read so far are written to disk, then the left is read
+/// in chunks that fit and each chunk is swept against the spilled right side
+/// (a pass per chunk), its rows emitted in their order. Memory: one chunk and
+/// its matches; time: the right side read once per chunk.
+#[allow(clippy::too_many_arguments)]
+async fn in_passes(
+    build: BuildSide,
+    probe: Arc<ProbeSide>,
+    head: Vec<RecordBatch>,
+    rest: Option<BoxStream<'static, DFResult<RecordBatch>>>,
+    spill: Spill,
+    reservation: MemoryReservation,
+    pool: Arc<dyn MemoryPool>,
+    metrics: JoinMetrics,
+) -> DFResult<BoxStream<'static, DFResult<RecordBatch>>> {
+    let Spill { held, right, disk } = spill;
+    let (right_schema, left_schema) = (right.schema(), head.first().map(RecordBatch::schema));
+    let timer = metrics.build_time.timer();
+    // The left rows read so far go to disk first, so chunks have the memory.
+    let left_spilled = match left_schema {
+        Some(schema) => {
+            let none = futures::stream::empty();
+            Some(Spilled::write(&disk, "ASOF JOIN left side", head, none, schema, |_| {}).await?)
+        }
+        None => None,
+    };
+    reservation.free();
+    let rows = metrics.right_rows.clone();
+    let right = Spilled::write(
+        &disk,
+        "ASOF JOIN right side",
+        held,
+        right,
+        right_schema,
+        |b| rows.add(b.num_rows()),
+    )
+    .await?;
+    timer.done();
+    for spilled in left_spilled.iter().chain([&right]) {
+        metrics.spilled_bytes.add(spilled.bytes);
+        metrics.spilled_rows.add(spilled.rows);
+    }
+    let mut source = match &left_spilled {
+        Some(spilled) => spilled.read()?.boxed(),
+        None => futures::stream::empty().boxed(),
+    };
+    if let Some(rest) = rest {
+        source = source.chain(rest).boxed();
+    }
+    let left = LeftChunks {
+        retry: Default::default(),
+        share: 8,
+        source: Some(source),
+        memory: reservation,
+        pool,
+        _spilled: left_spilled,
+    };
+    let right = Arc::new(right);
+    // The right rows were counted as they were spilled, not once per pass.
+    let metrics = JoinMetrics {
+        right_rows: Count::new(),
+        ..metrics
+    };
+    let passes = futures::stream::try_unfold(left, move |mut left| {
+        let (build, probe, metrics) = (build.clone(), probe.clone(), metrics.clone());
+        let right = right.clone();
+        async move {
+            let Some((chunk, reservation)) = left.next_chunk().await? else {
+                return Ok::<_, DataFusionError>(None);
+            };
+            metrics.right_passes.add(1);
+            let held = {
+                let _timer = metrics.build_time.timer();
+                probe.evaluate_held(&chunk)?
+            };
+            let swept = build
+                .sweep(
+                    probe,
+                    chunk.clone(),
+                    held,
+                    right.read()?,
+                    reservation,
+                    metrics,
+                )
+                .await;
+            match swept {
+                Ok(Swept::Joined(out)) => Ok(Some((out, left))),
+                // The sweep outgrew the memory (partitions share the pool):
+                // the right side is on disk, so the chunk is retried in halves.
+                Ok(Swept::TooBig { .. }) => {
+                    left.retry_in_halves(chunk)?;
+                    Ok(Some((futures::stream::empty().boxed(), left)))
+                }
+                Err(e) if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) => {
+                    left.retry_in_halves(chunk).map_err(|_| e)?;
+                    Ok(Some((futures::stream::empty().boxed(), left)))
+                }
+                Err(e) => Err(e),
+            }
+        }
+    });
+    Ok(passes.try_flatten().boxed())
+}
+
+/// The left side of a partition in chunks that fit in memory beside their
+/// sweep (see [`in_passes`]).
+struct LeftChunks {
+    /// Batches of a chunk to retry, taken before the source's.
+    retry: std::collections::VecDeque<RecordBatch>,
+    /// Divides the free memory for a chunk's budget; doubles on each retry.
+    share: usize,
+    source: Option<BoxStream<'static, DFResult<RecordBatch>>>,
+    /// An empty reservation, from which each chunk's is made.
+    memory: MemoryReservation,
+    pool: Arc<dyn MemoryPool>,
+    /// The file the source reads first, kept until it is read.
+    _spilled: Option<Spilled>,
+}
+
+impl LeftChunks {
+    /// Left bytes per chunk: an eighth of the pool's free memory, at most
+    /// LEFT_BUFFER_BYTES. The sweep holds up to about four times a chunk's
+    /// batches beside them (per left row its position, bound, best row and
+    /// retained right row), and partitions share the pool.
+    fn budget(&self) -> usize {
+        match self.pool.memory_limit() {
+            MemoryLimit::Finite(limit) => {
+                (limit.saturating_sub(self.pool.reserved()) / self.share).min(LEFT_BUFFER_BYTES)
+            }
+            _ => LEFT_BUFFER_BYTES,
+        }
+    }
+
+    /// The next chunk (at least one batch) and the reservation holding it;
+    /// `None` when the left side is done.
+    async fn next_chunk(&mut self) -> DFResult<Option<(Vec<RecordBatch>, MemoryReservation)>> {
+        let budget = self.budget();
+        let memory = self.memory.new_empty();
+        let mut chunk = Vec::new();
+        let mut bytes = 0usize;
+        while chunk.is_empty() || bytes < budget {
+            let batch = match self.retry.pop_front() {
+                Some(batch) => batch,
+                None => {
+                    let Some(source) = self.source.as_mut() else {
+                        break;
+                    };
+                    let Some(batch) = source.next().await else {
+                        self.source = None;
+                        break;
+                    };
+                    batch?
+                }
+            };
+            // Read back from a file, a batch's columns share one buffer:
+            // counted once, not once per column.
+            let size = get_record_batch_memory_size(&batch);
+            memory.try_grow(size).map_err(|e| {
+                e.context("ASOF JOIN: neither side of a partition fits in memory, nor does a batch of its left side beside the rest of the query (raise the memory limit)")
+            })?;
+            bytes += size;
+            chunk.push(batch);
+        }
+        Ok((!chunk.is_empty()).then_some((chunk, memory)))
+    }
+
+    /// Puts a chunk whose sweep did not fit back as two halves, each its own
+    /// chunk, and halves later budgets. A single row that does not fit is an
+    /// error.
+    fn retry_in_halves(&mut self, chunk: Vec<RecordBatch>) -> DFResult<()> {
+        let rows: usize = chunk.iter().map(RecordBatch::num_rows).sum();
+        if rows <= 1 {
+            return Err(DataFusionError::ResourcesExhausted(
+                "ASOF JOIN: neither side of a partition fits in memory, nor does the sweep of one left row beside the rest of the query (raise the memory limit)".into(),
+            ));
+        }
+        self.share = self.share.saturating_mul(2);
+        let schema = chunk[0].schema();
+        let all = arrow::compute::concat_batches(&schema, &chunk)?;
+        // Copies, so each half is counted for its own rows only.
+        let half = |offset, len| arrow::compute::concat_batches(&schema, [&all.slice(offset, len)]);
+        let first = half(0, rows / 2)?;
+        let second = half(rows / 2, rows - rows / 2)?;
+        self.retry.push_front(second);
+        self.retry.push_front(first);
+        Ok(())
     }
 }
 

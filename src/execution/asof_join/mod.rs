@@ -9,6 +9,7 @@ mod output;
 mod right_filter;
 mod right_scan;
 mod rows;
+mod spill;
 mod sweep;
 mod tie_break;
 mod values;
