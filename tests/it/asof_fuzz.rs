@@ -540,9 +540,14 @@ async fn sides_over_the_memory_limit_spill_and_match_the_reference() {
             .build_arc()
             .expect("runtime");
         let ctx = pitlake::session::new_context_with_runtime(
+            // The index strategy: a left side that fits would be swept with
+            // the right streaming past, which fails (not spills) when its
+            // state outgrows a pool the other partition shares.
             SessionConfig::new()
                 .with_target_partitions(partitions)
-                .with_batch_size(4_096),
+                .with_batch_size(4_096)
+                .with_option_extension(PitlakeOptions::default())
+                .set_str("pitlake.asof_join_strategy", "index"),
             runtime,
         );
         ctx.register_table("l", Arc::new(table(&left, "l_id", 4_093, 1, false)))

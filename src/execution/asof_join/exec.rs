@@ -1173,7 +1173,10 @@ async fn in_passes(
                 )
                 .await;
             match swept {
-                Ok(Swept::Joined(out)) => Ok(Some((out, left))),
+                Ok(Swept::Joined(out)) => {
+                    left.share = (left.share / 2).max(8);
+                    Ok(Some((out, left)))
+                }
                 // The sweep outgrew the memory (partitions share the pool):
                 // the right side is on disk, so the chunk is retried in halves.
                 Ok(Swept::TooBig { .. }) => {
@@ -1190,6 +1193,11 @@ async fn in_passes(
     });
     Ok(passes.try_flatten().boxed())
 }
+
+/// How long a pass waits for memory held by other partitions before it
+/// halves its first batch: MEMORY_WAITS sleeps of MEMORY_WAIT.
+const MEMORY_WAITS: usize = 50;
+const MEMORY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The left side of a partition in chunks that fit in memory beside their
 /// sweep (see [`in_passes`]).
@@ -1227,6 +1235,7 @@ impl LeftChunks {
         let memory = self.memory.new_empty();
         let mut chunk = Vec::new();
         let mut bytes = 0usize;
+        let mut waited = 0;
         while chunk.is_empty() || bytes < budget {
             let batch = match self.retry.pop_front() {
                 Some(batch) => batch,
@@ -1244,9 +1253,24 @@ impl LeftChunks {
             // Read back from a file, a batch's columns share one buffer:
             // counted once, not once per column.
             let size = get_record_batch_memory_size(&batch);
-            memory.try_grow(size).map_err(|e| {
-                e.context("ASOF JOIN: neither side of a partition fits in memory, nor does a batch of its left side beside the rest of the query (raise the memory limit)")
-            })?;
+            if memory.try_grow(size).is_err() {
+                // Other partitions hold the pool: a smaller chunk; or, for
+                // the first batch, a wait for them to spill or finish, then
+                // the batch in halves (down to one row that does not fit).
+                if chunk.is_empty() {
+                    if waited < MEMORY_WAITS {
+                        waited += 1;
+                        self.retry.push_front(batch);
+                        tokio::time::sleep(MEMORY_WAIT).await;
+                        continue;
+                    }
+                    waited = 0;
+                    self.retry_in_halves(vec![batch])?;
+                    continue;
+                }
+                self.retry.push_front(batch);
+                break;
+            }
             bytes += size;
             chunk.push(batch);
         }
