@@ -540,14 +540,9 @@ async fn sides_over_the_memory_limit_spill_and_match_the_reference() {
             .build_arc()
             .expect("runtime");
         let ctx = pitlake::session::new_context_with_runtime(
-            // The index strategy: a left side that fits would be swept with
-            // the right streaming past, which fails (not spills) when its
-            // state outgrows a pool the other partition shares.
             SessionConfig::new()
                 .with_target_partitions(partitions)
-                .with_batch_size(4_096)
-                .with_option_extension(PitlakeOptions::default())
-                .set_str("pitlake.asof_join_strategy", "index"),
+                .with_batch_size(4_096),
             runtime,
         );
         ctx.register_table("l", Arc::new(table(&left, "l_id", 4_093, 1, false)))
@@ -658,42 +653,7 @@ fn without_spilling(bytes: usize, partitions: usize) -> datafusion::prelude::Ses
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn winners_over_the_memory_limit_fail_cleanly() {
     let ctx = without_spilling(8 << 20, 1);
-    let labels = 20_000i64;
-    // Label i (key i, time 2i + 1) matches only the right row of key i at 2i.
-    let left: Vec<Row> = (0..labels)
-        .map(|i| Row {
-            id: i,
-            key: Some(i),
-            t: Some(2 * i + 1),
-        })
-        .collect();
-    ctx.register_table("l", Arc::new(table(&left, "l_id", 4_096, 1, false)))
-        .expect("l");
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::Int64, true),
-        Field::new("t", DataType::Int64, true),
-        Field::new("payload", DataType::Utf8, false),
-    ]));
-    let payload = "x".repeat(1_000);
-    let batches: Vec<RecordBatch> = (0..labels)
-        .collect::<Vec<_>>()
-        .chunks(2_048)
-        .map(|ids| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![
-                    Arc::new(Int64Array::from_iter_values(ids.iter().copied())),
-                    Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| 2 * i))),
-                    Arc::new(StringArray::from_iter_values(
-                        ids.iter().map(|_| payload.as_str()),
-                    )),
-                ],
-            )
-            .expect("batch")
-        })
-        .collect();
-    let right = MemTable::try_new(schema, vec![batches]).expect("memtable");
-    ctx.register_table("r", Arc::new(right)).expect("r");
+    wide_winners(&ctx, 20_000);
     let err = join_on_k(&ctx, MatchOp::GtEq, None)
         .await
         .collect()
@@ -703,6 +663,92 @@ async fn winners_over_the_memory_limit_fail_cleanly() {
         &err,
         "ASOF JOIN: the left side of a partition and its matches do not fit in memory",
     );
+}
+
+/// Where the join can spill, labels that fit but whose winning rows would
+/// not are joined in passes from the start (the sweep cannot read again the
+/// right rows gone past it), in one partition and in two sharing the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn winners_over_the_memory_limit_spill_and_match_the_reference() {
+    for partitions in [1usize, 2] {
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(8 << 20, 1.0)
+            .build_arc()
+            .expect("runtime");
+        let ctx = pitlake::session::new_context_with_runtime(
+            SessionConfig::new().with_target_partitions(partitions),
+            runtime,
+        );
+        let (left, right) = wide_winners(&ctx, 20_000);
+        for op in [MatchOp::GtEq, MatchOp::Lt] {
+            let case = format!("{op:?} in {partitions} partitions");
+            let frame = join_on_k(&ctx, op, None).await;
+            let task = Arc::new(frame.task_ctx());
+            let plan = frame.create_physical_plan().await.expect("physical plan");
+            let batches = datafusion::physical_plan::collect(plan.clone(), task)
+                .await
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_eq!(
+                matched_ids(&batches, &case),
+                reference(&left, &right, op, None),
+                "{case}"
+            );
+            let spilled = |m: &MetricsSet| m.spilled_rows();
+            assert!(
+                join_metric(&plan, spilled) >= right.len(),
+                "{case}: spilled"
+            );
+        }
+    }
+}
+
+/// `labels` labels and as many right rows, each with a 1 KB payload,
+/// registered in `ctx` as `l` and `r`: label i (key i, time 2i + 1) matches
+/// only the right row of key i at 2i, so every label wins its own row.
+fn wide_winners(ctx: &datafusion::prelude::SessionContext, labels: i64) -> (Vec<Row>, Vec<Row>) {
+    let left: Vec<Row> = (0..labels)
+        .map(|i| Row {
+            id: i,
+            key: Some(i),
+            t: Some(2 * i + 1),
+        })
+        .collect();
+    let right: Vec<Row> = (0..labels)
+        .map(|i| Row {
+            id: 1_000_000 + i,
+            key: Some(i),
+            t: Some(2 * i),
+        })
+        .collect();
+    ctx.register_table("l", Arc::new(table(&left, "l_id", 4_096, 1, false)))
+        .expect("l");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("r_id", DataType::Int64, false),
+        Field::new("k", DataType::Int64, true),
+        Field::new("t", DataType::Int64, true),
+        Field::new("payload", DataType::Utf8, false),
+    ]));
+    let payload = "x".repeat(1_000);
+    let batches: Vec<RecordBatch> = right
+        .chunks(2_048)
+        .map(|rows| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.id))),
+                    Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.key))),
+                    Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.t))),
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|_| payload.as_str()),
+                    )),
+                ],
+            )
+            .expect("batch")
+        })
+        .collect();
+    let table = MemTable::try_new(schema, vec![batches]).expect("memtable");
+    ctx.register_table("r", Arc::new(table)).expect("r");
+    (left, right)
 }
 
 /// A partition whose labels have no key on the right (here: no labels at

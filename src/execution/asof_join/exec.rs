@@ -22,14 +22,18 @@
 //!   (up to 256 MiB)    └─ more, or the right is smaller ─► index: collect and index the right
 //!                                                          (RightIndex), stream the left through it
 //!
-//!   neither fits (the sweep's state or the right side) ─► passes: spill the right side (and the left
-//!                                                          read so far) to disk, sweep the left in
-//!                                                          chunks against it, one read of the file each
+//!   neither fits (the sweep's matches or the right side) ─► passes: spill the right side (and the left
+//!                                                            read so far) to disk, sweep the left in
+//!                                                            chunks against it, one read of the file each
 //! ```
 //!
 //! - sweep: memory O(left rows), the right side is neither kept nor sorted;
 //!   a hash lookup and a binary search in the left per right row. A left side
 //!   with no matchable row does not read the right at all.
+//!   Right rows gone past cannot be read again, so where the join can spill a
+//!   sweep starts only when its matches (one right row per left row and arm,
+//!   as wide as the first right batch's) fit in the pool's free memory shared
+//!   among the partitions; otherwise the partition is joined in passes.
 //! - index: memory is the right partition plus 12 bytes per right row; a sort
 //!   per key group (linear when already in order), a hash lookup and a binary
 //!   search in the right per left row. Too large → passes.
@@ -666,6 +670,9 @@ impl ExecutionPlan for AsOfJoinExec {
         let build = BuildSide {
             keys: self.right_keys.clone(),
             matches: self.arms.iter().map(|a| a.right_match.clone()).collect(),
+            pool: pool.clone(),
+            sharers: lp,
+            can_spill: disk.tmp_files_enabled(),
         };
         let output = Output::new(
             self.schema.clone(),
@@ -869,13 +876,20 @@ struct BuildSide {
     keys: Vec<PhysicalExprRef>,
     /// Per arm, its right match expression.
     matches: Vec<PhysicalExprRef>,
+    pool: Arc<dyn MemoryPool>,
+    /// How many sweeps may grow in the pool at once: where the join can
+    /// spill, a sweep starts only when its matches' bound fits in this share
+    /// of the free memory (see `sweep`).
+    sharers: usize,
+    can_spill: bool,
 }
 
 impl BuildSide {
     /// Holds the left side (`head`, all of it) and streams the right past it,
     /// each right batch pushed to every arm's sweep; then joins the held
     /// left batches, in their order. When the sweep's state does not fit
-    /// beside the held left, the inputs are handed back untouched.
+    /// beside the held left, or its matches would not (see `fits`), the
+    /// inputs are handed back untouched.
     async fn sweep(
         self,
         probe: Arc<ProbeSide>,
@@ -949,6 +963,28 @@ impl BuildSide {
         // reads (the whole right side of a partition without labels).
         if done(&sweeps) {
             let _ = futures::FutureExt::now_or_never(right.next());
+        } else if let Some(first) = right.next().await {
+            // Rows gone past the sweep cannot be read again: a sweep whose
+            // matches could outgrow the pool, judged by the first batch's
+            // width, hands back its inputs (to be joined in passes) before
+            // it starts rather than fail part-way.
+            let first = first?;
+            let mut bound = size(&sweeps);
+            for sweep in &sweeps {
+                bound += sweep.matches_bound(&first)?;
+            }
+            let schema = right.schema();
+            let first = futures::stream::once(async { Ok(first) });
+            right = Box::pin(RecordBatchStreamAdapter::new(schema, first.chain(right)));
+            if !self.fits(bound, reservation.size()) {
+                drop(sweeps);
+                reservation.resize(held);
+                return Ok(Swept::TooBig {
+                    head,
+                    right,
+                    reservation,
+                });
+            }
         }
         while !done(&sweeps) {
             let Some(batch) = right.next().await else {
@@ -994,6 +1030,22 @@ impl BuildSide {
             Ok(out)
         });
         Ok(Swept::Joined(futures::stream::iter(joined).boxed()))
+    }
+
+    /// Whether `bytes` fit in the pool beside what others hold (all but
+    /// `own`), shared among `sharers`; always, where the join cannot spill
+    /// (the sweep is its only chance).
+    fn fits(&self, bytes: usize, own: usize) -> bool {
+        if !self.can_spill {
+            return true;
+        }
+        match self.pool.memory_limit() {
+            MemoryLimit::Finite(limit) => {
+                let others = self.pool.reserved().saturating_sub(own);
+                bytes.saturating_mul(self.sharers) <= limit.saturating_sub(others)
+            }
+            _ => true,
+        }
     }
 
     /// Collects the right partition under the memory reservation and
@@ -1103,6 +1155,11 @@ async fn in_passes(
     metrics: JoinMetrics,
 ) -> DFResult<BoxStream<'static, DFResult<RecordBatch>>> {
     let Spill { held, right, disk } = spill;
+    // Chunks are sized to the free memory already (see `LeftChunks`).
+    let build = BuildSide {
+        sharers: 1,
+        ..build
+    };
     let (right_schema, left_schema) = (right.schema(), head.first().map(RecordBatch::schema));
     let timer = metrics.build_time.timer();
     // The left rows read so far go to disk first, so chunks have the memory.

@@ -225,6 +225,17 @@ impl LeftSweep {
             + self.scratch.bytes()
     }
 
+    /// What the matches hold at most once superseded rows are dropped: one
+    /// right row per bucket, each as wide as `batch`'s held columns (a
+    /// sample of the right side).
+    pub fn matches_bound(&self, batch: &RecordBatch) -> Result<usize> {
+        let held = batch
+            .project(&self.columns)
+            .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
+        let width = data_bytes(&held).div_ceil(batch.num_rows().max(1));
+        Ok(self.arms.iter().map(|arm| arm.best.len() * width).sum())
+    }
+
     /// Whether no right row can match (no left row has a key and value).
     pub fn is_empty(&self) -> bool {
         self.arms.iter().all(|arm| arm.best.is_empty())
