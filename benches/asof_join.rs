@@ -12,7 +12,8 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionConfig;
 use pitlake::session::{new_context, sql_dataframe};
 
-/// pitlake's binaries run on mimalloc (see Cargo.toml).
+/// pitlake's binaries run on mimalloc (see Cargo.toml), without transparent
+/// huge pages (see `pitlake::allocator`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -64,6 +65,7 @@ fn table(n: usize, keys: i64, seed: u64, time_ordered: bool, with_feature: bool)
 }
 
 fn bench(c: &mut Criterion) {
+    pitlake::allocator::disable_transparent_huge_pages();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -12,11 +12,13 @@ use arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig};
 use pitlake::session::{new_context, sql_dataframe};
 
-/// pitlake's binaries run on mimalloc (see Cargo.toml).
+/// pitlake's binaries run on mimalloc (see Cargo.toml), without transparent
+/// huge pages (see `pitlake::allocator`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    pitlake::allocator::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -12,7 +12,8 @@ use futures::TryStreamExt;
 use pitlake::catalog::Warehouse;
 use pitlake::flight::{ServerConfig, Users};
 
-/// pitlake's binaries run on mimalloc (see Cargo.toml).
+/// pitlake's binaries run on mimalloc (see Cargo.toml), without transparent
+/// huge pages (see `pitlake::allocator`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -43,6 +44,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
+    pitlake::allocator::disable_transparent_huge_pages();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

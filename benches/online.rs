@@ -39,7 +39,8 @@ use pitlake::flight::{ServerConfig, Users};
 use pitlake::output::cells;
 use tonic::transport::Channel;
 
-/// pitlake's binaries run on mimalloc (see Cargo.toml).
+/// pitlake's binaries run on mimalloc (see Cargo.toml), without transparent
+/// huge pages (see `pitlake::allocator`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -282,6 +283,7 @@ fn row(what: impl Into<String>, result: impl Into<String>, goal: &str, met: Opti
 }
 
 fn main() {
+    pitlake::allocator::disable_transparent_huge_pages();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -14,6 +14,7 @@
 //!
 //! [`Session`] is the entry point: open a warehouse folder, run SQL.
 
+pub mod allocator;
 pub mod catalog;
 pub mod error;
 pub mod execution;

@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pitlake::output::{Format, render};
 use pitlake::{Result, Session};
 
-/// pitlake's binaries run on mimalloc (see Cargo.toml).
+/// pitlake's binaries run on mimalloc (see Cargo.toml), without transparent
+/// huge pages (see `pitlake::allocator`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -115,6 +116,7 @@ impl From<OutputFormat> for Format {
 }
 
 fn main() -> ExitCode {
+    pitlake::allocator::disable_transparent_huge_pages();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

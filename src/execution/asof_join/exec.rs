@@ -1251,8 +1251,8 @@ async fn in_passes(
     Ok(passes.try_flatten().boxed())
 }
 
-/// How long a pass waits for memory held by other partitions before it
-/// halves its first batch: MEMORY_WAITS sleeps of MEMORY_WAIT.
+/// How long a chunk waits for memory held by other partitions before its
+/// first batch is halved: MEMORY_WAITS sleeps of MEMORY_WAIT, in all.
 const MEMORY_WAITS: usize = 50;
 const MEMORY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -1312,8 +1312,9 @@ impl LeftChunks {
             let size = get_record_batch_memory_size(&batch);
             if memory.try_grow(size).is_err() {
                 // Other partitions hold the pool: a smaller chunk; or, for
-                // the first batch, a wait for them to spill or finish, then
-                // the batch in halves (down to one row that does not fit).
+                // the first batch, a wait for them to spill or finish (once
+                // per chunk), then the batch in halves (down to one row that
+                // does not fit).
                 if chunk.is_empty() {
                     if waited < MEMORY_WAITS {
                         waited += 1;
@@ -1321,7 +1322,6 @@ impl LeftChunks {
                         tokio::time::sleep(MEMORY_WAIT).await;
                         continue;
                     }
-                    waited = 0;
                     self.retry_in_halves(vec![batch])?;
                     continue;
                 }
