@@ -53,11 +53,13 @@ const PENDING: u32 = 1 << 31;
 const SLACK_ROWS: usize = 1 << 22;
 const SLACK_BYTES: usize = 32 << 20;
 /// Right rows gathered before they are swept: at least this many, and
-/// about two per left key group, up to the most; and at most this many
+/// about four per left key group, up to the most (each sweep of a chunk
+/// reads every group's labels and buckets once: at M, 50 MB a pass); and
+/// at most this many
 /// bytes, so a chunk of wide rows (hundreds of features) stays small.
 const CHUNK_ROWS: u32 = 1 << 19;
-const CHUNK_ROWS_PER_GROUP: usize = 2;
-const MAX_CHUNK_ROWS: u32 = 1 << 21;
+const CHUNK_ROWS_PER_GROUP: usize = 4;
+const MAX_CHUNK_ROWS: u32 = 1 << 22;
 const MAX_CHUNK_BYTES: usize = 64 << 20;
 /// A chunk is held whole before it is swept when at least this share
 /// (1 / DIRECT_SHARE) of the last chunk's rows won a bucket.
