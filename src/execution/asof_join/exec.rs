@@ -946,24 +946,16 @@ impl BuildSide {
         let too_big = |e: DataFusionError| {
             e.context("ASOF JOIN: the left side of a partition and its matches do not fit in memory (raise the memory limit, or filter the left side)")
         };
-        if reservation.try_resize(size(&sweeps)).is_err() {
-            drop(sweeps);
-            reservation.resize(held);
-            return Ok(Swept::TooBig {
-                head,
-                right,
-                reservation,
-            });
-        }
+        let mut fits = reservation.try_resize(size(&sweeps)).is_ok();
         let done = |sweeps: &[LeftSweep]| sweeps.iter().all(LeftSweep::is_empty);
         // A left side no row of which can match does not read the right. A
         // repartitioned input hands its channel to a partition on first poll
         // and buffers for it until then: poll once, so dropping the stream
         // closes the channel instead of leaving it to fill with rows nobody
         // reads (the whole right side of a partition without labels).
-        if done(&sweeps) {
+        if fits && done(&sweeps) {
             let _ = futures::FutureExt::now_or_never(right.next());
-        } else if let Some(first) = right.next().await {
+        } else if fits && let Some(first) = right.next().await {
             // Rows gone past the sweep cannot be read again: a sweep whose
             // matches could outgrow the pool, judged by the first batch's
             // width, hands back its inputs (to be joined in passes) before
@@ -973,18 +965,19 @@ impl BuildSide {
             for sweep in &sweeps {
                 bound += sweep.matches_bound(&first)?;
             }
+            fits = self.fits(bound, reservation.size());
             let schema = right.schema();
             let first = futures::stream::once(async { Ok(first) });
             right = Box::pin(RecordBatchStreamAdapter::new(schema, first.chain(right)));
-            if !self.fits(bound, reservation.size()) {
-                drop(sweeps);
-                reservation.resize(held);
-                return Ok(Swept::TooBig {
-                    head,
-                    right,
-                    reservation,
-                });
-            }
+        }
+        if !fits {
+            drop(sweeps);
+            reservation.resize(held);
+            return Ok(Swept::TooBig {
+                head,
+                right,
+                reservation,
+            });
         }
         while !done(&sweeps) {
             let Some(batch) = right.next().await else {
