@@ -535,16 +535,10 @@ async fn sides_over_the_memory_limit_spill_and_match_the_reference() {
     let left = rows(&mut rng, 60_000, 300, 5_000, 0);
     let right = rows(&mut rng, 80_000, 300, 5_000, 1_000_000);
     for (partitions, limit) in [(1usize, 1usize << 20), (2, 2 << 20)] {
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_limit(limit, 1.0)
-            .build_arc()
-            .expect("runtime");
-        let ctx = pitlake::session::new_context_with_runtime(
-            SessionConfig::new()
-                .with_target_partitions(partitions)
-                .with_batch_size(4_096),
-            runtime,
-        );
+        let config = SessionConfig::new()
+            .with_target_partitions(partitions)
+            .with_batch_size(4_096);
+        let ctx = memory_limited(limit, config, true);
         ctx.register_table("l", Arc::new(table(&left, "l_id", 4_093, 1, false)))
             .expect("l");
         ctx.register_table("r", Arc::new(table(&right, "r_id", 4_093, 1, false)))
@@ -555,20 +549,7 @@ async fn sides_over_the_memory_limit_spill_and_match_the_reference() {
             (MatchOp::Gt, Some((300, false))),
         ] {
             let case = format!("{op:?} {max_age:?} in {partitions} partitions within {limit} B");
-            let frame = join_on_k(&ctx, op, max_age).await;
-            let task = Arc::new(frame.task_ctx());
-            let plan = frame.create_physical_plan().await.expect("physical plan");
-            let batches = datafusion::physical_plan::collect(plan.clone(), task)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "{case}: {e}\n{}",
-                        datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
-                            plan.as_ref()
-                        )
-                        .indent(true)
-                    )
-                });
+            let (plan, batches) = run_with_plan(join_on_k(&ctx, op, max_age).await, &case).await;
             assert_eq!(
                 matched_ids(&batches, &case),
                 reference(&left, &right, op, max_age),
@@ -633,18 +614,52 @@ fn assert_exhausted(err: &datafusion::error::DataFusionError, what: &str) {
 /// A context with a memory limit of `bytes`, `partitions` target partitions
 /// and spilling disabled: whatever does not fit fails.
 fn without_spilling(bytes: usize, partitions: usize) -> datafusion::prelude::SessionContext {
+    let config = SessionConfig::new().with_target_partitions(partitions);
+    memory_limited(bytes, config, false)
+}
+
+/// A context with a memory limit of `bytes` that spills to the system's
+/// temporary directory, or with `spill` false cannot spill at all.
+fn memory_limited(
+    bytes: usize,
+    config: SessionConfig,
+    spill: bool,
+) -> datafusion::prelude::SessionContext {
     use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_limit(bytes, 1.0)
-        .with_disk_manager_builder(
+    let mut runtime =
+        datafusion::execution::runtime_env::RuntimeEnvBuilder::new().with_memory_limit(bytes, 1.0);
+    if !spill {
+        runtime = runtime.with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-        )
-        .build_arc()
-        .expect("runtime");
-    pitlake::session::new_context_with_runtime(
-        SessionConfig::new().with_target_partitions(partitions),
-        runtime,
-    )
+        );
+    }
+    let runtime = runtime.build_arc().expect("runtime");
+    pitlake::session::new_context_with_runtime(config, runtime)
+}
+
+/// Runs `frame`, panicking with `case` on failure; the physical plan, for
+/// its metrics, and the output.
+async fn run_with_plan(
+    frame: datafusion::prelude::DataFrame,
+    case: &str,
+) -> (
+    Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    Vec<RecordBatch>,
+) {
+    let task = Arc::new(frame.task_ctx());
+    let plan = frame.create_physical_plan().await.expect("physical plan");
+    let batches = datafusion::physical_plan::collect(plan.clone(), task)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{case}: {e}\n{}",
+                datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
+                    plan.as_ref()
+                )
+                .indent(true)
+            )
+        });
+    (plan, batches)
 }
 
 /// Labels whose winning right rows exceed the memory limit even after the
@@ -671,23 +686,12 @@ async fn winners_over_the_memory_limit_fail_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn winners_over_the_memory_limit_spill_and_match_the_reference() {
     for partitions in [1usize, 2] {
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_limit(8 << 20, 1.0)
-            .build_arc()
-            .expect("runtime");
-        let ctx = pitlake::session::new_context_with_runtime(
-            SessionConfig::new().with_target_partitions(partitions),
-            runtime,
-        );
+        let config = SessionConfig::new().with_target_partitions(partitions);
+        let ctx = memory_limited(8 << 20, config, true);
         let (left, right) = wide_winners(&ctx, 20_000);
         for op in [MatchOp::GtEq, MatchOp::Lt] {
             let case = format!("{op:?} in {partitions} partitions");
-            let frame = join_on_k(&ctx, op, None).await;
-            let task = Arc::new(frame.task_ctx());
-            let plan = frame.create_physical_plan().await.expect("physical plan");
-            let batches = datafusion::physical_plan::collect(plan.clone(), task)
-                .await
-                .unwrap_or_else(|e| panic!("{case}: {e}"));
+            let (plan, batches) = run_with_plan(join_on_k(&ctx, op, None).await, &case).await;
             assert_eq!(
                 matched_ids(&batches, &case),
                 reference(&left, &right, op, None),
