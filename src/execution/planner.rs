@@ -10,7 +10,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
-use super::asof_join::{AsOfJoinExec, filter_rows_while_decoding};
+use super::asof_join::{AsOfJoinExec, filter_rows_while_decoding, worth_filtering_rows};
 use crate::options::PitlakeOptions;
 use crate::planning::AsOfJoinNode;
 use crate::planning::asof_join::same_right_relation;
@@ -66,9 +66,13 @@ impl ExtensionPlanner for AsOfJoinExtensionPlanner {
             Some(age) => Some((on_left(&age.bound)?, age.strict)),
             None => None,
         };
+        let right = match worth_filtering_rows(physical_inputs[0].as_ref()) {
+            true => filter_rows_while_decoding(physical_inputs[1].clone())?,
+            false => physical_inputs[1].clone(),
+        };
         let planned = AsOfJoinExec::new(
             physical_inputs[0].clone(),
-            filter_rows_while_decoding(physical_inputs[1].clone())?,
+            right,
             left_keys,
             right_keys,
             on_left(&join.left_match)?,

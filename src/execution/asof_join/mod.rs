@@ -16,6 +16,6 @@ mod values;
 
 pub use exec::AsOfJoinExec;
 pub use index::RightIndex;
-pub use right_scan::filter_rows_while_decoding;
+pub use right_scan::{filter_rows_while_decoding, worth_filtering_rows};
 pub use sweep::LeftSweep;
 pub use values::ordered_i64;

@@ -37,6 +37,8 @@ use crate::planning::MatchOp;
 /// 4096 labels against 50M rows decode 0.2M rows instead of 50M); beyond it,
 /// only the key's range.
 const MAX_LISTED_KEYS: usize = 8192;
+/// Left rows up to which a partition looks for its few distinct keys.
+pub const MAX_LISTING_ROWS: usize = MAX_LISTED_KEYS * 64;
 
 /// What one partition's left side spans.
 #[derive(Debug, Clone, Default)]
@@ -72,7 +74,7 @@ impl LeftSpan {
             span.keys.push(range(keys.iter().map(|k| &k[c]))?);
         }
         let rows: usize = matches.iter().map(|m| m.len()).sum();
-        if columns == 1 && rows <= MAX_LISTED_KEYS * 64 {
+        if columns == 1 && rows <= MAX_LISTING_ROWS {
             span.listed = distinct_keys(keys.iter().map(|k| &k[0]))?;
         }
         Ok(span)
