@@ -66,9 +66,10 @@ impl ExtensionPlanner for AsOfJoinExtensionPlanner {
             Some(age) => Some((on_left(&age.bound)?, age.strict)),
             None => None,
         };
-        let right = match worth_filtering_rows(physical_inputs[0].as_ref()) {
-            true => filter_rows_while_decoding(physical_inputs[1].clone())?,
-            false => physical_inputs[1].clone(),
+        let right = if worth_filtering_rows(physical_inputs[0].as_ref()) {
+            filter_rows_while_decoding(physical_inputs[1].clone())?
+        } else {
+            physical_inputs[1].clone()
         };
         let planned = AsOfJoinExec::new(
             physical_inputs[0].clone(),

@@ -259,13 +259,17 @@ impl LeftSweep {
         }
         let groups = self.groups.find(keys, n)?;
         let values = ordered_i64(matches)?;
+        // Only rows with a left key and a match value wait in the chunk: with
+        // few labels that is a small part of the right side, and most
+        // batches have none.
+        let usable = |i: usize| Some((groups[i]?, values.get(i)?));
+        if !(0..n).any(|i| usable(i).is_some()) {
+            return Ok(());
+        }
         let ties = match self.ingest {
             Some(c) => Some(ingest_order(batch, c)?),
             None => None,
         };
-        // Only rows with a left key and a match value wait in the chunk: with
-        // few labels that is a small part of the right side.
-        let usable = |i: usize| Some((groups[i]?, values.get(i)?));
         let chunk = &mut self.chunk;
         let before = chunk.groups.len();
         for i in 0..n {
@@ -278,9 +282,6 @@ impl LeftSweep {
             }
         }
         let kept = chunk.groups.len() - before;
-        if kept == 0 {
-            return Ok(());
-        }
         let batch = batch
             .project(&self.columns)
             .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
