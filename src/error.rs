@@ -72,6 +72,28 @@ pub enum Error {
     #[error("{what} is locked: another pitlake process owns it")]
     Locked { what: String },
 
+    /// A schema or table name that breaks the naming rule (`names.rs`).
+    #[error("invalid {kind} name \"{name}\": {reason}")]
+    InvalidName {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+
+    /// A commit that kept losing to concurrent commits to the same table.
+    #[error(
+        "cannot commit to {table}: {attempts} attempts lost to concurrent commits; nothing was written, try again"
+    )]
+    CommitConflict { table: String, attempts: u32 },
+
+    /// A file a COPY may not read or write (`file_access.rs`).
+    #[error("cannot use the file {path}: {reason}")]
+    FileDenied { path: String, reason: String },
+
+    /// A statement larger or deeper than pitlake plans (`sql/limits.rs`).
+    #[error("statement too complex: {0}")]
+    TooComplex(String),
+
     /// A feature pitlake does not have (yet), named so the user knows.
     #[error("not supported: {0}")]
     NotSupported(String),

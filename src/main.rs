@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use pitlake::output::{Format, render};
+use pitlake::sql::limits::STACK_BYTES;
 use pitlake::{Result, Session};
 
 /// pitlake's binaries run on mimalloc (see Cargo.toml), without transparent
@@ -96,6 +97,12 @@ struct ServeArgs {
     /// ... or as soon as this many streamed rows wait.
     #[arg(long, default_value_t = 500_000)]
     commit_rows: usize,
+    /// The one folder clients may COPY ... FROM (none by default).
+    #[arg(long)]
+    import_dir: Option<PathBuf>,
+    /// The one folder clients may COPY ... TO (none by default).
+    #[arg(long)]
+    export_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -118,14 +125,32 @@ impl From<OutputFormat> for Format {
 fn main() -> ExitCode {
     pitlake::allocator::disable_transparent_huge_pages();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Every thread that plans or runs statements, this one included, has the
+    // stack the statement depth limit was sized for.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(STACK_BYTES)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let main = std::thread::Builder::new()
+        .name("pitlake-main".into())
+        .stack_size(STACK_BYTES)
+        .spawn(move || runtime.block_on(run(cli)));
+    let outcome = match main.map(std::thread::JoinHandle::join) {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => return ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: cannot start the main thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -255,6 +280,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             ..Limits::default()
         },
         tls,
+        import_dir: args.import_dir,
+        export_dir: args.export_dir,
         ..ServerConfig::default()
     };
     pitlake::flight::serve(warehouse, listener, config, shutdown_signal()).await?;

@@ -34,7 +34,9 @@ use crate::catalog::{
 };
 use crate::error::{Error, Result};
 use crate::execution::PitlakeQueryPlanner;
+use crate::file_access::{Access, FileAccess};
 use crate::ingest::{self, target_of, write_snapshot};
+use crate::names::{NameKind, check_name};
 use crate::online::{ONLINE_CATALOG, OnlineCatalog};
 use crate::options::PitlakeOptions;
 use crate::planning::asof_join::wrap_asof_joins;
@@ -64,6 +66,8 @@ pub struct Session {
     catalog: Arc<WarehouseCatalog>,
     /// Memory one query may hold (DataFusion's pool); unlimited when `None`.
     query_memory: Option<usize>,
+    /// The host files COPY may read and write.
+    files: FileAccess,
 }
 
 impl std::fmt::Debug for Session {
@@ -99,7 +103,23 @@ impl Session {
             warehouse,
             catalog,
             query_memory: None,
+            files: FileAccess::Local,
         })
+    }
+
+    /// This session with another policy for the files COPY reads and writes.
+    pub fn with_file_access(mut self, files: FileAccess) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// A new session on the same warehouse with the same limits and file
+    /// policy, but its own current schema and settings (one per client).
+    pub async fn fork(&self) -> Result<Self> {
+        Ok(Session::with_warehouse(self.warehouse.clone())
+            .await?
+            .with_query_memory_limit(self.query_memory)
+            .with_file_access(self.files.clone()))
     }
 
     /// This session with a memory limit per query: operators that need more
@@ -210,12 +230,12 @@ impl Session {
         append: bool,
         input: impl futures::Stream<Item = Result<RecordBatch>> + Send,
     ) -> Result<u64> {
-        let name = TableName {
-            schema: schema
+        let name = TableName::new(
+            schema
                 .map(str::to_string)
                 .unwrap_or_else(|| self.current_schema()),
-            table: table.to_string(),
-        };
+            table,
+        )?;
         let mut input = Box::pin(input.peekable());
         let existing = self
             .warehouse
@@ -308,6 +328,7 @@ impl Session {
                 one_batch(catalog::describe_feature_group(&self.warehouse, &name).await?)
             }
             Statement::CopyFrom { table, path } => self.copy_from(&table, &path).await,
+            Statement::Vacuum { table } => self.vacuum(table.as_ref()).await,
         }
     }
 
@@ -478,9 +499,16 @@ impl Session {
                 ));
             }
         };
+        let target = self
+            .files
+            .check(self.warehouse.root(), &filename, Access::Write)?;
+        let target = target
+            .to_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Invalid(format!("COPY TO: the path {filename} is not UTF-8")))?;
         self.run_planned(DFStatement::CopyTo(CopyToStatement {
             source,
-            target: filename,
+            target,
             partitioned_by: vec![],
             stored_as: format,
             options: vec![],
@@ -553,6 +581,11 @@ impl Session {
 
     /// Evaluates a constant expression to an instant; naive timestamps are UTC.
     async fn evaluate_timestamp(&self, expr: &ast::Expr) -> Result<DateTime<Utc>> {
+        // A literal is read here: DataFusion's timestamps are nanoseconds,
+        // which end in 2262, and a far-future instant means "the latest".
+        if let Some(instant) = literal_instant(expr) {
+            return Ok(instant);
+        }
         let value = self.evaluate_scalar(expr).await?;
         let value = &value;
         if !matches!(
@@ -591,18 +624,9 @@ impl Session {
             .filter_map(|p| p.as_ident().map(catalog::types::normalize))
             .collect();
         match parts.as_slice() {
-            [table] => Ok(TableName {
-                schema: self.current_schema(),
-                table: table.clone(),
-            }),
-            [schema, table] => Ok(TableName {
-                schema: schema.clone(),
-                table: table.clone(),
-            }),
-            [cat, schema, table] if cat == CATALOG_NAME => Ok(TableName {
-                schema: schema.clone(),
-                table: table.clone(),
-            }),
+            [table] => TableName::new(self.current_schema(), table),
+            [schema, table] => TableName::new(schema, table),
+            [cat, schema, table] if cat == CATALOG_NAME => TableName::new(schema, table),
             _ => Err(Error::Invalid(format!(
                 "table name {name} is not of the form [schema.]table"
             ))),
@@ -874,6 +898,54 @@ impl Session {
         group.lookup(keys, &projection)
     }
 
+    /// `VACUUM [t]`: the data files it removed, per table.
+    async fn vacuum(&self, table: Option<&ObjectName>) -> Result<SendableRecordBatchStream> {
+        let names = match table {
+            Some(name) => vec![self.resolve_name(name)?],
+            None => {
+                let mut names = Vec::new();
+                for schema in self.warehouse.list_schemas().await? {
+                    for table in self.warehouse.list_tables(&schema).await? {
+                        // Names made by other engines that pitlake would not
+                        // make are skipped, never turned into paths.
+                        if let Ok(name) = TableName::new(schema.clone(), table) {
+                            names.push(name);
+                        }
+                    }
+                }
+                names
+            }
+        };
+        let (mut tables, mut paths, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
+        for name in names {
+            let table = self.warehouse.load_table(&name.schema, &name.table).await?;
+            let Some(dir) = ingest::vacuum::data_dir(&table) else {
+                continue;
+            };
+            let load = || self.warehouse.load_table(&name.schema, &name.table);
+            for removed in ingest::vacuum::vacuum(&name.to_string(), &dir, load).await? {
+                tables.push(name.to_string());
+                paths.push(removed.path.display().to_string());
+                sizes.push(removed.bytes);
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("table", DataType::Utf8, false),
+            Field::new("removed_file", DataType::Utf8, false),
+            Field::new("bytes", DataType::UInt64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(arrow::array::StringArray::from(tables)),
+                Arc::new(arrow::array::StringArray::from(paths)),
+                Arc::new(UInt64Array::from(sizes)),
+            ],
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+        one_batch(batch)
+    }
+
     /// `COPY t FROM 'file.parquet' | 'file.csv'`: columns matched by name, one snapshot.
     async fn copy_from(
         &self,
@@ -893,9 +965,15 @@ impl Session {
                 "cannot tell the format of {path}: name it .parquet or .csv"
             )));
         }
-        if !Path::new(path).is_file() {
+        let resolved = self
+            .files
+            .check(self.warehouse.root(), path, Access::Read)?;
+        if !resolved.is_file() {
             return Err(bad(format!("file {path} does not exist")));
         }
+        let path = resolved
+            .to_str()
+            .ok_or_else(|| bad(format!("the path {path} is not UTF-8")))?;
         let reader = self.in_order();
         let frame = if lower.ends_with(".parquet") {
             reader
@@ -1069,6 +1147,36 @@ pub async fn sql_dataframe(ctx: &SessionContext, sql: &str) -> Result<DataFrame>
     Ok(ctx.execute_logical_plan(plan).await?)
 }
 
+/// `TIMESTAMP '…'`, `DATE '…'` or a plain `'…'` in one of the usual forms,
+/// as an instant (naive times are UTC); `None` for anything else.
+fn literal_instant(expr: &ast::Expr) -> Option<DateTime<Utc>> {
+    let text = match expr {
+        ast::Expr::TypedString(typed)
+            if matches!(
+                typed.data_type,
+                ast::DataType::Timestamp(_, ast::TimezoneInfo::None) | ast::DataType::Date
+            ) =>
+        {
+            typed.value.value.clone().into_string()?
+        }
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(text) => text.clone(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let text = text.trim();
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(naive.and_utc());
+        }
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|naive| naive.and_utc())
+}
+
 /// A schema of text columns named by the header line of a CSV file.
 fn csv_text_schema(path: &str) -> Result<Schema> {
     use std::io::BufRead;
@@ -1094,11 +1202,13 @@ fn csv_text_schema(path: &str) -> Result<Schema> {
 
 /// A schema name from `CREATE SCHEMA x` / `USE x`.
 fn schema_of(name: &ObjectName) -> Result<String> {
-    match name_parts(name).as_slice() {
-        [schema] => Ok(normalize_part(name, schema)),
-        [cat, schema] if cat == CATALOG_NAME => Ok(normalize_part(name, schema)),
-        _ => Err(Error::Invalid(format!("{name} is not a schema name"))),
-    }
+    let schema = match name_parts(name).as_slice() {
+        [schema] => normalize_part(name, schema),
+        [cat, schema] if cat == CATALOG_NAME => normalize_part(name, schema),
+        _ => return Err(Error::Invalid(format!("{name} is not a schema name"))),
+    };
+    check_name(NameKind::Schema, &schema)?;
+    Ok(schema)
 }
 
 fn normalize_part(name: &ObjectName, part: &str) -> String {

@@ -8,25 +8,12 @@ use super::feature_group::FeatureGroup;
 use super::types::{normalize, schema_from_columns};
 use super::warehouse::Warehouse;
 use crate::error::{Error, Result};
+pub use crate::names::TableName;
+use crate::names::{NameKind, check_name};
 use crate::sql::CreateFeatureGroup;
 
-/// A table name resolved to its schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableName {
-    pub schema: String,
-    pub table: String,
-}
-
-impl std::fmt::Display for TableName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.schema, self.table)
-    }
-}
-
-impl TableName {
-    fn ident(&self) -> TableIdent {
-        TableIdent::new(NamespaceIdent::new(self.schema.clone()), self.table.clone())
-    }
+fn ident(name: &TableName) -> TableIdent {
+    TableIdent::new(NamespaceIdent::new(name.schema.clone()), name.table.clone())
 }
 
 /// Creates an Iceberg table; `Ok(None)` when it exists and `if_not_exists` is set.
@@ -37,6 +24,8 @@ pub async fn create_table(
     properties: std::collections::HashMap<String, String>,
     if_not_exists: bool,
 ) -> Result<Option<Table>> {
+    check_name(NameKind::Schema, &name.schema)?;
+    check_name(NameKind::Table, &name.table)?;
     if !warehouse.schema_exists(&name.schema).await? {
         return Err(Error::SchemaNotFound {
             schema: name.schema.clone(),
@@ -161,7 +150,7 @@ pub async fn drop_table(
     }
     warehouse
         .catalog()
-        .drop_table(&name.ident())
+        .drop_table(&ident(name))
         .await
         .map_err(Error::iceberg(format!("cannot drop {name}")))
 }

@@ -10,6 +10,7 @@ mod system;
 mod table;
 mod time_travel;
 pub mod types;
+mod verified;
 mod warehouse;
 
 pub use ddl::{TableName, alter_feature_group, create_feature_group, create_table, drop_table};
@@ -20,4 +21,5 @@ pub use provider::WarehouseCatalog;
 pub use system::SYSTEM_SCHEMA;
 pub use table::IcebergTable;
 pub use time_travel::{AsOf, format_millis, resolve_snapshot};
+pub use verified::VerifiedCatalog;
 pub use warehouse::{CATALOG_FILE, CATALOG_NAME, DEFAULT_SCHEMA, Warehouse, WeakWarehouse};

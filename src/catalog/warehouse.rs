@@ -15,10 +15,13 @@ use std::sync::Arc;
 use iceberg::io::LocalFsStorageFactory;
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
-use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
+
+use super::verified::VerifiedCatalog;
 
 use crate::error::{Error, Result};
 use crate::ingest::stream::Streams;
+use crate::names::{NameKind, check_name};
 use crate::online::OnlineStore;
 
 /// Name under which pitlake registers its tables in the catalog database; other
@@ -35,7 +38,7 @@ pub const DEFAULT_SCHEMA: &str = "default";
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: PathBuf,
-    catalog: Arc<SqlCatalog>,
+    catalog: Arc<VerifiedCatalog>,
     online: Arc<OnlineStore>,
     streams: Arc<Streams>,
 }
@@ -45,7 +48,7 @@ pub struct Warehouse {
 #[derive(Debug, Clone)]
 pub struct WeakWarehouse {
     root: PathBuf,
-    catalog: Arc<SqlCatalog>,
+    catalog: Arc<VerifiedCatalog>,
     online: std::sync::Weak<OnlineStore>,
     streams: std::sync::Weak<Streams>,
 }
@@ -88,7 +91,7 @@ impl Warehouse {
             )))?;
         let warehouse = Warehouse {
             root,
-            catalog: Arc::new(catalog),
+            catalog: Arc::new(VerifiedCatalog::new(catalog)),
             online: Arc::default(),
             streams: Arc::default(),
         };
@@ -102,7 +105,7 @@ impl Warehouse {
     }
 
     /// The Iceberg catalog.
-    pub fn catalog(&self) -> &Arc<SqlCatalog> {
+    pub fn catalog(&self) -> &Arc<VerifiedCatalog> {
         &self.catalog
     }
 
@@ -136,6 +139,7 @@ impl Warehouse {
 
     /// Creates a schema; errors if it exists.
     pub async fn create_schema(&self, schema: &str) -> Result<()> {
+        check_name(NameKind::Schema, schema)?;
         if schema == super::system::SYSTEM_SCHEMA {
             return Err(Error::AlreadyExists {
                 kind: "schema",

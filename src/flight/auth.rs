@@ -143,10 +143,7 @@ impl Authenticator {
             return Err(Status::unauthenticated("invalid user name or password"));
         }
         let token = random_secret();
-        let session = Session::with_warehouse(self.shared.warehouse().clone())
-            .await
-            .map_err(super::status::to_status)?
-            .with_query_memory_limit(self.shared.query_memory_limit());
+        let session = self.shared.fork().await.map_err(super::status::to_status)?;
         let mut tokens = self
             .tokens
             .lock()

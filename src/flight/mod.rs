@@ -28,6 +28,7 @@ pub use status::to_status;
 
 use crate::catalog::Warehouse;
 use crate::error::{Error, Result};
+use crate::file_access::FileAccess;
 use crate::session::Session;
 
 /// HTTP/2 receive window of one call: how much of an upload (DoPut) may be
@@ -46,6 +47,9 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// PEM certificate chain and private key: serve TLS (`grpc+tls://`).
     pub tls: Option<TlsFiles>,
+    /// The host folders clients may `COPY … FROM` and `COPY … TO`.
+    pub import_dir: Option<std::path::PathBuf>,
+    pub export_dir: Option<std::path::PathBuf>,
 }
 
 /// Where the server's certificate and key are.
@@ -79,6 +83,8 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             max_message_bytes: 64 << 20,
             tls: None,
+            import_dir: None,
+            export_dir: None,
         }
     }
 }
@@ -94,6 +100,7 @@ impl Executor {
         // OS shares the cores between all of them, so short queries stay fast.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("pitlake-exec")
+            .thread_stack_size(crate::sql::limits::STACK_BYTES)
             .worker_threads(workers)
             .enable_all()
             .build()
@@ -132,9 +139,11 @@ pub async fn serve(
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let workers = (config.limits.max_concurrent_queries * (cores + 1)).clamp(cores, 256);
     let executor = Executor::new(workers)?;
+    let files = FileAccess::folders(config.import_dir.as_deref(), config.export_dir.as_deref())?;
     let shared = Session::with_warehouse(warehouse.clone())
         .await?
-        .with_query_memory_limit(config.limits.query_memory_bytes);
+        .with_query_memory_limit(config.limits.query_memory_bytes)
+        .with_file_access(files);
     // Records logged before a crash are committed (and served) again.
     let recovered = warehouse.streams().recover(&warehouse).await?;
     if !recovered.is_empty() {

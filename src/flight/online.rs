@@ -208,14 +208,8 @@ async fn prepare_chunk(
 fn group_name(session: &Session, text: &str) -> Result<TableName> {
     let parts: Vec<&str> = text.split('.').collect();
     match parts.as_slice() {
-        [table] => Ok(TableName {
-            schema: session.current_schema(),
-            table: table.to_lowercase(),
-        }),
-        [schema, table] => Ok(TableName {
-            schema: schema.to_lowercase(),
-            table: table.to_lowercase(),
-        }),
+        [table] => TableName::new(session.current_schema(), table.to_lowercase()),
+        [schema, table] => TableName::new(schema.to_lowercase(), table.to_lowercase()),
         _ => Err(Error::Invalid(format!(
             "{text} is not a feature group name (schema.group)"
         ))),

@@ -22,7 +22,12 @@ pub fn to_status(err: Error) -> Status {
         | Error::NotIceberg { .. }
         | Error::BadRow { .. }
         | Error::BadInput { .. }
+        | Error::InvalidName { .. }
+        | Error::TooComplex(_)
         | Error::Invalid(_) => Status::invalid_argument(message),
+        Error::FileDenied { .. } => Status::permission_denied(message),
+        // The conventional code for "a concurrent change won: try again".
+        Error::CommitConflict { .. } => Status::aborted(message),
         Error::NotSupported(_) => Status::unimplemented(message),
         Error::Locked { .. } => Status::failed_precondition(message),
         Error::Io { .. } | Error::Iceberg { .. } => Status::internal(message),

@@ -1,7 +1,9 @@
 //! Writes: rows from INSERT, COPY and other paths into Iceberg snapshots.
 
+mod claim;
 mod conform;
 pub mod stream;
+pub mod vacuum;
 pub mod wal;
 mod writer;
 

@@ -34,6 +34,7 @@ use super::wal::{Encoded, Wal, WalOptions};
 use super::writer::{target_of, write_snapshot};
 use crate::catalog::{TableName, Warehouse, WeakWarehouse};
 use crate::error::{Error, Result};
+use crate::names::warehouse_path;
 use crate::online::source::{WAL_FIRST_LSN, WAL_LAST_LSN, committed_lsn};
 
 /// Folder of the write-ahead logs, inside the warehouse.
@@ -350,7 +351,11 @@ impl Streams {
             stream.lock().records.clear();
             stream.wake.notify_one();
         }
-        let _ = std::fs::remove_dir_all(log_dir(root, name));
+        // Only a folder pitlake made for a checked name: never a path a
+        // crafted name points elsewhere.
+        if let Ok(dir) = log_dir(root, name) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     /// Commits what is logged and stops the committers (graceful shutdown).
@@ -372,7 +377,13 @@ impl Streams {
         let dir = warehouse.root().join(STREAMS_DIR);
         let mut recovered = Vec::new();
         for (schema, table) in list_logs(&dir)? {
-            let name = TableName { schema, table };
+            let name = match TableName::new(schema, table) {
+                Ok(name) => name,
+                Err(e) => {
+                    eprintln!("stream log folder skipped: {e}");
+                    continue;
+                }
+            };
             match self.open(warehouse, &name).await {
                 Ok(stream) if !stream.lock().records.is_empty() => recovered.push(name.to_string()),
                 Ok(_) => {}
@@ -459,7 +470,7 @@ impl Streams {
         let table = warehouse.load_table(&name.schema, &name.table).await?;
         let target = target_of(&key, &table)?;
         let committed = committed_lsn(&table);
-        let dir = log_dir(warehouse.root(), name);
+        let dir = log_dir(warehouse.root(), name)?;
         // Opening reads (and may repair) the whole log: off the async threads.
         let (wal, replay) =
             tokio::task::spawn_blocking(move || Wal::open(&dir, committed, WalOptions::default()))
@@ -729,8 +740,8 @@ pub fn ingest_status_schema() -> Schema {
 }
 
 /// Where the log of a table lives.
-pub fn log_dir(root: &Path, name: &TableName) -> PathBuf {
-    root.join(STREAMS_DIR).join(&name.schema).join(&name.table)
+pub fn log_dir(root: &Path, name: &TableName) -> Result<PathBuf> {
+    warehouse_path(root, &[STREAMS_DIR, &name.schema, &name.table])
 }
 
 /// `(schema, table)` of every log folder.

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use futures::{Stream, StreamExt};
-use iceberg::Catalog;
 use iceberg::arrow::{FieldMatchMode, schema_to_arrow_schema};
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
@@ -23,9 +22,12 @@ use iceberg::writer::file_writer::location_generator::{
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use iceberg::{Catalog, ErrorKind};
 use parquet::file::properties::WriterProperties;
 
+use super::claim::Claim;
 use super::conform::{Target, conform};
+use super::vacuum::data_dir;
 use crate::catalog::FeatureGroup;
 use crate::error::{Error, Result};
 
@@ -86,47 +88,54 @@ where
     S: Stream<Item = Result<RecordBatch>> + Send,
 {
     let target = target_of(name, table)?;
-    let mut writer = open_writer(name, table).await?;
-    let written = write_all(&target, &mut writer, input).await;
-    let files = writer.close().await.map_err(Error::iceberg(format!(
-        "cannot finish writing data files of {name}"
-    )));
-    let (rows, files) = match (written, files) {
-        (Ok(rows), Ok(files)) => (rows, files),
-        (Err(e), Ok(files)) => {
-            delete_files(table, &files).await;
+    // Every file of this write starts with this prefix: on failure, the ones
+    // the writer finished and the one it was in the middle of are found by it.
+    let prefix = uuid::Uuid::new_v4().to_string();
+    // Held until the files are committed or deleted: VACUUM leaves them be.
+    let _claim = match data_dir(table) {
+        Some(dir) => Some(Claim::take(&dir, &prefix)?),
+        None => None,
+    };
+    let written = async {
+        let mut writer = open_writer(name, table, &prefix).await?;
+        let rows = write_all(&target, &mut writer, input).await;
+        let files = writer.close().await.map_err(Error::iceberg(format!(
+            "cannot finish writing data files of {name}"
+        )));
+        Ok::<_, Error>((rows?, files?))
+    }
+    .await;
+    let (rows, files) = match written {
+        Ok(done) => done,
+        Err(e) => {
+            delete_written(table, &prefix);
             return Err(e);
         }
-        (Ok(_), Err(e)) | (Err(_), Err(e)) => return Err(e),
     };
     if rows == 0 {
+        delete_written(table, &prefix);
         return Ok(WriteOutcome {
             rows,
             snapshot_id: None,
         });
     }
-    match commit(catalog, name, table, files.clone(), properties).await {
+    match commit(catalog, name, table, files, properties).await {
         Ok(snapshot_id) => Ok(WriteOutcome {
             rows,
             snapshot_id: Some(snapshot_id),
         }),
         Err(e) => {
-            delete_files(table, &files).await;
+            delete_written(table, &prefix);
             Err(e)
         }
     }
 }
 
-async fn open_writer(name: &str, table: &Table) -> Result<ParquetDataFileWriter> {
+async fn open_writer(name: &str, table: &Table, prefix: &str) -> Result<ParquetDataFileWriter> {
     let metadata = table.metadata();
     let context = || format!("cannot start writing to {name}");
     let locations = DefaultLocationGenerator::new(metadata).map_err(Error::iceberg(context()))?;
-    // A unique prefix per write: the generator's counter restarts at zero.
-    let names = DefaultFileNameGenerator::new(
-        uuid::Uuid::new_v4().to_string(),
-        None,
-        DataFileFormat::Parquet,
-    );
+    let names = DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet);
     let parquet = ParquetWriterBuilder::new(
         writer_properties(name, table)?,
         metadata.current_schema().clone(),
@@ -226,6 +235,14 @@ where
 /// Rows handed to the Parquet writer at a time (see `write_all`).
 const WRITE_SLICE_ROWS: usize = 8192;
 
+/// Attempts at a commit that keeps losing to concurrent ones, each after
+/// Iceberg's own retries.
+const COMMIT_ATTEMPTS: u32 = 8;
+
+/// Appends `files` as one snapshot. An append conflicts with no other commit
+/// of rows, so one that loses the race to the catalog row is applied again on
+/// the table as it now is, after a random pause (two writers in step would
+/// otherwise collide again), a bounded number of times.
 async fn commit(
     catalog: &dyn Catalog,
     name: &str,
@@ -234,26 +251,60 @@ async fn commit(
     properties: HashMap<String, String>,
 ) -> Result<i64> {
     let context = || format!("cannot commit to {name}");
-    let tx = Transaction::new(table);
-    let append = tx
-        .fast_append()
-        .add_data_files(files)
-        .set_snapshot_properties(properties);
-    let tx = append.apply(tx).map_err(Error::iceberg(context()))?;
-    let committed = tx
-        .commit(catalog)
-        .await
-        .map_err(Error::iceberg(context()))?;
-    committed
-        .metadata()
-        .current_snapshot_id()
-        .ok_or_else(|| Error::Invalid(format!("{name}: the commit left no current snapshot")))
+    let mut table = table.clone();
+    let mut attempt = 1;
+    loop {
+        let tx = Transaction::new(&table);
+        let append = tx
+            .fast_append()
+            .add_data_files(files.clone())
+            .set_snapshot_properties(properties.clone());
+        let tx = append.apply(tx).map_err(Error::iceberg(context()))?;
+        match tx.commit(catalog).await {
+            Ok(committed) => {
+                return committed.metadata().current_snapshot_id().ok_or_else(|| {
+                    Error::Invalid(format!("{name}: the commit left no current snapshot"))
+                });
+            }
+            Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => {
+                if attempt == COMMIT_ATTEMPTS {
+                    return Err(Error::CommitConflict {
+                        table: name.to_string(),
+                        attempts: attempt,
+                    });
+                }
+                let pause = 10 + rand_below(20 << attempt.min(6));
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                table = catalog
+                    .load_table(table.identifier())
+                    .await
+                    .map_err(Error::iceberg(context()))?;
+                attempt += 1;
+            }
+            Err(e) => return Err(Error::iceberg(context())(e)),
+        }
+    }
 }
 
-/// Best effort: files of a failed write are never referenced, so a file that
-/// cannot be deleted is garbage, not corruption.
-async fn delete_files(table: &Table, files: &[DataFile]) {
-    for file in files {
-        let _ = table.file_io().delete(file.file_path()).await;
+/// A number in `0..bound` that differs between processes and calls.
+fn rand_below(bound: u64) -> u64 {
+    u64::from(uuid::Uuid::new_v4().as_fields().0) % bound.max(1)
+}
+
+/// Best effort: deletes every data file of a failed write, finished or
+/// partial. The files are never referenced, so one that cannot be deleted is
+/// garbage (`VACUUM` removes it), not corruption.
+fn delete_written(table: &Table, prefix: &str) {
+    let Some(dir) = data_dir(table) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let ours = format!("{prefix}-");
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&ours) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }

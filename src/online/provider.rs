@@ -106,9 +106,8 @@ impl SchemaProvider for OnlineSchema {
         {
             return Ok(None);
         }
-        let table_name = TableName {
-            schema: self.schema.clone(),
-            table: name.to_string(),
+        let Ok(table_name) = TableName::new(self.schema.clone(), name) else {
+            return Ok(None);
         };
         let group = self
             .warehouse

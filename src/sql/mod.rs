@@ -2,6 +2,7 @@
 //! the feature-group statements DataFusion does not know.
 
 mod dialect;
+pub mod limits;
 mod params;
 mod parser;
 mod statement;

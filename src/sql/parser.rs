@@ -7,6 +7,7 @@ use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::dialect::PitlakeDialect;
+use super::limits::check_depth;
 use super::statement::{CreateFeatureGroup, Statement};
 use super::time_travel_tokens;
 use crate::error::Result;
@@ -17,6 +18,7 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
     let tokens = Tokenizer::new(&dialect, sql)
         .with_unescape(true)
         .tokenize_with_location()?;
+    check_depth(&tokens)?;
     let tokens = time_travel_tokens::rewrite(tokens);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
@@ -116,6 +118,14 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
             online,
             options,
         });
+    }
+    if peek_words(parser, &["VACUUM"]) {
+        advance(parser, 1);
+        let table = match parser.peek_token_ref().token {
+            Token::EOF | Token::SemiColon => None,
+            _ => Some(parser.parse_object_name(false)?),
+        };
+        return Ok(Statement::Vacuum { table });
     }
     if is_copy_from(parser) {
         parser.expect_keyword(Keyword::COPY)?;

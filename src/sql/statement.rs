@@ -20,6 +20,9 @@ pub enum Statement {
     DescribeFeatureGroup { name: ObjectName },
     /// `COPY name FROM 'path'`
     CopyFrom { table: ObjectName, path: String },
+    /// `VACUUM [name]`: removes data files no snapshot references and no
+    /// running write claims (of one table, or of every table).
+    Vacuum { table: Option<ObjectName> },
     /// `ALTER FEATURE GROUP name SET ONLINE | SET OFFLINE | SET (key = 'value', ...)`
     AlterFeatureGroup {
         name: ObjectName,
@@ -85,6 +88,8 @@ impl fmt::Display for Statement {
             Statement::CopyFrom { table, path } => {
                 write!(f, "COPY {table} FROM '{}'", path.replace('\'', "''"))
             }
+            Statement::Vacuum { table: Some(table) } => write!(f, "VACUUM {table}"),
+            Statement::Vacuum { table: None } => write!(f, "VACUUM"),
             Statement::AlterFeatureGroup {
                 name,
                 online,

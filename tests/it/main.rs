@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod abuse;
 mod asof_fuzz;
 mod asof_oracle;
 mod asof_pruning;
