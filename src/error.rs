@@ -86,6 +86,10 @@ pub enum Error {
     )]
     CommitConflict { table: String, attempts: u32 },
 
+    /// A `SET` the session may not make (`settings.rs`).
+    #[error("cannot set {name}: {reason}")]
+    Setting { name: String, reason: String },
+
     /// A file a COPY may not read or write (`file_access.rs`).
     #[error("cannot use the file {path}: {reason}")]
     FileDenied { path: String, reason: String },

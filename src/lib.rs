@@ -27,6 +27,7 @@ pub mod online;
 pub mod options;
 pub mod planning;
 pub mod session;
+pub mod settings;
 pub mod sql;
 
 pub use error::{Error, Result};

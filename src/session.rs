@@ -42,6 +42,7 @@ use crate::options::PitlakeOptions;
 use crate::planning::asof_join::wrap_asof_joins;
 use crate::planning::time_travel::{collect_unresolved, pin_versions};
 use crate::planning::{AsOfJoinPlanner, TimeTravelPlanner};
+use crate::settings::check_set;
 use crate::sql::{Statement, name_parts, parse_sql, time_travel_tokens::REF_VERSION_FUNCTION};
 
 /// A statement's complete result.
@@ -408,7 +409,10 @@ impl Session {
                 state.config_mut().options_mut().catalog.default_schema = name;
                 done()
             }
-            other => self.run_query(other).await,
+            other => {
+                check_set(&other, &self.files)?;
+                self.run_query(other).await
+            }
         }
     }
 

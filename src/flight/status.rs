@@ -24,6 +24,7 @@ pub fn to_status(err: Error) -> Status {
         | Error::BadInput { .. }
         | Error::InvalidName { .. }
         | Error::TooComplex(_)
+        | Error::Setting { .. }
         | Error::Invalid(_) => Status::invalid_argument(message),
         Error::FileDenied { .. } => Status::permission_denied(message),
         // The conventional code for "a concurrent change won: try again".

@@ -243,6 +243,29 @@ async fn copy_reaches_only_the_configured_folders() {
             "{sql}: {err}"
         );
     }
+    // Nor does SET reach the host: the runtime's temporary folder is the
+    // operator's, and sizes of work are bounded.
+    let spill = root.path().join("evil-spill");
+    for (sql, expected) in [
+        (
+            format!(
+                "SET datafusion.runtime.temp_directory = '{}'",
+                spill.display()
+            ),
+            "server's operator",
+        ),
+        (
+            "SET datafusion.execution.target_partitions = 1000000".to_string(),
+            "whole number from 1 to 1024",
+        ),
+    ] {
+        let err = refused(&mut client, &sql).await;
+        assert!(
+            err.contains(INVALID_ARGUMENT) && err.contains(expected),
+            "{sql}: {err}"
+        );
+    }
+    assert!(!spill.exists());
     server.stop();
 
     // With folders: inside them only, never the warehouse, `..` and links
