@@ -54,10 +54,10 @@ pub fn render(result: &StatementResult, format: Format) -> Result<String> {
                     .build(&mut out);
                 if result.batches.is_empty() {
                     let empty = RecordBatch::new_empty(result.schema.clone());
-                    writer.write(&empty).map_err(to_err)?;
+                    writer.write(&nested_as_json(&empty)?).map_err(to_err)?;
                 }
                 for batch in &result.batches {
-                    writer.write(batch).map_err(to_err)?;
+                    writer.write(&nested_as_json(batch)?).map_err(to_err)?;
                 }
             }
             String::from_utf8(out).map_err(|e| Error::Invalid(e.to_string()))
@@ -78,6 +78,46 @@ pub fn render(result: &StatementResult, format: Format) -> Result<String> {
             Ok(text)
         }
     }
+}
+
+/// `batch` with its nested columns (lists, structs, maps), which CSV has no
+/// form for, as text holding each value in JSON.
+fn nested_as_json(batch: &RecordBatch) -> Result<RecordBatch> {
+    let nested: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| batch.column(i).data_type().is_nested())
+        .collect();
+    if nested.is_empty() {
+        return Ok(batch.clone());
+    }
+    let to_err = |e: String| Error::Invalid(format!("cannot print the result as CSV: {e}"));
+    let only_nested = batch.project(&nested).map_err(|e| to_err(e.to_string()))?;
+    let mut lines = Vec::new();
+    {
+        let mut writer = arrow::json::LineDelimitedWriter::new(&mut lines);
+        writer
+            .write(&only_nested)
+            .map_err(|e| to_err(e.to_string()))?;
+        writer.finish().map_err(|e| to_err(e.to_string()))?;
+    }
+    let text = String::from_utf8(lines).map_err(|e| to_err(e.to_string()))?;
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).map_err(|e| to_err(e.to_string())))
+        .collect::<Result<_>>()?;
+    let mut fields: Vec<arrow::datatypes::FieldRef> = batch.schema().fields().to_vec();
+    let mut columns = batch.columns().to_vec();
+    for &i in &nested {
+        let name = batch.schema().field(i).name().clone();
+        // The JSON writer leaves out keys whose value is null.
+        let values: arrow::array::StringArray = rows
+            .iter()
+            .map(|row| row.get(&name).map(|v| v.to_string()))
+            .collect();
+        fields[i] = std::sync::Arc::new(arrow::datatypes::Field::new(name, DataType::Utf8, true));
+        columns[i] = std::sync::Arc::new(values);
+    }
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    RecordBatch::try_new(schema, columns).map_err(|e| to_err(e.to_string()))
 }
 
 /// Every cell as text: `NULL` for null, `(empty)` for an empty string, as the
@@ -110,4 +150,36 @@ pub fn cells(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
         }
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Session;
+
+    #[tokio::test]
+    async fn every_format_prints_nested_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let session = Session::open(dir.path()).await.expect("open");
+        session
+            .sql("CREATE TABLE fg (a INT); INSERT INTO fg VALUES (1)")
+            .await
+            .expect("setup");
+        let sql = r#"SELECT snapshot_id, operation, summary, [1, 2] AS list, NULL::INT[] AS none
+                     FROM "fg$snapshots""#;
+        let result = session.sql(sql).await.expect("query").remove(0);
+        let csv = render(&result, Format::Csv).expect("csv");
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("snapshot_id,operation,summary,list,none")
+        );
+        let row = lines.next().expect("a row");
+        assert!(row.contains(r#""{""added-data-files"":""1"""#), "{row}");
+        assert!(row.ends_with(r#","[1,2]","#), "{row}");
+        for format in [Format::Table, Format::Json] {
+            let text = render(&result, format).expect("renders");
+            assert!(text.contains("added-records"), "{text}");
+        }
+    }
 }
