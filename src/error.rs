@@ -64,6 +64,15 @@ pub enum Error {
     #[error("cannot write to {table}: {reason}")]
     BadInput { table: String, reason: String },
 
+    /// Stored data that is not what pitlake wrote (a damaged log segment):
+    /// nothing the client can fix; the operator must look.
+    #[error("data corruption: {0}")]
+    Corrupt(String),
+
+    /// A broken invariant of pitlake itself (a worker gone, a counter run out).
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// A statement that is well formed SQL but makes no sense for pitlake.
     #[error("{0}")]
     Invalid(String),
@@ -135,7 +144,10 @@ impl Error {
 
     /// True when the error is the user's mistake rather than the system's.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Io { .. } | Error::Iceberg { .. })
+        !matches!(
+            self,
+            Error::Io { .. } | Error::Iceberg { .. } | Error::Corrupt(_) | Error::Internal(_)
+        )
     }
 }
 

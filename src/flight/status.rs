@@ -31,7 +31,15 @@ pub fn to_status(err: Error) -> Status {
         Error::CommitConflict { .. } => Status::aborted(message),
         Error::NotSupported(_) => Status::unimplemented(message),
         Error::Locked { .. } => Status::failed_precondition(message),
-        Error::Io { .. } | Error::Iceberg { .. } => Status::internal(message),
+        Error::Io { .. } | Error::Iceberg { .. } | Error::Internal(_) => {
+            // The operator's problem, not the client's: it goes to the log too.
+            eprintln!("error: {message}");
+            Status::internal(message)
+        }
+        Error::Corrupt(_) => {
+            eprintln!("error: {message}");
+            Status::data_loss(message)
+        }
         Error::DataFusion(df) => datafusion_status(df, message),
     }
 }
@@ -81,6 +89,8 @@ mod tests {
             ),
             (Error::Syntax("x".into()), Code::InvalidArgument),
             (Error::NotSupported("x".into()), Code::Unimplemented),
+            (Error::Corrupt("segment 3".into()), Code::DataLoss),
+            (Error::Internal("writer gone".into()), Code::Internal),
             (
                 Error::from(DataFusionError::Plan("table 'x' not found".into())),
                 Code::InvalidArgument,

@@ -216,7 +216,7 @@ impl Wal {
         let recovered = recover(dir, after)?;
 
         let next_lsn = recovered.max_lsn.max(after).checked_add(1).ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::Internal(format!(
                 "write-ahead log {}: LSN space exhausted (after = {after})",
                 dir.display()
             ))
@@ -332,7 +332,7 @@ impl Wal {
     }
 
     fn writer_gone(&self) -> Error {
-        Error::Invalid(format!(
+        Error::Internal(format!(
             "write-ahead log {}: the writer thread has stopped, nothing more can be logged",
             self.inner.dir.display()
         ))
@@ -568,7 +568,7 @@ fn decode_payload(payload: &[u8]) -> std::result::Result<RecordBatch, String> {
 }
 
 fn corrupt(path: &Path, offset: u64, reason: &str) -> Error {
-    Error::Invalid(format!(
+    Error::Corrupt(format!(
         "write-ahead log segment {} is corrupt at byte offset {offset}: {reason}; only the tail of \
          the newest segment can be torn by a crash, so this log needs a manual look",
         path.display()
@@ -785,7 +785,7 @@ impl Writer {
                 self.dir.display()
             );
             for append in round.drain(..) {
-                let _ = append.reply.send(Err(Error::Invalid(message.clone())));
+                let _ = append.reply.send(Err(Error::Internal(message.clone())));
             }
             return;
         }
@@ -1285,6 +1285,8 @@ mod tests {
 
         let err = Wal::open(dir.path(), 0, WalOptions::default())
             .expect_err("corrupt older segment must not open");
+        // Not the client's fault: a data-loss status for it, a log line for the operator.
+        assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
         let message = err.to_string();
         assert!(
             message.contains("00000000000000000001.wal") && message.contains("offset 8"),
