@@ -22,13 +22,14 @@ pub mod file_access;
 pub mod flight;
 pub mod ingest;
 pub mod key_map;
-pub mod names;
 pub mod online;
 pub mod options;
 pub mod planning;
 pub mod session;
 pub mod settings;
+pub mod shared;
 pub mod sql;
+pub mod tables;
 
 pub use error::{Error, Result};
 pub use session::{Session, StatementResult};

@@ -29,21 +29,20 @@ use sqlparser::ast::{
 };
 
 use crate::catalog::{
-    self, AsOf, CATALOG_NAME, DEFAULT_SCHEMA, TableName, Warehouse, WarehouseCatalog,
-    resolve_snapshot,
+    self, AsOf, CATALOG_NAME, DEFAULT_SCHEMA, TableName, Warehouse, resolve_snapshot,
 };
 use crate::error::{Error, Result};
-use crate::execution::PitlakeQueryPlanner;
 use crate::file_access::{Access, FileAccess};
 use crate::ingest::{self, target_of, write_snapshot};
-use crate::names::{NameKind, check_name};
 use crate::online::{ONLINE_CATALOG, OnlineCatalog};
 use crate::options::PitlakeOptions;
 use crate::planning::asof_join::wrap_asof_joins;
 use crate::planning::time_travel::{collect_unresolved, pin_versions};
-use crate::planning::{AsOfJoinPlanner, TimeTravelPlanner};
+use crate::planning::{AsOfJoinPlanner, PitlakeQueryPlanner, TimeTravelPlanner};
 use crate::settings::check_set;
+use crate::shared::{NameKind, check_name};
 use crate::sql::{Statement, name_parts, parse_sql, time_travel_tokens::REF_VERSION_FUNCTION};
+use crate::tables::WarehouseCatalog;
 
 /// A statement's complete result.
 #[derive(Debug, Clone)]
@@ -301,7 +300,24 @@ impl Session {
             Statement::Sql(statement) => self.execute_sql(*statement).await,
             Statement::CreateFeatureGroup(create) => {
                 let name = self.resolve_name(&create.name)?;
-                catalog::create_feature_group(&self.warehouse, &name, &create).await?;
+                let fg = catalog::FeatureGroup::with_options(
+                    create
+                        .entity_key
+                        .iter()
+                        .map(catalog::types::normalize)
+                        .collect(),
+                    catalog::types::normalize(&create.event_time),
+                    create.online,
+                    &create.options,
+                )?;
+                catalog::create_feature_group(
+                    &self.warehouse,
+                    &name,
+                    &fg,
+                    &create.columns,
+                    create.if_not_exists,
+                )
+                .await?;
                 done()
             }
             Statement::DropFeatureGroup { name, if_exists } => {

@@ -3,14 +3,14 @@
 use iceberg::spec::Schema;
 use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+use sqlparser::ast::ColumnDef;
 
 use super::feature_group::FeatureGroup;
-use super::types::{normalize, schema_from_columns};
+use super::types::schema_from_columns;
 use super::warehouse::Warehouse;
 use crate::error::{Error, Result};
-pub use crate::names::TableName;
-use crate::names::{NameKind, check_name};
-use crate::sql::CreateFeatureGroup;
+pub use crate::shared::TableName;
+use crate::shared::{NameKind, check_name};
 
 fn ident(name: &TableName) -> TableIdent {
     TableIdent::new(NamespaceIdent::new(name.schema.clone()), name.table.clone())
@@ -53,31 +53,20 @@ pub async fn create_table(
     }
 }
 
-/// `CREATE FEATURE GROUP`: validates keys and event time, then creates the table
-/// with the feature-group properties.
+/// `CREATE FEATURE GROUP`: validates keys and event time against the
+/// columns, then creates the table with the feature-group properties.
 pub async fn create_feature_group(
     warehouse: &Warehouse,
     name: &TableName,
-    create: &CreateFeatureGroup,
+    fg: &FeatureGroup,
+    columns: &[ColumnDef],
+    if_not_exists: bool,
 ) -> Result<()> {
-    let fg = FeatureGroup::with_options(
-        create.entity_key.iter().map(normalize).collect(),
-        normalize(&create.event_time),
-        create.online,
-        &create.options,
-    )?;
-    let schema = schema_from_columns(&name.to_string(), &create.columns, |c| fg.is_required(c))?;
+    let schema = schema_from_columns(&name.to_string(), columns, |c| fg.is_required(c))?;
     let arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
         .map_err(Error::iceberg(format!("invalid schema for {name}")))?;
     fg.validate(&name.to_string(), &arrow)?;
-    create_table(
-        warehouse,
-        name,
-        schema,
-        fg.to_properties(),
-        create.if_not_exists,
-    )
-    .await?;
+    create_table(warehouse, name, schema, fg.to_properties(), if_not_exists).await?;
     Ok(())
 }
 

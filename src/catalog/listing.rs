@@ -8,9 +8,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use super::ddl::TableName;
 use super::feature_group::FeatureGroup;
 use super::time_travel::format_millis;
+use super::types::sql_type_name;
 use super::warehouse::Warehouse;
 use crate::error::{Error, Result};
-use crate::ingest::sql_type_name;
 
 /// A feature group as `SHOW FEATURE GROUPS` lists it.
 struct Listed {

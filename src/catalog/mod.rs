@@ -1,13 +1,10 @@
-//! The warehouse and its tables: Iceberg catalog access, feature-group
-//! metadata, DDL, time-travel resolution and metadata tables.
+//! The warehouse: Iceberg catalog access (every change verified), feature-group
+//! metadata, DDL, listings and time-travel resolution. Reading tables is
+//! `tables/`.
 
 mod ddl;
 mod feature_group;
 mod listing;
-mod metadata_tables;
-mod provider;
-mod system;
-mod table;
 mod time_travel;
 pub mod types;
 mod verified;
@@ -16,10 +13,6 @@ mod warehouse;
 pub use ddl::{TableName, alter_feature_group, create_feature_group, create_table, drop_table};
 pub use feature_group::FeatureGroup;
 pub use listing::{describe_feature_group, show_feature_groups};
-pub use metadata_tables::MetadataTable;
-pub use provider::WarehouseCatalog;
-pub use system::SYSTEM_SCHEMA;
-pub use table::IcebergTable;
 pub use time_travel::{AsOf, format_millis, resolve_snapshot};
 pub use verified::VerifiedCatalog;
 pub use warehouse::{CATALOG_FILE, CATALOG_NAME, DEFAULT_SCHEMA, Warehouse, WeakWarehouse};

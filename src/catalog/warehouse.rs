@@ -21,8 +21,8 @@ use super::verified::VerifiedCatalog;
 
 use crate::error::{Error, Result};
 use crate::ingest::stream::Streams;
-use crate::names::{NameKind, check_name};
 use crate::online::OnlineStore;
+use crate::shared::{NameKind, SYSTEM_SCHEMA, check_name};
 
 /// Name under which pitlake registers its tables in the catalog database; other
 /// engines open the same tables with this catalog name.
@@ -140,7 +140,7 @@ impl Warehouse {
     /// Creates a schema; errors if it exists.
     pub async fn create_schema(&self, schema: &str) -> Result<()> {
         check_name(NameKind::Schema, schema)?;
-        if schema == super::system::SYSTEM_SCHEMA {
+        if schema == SYSTEM_SCHEMA {
             return Err(Error::AlreadyExists {
                 kind: "schema",
                 name: format!("{schema} (it holds pitlake's system tables)"),

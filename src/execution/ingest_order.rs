@@ -37,8 +37,7 @@ use super::scan_predicate::iceberg_predicate;
 use crate::error::Error;
 use crate::online::source::read_with_ingest_order;
 
-/// Name of the column holding a row's position in ingestion order.
-pub const INGEST_ORDER_COLUMN: &str = "__pitlake_ingest_order";
+pub use crate::shared::INGEST_ORDER_COLUMN;
 
 /// Reads one snapshot of a table in ingestion order, one partition.
 #[derive(Debug)]

@@ -7,5 +7,5 @@ pub mod vacuum;
 pub mod wal;
 mod writer;
 
-pub use conform::{Target, by_name, conform, sql_type_name};
+pub use conform::{Target, by_name, conform};
 pub use writer::{WriteOutcome, target_of, write_snapshot};

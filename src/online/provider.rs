@@ -33,8 +33,9 @@ use datafusion::physical_plan::{
 };
 
 use super::store::OnlineGroup;
-use crate::catalog::{TableName, Warehouse, WarehouseCatalog};
+use crate::catalog::{TableName, Warehouse};
 use crate::error::Error;
+use crate::tables::WarehouseCatalog;
 
 /// Name of the catalog holding the online groups.
 pub const ONLINE_CATALOG: &str = "online";

@@ -2,7 +2,9 @@
 //! and logical nodes.
 
 pub mod asof_join;
+mod physical;
 pub mod time_travel;
 
 pub use asof_join::{AsOfJoinNode, AsOfJoinPlanner, MatchOp};
+pub use physical::{AsOfJoinExtensionPlanner, PitlakeQueryPlanner};
 pub use time_travel::TimeTravelPlanner;

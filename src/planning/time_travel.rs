@@ -24,8 +24,9 @@ use sqlparser::ast::{
     VisitorMut,
 };
 
-use crate::catalog::{AsOf, IcebergTable, resolve_snapshot};
+use crate::catalog::{AsOf, resolve_snapshot};
 use crate::error::Error;
+use crate::tables::IcebergTable;
 
 /// A time-travel clause that names something other than a snapshot id.
 #[derive(Debug, Clone)]

@@ -107,7 +107,7 @@ use super::spill::Spilled;
 use super::sweep::{LeftArm, LeftSweep};
 use super::values::ordered_i64;
 use crate::options::{AsOfJoinStrategy, PitlakeOptions};
-use crate::planning::MatchOp;
+use crate::shared::MatchOp;
 
 /// The physical ASOF JOIN of two inputs, with one or more arms.
 ///

@@ -12,7 +12,7 @@ use super::groups::{Grouped, KeyGroups};
 use super::rows::BatchRows;
 use super::tie_break::{TieBreak, ingest_order_column};
 use crate::error::Result;
-use crate::planning::MatchOp;
+use crate::shared::MatchOp;
 
 /// The indexed right side of one partition.
 ///

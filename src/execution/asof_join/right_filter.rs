@@ -30,7 +30,7 @@ use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::expressions::{BinaryExpr, DynamicFilterPhysicalExpr, in_list, lit};
 use datafusion::physical_expr::{PhysicalExprRef, conjunction};
 
-use crate::planning::MatchOp;
+use crate::shared::MatchOp;
 
 /// Distinct values of a single key up to which the filter lists them
 /// (`k IN (...)`, which bloom filters and Parquet's row-level filter use;

@@ -40,7 +40,7 @@ use super::rows::{BatchRows, take_rows};
 use super::tie_break::{cmp_rows, ingest_order, ingest_order_column};
 use super::values::ordered_i64;
 use crate::error::{Error, Result};
-use crate::planning::MatchOp;
+use crate::shared::MatchOp;
 
 /// No right row.
 const NONE: u32 = u32::MAX;

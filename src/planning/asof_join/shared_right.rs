@@ -13,7 +13,7 @@ use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableSource};
 
-use crate::catalog::IcebergTable;
+use crate::tables::IcebergTable;
 
 /// Whether `a` and `b`, right inputs of two ASOF JOINs, read the same rows.
 pub fn same_right_relation(a: &LogicalPlan, b: &LogicalPlan) -> bool {

@@ -29,9 +29,9 @@ use sqlparser::ast::{
 use std::sync::Arc;
 
 use super::node::{AsOfJoinNode, MatchOp, MaxAge};
-use crate::catalog::IcebergTable;
 use crate::error::Error;
-use crate::execution::ingest_order::INGEST_ORDER_COLUMN;
+use crate::shared::INGEST_ORDER_COLUMN;
+use crate::tables::IcebergTable;
 
 /// Rewrites every `FROM` list of `statement` so that ASOF joins are planned by
 /// [`AsOfJoinPlanner`].

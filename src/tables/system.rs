@@ -14,11 +14,10 @@ use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::Result as DFResult;
 
-use super::warehouse::Warehouse;
+use crate::catalog::Warehouse;
 use crate::error::{Error, Result};
 
-/// Name of the schema of system tables.
-pub const SYSTEM_SCHEMA: &str = "system";
+pub use crate::shared::SYSTEM_SCHEMA;
 
 const TABLES: [&str; 2] = ["ingest_status", "online_status"];
 

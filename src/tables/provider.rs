@@ -17,7 +17,7 @@ use datafusion::error::Result as DFResult;
 use super::metadata_tables::MetadataTable;
 use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::IcebergTable;
-use super::warehouse::Warehouse;
+use crate::catalog::Warehouse;
 use crate::error::Result;
 
 /// Table names per schema, as of the last refresh.

@@ -1,4 +1,5 @@
-//! Physical planning of pitlake's logical nodes.
+//! Physical planning of pitlake's logical nodes: where the logical layer
+//! meets the operators of `execution/`.
 
 use std::sync::Arc;
 
@@ -10,10 +11,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
-use super::asof_join::{AsOfJoinExec, filter_rows_while_decoding, worth_filtering_rows};
+use super::AsOfJoinNode;
+use super::asof_join::same_right_relation;
+use crate::execution::asof_join::{AsOfJoinExec, filter_rows_while_decoding, worth_filtering_rows};
 use crate::options::PitlakeOptions;
-use crate::planning::AsOfJoinNode;
-use crate::planning::asof_join::same_right_relation;
 
 /// DataFusion's physical planner plus pitlake's extension planners.
 #[derive(Debug, Default)]

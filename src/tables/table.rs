@@ -17,7 +17,7 @@ use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 
-use super::feature_group::FeatureGroup;
+use crate::catalog::FeatureGroup;
 use crate::error::{Error, Result};
 use crate::execution::SnapshotScanExec;
 use crate::execution::ingest_order::{INGEST_ORDER_COLUMN, IngestOrderScanExec};

@@ -16,6 +16,10 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// The schema of pitlake's system tables (`system.ingest_status`): no
+/// warehouse schema may take its name.
+pub const SYSTEM_SCHEMA: &str = "system";
+
 /// The longest schema or table name, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
 
