@@ -223,12 +223,12 @@ impl OnlineGroup {
         let max_age_nanos = feature_group.max_age_nanos()?;
         let mut online = OnlineTable::new(schema.clone(), key_columns.clone(), time_column)?;
         for batch in read_rows(name, table, None).await? {
-            online.apply(&batch)?;
+            online.apply(&batch, 0)?;
         }
         online.settle()?;
         let mut wal_lsn = committed_lsn(table);
         for (lsn, batch) in warehouse.streams().pending(name, wal_lsn) {
-            online.apply(&batch)?;
+            online.apply(&batch, 0)?;
             wal_lsn = lsn;
         }
         Ok(OnlineGroup {
@@ -280,7 +280,7 @@ impl OnlineGroup {
         };
         let mut state = self.write_state();
         for batch in &batches {
-            state.table.apply(batch)?;
+            state.table.apply(batch, 0)?;
         }
         if batches.len() > 8 {
             state.table.settle()?;
@@ -295,7 +295,7 @@ impl OnlineGroup {
         if lsn <= state.wal_lsn {
             return Ok(());
         }
-        state.table.apply(batch)?;
+        state.table.apply(batch, 0)?;
         state.wal_lsn = lsn;
         Ok(())
     }
