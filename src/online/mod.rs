@@ -37,6 +37,7 @@
 //! short of the ingest goal; the lookup difference is lost in a network
 //! round trip (~80 µs here).
 
+mod applied;
 mod provider;
 mod slots;
 pub mod source;

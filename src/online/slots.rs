@@ -6,7 +6,8 @@ use arrow::datatypes::DataType;
 use crate::error::Result;
 use crate::key_map::KeyMap;
 
-/// Where the live row of a key is, and its event time (physical units).
+/// Where the live row of a key is, its event time (physical units) and its
+/// place in ingestion order.
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
     /// The id of the batch the row arrived in: an index into the table's
@@ -15,6 +16,9 @@ pub struct Slot {
     /// The row within that batch.
     pub row: u32,
     pub time: i64,
+    /// The position its batch was applied at: breaks ties on `time`, since
+    /// batches need not be applied in ingestion order.
+    pub pos: u64,
 }
 
 /// Entity key → [`Slot`].
@@ -41,9 +45,15 @@ impl Slots {
     }
 
     /// Points each row's key at `(chunk, row)` unless the key already has a
-    /// later time; rows with a NULL key or time are skipped. True when any
-    /// row was taken.
-    pub fn upsert(&mut self, keys: &[ArrayRef], times: &Int64Array, chunk: u32) -> Result<bool> {
+    /// later `(time, pos)`; rows with a NULL key or time are skipped. True
+    /// when any row was taken.
+    pub fn upsert(
+        &mut self,
+        keys: &[ArrayRef],
+        times: &Int64Array,
+        chunk: u32,
+        pos: u64,
+    ) -> Result<bool> {
         let mut taken = false;
         self.0.upsert(keys, |row, existing| {
             if times.is_null(row) {
@@ -53,9 +63,11 @@ impl Slots {
                 chunk,
                 row: row as u32,
                 time: times.value(row),
+                pos,
             };
             match existing {
-                Some(e) if e.time > slot.time => None,
+                // Equal: the same position, applied again or later in its batch.
+                Some(e) if (e.time, e.pos) > (slot.time, slot.pos) => None,
                 Some(e) => {
                     *e = slot;
                     taken = true;

@@ -62,12 +62,24 @@ pub fn changes_since(table: &Table, from: Option<i64>, schema_id: i32) -> Change
 
 /// The last write-ahead-log record a snapshot's commit covers, if any.
 pub fn wal_last_lsn(table: &Table, snapshot_id: i64) -> Option<u64> {
+    summary_lsn(table, snapshot_id, WAL_LAST_LSN)
+}
+
+/// The first and last write-ahead-log records a snapshot's commit covers, if
+/// it is a commit of streamed records (the first is 1 if not recorded).
+pub fn wal_lsn_range(table: &Table, snapshot_id: i64) -> Option<(u64, u64)> {
+    let last = wal_last_lsn(table, snapshot_id)?;
+    let first = summary_lsn(table, snapshot_id, WAL_FIRST_LSN).unwrap_or(1);
+    Some((first, last))
+}
+
+fn summary_lsn(table: &Table, snapshot_id: i64, property: &str) -> Option<u64> {
     table
         .metadata()
         .snapshot_by_id(snapshot_id)?
         .summary()
         .additional_properties
-        .get(WAL_LAST_LSN)?
+        .get(property)?
         .parse()
         .ok()
 }

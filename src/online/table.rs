@@ -1,7 +1,7 @@
 //! The latest row per entity key of one feature group, in memory.
 //!
 //! ```text
-//!  entity key (see key_map) ──► Slot { chunk: batch id, row, time }
+//!  entity key (see key_map) ──► Slot { chunk: batch id, row, time, pos }
 //!                                            │
 //!                     locations[batch id] = (chunk index, first row)
 //!                                            │
@@ -18,7 +18,11 @@
 //! over thousands of tiny arrays.
 //!
 //! The winner for a key is the row with the greatest event time; on equal
-//! event times the row applied later (ingested later) wins.
+//! event times the one with the greater position (the caller's place of the
+//! batch in ingestion order), then the one applied later. Batches may arrive
+//! out of ingestion order (acknowledgements of a group commit race), so the
+//! position, not the order of application, decides between batches; each
+//! slot keeps its row's position so that holds across compactions too.
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, new_null_array};
 use arrow::compute::{cast, concat_batches, interleave};
@@ -113,9 +117,11 @@ impl OnlineTable {
         data + self.slots.memory_bytes()
     }
 
-    /// Applies rows in order: each becomes its key's row unless that key
-    /// already has a later event time. Rows with a NULL key or time are skipped.
-    pub fn apply(&mut self, batch: &RecordBatch) -> Result<()> {
+    /// Applies rows in order, all at position `pos` in ingestion order: each
+    /// becomes its key's row unless that key already has a later event time,
+    /// or an equal one at a greater position. Rows with a NULL key or time
+    /// are skipped.
+    pub fn apply(&mut self, batch: &RecordBatch, pos: u64) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -130,7 +136,7 @@ impl OnlineTable {
             self.compact()?;
         }
         let id = self.locations.len() as u32;
-        if self.slots.upsert(&keys, &times, id)? {
+        if self.slots.upsert(&keys, &times, id, pos)? {
             self.locations.push((self.chunks.len() as u32, 0));
             self.chunks.push(batch.clone());
             self.held_rows += batch.num_rows();
@@ -505,15 +511,36 @@ mod tests {
     fn latest_event_time_wins_and_ties_go_to_the_later_row() {
         let mut table = OnlineTable::new(schema(), vec![0], 1).expect("table");
         table
-            .apply(&batch(&[("a", 10, 1.0), ("b", 5, 2.0), ("a", 5, 3.0)]))
+            .apply(&batch(&[("a", 10, 1.0), ("b", 5, 2.0), ("a", 5, 3.0)]), 0)
             .expect("apply");
         table
-            .apply(&batch(&[("a", 10, 4.0), ("b", 4, 5.0)]))
+            .apply(&batch(&[("a", 10, 4.0), ("b", 4, 5.0)]), 0)
             .expect("apply");
         assert_eq!(
             values(&table, &["b", "zz", "a"]),
             vec![Some(2.0), None, Some(4.0)]
         );
+    }
+
+    #[test]
+    fn ties_go_to_the_greater_position_whatever_the_order_of_application() {
+        let mut table = OnlineTable::new(schema(), vec![0], 1).expect("table");
+        table
+            .apply(&batch(&[("a", 10, 3.0), ("b", 10, 3.0)]), 3)
+            .expect("apply");
+        table.apply(&batch(&[("a", 10, 2.0)]), 2).expect("apply");
+        // Compaction keeps each row's position.
+        table.compact().expect("compact");
+        table
+            .apply(&batch(&[("a", 10, 1.0), ("b", 9, 1.0)]), 1)
+            .expect("apply");
+        assert_eq!(values(&table, &["a", "b"]), vec![Some(3.0), Some(3.0)]);
+        table.apply(&batch(&[("b", 10, 4.0)]), 4).expect("apply");
+        // The same position again: the row applied last wins.
+        table
+            .apply(&batch(&[("a", 10, 5.0), ("a", 10, 6.0)]), 3)
+            .expect("apply");
+        assert_eq!(values(&table, &["a", "b"]), vec![Some(6.0), Some(4.0)]);
     }
 
     #[test]
@@ -524,14 +551,17 @@ mod tests {
         };
         let mut table = OnlineTable::new(schema.clone(), vec![0], 1).expect("table");
         table
-            .apply(&batch(
-                vec![Some(1), None, Some(2), Some(1)],
-                vec![10, 99, 5, 10],
-                vec![1.0, 2.0, 3.0, 4.0],
-            ))
+            .apply(
+                &batch(
+                    vec![Some(1), None, Some(2), Some(1)],
+                    vec![10, 99, 5, 10],
+                    vec![1.0, 2.0, 3.0, 4.0],
+                ),
+                0,
+            )
             .expect("apply");
         table
-            .apply(&batch(vec![Some(2)], vec![4], vec![5.0]))
+            .apply(&batch(vec![Some(2)], vec![4], vec![5.0]), 0)
             .expect("apply");
         assert_eq!(table.len(), 2, "the NULL key is skipped");
         let keys: ArrayRef = Arc::new(Int64Array::from(vec![Some(2), None, Some(7), Some(1)]));
@@ -552,7 +582,7 @@ mod tests {
         let mut table = OnlineTable::new(schema.clone(), vec![0], 1).expect("table");
         let mut expected: HashMap<i64, (i64, f64)> = HashMap::new();
         let initial: Vec<(i64, i64, f64)> = (0..KEYS).map(|k| (k, 0, -1.0)).collect();
-        table.apply(&batch(&initial)).expect("apply");
+        table.apply(&batch(&initial), 0).expect("apply");
         table.settle().expect("settle");
         expected.extend(initial.iter().map(|r| (r.0, (r.1, r.2))));
         let mut state = 11u64;
@@ -573,7 +603,7 @@ mod tests {
                     (key, ((r >> 8) % 400) as i64, (b * 1_000 + i) as f64)
                 })
                 .collect();
-            table.apply(&batch(&rows)).expect("apply");
+            table.apply(&batch(&rows), 0).expect("apply");
             for (k, t, v) in rows {
                 let e = expected.entry(k).or_insert((t, v));
                 if t >= e.0 {
@@ -602,7 +632,7 @@ mod tests {
     #[test]
     fn missing_keys_keep_their_key_and_request_order() {
         let mut table = OnlineTable::new(schema(), vec![0], 1).expect("table");
-        table.apply(&batch(&[("a", 1, 1.0)])).expect("apply");
+        table.apply(&batch(&[("a", 1, 1.0)]), 0).expect("apply");
         let keys: ArrayRef = Arc::new(StringArray::from(vec!["x", "a", "x"]));
         let out = table.lookup(&[keys], &[0, 1, 2], None).expect("lookup");
         let k: Vec<_> = out.column(0).as_string::<i32>().iter().collect();
@@ -614,7 +644,7 @@ mod tests {
     fn max_age_hides_old_rows() {
         let mut table = OnlineTable::new(schema(), vec![0], 1).expect("table");
         table
-            .apply(&batch(&[("a", 100, 1.0), ("b", 10, 2.0)]))
+            .apply(&batch(&[("a", 100, 1.0), ("b", 10, 2.0)]), 0)
             .expect("apply");
         let keys: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
         let out = table.lookup(&[keys], &[2], Some(50)).expect("lookup");
@@ -640,7 +670,7 @@ mod tests {
             let time = ((state >> 13) % 50) as i64;
             let value = i as f64;
             table
-                .apply(&batch(&[(key.as_str(), time, value)]))
+                .apply(&batch(&[(key.as_str(), time, value)]), 0)
                 .expect("apply");
             let e = expected.entry(key).or_insert((time, value));
             if time >= e.0 {

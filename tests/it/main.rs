@@ -8,6 +8,7 @@ mod dbapi;
 mod flight;
 mod interop;
 mod online;
+mod online_concurrency;
 mod online_example;
 mod python;
 mod stream_kill;
