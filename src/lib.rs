@@ -29,6 +29,7 @@ pub mod session;
 pub mod settings;
 pub mod shared;
 pub mod sql;
+pub mod storage;
 pub mod tables;
 
 pub use error::{Error, Result};

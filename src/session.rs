@@ -34,7 +34,6 @@ use crate::catalog::{
 use crate::error::{Error, Result};
 use crate::file_access::{Access, FileAccess};
 use crate::ingest::{self, target_of, write_snapshot};
-use crate::online::{ONLINE_CATALOG, OnlineCatalog};
 use crate::options::PitlakeOptions;
 use crate::planning::asof_join::wrap_asof_joins;
 use crate::planning::time_travel::{collect_unresolved, pin_versions};
@@ -42,7 +41,7 @@ use crate::planning::{AsOfJoinPlanner, PitlakeQueryPlanner, TimeTravelPlanner};
 use crate::settings::check_set;
 use crate::shared::{NameKind, check_name};
 use crate::sql::{Statement, name_parts, parse_sql, time_travel_tokens::REF_VERSION_FUNCTION};
-use crate::tables::WarehouseCatalog;
+use crate::tables::{ONLINE_CATALOG, OnlineCatalog, WarehouseCatalog};
 
 /// A statement's complete result.
 #[derive(Debug, Clone)]

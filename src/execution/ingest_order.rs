@@ -35,7 +35,7 @@ use iceberg::table::Table;
 
 use super::scan_predicate::iceberg_predicate;
 use crate::error::Error;
-use crate::online::source::read_with_ingest_order;
+use crate::storage::read_with_ingest_order;
 
 pub use crate::shared::INGEST_ORDER_COLUMN;
 

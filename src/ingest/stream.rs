@@ -34,8 +34,8 @@ use super::wal::{Encoded, Wal, WalOptions};
 use super::writer::{target_of, write_snapshot};
 use crate::catalog::{TableName, Warehouse, WeakWarehouse};
 use crate::error::{Error, Result};
-use crate::online::source::{WAL_FIRST_LSN, WAL_LAST_LSN, committed_lsn};
 use crate::shared::warehouse_path;
+use crate::storage::{WAL_FIRST_LSN, WAL_LAST_LSN, committed_lsn};
 
 /// Folder of the write-ahead logs, inside the warehouse.
 pub const STREAMS_DIR: &str = "_streams";

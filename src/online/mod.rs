@@ -1,5 +1,5 @@
 //! The online store: the latest row per entity of every online feature group,
-//! served by point lookups in SQL (`online.<schema>.<group>`), over Flight
+//! served by point lookups in SQL (`online.<schema>.<group>`, `tables/online.rs`), over Flight
 //! (the `lookup` action) and from Rust ([`OnlineGroup::lookup`]).
 //!
 //! ```text
@@ -38,12 +38,9 @@
 //! round trip (~80 µs here).
 
 mod applied;
-mod provider;
 mod slots;
-pub mod source;
 mod store;
 mod table;
 
-pub use provider::{ONLINE_CATALOG, OnlineCatalog, OnlineLookupExec};
 pub use store::{OnlineGroup, OnlineStore};
 pub use table::OnlineTable;

@@ -36,10 +36,10 @@ use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::table::Table;
 
 use super::applied::Applied;
-use super::source::{Changes, changes_since, committed_lsn, read_rows, wal_lsn_range};
 use super::table::OnlineTable;
 use crate::catalog::{FeatureGroup, TableName, Warehouse};
 use crate::error::{Error, Result};
+use crate::storage::{Changes, changes_since, committed_lsn, read_rows, wal_lsn_range};
 
 /// How often the follower looks for commits made by other processes.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);

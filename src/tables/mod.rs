@@ -1,13 +1,16 @@
 //! Tables as DataFusion reads them: the warehouse as a catalog provider, an
 //! Iceberg table (at a snapshot, or in ingestion order) as a table provider,
-//! metadata tables (`t$snapshots`) and system tables (`system.ingest_status`).
+//! metadata tables (`t$snapshots`), system tables (`system.ingest_status`) and
+//! the online store's groups as tables (`online.<schema>.<group>`).
 
 mod metadata_tables;
+mod online;
 mod provider;
 mod system;
 mod table;
 
 pub use metadata_tables::MetadataTable;
+pub use online::{ONLINE_CATALOG, OnlineCatalog, OnlineLookupExec};
 pub use provider::WarehouseCatalog;
 pub use system::SYSTEM_SCHEMA;
 pub use table::IcebergTable;

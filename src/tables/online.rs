@@ -32,10 +32,10 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 
-use super::store::OnlineGroup;
+use super::provider::WarehouseCatalog;
 use crate::catalog::{TableName, Warehouse};
 use crate::error::Error;
-use crate::tables::WarehouseCatalog;
+use crate::online::OnlineGroup;
 
 /// Name of the catalog holding the online groups.
 pub const ONLINE_CATALOG: &str = "online";

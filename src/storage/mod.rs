@@ -1,0 +1,12 @@
+//! Reading an Iceberg table's data below any engine: what changed between
+//! snapshots, rows in the order they were ingested (file, then row), and the
+//! commit protocol that ties a snapshot to the stream log records it holds.
+//! The online store, the ingestion-order scan and the stream committer all
+//! build on it; it depends on nothing of pitlake but its errors.
+
+mod snapshots;
+
+pub use snapshots::{
+    Changes, WAL_FIRST_LSN, WAL_LAST_LSN, changes_since, committed_lsn, read_in_order, read_rows,
+    read_with_ingest_order, wal_last_lsn, wal_lsn_range,
+};
