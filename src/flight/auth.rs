@@ -7,12 +7,21 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use base64::prelude::BASE64_STANDARD;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use crate::error::{Error, Result};
 use crate::session::Session;
+
+/// Basic credentials in the standard alphabet, padded or not: RFC 7617 pads,
+/// the ADBC Flight SQL driver does not.
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// Who may connect.
 #[derive(Debug, Clone)]
@@ -124,8 +133,8 @@ impl Authenticator {
             "Basic ",
             "missing credentials: use Basic authentication",
         )?;
-        let decoded = BASE64_STANDARD
-            .decode(encoded)
+        let decoded = BASIC
+            .decode(encoded.trim())
             .ok()
             .and_then(|d| String::from_utf8(d).ok())
             .ok_or_else(|| Status::unauthenticated("malformed Basic credentials"))?;
@@ -192,6 +201,14 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_credentials_decode_padded_or_not() {
+        for text in ["Ym9iOmh1bnRlcjI=", "Ym9iOmh1bnRlcjI"] {
+            assert_eq!(BASIC.decode(text).expect(text), b"bob:hunter2");
+        }
+        assert!(BASIC.decode("Ym9iOmh1bnRlcjI=x").is_err());
+    }
 
     #[test]
     fn constant_time_eq_compares() {
