@@ -16,12 +16,11 @@ mod status;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 
-pub use auth::{Authenticator, Users, random_secret};
+pub use auth::{Authenticator, Caller, SignInDelay, TokenPolicy, Users, random_secret};
 
 pub use service::{Limits, PitlakeFlightSql};
 pub use status::to_status;
@@ -40,7 +39,10 @@ const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub users: Users,
-    pub token_lifetime: Duration,
+    /// How long bearer tokens live and how many may at once.
+    pub tokens: TokenPolicy,
+    /// How failed sign-ins slow down the next ones.
+    pub sign_in_delay: SignInDelay,
     pub limits: Limits,
     /// Largest gRPC message accepted or sent.
     pub max_message_bytes: usize,
@@ -75,7 +77,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             users: Users::Anyone,
-            token_lifetime: Duration::from_secs(12 * 3600),
+            tokens: TokenPolicy::default(),
+            sign_in_delay: SignInDelay::default(),
             limits: Limits::default(),
             max_message_bytes: 64 << 20,
             tls: None,
@@ -148,7 +151,8 @@ pub async fn serve(
     }
     let auth = Arc::new(Authenticator::new(
         config.users.clone(),
-        config.token_lifetime,
+        config.tokens.clone(),
+        config.sign_in_delay.clone(),
         shared,
     ));
     let service = PitlakeFlightSql::new(

@@ -44,7 +44,7 @@ use tokio::sync::Semaphore;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::Authenticator;
+use super::auth::{Authenticator, Caller};
 use super::handle::Handle;
 use super::online;
 use super::status::{df_status, to_status};
@@ -155,8 +155,15 @@ impl PitlakeFlightSql {
         })
     }
 
-    fn session<T>(&self, request: &Request<T>) -> std::result::Result<Session, Status> {
-        self.auth.session(request.metadata())
+    /// Who makes `request` (UNAUTHENTICATED without a valid token).
+    fn caller<T>(&self, request: &Request<T>) -> std::result::Result<Caller, Status> {
+        self.auth.authorize(request.metadata())
+    }
+
+    /// The session of `request`'s caller.
+    async fn session<T>(&self, request: &Request<T>) -> std::result::Result<Session, Status> {
+        let caller = self.caller(request)?;
+        self.auth.session(&caller).await
     }
 
     /// Runs `work` on the execution runtime.
@@ -494,7 +501,8 @@ impl FlightSqlService for PitlakeFlightSql {
         >,
         Status,
     > {
-        let token = self.auth.handshake(request.metadata()).await?;
+        let client = request.remote_addr().map(|a| a.ip());
+        let token = self.auth.handshake(request.metadata(), client).await?;
         let reply = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),
@@ -515,7 +523,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let info = self
             .flight_info(session, query.query, None, request.into_inner())
             .await?;
@@ -527,7 +535,7 @@ impl FlightSqlService for PitlakeFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let handle = Handle::decode(&ticket.statement_handle).map_err(to_status)?;
         self.redeem(session, &ticket.statement_handle, handle).await
     }
@@ -537,7 +545,7 @@ impl FlightSqlService for PitlakeFlightSql {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let result = self.execute_now(session, command.query, None).await?;
         Ok(affected_rows(&result))
     }
@@ -547,7 +555,7 @@ impl FlightSqlService for PitlakeFlightSql {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         if command.temporary {
             return Err(Status::unimplemented("temporary tables are not supported"));
         }
@@ -611,7 +619,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> std::result::Result<ActionCreatePreparedStatementResult, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let sql = query.query;
         let mut statements = parse_sql(&sql).map_err(to_status)?;
         let [statement] = statements.as_mut_slice() else {
@@ -672,7 +680,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<DoPutPreparedStatementResult, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let Handle::Query { sql, .. } =
             Handle::decode(&query.prepared_statement_handle).map_err(to_status)?
         else {
@@ -696,7 +704,7 @@ impl FlightSqlService for PitlakeFlightSql {
         command: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let Handle::Query { sql, mut params } =
             Handle::decode(&command.prepared_statement_handle).map_err(to_status)?
         else {
@@ -722,7 +730,7 @@ impl FlightSqlService for PitlakeFlightSql {
         command: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let Handle::Query { sql, params: bound } =
             Handle::decode(&command.prepared_statement_handle).map_err(to_status)?
         else {
@@ -749,7 +757,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.into_builder().schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -763,7 +771,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let mut builder = query.into_builder();
         builder.append(CATALOG_NAME);
         one(builder.build())
@@ -774,7 +782,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.clone().into_builder().schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -788,7 +796,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let warehouse = self.warehouse.clone();
         let schemas = self
             .run(async move { warehouse.list_schemas().await })
@@ -805,7 +813,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.clone().into_builder().schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -819,7 +827,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let warehouse = self.warehouse.clone();
         let include_schema = query.include_schema;
         let tables = self
@@ -858,7 +866,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.into_builder().schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -872,7 +880,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let mut builder = query.into_builder();
         builder.append("TABLE");
         one(builder.build())
@@ -883,7 +891,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -897,7 +905,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         one(query.into_builder(&self.sql_info).build())
     }
 
@@ -906,7 +914,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         Ok(Response::new(metadata_info(
             &primary_keys_schema(),
             query,
@@ -919,7 +927,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let warehouse = self.warehouse.clone();
         let schema = query
             .db_schema
@@ -964,7 +972,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.into_builder(&self.xdbc).schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -978,7 +986,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         one(query.into_builder(&self.xdbc).build())
     }
 
@@ -988,7 +996,7 @@ impl FlightSqlService for PitlakeFlightSql {
         &self,
         request: Request<Action>,
     ) -> std::result::Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let action = request.into_inner();
         let body = match action.r#type.as_str() {
             "CancelFlightInfo" => {
@@ -1034,7 +1042,7 @@ impl FlightSqlService for PitlakeFlightSql {
         mut request: Request<PeekableFlightDataStream>,
         message: arrow_flight::sql::Any,
     ) -> std::result::Result<Response<<Self as FlightService>::DoPutStream>, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let path = match request.get_mut().peek().await {
             Some(Ok(first)) => first
                 .flight_descriptor
