@@ -5,6 +5,7 @@
 //! `DoGet`, streamed batch by batch; the ticket carries the SQL, so the server
 //! holds no results. Statements with effects (DDL, INSERT, COPY) run once, in
 //! `GetFlightInfo` or `DoPut`, and their small result travels in the ticket.
+//! Tickets are sealed to the user who planned them (see `handle`).
 //! Execution runs on its own runtime, so a long query never starves gRPC; a
 //! client that goes away drops its stream, which cancels its query.
 
@@ -45,7 +46,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::{Authenticator, Caller};
-use super::handle::Handle;
+use super::handle::{Handle, Sealer};
 use super::online;
 use super::status::{df_status, to_status};
 use crate::catalog::{CATALOG_NAME, FeatureGroup, Warehouse};
@@ -98,6 +99,8 @@ pub struct PitlakeFlightSql {
     bound: std::sync::Mutex<BoundParameters>,
     /// Queries being streamed, by ticket, so CancelFlightInfo can stop them.
     running: Arc<std::sync::Mutex<Running>>,
+    /// Seals tickets and statement handles to the user they were issued to.
+    sealer: Sealer,
 }
 
 /// Running queries and tickets cancelled before they ran.
@@ -152,6 +155,7 @@ impl PitlakeFlightSql {
             limits,
             bound: Default::default(),
             running: Default::default(),
+            sealer: Sealer::new(),
         })
     }
 
@@ -164,6 +168,16 @@ impl PitlakeFlightSql {
     async fn session<T>(&self, request: &Request<T>) -> std::result::Result<Session, Status> {
         let caller = self.caller(request)?;
         self.auth.session(&caller).await
+    }
+
+    /// A prepared statement's handle, opened for `caller`.
+    fn prepared(&self, caller: &Caller, handle: &[u8]) -> std::result::Result<Prepared, Status> {
+        match self.sealer.open(handle, caller.user())? {
+            Handle::Query { sql, params } => Ok(Prepared { sql, params }),
+            Handle::Done { .. } => Err(Status::invalid_argument(
+                "not a prepared statement handle (a ticket of a statement already run)",
+            )),
+        }
     }
 
     /// Runs `work` on the execution runtime.
@@ -215,6 +229,7 @@ impl PitlakeFlightSql {
     /// FlightInfo for a query (planned, not run) or for a statement (run now).
     async fn flight_info(
         &self,
+        caller: &Caller,
         session: Session,
         sql: String,
         params: Option<RecordBatch>,
@@ -234,7 +249,11 @@ impl PitlakeFlightSql {
             let result = self.execute_now(session, sql, params).await?;
             (result.schema(), Handle::Done { result })
         };
-        info(&schema, handle, descriptor)
+        let ticket = self
+            .sealer
+            .seal(&handle, caller.user())
+            .map_err(to_status)?;
+        info(&schema, ticket, descriptor)
     }
 
     /// Streams a ticket's result.
@@ -317,6 +336,13 @@ impl PitlakeFlightSql {
     }
 }
 
+/// What a prepared statement's handle carries.
+struct Prepared {
+    sql: String,
+    /// Parameters bound to it, if any.
+    params: Option<RecordBatch>,
+}
+
 /// Forgets a query's cancel switch when its stream ends, however it ends.
 struct Finished {
     running: Arc<std::sync::Mutex<Running>>,
@@ -332,10 +358,13 @@ impl Drop for Finished {
 
 impl PitlakeFlightSql {
     /// Cancels the queries of a FlightInfo's tickets: running ones stop,
-    /// ones not started yet will not start.
-    fn cancel(&self, info: &FlightInfo) -> CancelStatus {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let mut any = false;
+    /// ones not started yet will not start. Only the caller's own tickets.
+    fn cancel(
+        &self,
+        caller: &Caller,
+        info: &FlightInfo,
+    ) -> std::result::Result<CancelStatus, Status> {
+        let mut handles = Vec::new();
         for endpoint in &info.endpoint {
             let Some(ticket) = &endpoint.ticket else {
                 continue;
@@ -346,8 +375,12 @@ impl PitlakeFlightSql {
             let Ok(Some(query)) = any_message.unpack::<TicketStatementQuery>() else {
                 continue;
             };
-            let handle = query.statement_handle.to_vec();
-            any = true;
+            self.sealer.open(&query.statement_handle, caller.user())?;
+            handles.push(query.statement_handle.to_vec());
+        }
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let any = !handles.is_empty();
+        for handle in handles {
             match running.queries.get(&handle) {
                 Some(switch) => {
                     let _ = switch.send(true);
@@ -360,11 +393,11 @@ impl PitlakeFlightSql {
                 }
             }
         }
-        if any {
+        Ok(if any {
             CancelStatus::Cancelled
         } else {
             CancelStatus::NotCancellable
-        }
+        })
     }
 }
 
@@ -401,11 +434,11 @@ fn concat_result(result: StatementResult) -> Result<RecordBatch> {
 
 fn info(
     schema: &Schema,
-    handle: Handle,
+    ticket: Vec<u8>,
     descriptor: FlightDescriptor,
 ) -> std::result::Result<FlightInfo, Status> {
     let ticket = TicketStatementQuery {
-        statement_handle: handle.ticket().map_err(to_status)?.into(),
+        statement_handle: ticket.into(),
     };
     let ticket = Ticket::new(ticket.as_any().encode_to_vec());
     Ok(FlightInfo::new()
@@ -523,9 +556,10 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        let session = self.session(&request).await?;
+        let caller = self.caller(&request)?;
+        let session = self.auth.session(&caller).await?;
         let info = self
-            .flight_info(session, query.query, None, request.into_inner())
+            .flight_info(&caller, session, query.query, None, request.into_inner())
             .await?;
         Ok(Response::new(info))
     }
@@ -535,8 +569,9 @@ impl FlightSqlService for PitlakeFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        let session = self.session(&request).await?;
-        let handle = Handle::decode(&ticket.statement_handle).map_err(to_status)?;
+        let caller = self.caller(&request)?;
+        let handle = self.sealer.open(&ticket.statement_handle, caller.user())?;
+        let session = self.auth.session(&caller).await?;
         self.redeem(session, &ticket.statement_handle, handle).await
     }
 
@@ -619,7 +654,8 @@ impl FlightSqlService for PitlakeFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> std::result::Result<ActionCreatePreparedStatementResult, Status> {
-        let session = self.session(&request).await?;
+        let caller = self.caller(&request)?;
+        let session = self.auth.session(&caller).await?;
         let sql = query.query;
         let mut statements = parse_sql(&sql).map_err(to_status)?;
         let [statement] = statements.as_mut_slice() else {
@@ -655,8 +691,13 @@ impl FlightSqlService for PitlakeFlightSql {
                 })
                 .collect::<Vec<_>>(),
         );
+        let handle = Handle::Query { sql, params: None };
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: Handle::prepared(&sql).into(),
+            prepared_statement_handle: self
+                .sealer
+                .seal(&handle, caller.user())
+                .map_err(to_status)?
+                .into(),
             dataset_schema: ipc_schema(&dataset)?,
             parameter_schema: ipc_schema(&params)?,
         })
@@ -665,8 +706,10 @@ impl FlightSqlService for PitlakeFlightSql {
     async fn do_action_close_prepared_statement(
         &self,
         query: ActionClosePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> std::result::Result<(), Status> {
+        let caller = self.caller(&request)?;
+        self.prepared(&caller, &query.prepared_statement_handle)?;
         // Handles carry everything; only a remembered binding is freed.
         self.bound
             .lock()
@@ -680,12 +723,8 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<DoPutPreparedStatementResult, Status> {
-        self.caller(&request)?;
-        let Handle::Query { sql, .. } =
-            Handle::decode(&query.prepared_statement_handle).map_err(to_status)?
-        else {
-            return Err(Status::invalid_argument("not a prepared statement handle"));
-        };
+        let caller = self.caller(&request)?;
+        let Prepared { sql, .. } = self.prepared(&caller, &query.prepared_statement_handle)?;
         let params = parameters(request).await?;
         if let Some(p) = &params {
             self.bound
@@ -693,7 +732,11 @@ impl FlightSqlService for PitlakeFlightSql {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(query.prepared_statement_handle.to_vec(), p.clone());
         }
-        let handle = Handle::Query { sql, params }.encode().map_err(to_status)?;
+        let handle = Handle::Query { sql, params };
+        let handle = self
+            .sealer
+            .seal(&handle, caller.user())
+            .map_err(to_status)?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.into()),
         })
@@ -704,12 +747,9 @@ impl FlightSqlService for PitlakeFlightSql {
         command: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        let session = self.session(&request).await?;
-        let Handle::Query { sql, mut params } =
-            Handle::decode(&command.prepared_statement_handle).map_err(to_status)?
-        else {
-            return Err(Status::invalid_argument("not a prepared statement handle"));
-        };
+        let caller = self.caller(&request)?;
+        let Prepared { sql, mut params } =
+            self.prepared(&caller, &command.prepared_statement_handle)?;
         if params.is_none() {
             params = self
                 .bound
@@ -719,8 +759,9 @@ impl FlightSqlService for PitlakeFlightSql {
                 .get(command.prepared_statement_handle.as_ref())
                 .cloned();
         }
+        let session = self.auth.session(&caller).await?;
         let info = self
-            .flight_info(session, sql, params, request.into_inner())
+            .flight_info(&caller, session, sql, params, request.into_inner())
             .await?;
         Ok(Response::new(info))
     }
@@ -730,13 +771,11 @@ impl FlightSqlService for PitlakeFlightSql {
         command: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
-        let session = self.session(&request).await?;
-        let Handle::Query { sql, params: bound } =
-            Handle::decode(&command.prepared_statement_handle).map_err(to_status)?
-        else {
-            return Err(Status::invalid_argument("not a prepared statement handle"));
-        };
+        let caller = self.caller(&request)?;
+        let Prepared { sql, params: bound } =
+            self.prepared(&caller, &command.prepared_statement_handle)?;
         let params = parameters(request).await?.or(bound);
+        let session = self.auth.session(&caller).await?;
         let Some(params) = params.clone().filter(|p| p.num_rows() > 1) else {
             let result = self.execute_now(session, sql, params).await?;
             return Ok(affected_rows(&result));
@@ -996,7 +1035,7 @@ impl FlightSqlService for PitlakeFlightSql {
         &self,
         request: Request<Action>,
     ) -> std::result::Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        let session = self.session(&request).await?;
+        let caller = self.caller(&request)?;
         let action = request.into_inner();
         let body = match action.r#type.as_str() {
             "CancelFlightInfo" => {
@@ -1004,14 +1043,17 @@ impl FlightSqlService for PitlakeFlightSql {
                     arrow_flight::CancelFlightInfoRequest::decode(action.body.as_ref())
                         .map_err(|e| Status::invalid_argument(format!("CancelFlightInfo: {e}")))?;
                 let info = request.info.unwrap_or_default();
-                let status = self.cancel(&info);
+                let status = self.cancel(&caller, &info)?;
                 arrow_flight::CancelFlightInfoResult::new(status).encode_to_vec()
             }
             online::PING_ACTION => Vec::new(),
             // Lookups read memory only: answered here, not queued as queries.
-            online::LOOKUP_ACTION => online::lookup(&session, &action.body)
-                .await
-                .map_err(to_status)?,
+            online::LOOKUP_ACTION => {
+                let session = self.auth.session(&caller).await?;
+                online::lookup(&session, &action.body)
+                    .await
+                    .map_err(to_status)?
+            }
             other => {
                 return Err(Status::invalid_argument(format!(
                     "unknown action {other:?} (pitlake has {:?} and {:?} besides Flight SQL's)",
