@@ -8,6 +8,7 @@
 //! ```
 
 mod auth;
+mod guard;
 mod handle;
 pub mod online;
 mod service;
@@ -161,7 +162,7 @@ pub async fn serve(
         executor.handle()?,
         config.limits.clone(),
     )?;
-    let server = FlightServiceServer::new(service)
+    let server = FlightServiceServer::new(guard::Guarded(service))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]

@@ -1031,6 +1031,22 @@ impl FlightSqlService for PitlakeFlightSql {
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 
+    async fn do_get_fallback(
+        &self,
+        request: Request<Ticket>,
+        message: arrow_flight::sql::Any,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        self.caller(&request)?;
+        Err(Status::invalid_argument(format!(
+            "malformed ticket: {} is not a ticket this server issues; use the ticket of a FlightInfo",
+            if message.type_url.is_empty() {
+                "a message without a type".to_string()
+            } else {
+                format!("a {:?} message", message.type_url)
+            }
+        )))
+    }
+
     async fn do_action_fallback(
         &self,
         request: Request<Action>,
