@@ -33,6 +33,10 @@ pub enum Handle {
         sql: String,
         /// Bound parameter values: one row.
         params: Option<RecordBatch>,
+        /// A prepared statement's parameter types, `$1` first (`None` where
+        /// the statement does not tell): what bound values must convert to.
+        /// Absent from tickets, whose parameters were converted already.
+        types: Option<Vec<Option<DataType>>>,
     },
     /// The result of a statement that ran when its FlightInfo was requested.
     Done { result: RecordBatch },
@@ -41,9 +45,15 @@ pub enum Handle {
 impl Handle {
     fn to_json(&self) -> Result<Value> {
         Ok(match self {
-            Handle::Query { sql, params } => json!({
+            Handle::Query { sql, params, types } => json!({
                 "query": sql,
                 "params": params.as_ref().map(ipc_encode).transpose()?,
+                "types": types.as_ref().map(|types| {
+                    types
+                        .iter()
+                        .map(|t| t.as_ref().map(ToString::to_string))
+                        .collect::<Vec<_>>()
+                }),
             }),
             Handle::Done { result } => json!({ "done": ipc_encode(result)? }),
         })
@@ -56,9 +66,22 @@ impl Handle {
                 Some(p) => Some(ipc_decode(p)?),
                 None => None,
             };
+            let types = match value.get("types").and_then(Value::as_array) {
+                Some(types) => Some(
+                    types
+                        .iter()
+                        .map(|t| match t.as_str() {
+                            Some(name) => name.parse::<DataType>().map(Some).map_err(|_| bad()),
+                            None => Ok(None),
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                ),
+                None => None,
+            };
             return Ok(Handle::Query {
                 sql: sql.to_string(),
                 params,
+                types,
             });
         }
         let done = value.get("done").and_then(Value::as_str).ok_or_else(bad)?;
@@ -232,10 +255,21 @@ mod tests {
             Handle::Query {
                 sql: "SELECT $1".into(),
                 params: Some(batch.clone()),
+                types: None,
             },
             Handle::Query {
-                sql: "SELECT 1".into(),
+                sql: "SELECT $1, $2".into(),
                 params: None,
+                types: Some(vec![
+                    Some(DataType::Int64),
+                    None,
+                    Some(DataType::Timestamp(
+                        arrow::datatypes::TimeUnit::Microsecond,
+                        None,
+                    )),
+                    Some(DataType::Utf8View),
+                    Some(DataType::Decimal128(10, 2)),
+                ]),
             },
             Handle::Done { result: batch },
         ]

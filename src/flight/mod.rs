@@ -11,6 +11,7 @@ mod auth;
 mod guard;
 mod handle;
 pub mod online;
+mod parameters;
 mod service;
 mod status;
 

@@ -48,6 +48,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::auth::{Authenticator, Caller};
 use super::handle::{Handle, Sealer};
 use super::online;
+use super::parameters::conform;
 use super::status::{df_status, to_status};
 use crate::catalog::{CATALOG_NAME, FeatureGroup, Warehouse};
 use crate::error::{Error, Result};
@@ -173,7 +174,11 @@ impl PitlakeFlightSql {
     /// A prepared statement's handle, opened for `caller`.
     fn prepared(&self, caller: &Caller, handle: &[u8]) -> std::result::Result<Prepared, Status> {
         match self.sealer.open(handle, caller.user())? {
-            Handle::Query { sql, params } => Ok(Prepared { sql, params }),
+            Handle::Query { sql, params, types } => Ok(Prepared {
+                sql,
+                params,
+                types: types.unwrap_or_default(),
+            }),
             Handle::Done { .. } => Err(Status::invalid_argument(
                 "not a prepared statement handle (a ticket of a statement already run)",
             )),
@@ -244,7 +249,8 @@ impl PitlakeFlightSql {
             let schema = self
                 .run(async move { planner.query_schema(statement).await })
                 .await?;
-            (schema, Handle::Query { sql, params })
+            let types = None;
+            (schema, Handle::Query { sql, params, types })
         } else {
             let result = self.execute_now(session, sql, params).await?;
             (result.schema(), Handle::Done { result })
@@ -268,7 +274,7 @@ impl PitlakeFlightSql {
                 result.schema(),
                 futures::stream::iter([Ok(result)]),
             ))),
-            Handle::Query { sql, params } => {
+            Handle::Query { sql, params, .. } => {
                 let (cancel_tx, mut cancelled) = tokio::sync::watch::channel(false);
                 {
                     let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -341,6 +347,8 @@ struct Prepared {
     sql: String,
     /// Parameters bound to it, if any.
     params: Option<RecordBatch>,
+    /// Its parameters' types, `$1` first (`None`: any).
+    types: Vec<Option<DataType>>,
 }
 
 /// Forgets a query's cancel switch when its stream ends, however it ends.
@@ -405,6 +413,11 @@ impl PitlakeFlightSql {
 fn bound_statements(sql: &str, params: Option<&RecordBatch>) -> Result<Vec<Statement>> {
     let mut statements = parse_sql(sql)?;
     if let Some(params) = params {
+        if params.num_rows() == 0 {
+            return Err(Error::Invalid(
+                "parameters were bound without values (a batch of no rows)".into(),
+            ));
+        }
         let values = row_values(params, 0)?;
         for statement in &mut statements {
             match statement {
@@ -691,7 +704,11 @@ impl FlightSqlService for PitlakeFlightSql {
                 })
                 .collect::<Vec<_>>(),
         );
-        let handle = Handle::Query { sql, params: None };
+        let handle = Handle::Query {
+            sql,
+            params: None,
+            types: Some(types),
+        };
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: self
                 .sealer
@@ -724,15 +741,21 @@ impl FlightSqlService for PitlakeFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<DoPutPreparedStatementResult, Status> {
         let caller = self.caller(&request)?;
-        let Prepared { sql, .. } = self.prepared(&caller, &query.prepared_statement_handle)?;
-        let params = parameters(request).await?;
+        let Prepared { sql, types, .. } =
+            self.prepared(&caller, &query.prepared_statement_handle)?;
+        // Checked as they are bound, so a client hears of a mistake at once.
+        let params = conform(parameters(request).await?, &types)?;
         if let Some(p) = &params {
             self.bound
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(query.prepared_statement_handle.to_vec(), p.clone());
         }
-        let handle = Handle::Query { sql, params };
+        let handle = Handle::Query {
+            sql,
+            params,
+            types: Some(types),
+        };
         let handle = self
             .sealer
             .seal(&handle, caller.user())
@@ -748,8 +771,11 @@ impl FlightSqlService for PitlakeFlightSql {
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request)?;
-        let Prepared { sql, mut params } =
-            self.prepared(&caller, &command.prepared_statement_handle)?;
+        let Prepared {
+            sql,
+            mut params,
+            types,
+        } = self.prepared(&caller, &command.prepared_statement_handle)?;
         if params.is_none() {
             params = self
                 .bound
@@ -759,6 +785,7 @@ impl FlightSqlService for PitlakeFlightSql {
                 .get(command.prepared_statement_handle.as_ref())
                 .cloned();
         }
+        let params = conform(params, &types)?;
         let session = self.auth.session(&caller).await?;
         let info = self
             .flight_info(&caller, session, sql, params, request.into_inner())
@@ -772,9 +799,12 @@ impl FlightSqlService for PitlakeFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
         let caller = self.caller(&request)?;
-        let Prepared { sql, params: bound } =
-            self.prepared(&caller, &command.prepared_statement_handle)?;
-        let params = parameters(request).await?.or(bound);
+        let Prepared {
+            sql,
+            params: bound,
+            types,
+        } = self.prepared(&caller, &command.prepared_statement_handle)?;
+        let params = conform(parameters(request).await?.or(bound), &types)?;
         let session = self.auth.session(&caller).await?;
         let Some(params) = params.clone().filter(|p| p.num_rows() > 1) else {
             let result = self.execute_now(session, sql, params).await?;
