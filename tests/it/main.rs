@@ -3,6 +3,7 @@
 mod asof_fuzz;
 mod asof_oracle;
 mod asof_pruning;
+mod auth_abuse;
 mod dbapi;
 mod flight;
 mod interop;
