@@ -499,10 +499,11 @@ enum Key {
 
 #[derive(Debug)]
 struct Strikes {
+    /// Attempts since the last success, the one being checked included.
     failures: u32,
     /// When the next attempt may be checked.
     not_before: Instant,
-    last_failure: Instant,
+    last_attempt: Instant,
 }
 
 /// Failed sign-ins by user name and by address, and the waits they impose.
@@ -552,19 +553,20 @@ impl Throttle {
             .min(self.policy.max)
     }
 
-    fn remembered<'a>(&self, strikes: &'a Strikes, now: Instant) -> Option<&'a Strikes> {
-        (now.duration_since(strikes.last_failure) < self.policy.forget_after).then_some(strikes)
+    fn remembered(&self, strikes: &Strikes, now: Instant) -> bool {
+        now.duration_since(strikes.last_attempt) < self.policy.forget_after
     }
 
     /// This attempt's turn: how long it waits before its password is checked.
-    /// Attempts on the same keys queue one delay apart, so many at once go no
-    /// faster than one after another; one that would wait longer than the
-    /// longest delay is refused (`Err`: when to try again).
+    /// The attempt counts as a failure from now until it succeeds, so that
+    /// attempts at once queue one growing delay apart, as if one followed
+    /// another; one that would wait longer than the longest delay is refused
+    /// unchecked and uncounted (`Err`: when to try again).
     fn turn(&self, keys: &[Key], now: Instant) -> std::result::Result<Duration, Duration> {
         let mut strikes = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
         let start = keys
             .iter()
-            .filter_map(|k| strikes.get(k).and_then(|s| self.remembered(s, now)))
+            .filter_map(|k| strikes.get(k).filter(|s| self.remembered(s, now)))
             .map(|s| s.not_before)
             .fold(now, Instant::max);
         let wait = start.duration_since(now);
@@ -572,25 +574,13 @@ impl Throttle {
             return Err(wait - self.policy.max);
         }
         for key in keys {
-            if let Some(s) = strikes.get_mut(key)
-                && now.duration_since(s.last_failure) < self.policy.forget_after
-            {
-                s.not_before = s.not_before.max(start + self.delay(s.failures));
-            }
-        }
-        Ok(wait)
-    }
-
-    fn failed(&self, keys: &[Key], now: Instant) {
-        let mut strikes = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
-        for key in keys {
             if !strikes.contains_key(key) && strikes.len() >= self.policy.max_entries.max(1) {
-                let forget_after = self.policy.forget_after;
-                strikes.retain(|_, s| now.duration_since(s.last_failure) < forget_after);
+                strikes
+                    .retain(|_, s| now.duration_since(s.last_attempt) < self.policy.forget_after);
                 if strikes.len() >= self.policy.max_entries.max(1)
                     && let Some(oldest) = strikes
                         .iter()
-                        .min_by_key(|(_, s)| s.last_failure)
+                        .min_by_key(|(_, s)| s.last_attempt)
                         .map(|(k, _)| *k)
                 {
                     strikes.remove(&oldest);
@@ -599,25 +589,45 @@ impl Throttle {
             let s = strikes.entry(*key).or_insert(Strikes {
                 failures: 0,
                 not_before: now,
-                last_failure: now,
+                last_attempt: now,
             });
-            if now.duration_since(s.last_failure) >= self.policy.forget_after {
+            if !self.remembered(s, now) {
                 s.failures = 0;
                 s.not_before = now;
             }
             s.failures = s.failures.saturating_add(1);
-            s.last_failure = now;
-            s.not_before = s.not_before.max(now + self.delay(s.failures));
+            s.last_attempt = now;
+            s.not_before = s.not_before.max(start + self.delay(s.failures));
+        }
+        Ok(wait)
+    }
+
+    /// A failed check: the next attempt waits at least a delay from now.
+    fn failed(&self, keys: &[Key], now: Instant) {
+        let mut strikes = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            if let Some(s) = strikes.get_mut(key) {
+                s.last_attempt = now;
+                s.not_before = s.not_before.max(now + self.delay(s.failures));
+            }
         }
     }
 
-    /// A correct password clears its user name's failures. Its address keeps
-    /// its own until they are forgotten: a valid account must not let one
-    /// address try other users' passwords at full speed.
+    /// A correct password clears its user name's failures. Its address only
+    /// takes back this attempt and keeps its failures until they are
+    /// forgotten: a valid account must not let one address try other users'
+    /// passwords at full speed.
     fn succeeded(&self, keys: &[Key]) {
         let mut strikes = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
         for key in keys {
-            if matches!(key, Key::Name(_)) {
+            let clear = match key {
+                Key::Name(_) => true,
+                Key::Address(_) => strikes.get_mut(key).is_some_and(|s| {
+                    s.failures = s.failures.saturating_sub(1);
+                    s.failures == 0
+                }),
+            };
+            if clear {
                 strikes.remove(key);
             }
         }
@@ -699,17 +709,16 @@ mod tests {
         let throttle = Throttle::new(delay(100, 400));
         let keys = throttle.keys(Some("alice"), None);
         let now = Instant::now();
-        throttle.failed(&keys, now);
-        throttle.failed(&keys, now);
-        // Two failures: the next attempt waits 200 ms, each one after it 200 ms more.
-        let waits: Vec<_> = (0..4).map(|_| throttle.turn(&keys, now)).collect();
+        // As if each followed the failure of the one before.
+        let waits: Vec<_> = (0..5).map(|_| throttle.turn(&keys, now)).collect();
         assert_eq!(
             waits,
             [
-                Ok(Duration::from_millis(200)),
-                Ok(Duration::from_millis(400)),
-                Err(Duration::from_millis(200)),
-                Err(Duration::from_millis(200)),
+                Ok(Duration::ZERO),
+                Ok(Duration::from_millis(100)),
+                Ok(Duration::from_millis(300)),
+                Err(Duration::from_millis(300)),
+                Err(Duration::from_millis(300)),
             ]
         );
     }
@@ -719,18 +728,27 @@ mod tests {
         let throttle = Throttle::new(delay(100, 400));
         let ip: IpAddr = "10.0.0.1".parse().expect("ip");
         let alice = throttle.keys(Some("alice"), Some(ip));
-        let now = Instant::now();
+        let mut now = Instant::now();
+        assert_eq!(throttle.turn(&alice, now), Ok(Duration::ZERO));
         throttle.failed(&alice, now);
+        now += throttle.turn(&alice, now).expect("admitted");
         throttle.succeeded(&alice);
         let carol_elsewhere = throttle.keys(Some("carol"), Some("10.0.0.2".parse().expect("ip")));
         assert_eq!(throttle.turn(&carol_elsewhere, now), Ok(Duration::ZERO));
-        let alice_elsewhere = throttle.keys(Some("alice"), Some("10.0.0.2".parse().expect("ip")));
+        let alice_elsewhere = throttle.keys(Some("alice"), Some("10.0.0.4".parse().expect("ip")));
         assert_eq!(throttle.turn(&alice_elsewhere, now), Ok(Duration::ZERO));
-        let carol_same_address = throttle.keys(Some("carol"), Some(ip));
+        // The address still waits out its failure and the attempt after it.
+        let dan_same_address = throttle.keys(Some("dan"), Some(ip));
         assert_eq!(
-            throttle.turn(&carol_same_address, now),
-            Ok(Duration::from_millis(100))
+            throttle.turn(&dan_same_address, now),
+            Ok(Duration::from_millis(200))
         );
+        // A first sign-in that succeeds leaves nothing behind.
+        let dave = throttle.keys(Some("dave"), Some("10.0.0.3".parse().expect("ip")));
+        let before = throttle.len();
+        assert_eq!(throttle.turn(&dave, now), Ok(Duration::ZERO));
+        throttle.succeeded(&dave);
+        assert_eq!(throttle.len(), before);
     }
 
     #[test]
@@ -738,7 +756,9 @@ mod tests {
         let throttle = Throttle::new(delay(100, 400));
         let now = Instant::now();
         for i in 0..1000 {
-            throttle.failed(&throttle.keys(Some(&format!("user{i}")), None), now);
+            let keys = throttle.keys(Some(&format!("user{i}")), None);
+            assert_eq!(throttle.turn(&keys, now), Ok(Duration::ZERO));
+            throttle.failed(&keys, now);
         }
         assert_eq!(throttle.len(), 100);
         let later = now + Duration::from_secs(61);
