@@ -74,6 +74,14 @@ struct ServeArgs {
     /// Accept every client without credentials (local play only).
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Signed-in tokens kept at once; past it a sign-in evicts the least
+    /// recently used token of the user holding the most.
+    #[arg(long, default_value_t = 4096)]
+    max_tokens: usize,
+    /// Seconds a token may go unused before it expires (it expires after
+    /// 12 h however much it is used).
+    #[arg(long, default_value_t = 1800)]
+    token_idle_timeout_secs: u64,
     /// Queries running at once; more wait, then get RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 16)]
     max_concurrent_queries: usize,
@@ -221,7 +229,7 @@ async fn run_sql(
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    use pitlake::flight::{Limits, ServerConfig, Users};
+    use pitlake::flight::{Limits, ServerConfig, TokenPolicy, Users};
     let users = if args.insecure_no_auth {
         eprintln!("warning: --insecure-no-auth: every client gets in without credentials");
         Users::Anyone
@@ -282,6 +290,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tls,
         import_dir: args.import_dir,
         export_dir: args.export_dir,
+        tokens: TokenPolicy {
+            max_tokens: args.max_tokens.max(1),
+            idle_timeout: std::time::Duration::from_secs(args.token_idle_timeout_secs.max(1)),
+            ..TokenPolicy::default()
+        },
         ..ServerConfig::default()
     };
     pitlake::flight::serve(warehouse, listener, config, shutdown_signal()).await?;

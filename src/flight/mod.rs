@@ -8,20 +8,21 @@
 //! ```
 
 mod auth;
+mod guard;
 mod handle;
 pub mod online;
+mod parameters;
 mod service;
 mod status;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 
-pub use auth::{Authenticator, Users, random_secret};
+pub use auth::{Authenticator, Caller, SignInDelay, TokenPolicy, Users, random_secret};
 
 pub use service::{Limits, PitlakeFlightSql};
 pub use status::to_status;
@@ -41,7 +42,10 @@ const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub users: Users,
-    pub token_lifetime: Duration,
+    /// How long bearer tokens live and how many may at once.
+    pub tokens: TokenPolicy,
+    /// How failed sign-ins slow down the next ones.
+    pub sign_in_delay: SignInDelay,
     pub limits: Limits,
     /// Largest gRPC message accepted or sent.
     pub max_message_bytes: usize,
@@ -79,7 +83,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             users: Users::Anyone,
-            token_lifetime: Duration::from_secs(12 * 3600),
+            tokens: TokenPolicy::default(),
+            sign_in_delay: SignInDelay::default(),
             limits: Limits::default(),
             max_message_bytes: 64 << 20,
             tls: None,
@@ -157,7 +162,8 @@ pub async fn serve(
     }
     let auth = Arc::new(Authenticator::new(
         config.users.clone(),
-        config.token_lifetime,
+        config.tokens.clone(),
+        config.sign_in_delay.clone(),
         shared,
     ));
     let service = PitlakeFlightSql::new(
@@ -166,7 +172,7 @@ pub async fn serve(
         executor.handle()?,
         config.limits.clone(),
     )?;
-    let server = FlightServiceServer::new(service)
+    let server = FlightServiceServer::new(guard::Guarded(service))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
@@ -199,10 +205,12 @@ pub async fn serve(
         )
         .await
         .map_err(|e| Error::Invalid(format!("Flight SQL server: {e}")))?;
+    // Every acknowledged record is committed before the process ends, and
+    // before the execution runtime goes: a stream first written by a SQL
+    // statement has its committer there (shutdown waited 30 s, then failed).
+    let closed = warehouse.streams().close().await;
     drop(executor);
-    // Every acknowledged record is committed before the process ends.
-    warehouse.streams().close().await?;
-    Ok(())
+    closed
 }
 
 /// Binds `addr` (port 0 picks a free port) and returns the listener with the

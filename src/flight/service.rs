@@ -5,6 +5,7 @@
 //! `DoGet`, streamed batch by batch; the ticket carries the SQL, so the server
 //! holds no results. Statements with effects (DDL, INSERT, COPY) run once, in
 //! `GetFlightInfo` or `DoPut`, and their small result travels in the ticket.
+//! Tickets are sealed to the user who planned them (see `handle`).
 //! Execution runs on its own runtime, so a long query never starves gRPC; a
 //! client that goes away drops its stream, which cancels its query.
 
@@ -44,9 +45,10 @@ use tokio::sync::Semaphore;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::Authenticator;
-use super::handle::Handle;
+use super::auth::{Authenticator, Caller};
+use super::handle::{Handle, Sealer};
 use super::online;
+use super::parameters::conform;
 use super::status::{df_status, to_status};
 use crate::catalog::{CATALOG_NAME, FeatureGroup, Warehouse};
 use crate::error::{Error, Result};
@@ -98,6 +100,8 @@ pub struct PitlakeFlightSql {
     bound: std::sync::Mutex<BoundParameters>,
     /// Queries being streamed, by ticket, so CancelFlightInfo can stop them.
     running: Arc<std::sync::Mutex<Running>>,
+    /// Seals tickets and statement handles to the user they were issued to.
+    sealer: Sealer,
 }
 
 /// Running queries and tickets cancelled before they ran.
@@ -152,11 +156,33 @@ impl PitlakeFlightSql {
             limits,
             bound: Default::default(),
             running: Default::default(),
+            sealer: Sealer::new(),
         })
     }
 
-    fn session<T>(&self, request: &Request<T>) -> std::result::Result<Session, Status> {
-        self.auth.session(request.metadata())
+    /// Who makes `request` (UNAUTHENTICATED without a valid token).
+    fn caller<T>(&self, request: &Request<T>) -> std::result::Result<Caller, Status> {
+        self.auth.authorize(request.metadata())
+    }
+
+    /// The session of `request`'s caller.
+    async fn session<T>(&self, request: &Request<T>) -> std::result::Result<Session, Status> {
+        let caller = self.caller(request)?;
+        self.auth.session(&caller).await
+    }
+
+    /// A prepared statement's handle, opened for `caller`.
+    fn prepared(&self, caller: &Caller, handle: &[u8]) -> std::result::Result<Prepared, Status> {
+        match self.sealer.open(handle, caller.user())? {
+            Handle::Query { sql, params, types } => Ok(Prepared {
+                sql,
+                params,
+                types: types.unwrap_or_default(),
+            }),
+            Handle::Done { .. } => Err(Status::invalid_argument(
+                "not a prepared statement handle (a ticket of a statement already run)",
+            )),
+        }
     }
 
     /// Runs `work` on the execution runtime.
@@ -208,6 +234,7 @@ impl PitlakeFlightSql {
     /// FlightInfo for a query (planned, not run) or for a statement (run now).
     async fn flight_info(
         &self,
+        caller: &Caller,
         session: Session,
         sql: String,
         params: Option<RecordBatch>,
@@ -222,12 +249,17 @@ impl PitlakeFlightSql {
             let schema = self
                 .run(async move { planner.query_schema(statement).await })
                 .await?;
-            (schema, Handle::Query { sql, params })
+            let types = None;
+            (schema, Handle::Query { sql, params, types })
         } else {
             let result = self.execute_now(session, sql, params).await?;
             (result.schema(), Handle::Done { result })
         };
-        info(&schema, handle, descriptor)
+        let ticket = self
+            .sealer
+            .seal(&handle, caller.user())
+            .map_err(to_status)?;
+        info(&schema, ticket, descriptor)
     }
 
     /// Streams a ticket's result.
@@ -242,7 +274,7 @@ impl PitlakeFlightSql {
                 result.schema(),
                 futures::stream::iter([Ok(result)]),
             ))),
-            Handle::Query { sql, params } => {
+            Handle::Query { sql, params, .. } => {
                 let (cancel_tx, mut cancelled) = tokio::sync::watch::channel(false);
                 {
                     let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -310,6 +342,15 @@ impl PitlakeFlightSql {
     }
 }
 
+/// What a prepared statement's handle carries.
+struct Prepared {
+    sql: String,
+    /// Parameters bound to it, if any.
+    params: Option<RecordBatch>,
+    /// Its parameters' types, `$1` first (`None`: any).
+    types: Vec<Option<DataType>>,
+}
+
 /// Forgets a query's cancel switch when its stream ends, however it ends.
 struct Finished {
     running: Arc<std::sync::Mutex<Running>>,
@@ -325,10 +366,13 @@ impl Drop for Finished {
 
 impl PitlakeFlightSql {
     /// Cancels the queries of a FlightInfo's tickets: running ones stop,
-    /// ones not started yet will not start.
-    fn cancel(&self, info: &FlightInfo) -> CancelStatus {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let mut any = false;
+    /// ones not started yet will not start. Only the caller's own tickets.
+    fn cancel(
+        &self,
+        caller: &Caller,
+        info: &FlightInfo,
+    ) -> std::result::Result<CancelStatus, Status> {
+        let mut handles = Vec::new();
         for endpoint in &info.endpoint {
             let Some(ticket) = &endpoint.ticket else {
                 continue;
@@ -339,8 +383,12 @@ impl PitlakeFlightSql {
             let Ok(Some(query)) = any_message.unpack::<TicketStatementQuery>() else {
                 continue;
             };
-            let handle = query.statement_handle.to_vec();
-            any = true;
+            self.sealer.open(&query.statement_handle, caller.user())?;
+            handles.push(query.statement_handle.to_vec());
+        }
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let any = !handles.is_empty();
+        for handle in handles {
             match running.queries.get(&handle) {
                 Some(switch) => {
                     let _ = switch.send(true);
@@ -353,11 +401,11 @@ impl PitlakeFlightSql {
                 }
             }
         }
-        if any {
+        Ok(if any {
             CancelStatus::Cancelled
         } else {
             CancelStatus::NotCancellable
-        }
+        })
     }
 }
 
@@ -365,6 +413,11 @@ impl PitlakeFlightSql {
 fn bound_statements(sql: &str, params: Option<&RecordBatch>) -> Result<Vec<Statement>> {
     let mut statements = parse_sql(sql)?;
     if let Some(params) = params {
+        if params.num_rows() == 0 {
+            return Err(Error::Invalid(
+                "parameters were bound without values (a batch of no rows)".into(),
+            ));
+        }
         let values = row_values(params, 0)?;
         for statement in &mut statements {
             match statement {
@@ -394,11 +447,11 @@ fn concat_result(result: StatementResult) -> Result<RecordBatch> {
 
 fn info(
     schema: &Schema,
-    handle: Handle,
+    ticket: Vec<u8>,
     descriptor: FlightDescriptor,
 ) -> std::result::Result<FlightInfo, Status> {
     let ticket = TicketStatementQuery {
-        statement_handle: handle.ticket().map_err(to_status)?.into(),
+        statement_handle: ticket.into(),
     };
     let ticket = Ticket::new(ticket.as_any().encode_to_vec());
     Ok(FlightInfo::new()
@@ -494,7 +547,8 @@ impl FlightSqlService for PitlakeFlightSql {
         >,
         Status,
     > {
-        let token = self.auth.handshake(request.metadata()).await?;
+        let client = request.remote_addr().map(|a| a.ip());
+        let token = self.auth.handshake(request.metadata(), client).await?;
         let reply = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),
@@ -515,9 +569,10 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        let session = self.session(&request)?;
+        let caller = self.caller(&request)?;
+        let session = self.auth.session(&caller).await?;
         let info = self
-            .flight_info(session, query.query, None, request.into_inner())
+            .flight_info(&caller, session, query.query, None, request.into_inner())
             .await?;
         Ok(Response::new(info))
     }
@@ -527,8 +582,9 @@ impl FlightSqlService for PitlakeFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        let session = self.session(&request)?;
-        let handle = Handle::decode(&ticket.statement_handle).map_err(to_status)?;
+        let caller = self.caller(&request)?;
+        let handle = self.sealer.open(&ticket.statement_handle, caller.user())?;
+        let session = self.auth.session(&caller).await?;
         self.redeem(session, &ticket.statement_handle, handle).await
     }
 
@@ -537,7 +593,7 @@ impl FlightSqlService for PitlakeFlightSql {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let result = self.execute_now(session, command.query, None).await?;
         Ok(affected_rows(&result))
     }
@@ -547,7 +603,7 @@ impl FlightSqlService for PitlakeFlightSql {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         if command.temporary {
             return Err(Status::unimplemented("temporary tables are not supported"));
         }
@@ -611,7 +667,8 @@ impl FlightSqlService for PitlakeFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> std::result::Result<ActionCreatePreparedStatementResult, Status> {
-        let session = self.session(&request)?;
+        let caller = self.caller(&request)?;
+        let session = self.auth.session(&caller).await?;
         let sql = query.query;
         let mut statements = parse_sql(&sql).map_err(to_status)?;
         let [statement] = statements.as_mut_slice() else {
@@ -647,8 +704,17 @@ impl FlightSqlService for PitlakeFlightSql {
                 })
                 .collect::<Vec<_>>(),
         );
+        let handle = Handle::Query {
+            sql,
+            params: None,
+            types: Some(types),
+        };
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: Handle::prepared(&sql).into(),
+            prepared_statement_handle: self
+                .sealer
+                .seal(&handle, caller.user())
+                .map_err(to_status)?
+                .into(),
             dataset_schema: ipc_schema(&dataset)?,
             parameter_schema: ipc_schema(&params)?,
         })
@@ -657,8 +723,10 @@ impl FlightSqlService for PitlakeFlightSql {
     async fn do_action_close_prepared_statement(
         &self,
         query: ActionClosePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> std::result::Result<(), Status> {
+        let caller = self.caller(&request)?;
+        self.prepared(&caller, &query.prepared_statement_handle)?;
         // Handles carry everything; only a remembered binding is freed.
         self.bound
             .lock()
@@ -672,20 +740,26 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<DoPutPreparedStatementResult, Status> {
-        self.session(&request)?;
-        let Handle::Query { sql, .. } =
-            Handle::decode(&query.prepared_statement_handle).map_err(to_status)?
-        else {
-            return Err(Status::invalid_argument("not a prepared statement handle"));
-        };
-        let params = parameters(request).await?;
+        let caller = self.caller(&request)?;
+        let Prepared { sql, types, .. } =
+            self.prepared(&caller, &query.prepared_statement_handle)?;
+        // Checked as they are bound, so a client hears of a mistake at once.
+        let params = conform(parameters(request).await?, &types)?;
         if let Some(p) = &params {
             self.bound
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(query.prepared_statement_handle.to_vec(), p.clone());
         }
-        let handle = Handle::Query { sql, params }.encode().map_err(to_status)?;
+        let handle = Handle::Query {
+            sql,
+            params,
+            types: Some(types),
+        };
+        let handle = self
+            .sealer
+            .seal(&handle, caller.user())
+            .map_err(to_status)?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.into()),
         })
@@ -696,12 +770,12 @@ impl FlightSqlService for PitlakeFlightSql {
         command: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        let session = self.session(&request)?;
-        let Handle::Query { sql, mut params } =
-            Handle::decode(&command.prepared_statement_handle).map_err(to_status)?
-        else {
-            return Err(Status::invalid_argument("not a prepared statement handle"));
-        };
+        let caller = self.caller(&request)?;
+        let Prepared {
+            sql,
+            mut params,
+            types,
+        } = self.prepared(&caller, &command.prepared_statement_handle)?;
         if params.is_none() {
             params = self
                 .bound
@@ -711,8 +785,10 @@ impl FlightSqlService for PitlakeFlightSql {
                 .get(command.prepared_statement_handle.as_ref())
                 .cloned();
         }
+        let params = conform(params, &types)?;
+        let session = self.auth.session(&caller).await?;
         let info = self
-            .flight_info(session, sql, params, request.into_inner())
+            .flight_info(&caller, session, sql, params, request.into_inner())
             .await?;
         Ok(Response::new(info))
     }
@@ -722,13 +798,14 @@ impl FlightSqlService for PitlakeFlightSql {
         command: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
-        let session = self.session(&request)?;
-        let Handle::Query { sql, params: bound } =
-            Handle::decode(&command.prepared_statement_handle).map_err(to_status)?
-        else {
-            return Err(Status::invalid_argument("not a prepared statement handle"));
-        };
-        let params = parameters(request).await?.or(bound);
+        let caller = self.caller(&request)?;
+        let Prepared {
+            sql,
+            params: bound,
+            types,
+        } = self.prepared(&caller, &command.prepared_statement_handle)?;
+        let params = conform(parameters(request).await?.or(bound), &types)?;
+        let session = self.auth.session(&caller).await?;
         let Some(params) = params.clone().filter(|p| p.num_rows() > 1) else {
             let result = self.execute_now(session, sql, params).await?;
             return Ok(affected_rows(&result));
@@ -749,7 +826,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.into_builder().schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -763,7 +840,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let mut builder = query.into_builder();
         builder.append(CATALOG_NAME);
         one(builder.build())
@@ -774,7 +851,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.clone().into_builder().schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -788,7 +865,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let warehouse = self.warehouse.clone();
         let schemas = self
             .run(async move { warehouse.list_schemas().await })
@@ -805,7 +882,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.clone().into_builder().schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -819,7 +896,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let warehouse = self.warehouse.clone();
         let include_schema = query.include_schema;
         let tables = self
@@ -858,7 +935,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.into_builder().schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -872,7 +949,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let mut builder = query.into_builder();
         builder.append("TABLE");
         one(builder.build())
@@ -883,7 +960,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -897,7 +974,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         one(query.into_builder(&self.sql_info).build())
     }
 
@@ -906,7 +983,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         Ok(Response::new(metadata_info(
             &primary_keys_schema(),
             query,
@@ -919,7 +996,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let warehouse = self.warehouse.clone();
         let schema = query
             .db_schema
@@ -964,7 +1041,7 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         let schema = query.into_builder(&self.xdbc).schema();
         Ok(Response::new(metadata_info(
             &schema,
@@ -978,17 +1055,33 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.session(&request)?;
+        self.caller(&request)?;
         one(query.into_builder(&self.xdbc).build())
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 
+    async fn do_get_fallback(
+        &self,
+        request: Request<Ticket>,
+        message: arrow_flight::sql::Any,
+    ) -> std::result::Result<Response<DoGetStream>, Status> {
+        self.caller(&request)?;
+        Err(Status::invalid_argument(format!(
+            "malformed ticket: {} is not a ticket this server issues; use the ticket of a FlightInfo",
+            if message.type_url.is_empty() {
+                "a message without a type".to_string()
+            } else {
+                format!("a {:?} message", message.type_url)
+            }
+        )))
+    }
+
     async fn do_action_fallback(
         &self,
         request: Request<Action>,
     ) -> std::result::Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        let session = self.session(&request)?;
+        let caller = self.caller(&request)?;
         let action = request.into_inner();
         let body = match action.r#type.as_str() {
             "CancelFlightInfo" => {
@@ -996,14 +1089,17 @@ impl FlightSqlService for PitlakeFlightSql {
                     arrow_flight::CancelFlightInfoRequest::decode(action.body.as_ref())
                         .map_err(|e| Status::invalid_argument(format!("CancelFlightInfo: {e}")))?;
                 let info = request.info.unwrap_or_default();
-                let status = self.cancel(&info);
+                let status = self.cancel(&caller, &info)?;
                 arrow_flight::CancelFlightInfoResult::new(status).encode_to_vec()
             }
             online::PING_ACTION => Vec::new(),
             // Lookups read memory only: answered here, not queued as queries.
-            online::LOOKUP_ACTION => online::lookup(&session, &action.body)
-                .await
-                .map_err(to_status)?,
+            online::LOOKUP_ACTION => {
+                let session = self.auth.session(&caller).await?;
+                online::lookup(&session, &action.body)
+                    .await
+                    .map_err(to_status)?
+            }
             other => {
                 return Err(Status::invalid_argument(format!(
                     "unknown action {other:?} (pitlake has {:?} and {:?} besides Flight SQL's)",
@@ -1034,7 +1130,7 @@ impl FlightSqlService for PitlakeFlightSql {
         mut request: Request<PeekableFlightDataStream>,
         message: arrow_flight::sql::Any,
     ) -> std::result::Result<Response<<Self as FlightService>::DoPutStream>, Status> {
-        let session = self.session(&request)?;
+        let session = self.session(&request).await?;
         let path = match request.get_mut().peek().await {
             Some(Ok(first)) => first
                 .flight_descriptor

@@ -40,8 +40,22 @@ pub fn number_placeholders(statement: &mut Statement) {
     });
 }
 
-/// Replaces every placeholder with the literal of its value.
+/// Replaces every placeholder with the literal of its value. The values must
+/// be as many as the statement takes: one too many is as much a mistake as
+/// one too few.
 pub fn bind_parameters(statement: &mut Statement, values: &[ScalarValue]) -> Result<()> {
+    let takes = count_parameters(statement);
+    let counts = || {
+        format!(
+            "the statement takes {takes} parameter{} but {} value{} bound",
+            if takes == 1 { "" } else { "s" },
+            values.len(),
+            if values.len() == 1 { " was" } else { "s were" }
+        )
+    };
+    if values.len() > takes {
+        return Err(Error::Invalid(counts()));
+    }
     let mut next_question_mark = 0usize;
     visit_placeholders(statement, |name| {
         let index = match name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
@@ -57,10 +71,7 @@ pub fn bind_parameters(statement: &mut Statement, values: &[ScalarValue]) -> Res
             }
         };
         let value = values.get(index).ok_or_else(|| {
-            Error::Invalid(format!(
-                "parameter {name} has no value: {} value(s) were bound",
-                values.len()
-            ))
+            Error::Invalid(format!("parameter {name} has no value: {}", counts()))
         })?;
         literal(value).map(Some)
     })
@@ -222,7 +233,23 @@ mod tests {
         };
         let err = bind_parameters(&mut s, &[]).expect_err("no value");
         assert!(
-            err.to_string().contains("parameter $3 has no value"),
+            err.to_string()
+                .contains("parameter $3 has no value: the statement takes 3 parameters but 0 values were bound"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn extra_values_are_refused() {
+        let Some(PitlakeStatement::Sql(mut s)) = parse_sql("SELECT ?").expect("parses").pop()
+        else {
+            panic!("not SQL");
+        };
+        let values = [ScalarValue::Int64(Some(1)), ScalarValue::Int64(Some(2))];
+        let err = bind_parameters(&mut s, &values).expect_err("too many");
+        assert!(
+            err.to_string()
+                .contains("the statement takes 1 parameter but 2 values were bound"),
             "{err}"
         );
     }

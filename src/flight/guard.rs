@@ -1,0 +1,121 @@
+//! The Flight service as clients reach it: arrow-flight's Flight SQL
+//! dispatch, except that a ticket, descriptor or action body that does not
+//! decode is the client's mistake (INVALID_ARGUMENT) rather than the
+//! INTERNAL arrow-flight reports for a Flight SQL message it cannot parse.
+
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::{Any, Command};
+use arrow_flight::{
+    Action, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, PollInfo,
+    SchemaResult, Ticket,
+};
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::service::PitlakeFlightSql;
+
+/// Checks what arrow-flight would decode, then hands the call over.
+pub struct Guarded(pub PitlakeFlightSql);
+
+/// A Flight SQL message in `bytes` that does not parse.
+fn check(bytes: &[u8], what: &str) -> Result<(), Status> {
+    // Bytes that are not an `Any` at all arrow-flight already refuses as
+    // INVALID_ARGUMENT, or they are not meant for Flight SQL (custom actions).
+    let Ok(any) = Any::decode(bytes) else {
+        return Ok(());
+    };
+    Command::try_from(any)
+        .map(drop)
+        .map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
+}
+
+#[tonic::async_trait]
+impl FlightService for Guarded {
+    type HandshakeStream = <PitlakeFlightSql as FlightService>::HandshakeStream;
+    type ListFlightsStream = <PitlakeFlightSql as FlightService>::ListFlightsStream;
+    type DoGetStream = <PitlakeFlightSql as FlightService>::DoGetStream;
+    type DoPutStream = <PitlakeFlightSql as FlightService>::DoPutStream;
+    type DoActionStream = <PitlakeFlightSql as FlightService>::DoActionStream;
+    type ListActionsStream = <PitlakeFlightSql as FlightService>::ListActionsStream;
+    type DoExchangeStream = <PitlakeFlightSql as FlightService>::DoExchangeStream;
+
+    async fn handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        FlightService::handshake(&self.0, request).await
+    }
+
+    async fn list_flights(
+        &self,
+        request: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        FlightService::list_flights(&self.0, request).await
+    }
+
+    async fn get_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        check(&request.get_ref().cmd, "command")?;
+        FlightService::get_flight_info(&self.0, request).await
+    }
+
+    async fn poll_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        check(&request.get_ref().cmd, "command")?;
+        FlightService::poll_flight_info(&self.0, request).await
+    }
+
+    async fn get_schema(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        check(&request.get_ref().cmd, "command")?;
+        FlightService::get_schema(&self.0, request).await
+    }
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        if Any::decode(request.get_ref().ticket.as_ref()).is_err() {
+            return Err(Status::invalid_argument(
+                "malformed ticket: not a Flight SQL ticket; use the ticket of a FlightInfo",
+            ));
+        }
+        check(&request.get_ref().ticket, "ticket")?;
+        FlightService::do_get(&self.0, request).await
+    }
+
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        FlightService::do_put(&self.0, request).await
+    }
+
+    async fn do_exchange(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        FlightService::do_exchange(&self.0, request).await
+    }
+
+    async fn do_action(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        check(&request.get_ref().body, "action body")?;
+        FlightService::do_action(&self.0, request).await
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        FlightService::list_actions(&self.0, request).await
+    }
+}
