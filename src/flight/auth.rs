@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -221,9 +221,19 @@ pub struct Authenticator {
     policy: TokenPolicy,
     grants: Mutex<Grants>,
     throttle: Throttle,
-    /// The one session of an unauthenticated server; the template of others.
+    /// The server's own session: the template of every client's.
     shared: Session,
+    /// Without sign-in (`--insecure-no-auth`): a session per client
+    /// connection, so one client's `USE` or `SET` never changes another's.
+    connections: Mutex<HashMap<SocketAddr, Connection>>,
+    /// ... and for a request whose address the transport does not tell.
     anyone: Arc<OnceCell<Session>>,
+}
+
+/// The session of one unauthenticated connection.
+struct Connection {
+    last_used: Instant,
+    session: Arc<OnceCell<Session>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -242,7 +252,8 @@ impl Authenticator {
             policy,
             grants: Mutex::new(Grants::default()),
             throttle: Throttle::new(delay),
-            anyone: Arc::new(OnceCell::new_with(Some(shared.clone()))),
+            connections: Mutex::new(HashMap::new()),
+            anyone: Arc::new(OnceCell::new()),
             shared,
         }
     }
@@ -337,11 +348,15 @@ impl Authenticator {
     }
 
     /// The caller of a request: the user and session of its bearer token.
-    pub fn authorize(&self, metadata: &MetadataMap) -> std::result::Result<Caller, Status> {
+    pub fn authorize(
+        &self,
+        metadata: &MetadataMap,
+        remote: Option<SocketAddr>,
+    ) -> std::result::Result<Caller, Status> {
         if matches!(self.users, Users::Anyone) {
             return Ok(Caller {
                 user: None,
-                session: self.anyone.clone(),
+                session: self.connection_session(remote),
             });
         }
         let token = credentials(
@@ -399,6 +414,48 @@ impl Authenticator {
             .await
             .cloned()
             .map_err(super::status::to_status)
+    }
+
+    /// The session of an unauthenticated client at `remote`, as bounded as
+    /// tokens are: at most `max_tokens` connections are remembered (the least
+    /// recently used goes first) and an idle one is forgotten.
+    fn connection_session(&self, remote: Option<SocketAddr>) -> Arc<OnceCell<Session>> {
+        let Some(remote) = remote else {
+            return self.anyone.clone();
+        };
+        let now = Instant::now();
+        let mut freed = Vec::new();
+        let session = {
+            let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+            if !connections.contains_key(&remote) {
+                let idle = self.policy.idle_timeout;
+                let expired: Vec<SocketAddr> = connections
+                    .iter()
+                    .filter(|(_, c)| now.duration_since(c.last_used) >= idle)
+                    .map(|(addr, _)| *addr)
+                    .collect();
+                freed.extend(expired.iter().filter_map(|a| connections.remove(a)));
+                while connections.len() >= self.policy.max_tokens.max(1) {
+                    let oldest = connections
+                        .iter()
+                        .min_by_key(|(_, c)| c.last_used)
+                        .map(|(addr, _)| *addr);
+                    match oldest.and_then(|a| connections.remove(&a)) {
+                        Some(gone) => freed.push(gone),
+                        None => break,
+                    }
+                }
+            }
+            let connection = connections.entry(remote).or_insert_with(|| Connection {
+                last_used: now,
+                session: Arc::new(OnceCell::new()),
+            });
+            connection.last_used = now;
+            connection.session.clone()
+        };
+        // Sessions are dropped out of the lock.
+        drop(freed);
+        session
     }
 
     /// Why `grant` is no longer valid, if it is not.
@@ -787,24 +844,28 @@ mod tests {
         }
         // Alice holds the most: her own oldest tokens made room.
         assert_eq!(
-            auth.authorize(&bearer(&bob)).expect("bob keeps his").user(),
+            auth.authorize(&bearer(&bob), None)
+                .expect("bob keeps his")
+                .user(),
             Some("bob")
         );
-        let err = auth.authorize(&bearer(&tokens[0])).expect_err("evicted");
+        let err = auth
+            .authorize(&bearer(&tokens[0]), None)
+            .expect_err("evicted");
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert!(err.message().contains("evicted"), "{err}");
-        let caller = auth.authorize(&bearer(&tokens[4])).expect("newest");
+        let caller = auth.authorize(&bearer(&tokens[4]), None).expect("newest");
         auth.session(&caller)
             .await
             .expect("session built on first use");
         tokio::time::sleep(Duration::from_millis(350)).await;
-        let err = auth.authorize(&bearer(&tokens[4])).expect_err("idle");
+        let err = auth.authorize(&bearer(&tokens[4]), None).expect_err("idle");
         assert_eq!(
             err.message(),
             "token expired (unused for longer than 0.3 s): authenticate again"
         );
         assert_eq!(auth.live_tokens(), 0, "expired grants are freed");
-        let err = auth.authorize(&bearer("x")).expect_err("garbage");
+        let err = auth.authorize(&bearer("x"), None).expect_err("garbage");
         assert!(err.message().contains("invalid or expired token"), "{err}");
     }
 

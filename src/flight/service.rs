@@ -162,7 +162,8 @@ impl PitlakeFlightSql {
 
     /// Who makes `request` (UNAUTHENTICATED without a valid token).
     fn caller<T>(&self, request: &Request<T>) -> std::result::Result<Caller, Status> {
-        self.auth.authorize(request.metadata())
+        self.auth
+            .authorize(request.metadata(), request.remote_addr())
     }
 
     /// The session of `request`'s caller.

@@ -629,3 +629,26 @@ async fn do_put_stops_at_the_first_invalid_batch() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_without_sign_in_keep_their_own_schema_and_settings() {
+    let server = TestServer::start(Users::Anyone).await;
+    // Two connections, as two programs would open them.
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    update(&mut a, "CREATE SCHEMA s2").await;
+    update(&mut a, "CREATE TABLE t (x INT)").await;
+    update(&mut a, "INSERT INTO t VALUES (1)").await;
+    update(&mut a, "CREATE TABLE s2.t (x INT)").await;
+    update(&mut a, "INSERT INTO s2.t VALUES (1), (2)").await;
+    update(&mut a, "USE s2").await;
+    update(&mut a, "SET datafusion.execution.batch_size = 1234").await;
+    let count = |batches: Vec<RecordBatch>| cells(&batches).expect("cells")[0][0].clone();
+    assert_eq!(count(query(&mut a, "SELECT count(*) FROM t").await), "2");
+    assert_eq!(count(query(&mut b, "SELECT count(*) FROM t").await), "1");
+    let setting = "SELECT value FROM information_schema.df_settings \
+                   WHERE name = 'datafusion.execution.batch_size'";
+    assert_eq!(count(query(&mut a, setting).await), "1234");
+    assert_ne!(count(query(&mut b, setting).await), "1234");
+    server.stop().await;
+}
