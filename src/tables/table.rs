@@ -262,6 +262,14 @@ impl TableProvider for IcebergTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        // Pruning only: DataFusion applies every filter again above the scan.
+        let schema = self.schema();
+        let filters: Vec<Expr> = filters
+            .iter()
+            .filter(|f| prunable(f, &schema))
+            .cloned()
+            .collect();
+        let filters = filters.as_slice();
         if let Reader::Pitlake { ordered } = self.reader {
             return self.scan_with_pitlake_reader(projection, ordered);
         }
@@ -306,4 +314,47 @@ impl TableProvider for IcebergTable {
         // and DataFusion re-applies every filter above it.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
+}
+
+/// Whether the Iceberg scan may prune with `filter`: every literal compared
+/// with a column converts to the column's type. iceberg-datafusion converts
+/// the literal when it plans the files, and `id = 'abc'` on a BIGINT column
+/// failed there as an Iceberg error (an INTERNAL status) instead of being
+/// left to DataFusion, which reports the bad cast as the query's mistake.
+fn prunable(filter: &Expr, schema: &arrow::datatypes::Schema) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    // A cast around the column (DataFusion's coercion of `id = 'abc'`) is
+    // looked through: the Iceberg scan compares with the column itself.
+    fn column_type(e: &Expr, schema: &arrow::datatypes::Schema) -> Option<DataType> {
+        match e {
+            Expr::Column(c) => schema
+                .field_with_name(&c.name)
+                .ok()
+                .map(|f| f.data_type().clone()),
+            Expr::Cast(c) => column_type(&c.expr, schema),
+            Expr::TryCast(c) => column_type(&c.expr, schema),
+            _ => None,
+        }
+    }
+    let column_type = |e: &Expr| column_type(e, schema);
+    let converts = |column: &Expr, value: &Expr| match (column_type(column), value) {
+        (Some(to), Expr::Literal(v, _)) => v.cast_to(&to).is_ok(),
+        _ => true,
+    };
+    let mut ok = true;
+    let _ = filter.apply(|e| {
+        let fits = match e {
+            Expr::BinaryExpr(b) => converts(&b.left, &b.right) && converts(&b.right, &b.left),
+            Expr::InList(list) => list.list.iter().all(|v| converts(&list.expr, v)),
+            Expr::Between(b) => converts(&b.expr, &b.low) && converts(&b.expr, &b.high),
+            _ => true,
+        };
+        ok &= fits;
+        Ok(if fits {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    ok
 }
