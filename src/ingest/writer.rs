@@ -25,7 +25,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, ErrorKind};
 use parquet::file::properties::WriterProperties;
 
-use super::claim::Claim;
+use super::claim::{Claim, CommitLock};
 use super::conform::{Target, conform};
 use super::vacuum::data_dir;
 use crate::catalog::FeatureGroup;
@@ -260,7 +260,13 @@ async fn commit(
             .add_data_files(files.clone())
             .set_snapshot_properties(properties.clone());
         let tx = append.apply(tx).map_err(Error::iceberg(context()))?;
-        match tx.commit(catalog).await {
+        let lock = match metadata_dir(&table) {
+            Some(dir) => CommitLock::acquire(&dir).await,
+            None => None,
+        };
+        let committed = tx.commit(catalog).await;
+        drop(lock);
+        match committed {
             Ok(committed) => {
                 return committed.metadata().current_snapshot_id().ok_or_else(|| {
                     Error::Invalid(format!("{name}: the commit left no current snapshot"))
@@ -284,6 +290,14 @@ async fn commit(
             Err(e) => return Err(Error::iceberg(context())(e)),
         }
     }
+}
+
+/// The local folder of a table's metadata files.
+fn metadata_dir(table: &Table) -> Option<std::path::PathBuf> {
+    let location = table.metadata().location();
+    location
+        .strip_prefix("file://")
+        .map(|dir| std::path::Path::new(dir).join("metadata"))
 }
 
 /// A number in `0..bound` that differs between processes and calls.
