@@ -22,7 +22,10 @@ use std::sync::Arc;
 
 use crate::catalog::{TableName, Warehouse};
 use crate::error::{Error, Result};
-use crate::ingest::stream::{Prepared, Queued};
+use crate::ingest::stream::{Ack, Prepared, acknowledged};
+
+/// A queued record's acknowledgement, running whether or not its client waits.
+type AckTask = tokio::task::JoinHandle<Result<Ack>>;
 use crate::session::Session;
 
 /// Action type of an online lookup.
@@ -100,7 +103,6 @@ pub fn stream_into(
     let name = group_name(&session, &table)?;
     let warehouse = session.warehouse().clone();
     let queueing = warehouse.clone();
-    let acknowledging = warehouse.clone();
     let batches = FlightRecordBatchStream::new_from_flight_data(data.map_err(FlightError::from));
     let acks = batches
         .map_err(move |e| Error::Invalid(format!("stream into {table}: {e}")))
@@ -118,7 +120,8 @@ pub fn stream_into(
             async move {
                 let mut queued = Vec::new();
                 for (sizes, record) in prepared? {
-                    queued.push((sizes, warehouse.streams().queue_prepared(record).await?));
+                    let acked = warehouse.streams().queue(&warehouse, record).await?;
+                    queued.push((sizes, acked));
                 }
                 Ok::<_, Error>(queued)
             }
@@ -131,22 +134,21 @@ pub fn stream_into(
             *failed = queued.is_err();
             futures::future::ready(Some(queued))
         })
-        // Concurrently, keeping order: wait until durable.
-        .map(|queued: Result<Vec<(Vec<usize>, Queued)>>| async move {
-            let mut durable = Vec::new();
-            for (sizes, record) in queued? {
-                durable.push((sizes, record.durable().await?));
+        // Concurrently, keeping order: wait until durable and acknowledged
+        // (pending for commit, online); a record queued is acknowledged even
+        // if this client goes away.
+        .map(|queued: Result<Vec<(Vec<usize>, AckTask)>>| async move {
+            let mut acked = Vec::new();
+            for (sizes, task) in queued? {
+                acked.push((sizes, acknowledged(task).await?));
             }
-            Ok::<_, Error>(durable)
+            Ok::<_, Error>(acked)
         })
         .buffered(IN_FLIGHT)
-        // In order: acknowledge (pending for commit, online), answer.
-        .map(move |durable| {
+        // In order: answer.
+        .map(move |acked: Result<Vec<(Vec<usize>, Ack)>>| {
             let mut results = Vec::new();
-            for (sizes, record) in durable? {
-                let ack = acknowledging
-                    .streams()
-                    .acknowledge(&acknowledging, record)?;
+            for (sizes, ack) in acked? {
                 results.extend(sizes.into_iter().map(|rows| {
                     PutResult {
                         app_metadata: serde_json::json!({ "lsn": ack.lsn, "rows": rows })

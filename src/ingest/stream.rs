@@ -196,8 +196,7 @@ impl Streams {
         batch: &RecordBatch,
     ) -> Result<Ack> {
         let prepared = self.prepare(warehouse, name, vec![batch.clone()]).await?;
-        let queued = self.queue_prepared(prepared).await?;
-        self.acknowledge(warehouse, queued.durable().await?)
+        acknowledged(self.queue(warehouse, prepared).await?).await
     }
 
     /// [`Self::append`] for a batch whose columns are the table's, in order
@@ -210,8 +209,26 @@ impl Streams {
     ) -> Result<Ack> {
         let stream = self.open(warehouse, name).await?;
         let batch = conform(&stream.target, batch, 1)?;
-        let queued = self.queue_prepared(Prepared::new(stream, batch)?).await?;
-        self.acknowledge(warehouse, queued.durable().await?)
+        let queued = self.queue(warehouse, Prepared::new(stream, batch)?).await?;
+        acknowledged(queued).await
+    }
+
+    /// Queues a record in its log; the task returned acknowledges it (pending
+    /// for the committer, visible online) once it is durable, whether or not
+    /// anyone still waits for it: a durable record never acknowledged (its
+    /// client gone, its request dropped) left a gap the committer stopped at,
+    /// so no later record reached Iceberg until a restart.
+    pub async fn queue(
+        &self,
+        warehouse: &Warehouse,
+        prepared: Prepared,
+    ) -> Result<tokio::task::JoinHandle<Result<Ack>>> {
+        let queued = self.queue_prepared(prepared).await?;
+        let warehouse = warehouse.clone();
+        Ok(tokio::spawn(async move {
+            let durable = queued.durable().await?;
+            warehouse.streams().acknowledge(&warehouse, durable)
+        }))
     }
 
     /// Validates batches of one schema (columns matched by name, like INSERT)
@@ -697,6 +714,12 @@ async fn commit(stream: &Stream, warehouse: &Warehouse, run: &[(u64, RecordBatch
     }
     warehouse.online().refresh(warehouse, &name).await?;
     Ok(())
+}
+
+/// The acknowledgement of a record queued with [`Streams::queue`].
+pub async fn acknowledged(task: tokio::task::JoinHandle<Result<Ack>>) -> Result<Ack> {
+    task.await
+        .map_err(|e| Error::Internal(format!("acknowledging a streamed record: {e}")))?
 }
 
 /// Drops the records through `through`: they are in a committed snapshot.
