@@ -581,3 +581,52 @@ async fn acknowledged_records_survive_sigkill_exactly_once() {
     assert_eq!(seen["count"].as_u64(), Some(ids.len() as u64 + 2), "{log}");
     println!("kill-and-count took {:?}", started.elapsed());
 }
+
+/// Clients that send a burst of records and go away without reading an
+/// acknowledgement: every record that became durable is acknowledged anyway,
+/// so the committer finds no gap and commits everything logged, the records
+/// of a later client included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_clients_that_went_away_do_not_stall_the_committer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServeProcess::start(dir.path(), &["--commit-interval-ms", "100"]);
+    let mut client = server.client().await;
+    update(&mut client, "CREATE SCHEMA s").await;
+    update(
+        &mut client,
+        "CREATE FEATURE GROUP s.g (id BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (id) EVENT TIME t ONLINE",
+    )
+    .await;
+    for round in 0..8i64 {
+        let mut gone = server.client().await;
+        let batches: Vec<RecordBatch> = (0..40i64)
+            .map(|i| {
+                let first = (round * 40 + i) * ROWS as i64;
+                batch(first..first + ROWS as i64)
+            })
+            .collect();
+        let descriptor = FlightDescriptor::new_path(vec!["stream".into(), GROUP.into()]);
+        let data = FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(descriptor))
+            .build(futures::stream::iter(batches.into_iter().map(Ok)))
+            .map(|d| d.expect("encode"));
+        // The call is dropped as soon as it is answered: no ack is read.
+        drop(gone.do_put(data).await);
+        drop(gone);
+    }
+    update(
+        &mut client,
+        "INSERT INTO s.g VALUES (-1, TIMESTAMP '2024-01-01 00:00:00', 1.0)",
+    )
+    .await;
+    wait_committed(&mut client, &server).await;
+    let logged = cells(&query(&mut client, "SELECT count(*) FROM s.g").await).expect("cells");
+    println!("rows logged and committed: {}", logged[0][0]);
+    assert!(
+        logged[0][0] != "1",
+        "no record of the clients that went away was logged"
+    );
+    drop(client);
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
