@@ -114,6 +114,16 @@ pub fn stream_into(
             async move { prepare_chunk(&warehouse, &name, chunk).await }
         })
         .buffered(PREPARING)
+        // Nothing is queued after a batch that fails validation: the stream
+        // ends here, before the queueing stage could take a later chunk (a
+        // queued record is acknowledged and committed whatever happens next).
+        .scan(false, |failed, prepared| {
+            if *failed {
+                return futures::future::ready(None);
+            }
+            *failed = prepared.is_err();
+            futures::future::ready(Some(prepared))
+        })
         // In order: queue the records in the log.
         .then(move |prepared: Result<Vec<(Vec<usize>, Prepared)>>| {
             let warehouse = queueing.clone();
@@ -125,14 +135,6 @@ pub fn stream_into(
                 }
                 Ok::<_, Error>(queued)
             }
-        })
-        // Nothing is queued after a batch that fails validation.
-        .scan(false, |failed, queued| {
-            if *failed {
-                return futures::future::ready(None);
-            }
-            *failed = queued.is_err();
-            futures::future::ready(Some(queued))
         })
         // Concurrently, keeping order: wait until durable and acknowledged
         // (pending for commit, online); a record queued is acknowledged even
