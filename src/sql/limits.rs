@@ -22,6 +22,19 @@ use crate::error::{Error, Result};
 /// path from its root: `a = 1 OR b = 2` counts 3.
 pub const MAX_CHAINED_OPERATORS: usize = 1024;
 
+/// The deepest nesting of parentheses, brackets, CASE … END and runs of
+/// prefix operators (`NOT`, unary `-`) inside one another. sqlparser gives up
+/// at a recursion limit of its own, but where it tries one parse and then
+/// another (a CAST, a function call), giving up deep inside made it retry every
+/// alternative above: 48 nested CASTs, or 18 NOTs before 32 CASTs, kept a
+/// server thread busy for good. Statements are held to this nesting, and the
+/// parser's own limit ([`PARSER_RECURSION_LIMIT`]) is set far above what it
+/// admits, so the parser never gives up inside a statement that passed.
+pub const MAX_NESTING: usize = 32;
+
+/// sqlparser's recursion limit for statements that passed [`check_depth`].
+pub const PARSER_RECURSION_LIMIT: usize = 1024;
+
 /// Stack of every thread that parses, plans or runs statements: what a
 /// statement at the limit above needs, with room to spare.
 pub const STACK_BYTES: usize = 64 << 20;
@@ -31,6 +44,9 @@ pub const STACK_BYTES: usize = 64 << 20;
 pub fn check_depth(tokens: &[TokenWithSpan]) -> Result<()> {
     // One entry per open parenthesis or bracket, the statement's at the bottom.
     let mut levels = vec![Level::default()];
+    // Whether the last significant token ended an operand (`x`, `1`, `)`):
+    // a `-` or `NOT` after one is binary, otherwise prefix.
+    let mut after_operand = false;
     for token in tokens {
         let top = levels.len() - 1;
         match &token.token {
@@ -41,8 +57,25 @@ pub fn check_depth(tokens: &[TokenWithSpan]) -> Result<()> {
                     ..Level::default()
                 });
             }
-            Token::RParen | Token::RBracket | Token::RBrace if top > 0 => {
+            Token::Word(word) if word.keyword == Keyword::CASE => {
+                let base = levels[top].depth();
+                levels.push(Level {
+                    base,
+                    case: true,
+                    ..Level::default()
+                });
+            }
+            Token::Word(word) if word.keyword == Keyword::END && levels[top].case => {
                 levels.pop();
+            }
+            Token::RParen | Token::RBracket | Token::RBrace if top > 0 => {
+                // A CASE left open inside the parentheses closes with them.
+                while levels.len() > 1 && levels[levels.len() - 1].case {
+                    levels.pop();
+                }
+                if levels.len() > 1 {
+                    levels.pop();
+                }
             }
             Token::SemiColon => levels = vec![Level::default()],
             // A list's items are separate expressions.
@@ -97,7 +130,34 @@ pub fn check_depth(tokens: &[TokenWithSpan]) -> Result<()> {
             token if is_literal(token) => {}
             _ => levels[top].operators += 1,
         }
-        if levels[levels.len() - 1].depth() > MAX_CHAINED_OPERATORS {
+        let top = levels.len() - 1;
+        if matches!(token.token, Token::Whitespace(_)) {
+            continue;
+        }
+        // A prefix operator's operand (a CAST, parentheses) nests inside it,
+        // until a binary operator or a list or clause separator at its level.
+        let operator_token = matches!(
+            &token.token,
+            Token::Minus | Token::Plus | Token::Tilde | Token::ExclamationMark
+        ) || matches!(&token.token, Token::Word(w) if w.keyword == Keyword::NOT);
+        if operator_token && !after_operand {
+            levels[top].prefix_run += 1;
+        } else if after_operand && !operand_like(&token.token) {
+            levels[top].prefix_run = 0;
+        }
+        if matches!(token.token, Token::Comma) {
+            levels[top].prefix_run = 0;
+        }
+        after_operand = operand_like(&token.token);
+        let nesting = (levels.len() - 1) + levels.iter().map(|l| l.prefix_run).sum::<usize>();
+        if nesting > MAX_NESTING {
+            return Err(Error::TooComplex(format!(
+                "parentheses, CASEs and prefix operators (NOT, -) nest more than {MAX_NESTING} \
+                 levels deep (at line {}, column {})",
+                token.span.start.line, token.span.start.column
+            )));
+        }
+        if levels[top].depth() > MAX_CHAINED_OPERATORS {
             return Err(Error::TooComplex(format!(
                 "more than {MAX_CHAINED_OPERATORS} operators or set operations are chained in one \
                  expression (at line {}, column {}); write long lists of alternatives as \
@@ -117,11 +177,26 @@ struct Level {
     operators: usize,
     /// UNION, EXCEPT, INTERSECT at this level: they chain across clauses.
     set_operations: usize,
+    /// Opened by CASE (closed by END), not by a parenthesis.
+    case: bool,
+    /// Prefix operators in a row just before this token (`NOT NOT -x`).
+    prefix_run: usize,
 }
 
 impl Level {
     fn depth(&self) -> usize {
         self.base + self.operators + self.set_operations
+    }
+}
+
+fn operand_like(token: &Token) -> bool {
+    match token {
+        Token::Number(..) | Token::RParen | Token::RBracket | Token::RBrace => true,
+        Token::Word(w) => matches!(
+            w.keyword,
+            Keyword::NoKeyword | Keyword::TRUE | Keyword::FALSE | Keyword::NULL | Keyword::END
+        ),
+        token => is_literal(token),
     }
 }
 
@@ -189,6 +264,47 @@ mod tests {
             vec!["1 + (1"; 20].join(" + ") + &")".repeat(20)
         );
         assert!(parse_sql(&nested).is_ok());
+    }
+
+    #[test]
+    fn deep_parentheses_are_refused_before_the_parser_backtracks() {
+        let casts = |n: usize| format!("SELECT {}1{}", "CAST(".repeat(n), " AS INT)".repeat(n));
+        assert!(parse_sql(&casts(MAX_NESTING)).is_ok());
+        let started = std::time::Instant::now();
+        let err = parse_sql(&casts(100)).expect_err("too deep").to_string();
+        assert!(err.contains("nest more than 32"), "{err}");
+        // Prefix operators and CASEs count with the parentheses around them.
+        let nots = format!(
+            "SELECT {}{}true{}",
+            "NOT ".repeat(18),
+            "CAST(".repeat(20),
+            " AS BOOLEAN)".repeat(20)
+        );
+        assert!(
+            parse_sql(&nots)
+                .expect_err("too deep")
+                .to_string()
+                .contains("nest more than")
+        );
+        let cases = format!(
+            "SELECT {}1{}",
+            "CASE WHEN true THEN ".repeat(40),
+            " END".repeat(40)
+        );
+        assert!(
+            parse_sql(&cases)
+                .expect_err("too deep")
+                .to_string()
+                .contains("nest more than")
+        );
+        let fine = format!(
+            "SELECT {}1{}",
+            "CASE WHEN true THEN ".repeat(10),
+            " END".repeat(10)
+        );
+        assert!(parse_sql(&fine).is_ok());
+        assert!(parse_sql("SELECT - - 1, NOT NOT true, (CASE WHEN (1 > 0) THEN 1 END)").is_ok());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

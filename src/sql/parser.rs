@@ -7,7 +7,7 @@ use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::dialect::PitlakeDialect;
-use super::limits::check_depth;
+use super::limits::{PARSER_RECURSION_LIMIT, check_depth};
 use super::statement::{CreateFeatureGroup, Statement};
 use super::time_travel_tokens;
 use crate::error::Result;
@@ -20,7 +20,9 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
         .tokenize_with_location()?;
     check_depth(&tokens)?;
     let tokens = time_travel_tokens::rewrite(tokens);
-    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}

@@ -170,6 +170,15 @@ async fn deep_expressions_are_refused_and_the_server_lives() {
         format!("SELECT {} +", vec!["1"; 1_000_000].join(" + ")),
         vec!["SELECT 1"; 3000].join(" UNION ALL "),
         format!("SELECT {}", vec!["(1 + 1)"; 3000].join(" * ")),
+        // Nested CASTs: the parser retried every alternative once it hit
+        // its recursion limit, and held a server thread for good.
+        format!("SELECT {}1{}", "CAST(".repeat(48), " AS INT)".repeat(48)),
+        format!(
+            "SELECT {}{}true{}",
+            "NOT ".repeat(18),
+            "CAST(".repeat(32),
+            " AS BOOLEAN)".repeat(32)
+        ),
     ];
     for sql in &deep {
         let err = match client.execute(sql.clone(), None).await {
