@@ -251,7 +251,7 @@ impl PitlakeFlightSql {
                 .run(async move { planner.query_schema(statement).await })
                 .await?;
             let types = None;
-            (schema, Handle::Query { sql, params, types })
+            (relaxed(&schema), Handle::Query { sql, params, types })
         } else {
             let result = self.execute_now(session, sql, params).await?;
             (result.schema(), Handle::Done { result })
@@ -334,7 +334,7 @@ impl PitlakeFlightSql {
                         }
                     }
                 });
-                Ok(Response::new(encode(
+                Ok(Response::new(encode_result(
                     schema,
                     tokio_stream::wrappers::ReceiverStream::new(rx),
                 )))
@@ -473,6 +473,35 @@ fn metadata_info(
         .map_err(|e| Status::internal(e.to_string()))?
         .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
         .with_descriptor(descriptor))
+}
+
+/// `schema` with every column nullable. The schema a query announces is
+/// planned from its logical plan, the batches carry the physical plan's, and
+/// the two can differ in nullability alone (`length(repeat('x', 10))`): the
+/// ADBC driver refuses such a stream as inconsistent. Queries announce and
+/// carry the relaxed form, which every batch fits.
+fn relaxed(schema: &Schema) -> SchemaRef {
+    let fields: Vec<arrow::datatypes::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// [`encode`] for a query's result, in its [`relaxed`] schema.
+fn encode_result(
+    schema: SchemaRef,
+    batches: impl Stream<Item = std::result::Result<RecordBatch, FlightError>> + Send + 'static,
+) -> DoGetStream {
+    let schema = relaxed(&schema);
+    let fitted = schema.clone();
+    encode(
+        schema,
+        batches.map(move |batch| {
+            batch.and_then(|b| b.with_schema(fitted.clone()).map_err(FlightError::Arrow))
+        }),
+    )
 }
 
 fn encode(

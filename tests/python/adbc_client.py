@@ -66,6 +66,11 @@ with connect() as conn, conn.cursor() as cur:
     cur.execute("SELECT count(*) FROM airlines.delays")
     assert cur.fetchone() == (4,)
 
+    # Columns the logical plan calls nullable and the batches do not: one
+    # schema for both, or the driver calls the stream inconsistent.
+    cur.execute("SELECT length(repeat('x', 10)) AS n, cardinality(range(1, 10)) AS c")
+    assert cur.fetchall() == [(10, 9)], "nullability"
+
     # A training set: ASOF JOIN of labels against the feature group.
     cur.execute("CREATE TABLE airlines.labels (carrier VARCHAR, airport VARCHAR, ts TIMESTAMP, y INT)")
     cur.execute("INSERT INTO airlines.labels VALUES ('AA', 'JFK', '2024-02-15', 1), ('DL', 'ATL', '2023-12-01', 0)")
