@@ -235,9 +235,8 @@ impl Streams {
     /// as one record of `name`'s stream and encodes it for the log, on a
     /// blocking thread: this is the CPU work of an append, so records of one
     /// stream can be prepared in parallel, then queued in order with
-    /// [`Self::queue_prepared`], then [`Queued::durable`] and
-    /// [`Self::acknowledge`] in the same order. Row numbers in errors count
-    /// from the first batch.
+    /// [`Self::queue`], which acknowledges each once durable. Row numbers in
+    /// errors count from the first batch.
     pub async fn prepare(
         &self,
         warehouse: &Warehouse,
@@ -267,7 +266,7 @@ impl Streams {
 
     /// Queues a prepared record in its log (after waiting for room, if the
     /// committer is behind) without waiting for it to be durable.
-    pub async fn queue_prepared(&self, prepared: Prepared) -> Result<Queued> {
+    async fn queue_prepared(&self, prepared: Prepared) -> Result<Queued> {
         let Prepared {
             stream,
             batch,

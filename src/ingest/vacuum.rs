@@ -33,6 +33,16 @@ pub fn data_dir(table: &Table) -> Option<PathBuf> {
         .or(properties.get("write.folder-storage.path"))
         .cloned()
         .unwrap_or_else(|| format!("{}/data", metadata.location()));
+    local_path(&location)
+}
+
+/// The folder of a table's metadata files, where that is local.
+pub fn metadata_dir(table: &Table) -> Option<PathBuf> {
+    local_path(table.metadata().location()).map(|dir| dir.join("metadata"))
+}
+
+/// The local path of a `file://` location; `None` for any other storage.
+fn local_path(location: &str) -> Option<PathBuf> {
     location.strip_prefix("file://").map(PathBuf::from)
 }
 
@@ -115,7 +125,7 @@ async fn referenced_files(name: &str, table: &Table) -> Result<HashSet<PathBuf>>
                 .map_err(Error::iceberg(context()))?;
             for entry in manifest.entries() {
                 let path = entry.data_file().file_path();
-                referenced.insert(PathBuf::from(path.strip_prefix("file://").unwrap_or(path)));
+                referenced.insert(local_path(path).unwrap_or_else(|| PathBuf::from(path)));
             }
         }
     }

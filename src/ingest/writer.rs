@@ -27,7 +27,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::claim::{Claim, CommitLock};
 use super::conform::{Target, conform};
-use super::vacuum::data_dir;
+use super::vacuum::{data_dir, metadata_dir};
 use crate::catalog::FeatureGroup;
 use crate::error::{Error, Result};
 
@@ -290,14 +290,6 @@ async fn commit(
             Err(e) => return Err(Error::iceberg(context())(e)),
         }
     }
-}
-
-/// The local folder of a table's metadata files.
-fn metadata_dir(table: &Table) -> Option<std::path::PathBuf> {
-    let location = table.metadata().location();
-    location
-        .strip_prefix("file://")
-        .map(|dir| std::path::Path::new(dir).join("metadata"))
 }
 
 /// A number in `0..bound` that differs between processes and calls.

@@ -7,6 +7,6 @@
 mod snapshots;
 
 pub use snapshots::{
-    Changes, WAL_FIRST_LSN, WAL_LAST_LSN, changes_since, committed_lsn, read_in_order, read_rows,
-    read_with_ingest_order, wal_last_lsn, wal_lsn_range,
+    Changes, WAL_FIRST_LSN, WAL_LAST_LSN, changes_since, committed_lsn, read_rows,
+    read_with_ingest_order, wal_lsn_range,
 };
