@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
-use pitlake::catalog::Warehouse;
+use pitlake::Store;
 use pitlake::flight::{ServerConfig, Users};
 
 /// pitlake's binaries run on mimalloc (see Cargo.toml), without transparent
@@ -51,7 +51,7 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
-        let warehouse = Warehouse::open(dir.path()).await.expect("warehouse");
+        let warehouse = Store::open(dir.path()).await.expect("warehouse");
         let (listener, addr) = pitlake::flight::bind("127.0.0.1:0").await.expect("bind");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let users = Users::Passwords(HashMap::from([("bench".to_string(), "bench".to_string())]));

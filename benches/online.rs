@@ -34,7 +34,7 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::{Action, FlightDescriptor, PutResult};
 use futures::{SinkExt, StreamExt, TryStreamExt};
-use pitlake::catalog::Warehouse;
+use pitlake::Store;
 use pitlake::flight::{ServerConfig, Users};
 use pitlake::output::cells;
 use tonic::transport::Channel;
@@ -302,11 +302,11 @@ fn wants(phase: &str) -> bool {
 
 async fn run() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let warehouse = Warehouse::open(dir.path()).await.expect("warehouse");
+    let warehouse = Store::open(dir.path()).await.expect("warehouse");
     let (listener, addr) = pitlake::flight::bind("127.0.0.1:0").await.expect("bind");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let users = Users::Passwords(HashMap::from([("bench".to_string(), "bench".to_string())]));
-    let session = pitlake::Session::with_warehouse(warehouse.clone())
+    let session = pitlake::Session::with_store(warehouse.clone())
         .await
         .expect("session");
     let server = tokio::spawn(pitlake::flight::serve(

@@ -127,9 +127,57 @@ pub enum Error {
         source: Box<iceberg::Error>,
     },
 
+    /// An Arrow operation on pitlake's own arrays that failed (building a
+    /// result, encoding IPC): a broken invariant, not the client's input.
+    #[error("{context}: {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: Box<arrow::error::ArrowError>,
+    },
+
+    /// A limit of this server or session was reached (a stream's backlog,
+    /// a queue): the client may retry later or ask for less.
+    #[error("{0}")]
+    ResourceExhausted(String),
+
     /// An error from DataFusion planning or execution.
     #[error("{0}")]
     DataFusion(Box<DataFusionError>),
+}
+
+/// Who has to act on an error, which decides its gRPC code and whether the
+/// server logs it as a problem of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The statement or its input is wrong: the client must change it.
+    Mistake,
+    /// Something the statement names does not exist.
+    NotFound,
+    /// Something the statement creates is already there.
+    AlreadyExists,
+    /// The client may not do this.
+    Denied,
+    /// pitlake does not do this (yet).
+    Unsupported,
+    /// A concurrent change won, or another process holds what is needed:
+    /// the same statement may succeed when tried again.
+    Conflict,
+    /// A limit was reached (memory, a backlog, a queue).
+    Exhausted,
+    /// Stored data is damaged: the operator must look.
+    Corrupt,
+    /// A dependency failed (disk, catalog database, object store).
+    Unavailable,
+    /// A bug in pitlake.
+    Internal,
+}
+
+impl Cause {
+    /// Whether the server should log it as its own problem (not the client's).
+    pub fn is_operators(self) -> bool {
+        matches!(self, Cause::Corrupt | Cause::Unavailable | Cause::Internal)
+    }
 }
 
 impl Error {
@@ -142,12 +190,79 @@ impl Error {
         }
     }
 
+    /// Wraps an Arrow error on pitlake's own arrays with what it was doing.
+    pub fn arrow(context: impl Into<String>) -> impl FnOnce(arrow::error::ArrowError) -> Error {
+        let context = context.into();
+        move |source| Error::Arrow {
+            context,
+            source: Box::new(source),
+        }
+    }
+
     /// True when the error is the user's mistake rather than the system's.
     pub fn is_user_error(&self) -> bool {
-        !matches!(
-            self,
-            Error::Io { .. } | Error::Iceberg { .. } | Error::Corrupt(_) | Error::Internal(_)
-        )
+        !self.cause().is_operators()
+    }
+
+    /// Why this error happened (see [`Cause`]).
+    pub fn cause(&self) -> Cause {
+        match self {
+            Error::TableNotFound { .. }
+            | Error::SchemaNotFound { .. }
+            | Error::SnapshotNotFound { .. }
+            | Error::RefNotFound { .. } => Cause::NotFound,
+            Error::AlreadyExists { .. } => Cause::AlreadyExists,
+            Error::Syntax(_)
+            | Error::TimestampBeforeFirstSnapshot { .. }
+            | Error::NoSnapshots { .. }
+            | Error::NotIceberg { .. }
+            | Error::BadRow { .. }
+            | Error::BadInput { .. }
+            | Error::InvalidName { .. }
+            | Error::TooComplex(_)
+            | Error::Setting { .. }
+            | Error::Invalid(_) => Cause::Mistake,
+            Error::FileDenied { .. } => Cause::Denied,
+            Error::NotSupported(_) => Cause::Unsupported,
+            Error::CommitConflict { .. } | Error::Locked { .. } => Cause::Conflict,
+            Error::ResourceExhausted(_) => Cause::Exhausted,
+            Error::Corrupt(_) => Cause::Corrupt,
+            Error::Io { .. } => Cause::Unavailable,
+            Error::Iceberg { source, .. } => iceberg_cause(source),
+            Error::Internal(_) | Error::Arrow { .. } => Cause::Internal,
+            Error::DataFusion(df) => datafusion_cause(df),
+        }
+    }
+}
+
+fn iceberg_cause(err: &iceberg::Error) -> Cause {
+    use iceberg::ErrorKind;
+    match err.kind() {
+        ErrorKind::CatalogCommitConflicts | ErrorKind::PreconditionFailed => Cause::Conflict,
+        ErrorKind::NamespaceNotFound | ErrorKind::TableNotFound => Cause::NotFound,
+        ErrorKind::NamespaceAlreadyExists | ErrorKind::TableAlreadyExists => Cause::AlreadyExists,
+        ErrorKind::FeatureUnsupported => Cause::Unsupported,
+        // Iceberg says this of metadata it cannot make sense of, and of
+        // arguments pitlake passed wrongly: ours to look at either way.
+        ErrorKind::DataInvalid => Cause::Internal,
+        _ => Cause::Unavailable,
+    }
+}
+
+fn datafusion_cause(err: &DataFusionError) -> Cause {
+    match err.find_root() {
+        DataFusionError::Plan(_)
+        | DataFusionError::SQL(_, _)
+        | DataFusionError::SchemaError(_, _)
+        | DataFusionError::Configuration(_) => Cause::Mistake,
+        DataFusionError::NotImplemented(_) => Cause::Unsupported,
+        DataFusionError::ResourcesExhausted(_) => Cause::Exhausted,
+        // Casts and arithmetic on user data fail here: the query's fault.
+        DataFusionError::ArrowError(_, _) | DataFusionError::Execution(_) => Cause::Mistake,
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => Cause::Unavailable,
+        DataFusionError::ExecutionJoin(_) | DataFusionError::Internal(_) => Cause::Internal,
+        // Only ours travel wrapped: `From<DataFusionError>` unwrapped them.
+        _ => Cause::Internal,
     }
 }
 

@@ -3,25 +3,28 @@
 //! A feature store you talk to in SQL: Apache DataFusion with point-in-time
 //! semantics over Apache Iceberg tables.
 //!
-//! Layers, each depending only on those below it (one knot is left: the
-//! warehouse handle still owns the online store and the stream logs, so
-//! `catalog` reaches up to `online` and `ingest`):
+//! Layers, each depending only on those below it (no cycles between the
+//! top-level modules):
 //!
 //! ```text
-//! flight/      Flight SQL service: sign-in, sealed tickets, a session per client
-//! session.rs   routes statements; settings.rs, file_access.rs: what a session may do
-//! sql/         dialect, time-travel token pass, statement limits, pitlake's statements
-//! planning/    relation planners (AS OF, ASOF JOIN), logical nodes, their physical planning
-//! tables/      DataFusion providers: Iceberg tables, metadata, system and online tables
-//! execution/   physical operators: AsOfJoinExec, snapshot and ingestion-order scans
-//! ingest/      writes: conform, Parquet, one verified commit; stream logs; VACUUM
-//! online/      the latest row per entity, in memory
-//! catalog/     the warehouse: Iceberg SQL catalog (verified), feature-group metadata, DDL
-//! storage/     reading Iceberg snapshots: changes, rows in ingestion order, stream commits
-//! shared/      vocabulary: names and paths, match operators, hidden column names
+//! flight/      Flight SQL service: sign-in, sealed tickets, a session per client, error → status
+//! session/     one per client: routes statements (mod.rs), write statements → batches (writes.rs),
+//!              catalog listings for Flight (listing.rs), DataFusion contexts (context.rs)
+//! sql/         dialect + token pass (Trino/Spark AS OF), statement limits, feature-group DDL, COPY
+//! planning/    AS OF clauses → snapshot ids (as_of.rs), relation planners (`t VERSION AS OF id`,
+//!              ASOF JOIN → AsOfJoin node), physical planning
+//! tables/      DataFusion providers: Iceberg tables, metadata ($snapshots…), system and online tables
+//! execution/   AsOfJoinExec, SnapshotScanExec, IngestOrderScanExec
+//! store.rs     a warehouse opened for use: catalog + online store + stream logs, wired once
+//! ingest/      the write path (one verified commit, then the online store told); stream logs; VACUUM
+//! online/      the latest row per entity of online groups, in memory; pending records via a trait
+//! catalog/     Iceberg SQL catalog (SQLite, every change read back), feature-group metadata, DDL
+//! storage/     reading Iceberg snapshots: changes, rows in ingestion order, stream commit protocol
+//! shared/      names and the paths made from them, match operators, hidden column names
 //! ```
 //!
-//! [`Session`] is the entry point: open a warehouse folder, run SQL.
+//! [`Session`] is the entry point: open a warehouse folder, run SQL. A
+//! server opens one [`Store`] and gives each client a session on it.
 
 pub mod allocator;
 pub mod catalog;
@@ -39,10 +42,12 @@ pub mod settings;
 pub mod shared;
 pub mod sql;
 pub mod storage;
+pub mod store;
 pub mod tables;
 
 pub use error::{Error, Result};
 pub use session::{Session, StatementResult};
+pub use store::Store;
 pub mod examples;
 pub mod output;
 pub mod quickstart;

@@ -133,6 +133,7 @@ impl From<OutputFormat> for Format {
 fn main() -> ExitCode {
     pitlake::allocator::disable_transparent_huge_pages();
     let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     // Every thread that plans or runs statements, this one included, has the
     // stack the statement depth limit was sized for.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -167,6 +168,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// Log lines go to stderr, filtered by `RUST_LOG` (targets and levels, e.g.
+/// `RUST_LOG=debug` or `RUST_LOG=info,pitlake::request=off`). By default a server logs one line per
+/// request and what it recovers; the CLI only warnings, so that its stderr
+/// stays the one-line error a script reads.
+fn init_logging(server: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = if server { "info" } else { "warn" };
+    let filter: tracing_subscriber::filter::Targets = match std::env::var("RUST_LOG") {
+        Ok(text) => text.parse().unwrap_or_else(|e| {
+            eprintln!("warning: RUST_LOG={text} ignored: {e}");
+            default.parse().unwrap_or_default()
+        }),
+        Err(_) => default.parse().unwrap_or_default(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false),
+        )
+        .try_init();
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Quickstart { warehouse } => {
@@ -189,17 +215,13 @@ async fn run(cli: Cli) -> Result<()> {
                 .await?
                 .with_query_memory_limit(limit);
             // Records a crashed server logged but never committed get committed.
-            session
-                .warehouse()
-                .streams()
-                .recover(session.warehouse())
-                .await?;
-            if let Err(e) = session.warehouse().streams().flush(None).await {
+            session.store().streams().recover().await?;
+            if let Err(e) = session.store().streams().flush(None).await {
                 eprintln!("warning: recovered stream records not committed yet: {e}");
             }
             let result = run_sql(&session, command, file, format).await;
             // Streamed INSERTs are committed before the process ends.
-            let closed = session.warehouse().streams().close().await;
+            let closed = session.store().streams().close().await;
             result.and(closed)
         }
     }
@@ -254,8 +276,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             password,
         )]))
     };
-    let warehouse = pitlake::catalog::Warehouse::open(&args.warehouse).await?;
-    warehouse
+    let store = pitlake::Store::open(&args.warehouse).await?;
+    store
         .streams()
         .set_policy(pitlake::ingest::stream::CommitPolicy {
             interval: std::time::Duration::from_millis(args.commit_interval_ms.max(1)),
@@ -270,7 +292,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     eprintln!(
         "pitlake Flight SQL listening on {scheme}://{addr} (warehouse {})",
-        warehouse.root().display()
+        store.root().display()
     );
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(pitlake::flight::TlsFiles { cert, key }),
@@ -297,7 +319,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         },
         ..ServerConfig::default()
     };
-    pitlake::flight::serve(warehouse, listener, config, shutdown_signal()).await?;
+    pitlake::flight::serve(store, listener, config, shutdown_signal()).await?;
     eprintln!("pitlake Flight SQL stopped");
     Ok(())
 }

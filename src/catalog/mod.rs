@@ -15,4 +15,4 @@ pub use feature_group::FeatureGroup;
 pub use listing::{describe_feature_group, show_feature_groups};
 pub use time_travel::{AsOf, format_millis, resolve_snapshot};
 pub use verified::VerifiedCatalog;
-pub use warehouse::{CATALOG_FILE, CATALOG_NAME, DEFAULT_SCHEMA, Warehouse, WeakWarehouse};
+pub use warehouse::{CATALOG_FILE, CATALOG_NAME, DEFAULT_SCHEMA, Warehouse};

@@ -20,8 +20,6 @@ use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use super::verified::VerifiedCatalog;
 
 use crate::error::{Error, Result};
-use crate::ingest::stream::Streams;
-use crate::online::OnlineStore;
 use crate::shared::{NameKind, SYSTEM_SCHEMA, check_name};
 
 /// Name under which pitlake registers its tables in the catalog database; other
@@ -34,35 +32,11 @@ pub const CATALOG_FILE: &str = "catalog.db";
 /// Schema that always exists, used for unqualified names.
 pub const DEFAULT_SCHEMA: &str = "default";
 
-/// An opened warehouse: the catalog plus where it lives.
+/// An opened warehouse: the catalog plus where it lives. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: PathBuf,
     catalog: Arc<VerifiedCatalog>,
-    online: Arc<OnlineStore>,
-    streams: Arc<Streams>,
-}
-
-/// A warehouse held weakly, for background tasks that must stop when the
-/// last real handle goes (and must not keep its logs locked).
-#[derive(Debug, Clone)]
-pub struct WeakWarehouse {
-    root: PathBuf,
-    catalog: Arc<VerifiedCatalog>,
-    online: std::sync::Weak<OnlineStore>,
-    streams: std::sync::Weak<Streams>,
-}
-
-impl WeakWarehouse {
-    /// The warehouse, while any handle to it is alive.
-    pub fn upgrade(&self) -> Option<Warehouse> {
-        Some(Warehouse {
-            root: self.root.clone(),
-            catalog: self.catalog.clone(),
-            online: self.online.upgrade()?,
-            streams: self.streams.upgrade()?,
-        })
-    }
 }
 
 impl Warehouse {
@@ -92,8 +66,6 @@ impl Warehouse {
         let warehouse = Warehouse {
             root,
             catalog: Arc::new(VerifiedCatalog::new(catalog)),
-            online: Arc::default(),
-            streams: Arc::default(),
         };
         warehouse.ensure_schema(DEFAULT_SCHEMA).await?;
         Ok(warehouse)
@@ -107,26 +79,6 @@ impl Warehouse {
     /// The Iceberg catalog.
     pub fn catalog(&self) -> &Arc<VerifiedCatalog> {
         &self.catalog
-    }
-
-    /// The online store of this warehouse (shared by its sessions).
-    pub fn online(&self) -> &Arc<OnlineStore> {
-        &self.online
-    }
-
-    /// The streaming-ingest logs and committers of this warehouse.
-    pub fn streams(&self) -> &Arc<Streams> {
-        &self.streams
-    }
-
-    /// A weak handle for background tasks.
-    pub fn downgrade(&self) -> WeakWarehouse {
-        WeakWarehouse {
-            root: self.root.clone(),
-            catalog: self.catalog.clone(),
-            online: Arc::downgrade(&self.online),
-            streams: Arc::downgrade(&self.streams),
-        }
     }
 
     /// Creates a schema unless it exists.

@@ -1,7 +1,10 @@
 //! The Flight service as clients reach it: arrow-flight's Flight SQL
 //! dispatch, except that a ticket, descriptor or action body that does not
 //! decode is the client's mistake (INVALID_ARGUMENT) rather than the
-//! INTERNAL arrow-flight reports for a Flight SQL message it cannot parse.
+//! INTERNAL arrow-flight reports for a Flight SQL message it cannot parse;
+//! and every call leaves one line in the server log (`pitlake::request`):
+//! the call, the client's address, the code it got and how long it took to
+//! answer (for streams: to the first response).
 
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::{Any, Command};
@@ -10,6 +13,9 @@ use arrow_flight::{
     SchemaResult, Ticket,
 };
 use prost::Message;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::service::PitlakeFlightSql;
@@ -29,6 +35,30 @@ fn check(bytes: &[u8], what: &str) -> Result<(), Status> {
         .map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
 }
 
+/// Runs one call and logs its outcome.
+async fn logged<T>(
+    call: &'static str,
+    peer: Option<SocketAddr>,
+    work: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let started = Instant::now();
+    let result = work.await;
+    let micros = started.elapsed().as_micros() as u64;
+    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+    match &result {
+        Ok(_) => tracing::info!(target: "pitlake::request", call, peer, code = "Ok", micros),
+        Err(status) => tracing::info!(
+            target: "pitlake::request",
+            call,
+            peer,
+            code = ?status.code(),
+            micros,
+            message = status.message()
+        ),
+    }
+    result
+}
+
 #[tonic::async_trait]
 impl FlightService for Guarded {
     type HandshakeStream = <PitlakeFlightSql as FlightService>::HandshakeStream;
@@ -43,79 +73,119 @@ impl FlightService for Guarded {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        FlightService::handshake(&self.0, request).await
+        let peer = request.remote_addr();
+        logged("handshake", peer, async move {
+            FlightService::handshake(&self.0, request).await
+        })
+        .await
     }
 
     async fn list_flights(
         &self,
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        FlightService::list_flights(&self.0, request).await
+        let peer = request.remote_addr();
+        logged("list_flights", peer, async move {
+            FlightService::list_flights(&self.0, request).await
+        })
+        .await
     }
 
     async fn get_flight_info(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        check(&request.get_ref().cmd, "command")?;
-        FlightService::get_flight_info(&self.0, request).await
+        let peer = request.remote_addr();
+        logged("get_flight_info", peer, async move {
+            check(&request.get_ref().cmd, "command")?;
+            FlightService::get_flight_info(&self.0, request).await
+        })
+        .await
     }
 
     async fn poll_flight_info(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
-        check(&request.get_ref().cmd, "command")?;
-        FlightService::poll_flight_info(&self.0, request).await
+        let peer = request.remote_addr();
+        logged("poll_flight_info", peer, async move {
+            check(&request.get_ref().cmd, "command")?;
+            FlightService::poll_flight_info(&self.0, request).await
+        })
+        .await
     }
 
     async fn get_schema(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
-        check(&request.get_ref().cmd, "command")?;
-        FlightService::get_schema(&self.0, request).await
+        let peer = request.remote_addr();
+        logged("get_schema", peer, async move {
+            check(&request.get_ref().cmd, "command")?;
+            FlightService::get_schema(&self.0, request).await
+        })
+        .await
     }
 
     async fn do_get(
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        if Any::decode(request.get_ref().ticket.as_ref()).is_err() {
-            return Err(Status::invalid_argument(
-                "malformed ticket: not a Flight SQL ticket; use the ticket of a FlightInfo",
-            ));
-        }
-        check(&request.get_ref().ticket, "ticket")?;
-        FlightService::do_get(&self.0, request).await
+        let peer = request.remote_addr();
+        logged("do_get", peer, async move {
+            if Any::decode(request.get_ref().ticket.as_ref()).is_err() {
+                return Err(Status::invalid_argument(
+                    "malformed ticket: not a Flight SQL ticket; use the ticket of a FlightInfo",
+                ));
+            }
+            check(&request.get_ref().ticket, "ticket")?;
+            FlightService::do_get(&self.0, request).await
+        })
+        .await
     }
 
     async fn do_put(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        FlightService::do_put(&self.0, request).await
+        let peer = request.remote_addr();
+        logged("do_put", peer, async move {
+            FlightService::do_put(&self.0, request).await
+        })
+        .await
     }
 
     async fn do_exchange(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        FlightService::do_exchange(&self.0, request).await
+        let peer = request.remote_addr();
+        logged("do_exchange", peer, async move {
+            FlightService::do_exchange(&self.0, request).await
+        })
+        .await
     }
 
     async fn do_action(
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        check(&request.get_ref().body, "action body")?;
-        FlightService::do_action(&self.0, request).await
+        let peer = request.remote_addr();
+        logged("do_action", peer, async move {
+            check(&request.get_ref().body, "action body")?;
+            FlightService::do_action(&self.0, request).await
+        })
+        .await
     }
 
     async fn list_actions(
         &self,
         request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        FlightService::list_actions(&self.0, request).await
+        let peer = request.remote_addr();
+        logged("list_actions", peer, async move {
+            FlightService::list_actions(&self.0, request).await
+        })
+        .await
     }
 }

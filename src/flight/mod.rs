@@ -27,10 +27,10 @@ pub use auth::{Authenticator, Caller, SignInDelay, TokenPolicy, Users, random_se
 pub use service::{Limits, PitlakeFlightSql};
 pub use status::to_status;
 
-use crate::catalog::Warehouse;
 use crate::error::{Error, Result};
 use crate::file_access::FileAccess;
 use crate::session::Session;
+use crate::store::Store;
 
 /// HTTP/2 receive window of one call: how much of an upload (DoPut) may be
 /// on its way before the server has taken it in.
@@ -136,7 +136,7 @@ impl Drop for Executor {
 /// Serves Flight SQL on `listener` until `shutdown` completes; then stops
 /// taking calls and lets running ones finish.
 pub async fn serve(
-    warehouse: Warehouse,
+    store: Store,
     listener: TcpListener,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -145,19 +145,19 @@ pub async fn serve(
     let workers = (config.limits.max_concurrent_queries * (cores + 1)).clamp(cores, 256);
     let executor = Executor::new(workers)?;
     let files = FileAccess::folders(config.import_dir.as_deref(), config.export_dir.as_deref())?;
-    let shared = Session::with_warehouse(warehouse.clone())
+    let shared = Session::with_store(store.clone())
         .await?
         .with_query_memory_limit(config.limits.query_memory_bytes)
         .with_file_access(files);
     // Records logged before a crash are committed (and served) again.
-    let recovered = warehouse.streams().recover(&warehouse).await?;
+    let recovered = store.streams().recover().await?;
     if !recovered.is_empty() {
         // Committed before serving: once the server answers, every record
         // acknowledged before a crash is in Iceberg, readable by any engine.
-        match warehouse.streams().flush(None).await {
-            Ok(()) => eprintln!("recovered the stream logs of {}", recovered.join(", ")),
+        match store.streams().flush(None).await {
+            Ok(()) => tracing::info!("recovered the stream logs of {}", recovered.join(", ")),
             // Serve anyway: the records stay logged and the committer retries.
-            Err(e) => eprintln!("warning: recovered stream records not committed yet: {e}"),
+            Err(e) => tracing::warn!("recovered stream records not committed yet: {e}"),
         }
     }
     let auth = Arc::new(Authenticator::new(
@@ -166,12 +166,7 @@ pub async fn serve(
         config.sign_in_delay.clone(),
         shared,
     ));
-    let service = PitlakeFlightSql::new(
-        auth,
-        warehouse.clone(),
-        executor.handle()?,
-        config.limits.clone(),
-    )?;
+    let service = PitlakeFlightSql::new(auth, executor.handle()?, config.limits.clone())?;
     let server = FlightServiceServer::new(guard::Guarded(service))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -208,7 +203,7 @@ pub async fn serve(
     // Every acknowledged record is committed before the process ends, and
     // before the execution runtime goes: a stream first written by a SQL
     // statement has its committer there (shutdown waited 30 s, then failed).
-    let closed = warehouse.streams().close().await;
+    let closed = store.streams().close().await;
     drop(executor);
     closed
 }

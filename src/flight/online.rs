@@ -20,9 +20,9 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde_json::Value;
 use std::sync::Arc;
 
-use crate::catalog::{TableName, Warehouse};
+use crate::catalog::TableName;
 use crate::error::{Error, Result};
-use crate::ingest::stream::{Ack, Prepared, acknowledged};
+use crate::ingest::stream::{Ack, Prepared, Streams, acknowledged};
 
 /// A queued record's acknowledgement, running whether or not its client waits.
 type AckTask = tokio::task::JoinHandle<Result<Ack>>;
@@ -66,10 +66,10 @@ pub async fn lookup(session: &Session, body: &[u8]) -> Result<Vec<u8>> {
         }
     };
     let name = group_name(session, group)?;
-    let warehouse = session.warehouse();
-    let group = match warehouse.online().loaded(&name.to_string()) {
+    let online = session.store().online();
+    let group = match online.loaded(&name.to_string()) {
         Some(group) => group,
-        None => warehouse.online().group(warehouse, &name).await?,
+        None => online.group(&name).await?,
     };
     let keys = key_arrays(rows, group.key_columns().len())?;
     let projection = group.projection(columns.as_deref())?;
@@ -101,17 +101,17 @@ pub fn stream_into(
     /// ingest's CPU when records took up to 256 batches.
     const RECORD_BATCHES: usize = 16;
     let name = group_name(&session, &table)?;
-    let warehouse = session.warehouse().clone();
-    let queueing = warehouse.clone();
+    let streams = session.store().streams().clone();
+    let queueing = streams.clone();
     let batches = FlightRecordBatchStream::new_from_flight_data(data.map_err(FlightError::from));
     let acks = batches
         .map_err(move |e| Error::Invalid(format!("stream into {table}: {e}")))
         .ready_chunks(RECORD_BATCHES)
         // Concurrently, keeping order: validate and encode each run of batches.
         .map(move |chunk| {
-            let warehouse = warehouse.clone();
+            let streams = streams.clone();
             let name = name.clone();
-            async move { prepare_chunk(&warehouse, &name, chunk).await }
+            async move { prepare_chunk(&streams, &name, chunk).await }
         })
         .buffered(PREPARING)
         // Nothing is queued after a batch that fails validation: the stream
@@ -126,11 +126,11 @@ pub fn stream_into(
         })
         // In order: queue the records in the log.
         .then(move |prepared: Result<Vec<(Vec<usize>, Prepared)>>| {
-            let warehouse = queueing.clone();
+            let streams = queueing.clone();
             async move {
                 let mut queued = Vec::new();
                 for (sizes, record) in prepared? {
-                    let acked = warehouse.streams().queue(&warehouse, record).await?;
+                    let acked = streams.queue(record).await?;
                     queued.push((sizes, acked));
                 }
                 Ok::<_, Error>(queued)
@@ -179,7 +179,7 @@ pub fn stream_into(
 /// Prepares the batches that arrived together: one record when they share a
 /// schema, else one each. Each record carries the sizes of its batches.
 async fn prepare_chunk(
-    warehouse: &Warehouse,
+    streams: &Streams,
     name: &TableName,
     chunk: Vec<Result<RecordBatch>>,
 ) -> Result<Vec<(Vec<usize>, Prepared)>> {
@@ -190,19 +190,13 @@ async fn prepare_chunk(
     let schema = first.schema();
     if batches.iter().all(|b| b.schema() == schema) {
         let sizes = batches.iter().map(RecordBatch::num_rows).collect();
-        let record = warehouse
-            .streams()
-            .prepare(warehouse, name, batches)
-            .await?;
+        let record = streams.prepare(name, batches).await?;
         return Ok(vec![(sizes, record)]);
     }
     let mut prepared = Vec::with_capacity(batches.len());
     for batch in batches {
         let rows = batch.num_rows();
-        let record = warehouse
-            .streams()
-            .prepare(warehouse, name, vec![batch])
-            .await?;
+        let record = streams.prepare(name, vec![batch]).await?;
         prepared.push((vec![rows], record));
     }
     Ok(prepared)

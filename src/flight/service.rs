@@ -50,7 +50,7 @@ use super::handle::{Handle, Sealer};
 use super::online;
 use super::parameters::conform;
 use super::status::{df_status, to_status};
-use crate::catalog::{CATALOG_NAME, FeatureGroup, Warehouse};
+use crate::catalog::CATALOG_NAME;
 use crate::error::{Error, Result};
 use crate::session::{Session, StatementResult};
 use crate::sql::{Statement, bind_parameters, count_parameters, number_placeholders, parse_sql};
@@ -89,7 +89,6 @@ fn default_query_memory() -> Option<usize> {
 /// The Flight SQL service.
 pub struct PitlakeFlightSql {
     auth: Arc<Authenticator>,
-    warehouse: Warehouse,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
     executor: tokio::runtime::Handle,
@@ -142,13 +141,11 @@ impl BoundParameters {
 impl PitlakeFlightSql {
     pub fn new(
         auth: Arc<Authenticator>,
-        warehouse: Warehouse,
         executor: tokio::runtime::Handle,
         limits: Limits,
     ) -> Result<Self> {
         Ok(PitlakeFlightSql {
             auth,
-            warehouse,
             sql_info: sql_info()?,
             xdbc: xdbc_types()?,
             executor,
@@ -895,10 +892,9 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.caller(&request)?;
-        let warehouse = self.warehouse.clone();
+        let session = self.session(&request).await?;
         let schemas = self
-            .run(async move { warehouse.list_schemas().await })
+            .run(async move { session.list_schemas().await })
             .await?;
         let mut builder = query.into_builder();
         for schema in schemas {
@@ -926,35 +922,21 @@ impl FlightSqlService for PitlakeFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
-        self.caller(&request)?;
-        let warehouse = self.warehouse.clone();
+        let session = self.session(&request).await?;
         let include_schema = query.include_schema;
         let tables = self
-            .run(async move {
-                let mut out = Vec::new();
-                for schema in warehouse.list_schemas().await? {
-                    for table in warehouse.list_tables(&schema).await? {
-                        let arrow = if include_schema {
-                            match warehouse.try_load_table(&schema, &table).await? {
-                                Some(t) => iceberg::arrow::schema_to_arrow_schema(
-                                    t.metadata().current_schema(),
-                                )
-                                .map_err(Error::iceberg(format!("schema of {schema}.{table}")))?,
-                                None => continue,
-                            }
-                        } else {
-                            Schema::empty()
-                        };
-                        out.push((schema.clone(), table, arrow));
-                    }
-                }
-                Ok(out)
-            })
+            .run(async move { session.list_tables(include_schema).await })
             .await?;
         let mut builder = query.into_builder();
-        for (schema, table, arrow) in tables {
+        for listed in tables {
             builder
-                .append(CATALOG_NAME, schema, table, "TABLE", &arrow)
+                .append(
+                    CATALOG_NAME,
+                    listed.schema,
+                    listed.table,
+                    "TABLE",
+                    &listed.columns,
+                )
                 .map_err(Status::from)?;
         }
         one(builder.build())
@@ -1027,26 +1009,12 @@ impl FlightSqlService for PitlakeFlightSql {
         request: Request<Ticket>,
     ) -> std::result::Result<Response<DoGetStream>, Status> {
         let session = self.session(&request).await?;
-        let warehouse = self.warehouse.clone();
-        let schema = query
-            .db_schema
-            .clone()
-            .unwrap_or_else(|| session.current_schema());
-        let table = query.table.clone();
+        let (schema, table) = (query.db_schema.clone(), query.table.clone());
         let keys = self
-            .run(async move {
-                let Some(t) = warehouse.try_load_table(&schema, &table).await? else {
-                    return Err(Error::TableNotFound {
-                        table: format!("{schema}.{table}"),
-                    });
-                };
-                let keys = FeatureGroup::from_properties(t.metadata().properties())?
-                    .map(|fg| fg.entity_key)
-                    .unwrap_or_default();
-                Ok((schema, table, keys))
-            })
+            .run(async move { session.primary_keys(schema.as_deref(), &table).await })
             .await?;
-        let (schema, table, keys) = keys;
+        let (name, keys) = keys;
+        let (schema, table) = (name.schema, name.table);
         let n = keys.len();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec![Some(CATALOG_NAME); n])),

@@ -1,64 +1,79 @@
-//! Every pitlake error as the gRPC status a client should see: the user's
-//! mistakes are InvalidArgument, NotFound, AlreadyExists…, never Internal, and
-//! carry the same message the CLI prints.
+//! Every pitlake error as the gRPC status a client should see, by its
+//! [`Cause`]: the user's mistakes are InvalidArgument, NotFound,
+//! AlreadyExists…, never Internal, and carry the same message the CLI prints
+//! followed by its causes. Problems of the server's own (corrupt data, a
+//! failed disk or catalog, a bug) are also logged as errors; the client's
+//! are logged at debug level only.
+
+use std::error::Error as _;
 
 use datafusion::error::DataFusionError;
-use tonic::Status;
+use tonic::{Code, Status};
 
-use crate::error::Error;
+use crate::error::{Cause, Error};
 
-/// Maps an error to its gRPC status.
-pub fn to_status(err: Error) -> Status {
-    let message = err.to_string();
-    match &err {
-        Error::TableNotFound { .. }
-        | Error::SchemaNotFound { .. }
-        | Error::SnapshotNotFound { .. }
-        | Error::RefNotFound { .. } => Status::not_found(message),
-        Error::AlreadyExists { .. } => Status::already_exists(message),
-        Error::Syntax(_)
-        | Error::TimestampBeforeFirstSnapshot { .. }
-        | Error::NoSnapshots { .. }
-        | Error::NotIceberg { .. }
-        | Error::BadRow { .. }
-        | Error::BadInput { .. }
-        | Error::InvalidName { .. }
-        | Error::TooComplex(_)
-        | Error::Setting { .. }
-        | Error::Invalid(_) => Status::invalid_argument(message),
-        Error::FileDenied { .. } => Status::permission_denied(message),
+/// The longest message a status carries: an error quoting a huge statement
+/// or value must not make a huge reply (or log line).
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// The gRPC code of each cause.
+pub fn code_of(cause: Cause) -> Code {
+    match cause {
+        Cause::Mistake => Code::InvalidArgument,
+        Cause::NotFound => Code::NotFound,
+        Cause::AlreadyExists => Code::AlreadyExists,
+        Cause::Denied => Code::PermissionDenied,
+        Cause::Unsupported => Code::Unimplemented,
         // The conventional code for "a concurrent change won: try again".
-        Error::CommitConflict { .. } => Status::aborted(message),
-        Error::NotSupported(_) => Status::unimplemented(message),
-        Error::Locked { .. } => Status::failed_precondition(message),
-        Error::Io { .. } | Error::Iceberg { .. } | Error::Internal(_) => {
-            // The operator's problem, not the client's: it goes to the log too.
-            eprintln!("error: {message}");
-            Status::internal(message)
-        }
-        Error::Corrupt(_) => {
-            eprintln!("error: {message}");
-            Status::data_loss(message)
-        }
-        Error::DataFusion(df) => datafusion_status(df, message),
+        Cause::Conflict => Code::Aborted,
+        Cause::Exhausted => Code::ResourceExhausted,
+        Cause::Corrupt => Code::DataLoss,
+        Cause::Unavailable => Code::Unavailable,
+        Cause::Internal => Code::Internal,
     }
 }
 
-fn datafusion_status(err: &DataFusionError, message: String) -> Status {
-    match err.find_root() {
-        DataFusionError::Plan(_)
-        | DataFusionError::SQL(_, _)
-        | DataFusionError::SchemaError(_, _)
-        | DataFusionError::NotImplemented(_)
-        | DataFusionError::Configuration(_) => Status::invalid_argument(message),
-        DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(message),
-        DataFusionError::ExecutionJoin(_) => Status::cancelled(message),
-        DataFusionError::ArrowError(_, _) | DataFusionError::Execution(_) => {
-            // Casts and arithmetic on user data fail here: the query's fault.
-            Status::invalid_argument(message)
-        }
-        _ => Status::internal(message),
+/// Maps an error to its gRPC status (and logs it by its cause).
+pub fn to_status(err: Error) -> Status {
+    let cause = err.cause();
+    let message = capped(message_with_causes(&err));
+    if cause.is_operators() {
+        tracing::error!(cause = ?cause, "{message}");
+    } else {
+        tracing::debug!(cause = ?cause, "{message}");
     }
+    Status::new(code_of(cause), message)
+}
+
+/// The error's message, then each source it wraps whose text the message
+/// does not already include.
+pub fn message_with_causes(err: &Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = inner.source();
+    }
+    message
+}
+
+/// At most [`MAX_MESSAGE_BYTES`], cut at a character boundary, saying so.
+fn capped(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let total = message.len();
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!("… ({} more bytes)", total - end));
+    message
 }
 
 /// A DataFusion error as a status, unwrapping pitlake errors inside it.
@@ -69,7 +84,6 @@ pub fn df_status(err: DataFusionError) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::Code;
 
     #[test]
     fn user_mistakes_are_not_internal() {
@@ -92,8 +106,30 @@ mod tests {
             (Error::Corrupt("segment 3".into()), Code::DataLoss),
             (Error::Internal("writer gone".into()), Code::Internal),
             (
+                Error::CommitConflict {
+                    table: "s.t".into(),
+                    attempts: 8,
+                },
+                Code::Aborted,
+            ),
+            (
+                Error::ResourceExhausted("stream behind".into()),
+                Code::ResourceExhausted,
+            ),
+            (
+                Error::Io {
+                    path: "/w/t".into(),
+                    source: std::io::Error::other("disk gone"),
+                },
+                Code::Unavailable,
+            ),
+            (
                 Error::from(DataFusionError::Plan("table 'x' not found".into())),
                 Code::InvalidArgument,
+            ),
+            (
+                Error::from(DataFusionError::ResourcesExhausted("pool".into())),
+                Code::ResourceExhausted,
             ),
         ];
         for (err, code) in cases {
@@ -102,5 +138,32 @@ mod tests {
             assert_eq!(status.code(), code, "{message}");
             assert_eq!(status.message(), message);
         }
+    }
+
+    #[test]
+    fn a_status_names_the_causes_and_stays_short() {
+        let wrapped = Error::Arrow {
+            context: "encoding the result".into(),
+            source: Box::new(arrow::error::ArrowError::ExternalError(Box::new(
+                std::io::Error::other("pipe closed"),
+            ))),
+        };
+        let status = to_status(wrapped);
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            status.message().starts_with("encoding the result: ")
+                && status.message().contains("pipe closed"),
+            "{}",
+            status.message()
+        );
+
+        let huge = Error::Invalid(format!("bad value {}", "é".repeat(100_000)));
+        let status = to_status(huge);
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES + 32);
+        assert!(
+            status.message().ends_with("more bytes)"),
+            "{}",
+            &status.message()[8000..]
+        );
     }
 }

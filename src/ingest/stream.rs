@@ -32,8 +32,9 @@ use tokio::sync::Notify;
 use super::conform::{Target, by_name, conform};
 use super::wal::{Encoded, Wal, WalOptions};
 use super::writer::{target_of, write_snapshot};
-use crate::catalog::{TableName, Warehouse, WeakWarehouse};
+use crate::catalog::{TableName, Warehouse};
 use crate::error::{Error, Result};
+use crate::online::{OnlineStore, PendingRecords};
 use crate::shared::warehouse_path;
 use crate::storage::{WAL_FIRST_LSN, WAL_LAST_LSN, committed_lsn};
 
@@ -132,8 +133,11 @@ pub struct Ack {
 }
 
 /// The streams of one warehouse: a log and a committer per table written to.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Streams {
+    warehouse: Warehouse,
+    /// Applies each record at its acknowledgement, and each commit.
+    online: Arc<OnlineStore>,
     tables: Mutex<HashMap<String, Arc<Stream>>>,
     /// One log opened at a time.
     opening: tokio::sync::Mutex<()>,
@@ -174,7 +178,28 @@ struct Counters {
     last_commit_micros: AtomicU64,
 }
 
+impl PendingRecords for Streams {
+    fn pending(&self, table: &str, after: u64) -> Vec<(u64, RecordBatch)> {
+        Streams::pending(self, table, after)
+    }
+}
+
 impl Streams {
+    /// The streams into `warehouse`'s tables, whose records `online` sees
+    /// from their acknowledgement (it reads the pending ones from here).
+    pub fn new(warehouse: Warehouse, online: Arc<OnlineStore>) -> Arc<Self> {
+        let streams = Arc::new(Streams {
+            warehouse,
+            online,
+            tables: Mutex::default(),
+            opening: tokio::sync::Mutex::default(),
+            policy: Mutex::default(),
+        });
+        let pending: Arc<dyn PendingRecords> = streams.clone();
+        streams.online.attach(Arc::downgrade(&pending));
+        streams
+    }
+
     /// Sets the commit policy for streams opened from now on.
     pub fn set_policy(&self, policy: CommitPolicy) {
         *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = policy;
@@ -189,27 +214,21 @@ impl Streams {
 
     /// Appends a batch (columns matched by name, validated like INSERT) to
     /// `name`'s stream; returns once it is durable in the log.
-    pub async fn append(
-        &self,
-        warehouse: &Warehouse,
-        name: &TableName,
-        batch: &RecordBatch,
-    ) -> Result<Ack> {
-        let prepared = self.prepare(warehouse, name, vec![batch.clone()]).await?;
-        acknowledged(self.queue(warehouse, prepared).await?).await
+    pub async fn append(&self, name: &TableName, batch: &RecordBatch) -> Result<Ack> {
+        let prepared = self.prepare(name, vec![batch.clone()]).await?;
+        acknowledged(self.queue(prepared).await?).await
     }
 
     /// [`Self::append`] for a batch whose columns are the table's, in order
     /// (INSERT ... VALUES).
     pub async fn append_in_table_order(
         &self,
-        warehouse: &Warehouse,
         name: &TableName,
         batch: &RecordBatch,
     ) -> Result<Ack> {
-        let stream = self.open(warehouse, name).await?;
+        let stream = self.open(name).await?;
         let batch = conform(&stream.target, batch, 1)?;
-        let queued = self.queue(warehouse, Prepared::new(stream, batch)?).await?;
+        let queued = self.queue(Prepared::new(stream, batch)?).await?;
         acknowledged(queued).await
     }
 
@@ -218,16 +237,13 @@ impl Streams {
     /// anyone still waits for it: a durable record never acknowledged (its
     /// client gone, its request dropped) left a gap the committer stopped at,
     /// so no later record reached Iceberg until a restart.
-    pub async fn queue(
-        &self,
-        warehouse: &Warehouse,
-        prepared: Prepared,
-    ) -> Result<tokio::task::JoinHandle<Result<Ack>>> {
+    pub async fn queue(&self, prepared: Prepared) -> Result<tokio::task::JoinHandle<Result<Ack>>> {
         let queued = self.queue_prepared(prepared).await?;
-        let warehouse = warehouse.clone();
+        let online = self.online.clone();
+        let commit_rows = self.policy().rows;
         Ok(tokio::spawn(async move {
             let durable = queued.durable().await?;
-            warehouse.streams().acknowledge(&warehouse, durable)
+            acknowledge(&online, commit_rows, durable)
         }))
     }
 
@@ -237,13 +253,8 @@ impl Streams {
     /// stream can be prepared in parallel, then queued in order with
     /// [`Self::queue`], which acknowledges each once durable. Row numbers in
     /// errors count from the first batch.
-    pub async fn prepare(
-        &self,
-        warehouse: &Warehouse,
-        name: &TableName,
-        batches: Vec<RecordBatch>,
-    ) -> Result<Prepared> {
-        let stream = self.open(warehouse, name).await?;
+    pub async fn prepare(&self, name: &TableName, batches: Vec<RecordBatch>) -> Result<Prepared> {
+        let stream = self.open(name).await?;
         tokio::task::spawn_blocking(move || {
             let batch = match batches.as_slice() {
                 [one] => one.clone(),
@@ -286,33 +297,6 @@ impl Streams {
             stream,
             batch,
             durable,
-        })
-    }
-
-    /// A durable record becomes pending for the committer and visible online.
-    pub fn acknowledge(&self, warehouse: &Warehouse, durable: Durable) -> Result<Ack> {
-        let Durable { stream, batch, lsn } = durable;
-        let rows = batch.num_rows();
-        if rows == 0 {
-            return Ok(Ack { lsn, rows: 0 });
-        }
-        {
-            let mut pending = stream.lock();
-            pending.records.insert(lsn, batch.clone());
-            pending.rows += rows;
-            pending.oldest.get_or_insert_with(Instant::now);
-            if pending.rows >= self.policy().rows {
-                stream.wake.notify_one();
-            }
-        }
-        stream.stats.acks.fetch_add(1, Ordering::Relaxed);
-        stream.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        if let Some(group) = warehouse.online().loaded(&stream.name.to_string()) {
-            group.apply_streamed(lsn, &batch)?;
-        }
-        Ok(Ack {
-            lsn,
-            rows: rows as u64,
         })
     }
 
@@ -361,7 +345,7 @@ impl Streams {
 
     /// Forgets the stream of a dropped table and deletes its log: its
     /// records have nowhere to go.
-    pub fn drop_table(&self, root: &Path, name: &TableName) {
+    pub fn drop_table(&self, name: &TableName) {
         if let Some(stream) = self.tables().remove(&name.to_string()) {
             stream.closed.store(true, Ordering::SeqCst);
             stream.lock().records.clear();
@@ -369,7 +353,7 @@ impl Streams {
         }
         // Only a folder pitlake made for a checked name: never a path a
         // crafted name points elsewhere.
-        if let Ok(dir) = log_dir(root, name) {
+        if let Ok(dir) = log_dir(self.warehouse.root(), name) {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -389,23 +373,23 @@ impl Streams {
     /// its commit), so its records are committed; returns the tables that
     /// had records to commit. Logs owned by another running process are
     /// left to it.
-    pub async fn recover(&self, warehouse: &Warehouse) -> Result<Vec<String>> {
-        let dir = warehouse.root().join(STREAMS_DIR);
+    pub async fn recover(&self) -> Result<Vec<String>> {
+        let dir = self.warehouse.root().join(STREAMS_DIR);
         let mut recovered = Vec::new();
         for (schema, table) in list_logs(&dir)? {
             let name = match TableName::new(schema, table) {
                 Ok(name) => name,
                 Err(e) => {
-                    eprintln!("stream log folder skipped: {e}");
+                    tracing::warn!("stream log folder skipped: {e}");
                     continue;
                 }
             };
-            match self.open(warehouse, &name).await {
+            match self.open(&name).await {
                 Ok(stream) if !stream.lock().records.is_empty() => recovered.push(name.to_string()),
                 Ok(_) => {}
                 // Dropped meanwhile, or owned by a running server: not ours.
                 Err(Error::TableNotFound { .. } | Error::Locked { .. }) => {}
-                Err(e) => eprintln!("stream log of {name} not recovered: {e}"),
+                Err(e) => tracing::error!("stream log of {name} not recovered: {e}"),
             }
         }
         Ok(recovered)
@@ -474,7 +458,7 @@ impl Streams {
     }
 
     /// The stream of `name`, opening (and replaying) its log on first use.
-    async fn open(&self, warehouse: &Warehouse, name: &TableName) -> Result<Arc<Stream>> {
+    async fn open(&self, name: &TableName) -> Result<Arc<Stream>> {
         let key = name.to_string();
         if let Some(stream) = self.tables().get(&key) {
             return Ok(stream.clone());
@@ -483,10 +467,10 @@ impl Streams {
         if let Some(stream) = self.tables().get(&key) {
             return Ok(stream.clone());
         }
-        let table = warehouse.load_table(&name.schema, &name.table).await?;
+        let table = self.warehouse.load_table(&name.schema, &name.table).await?;
         let target = target_of(&key, &table)?;
         let committed = committed_lsn(&table);
-        let dir = log_dir(warehouse.root(), name)?;
+        let dir = log_dir(self.warehouse.root(), name)?;
         // Opening reads (and may repair) the whole log: off the async threads.
         let (wal, replay) =
             tokio::task::spawn_blocking(move || Wal::open(&dir, committed, WalOptions::default()))
@@ -516,7 +500,8 @@ impl Streams {
         self.tables().insert(key, stream.clone());
         tokio::spawn(commit_loop(
             Arc::downgrade(&stream),
-            warehouse.downgrade(),
+            self.warehouse.clone(),
+            Arc::downgrade(&self.online),
             self.policy(),
         ));
         Ok(stream)
@@ -551,15 +536,13 @@ impl Stream {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
                 // RESOURCE_EXHAUSTED over Flight: the client should back off.
-                return Err(Error::DataFusion(Box::new(
-                    datafusion::error::DataFusionError::ResourcesExhausted(format!(
-                        "stream into {} is {rows} rows behind its commits (limit {}); try again later{}",
-                        self.name,
-                        policy.max_pending_rows,
-                        error
-                            .map(|e| format!(" (last commit error: {e})"))
-                            .unwrap_or_default()
-                    )),
+                return Err(Error::ResourceExhausted(format!(
+                    "stream into {} is {rows} rows behind its commits (limit {}); try again later{}",
+                    self.name,
+                    policy.max_pending_rows,
+                    error
+                        .map(|e| format!(" (last commit error: {e})"))
+                        .unwrap_or_default()
                 )));
             }
         }
@@ -605,10 +588,11 @@ impl Stream {
 }
 
 /// Commits logged records by size or age, until the stream closes or the
-/// warehouse is dropped (then the log stays for the next process).
+/// streams are dropped (then the log stays for the next process).
 async fn commit_loop(
     stream: std::sync::Weak<Stream>,
-    warehouse: WeakWarehouse,
+    warehouse: Warehouse,
+    online: std::sync::Weak<OnlineStore>,
     policy: CommitPolicy,
 ) {
     loop {
@@ -624,12 +608,12 @@ async fn commit_loop(
             }
         };
         let wait = due.unwrap_or(policy.interval);
-        // Short waits: a dropped warehouse ends the loop (and frees the log) soon.
+        // Short waits: dropped streams end the loop (and free the log) soon.
         let woken =
             tokio::time::timeout(wait.min(Duration::from_millis(500)), stream.wake.notified())
                 .await
                 .is_ok();
-        let Some(warehouse) = warehouse.upgrade() else {
+        let Some(online) = online.upgrade() else {
             return;
         };
         let closing = stream.closed.load(Ordering::SeqCst);
@@ -648,7 +632,7 @@ async fn commit_loop(
             continue;
         }
         // Woken (enough rows, a flush, shutdown) or due: commit what is there.
-        match commit(&stream, &warehouse, &run).await {
+        match commit(&stream, &warehouse, &online, &run).await {
             Ok(()) => {}
             Err(e) => {
                 stream.lock().last_error = Some(e.to_string());
@@ -660,7 +644,12 @@ async fn commit_loop(
 }
 
 /// Writes one run of records as one snapshot and forgets them.
-async fn commit(stream: &Stream, warehouse: &Warehouse, run: &[(u64, RecordBatch)]) -> Result<()> {
+async fn commit(
+    stream: &Stream,
+    warehouse: &Warehouse,
+    online: &OnlineStore,
+    run: &[(u64, RecordBatch)],
+) -> Result<()> {
     let started = Instant::now();
     let name = stream.name.to_string();
     let (Some((first, _)), Some((last, _))) = (run.first(), run.last()) else {
@@ -709,10 +698,37 @@ async fn commit(stream: &Stream, warehouse: &Warehouse, run: &[(u64, RecordBatch
         .fetch_add(outcome.rows, Ordering::Relaxed);
     forget(stream, last);
     if let Err(e) = stream.wal.truncate_through(last).await {
-        eprintln!("stream log of {name}: cannot delete committed segments: {e}");
+        tracing::warn!("stream log of {name}: cannot delete committed segments: {e}");
     }
-    warehouse.online().refresh(warehouse, &name).await?;
+    online.refresh(&name).await?;
     Ok(())
+}
+
+/// A durable record becomes pending for the committer and visible online.
+fn acknowledge(online: &OnlineStore, commit_rows: usize, durable: Durable) -> Result<Ack> {
+    let Durable { stream, batch, lsn } = durable;
+    let rows = batch.num_rows();
+    if rows == 0 {
+        return Ok(Ack { lsn, rows: 0 });
+    }
+    {
+        let mut pending = stream.lock();
+        pending.records.insert(lsn, batch.clone());
+        pending.rows += rows;
+        pending.oldest.get_or_insert_with(Instant::now);
+        if pending.rows >= commit_rows {
+            stream.wake.notify_one();
+        }
+    }
+    stream.stats.acks.fetch_add(1, Ordering::Relaxed);
+    stream.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+    if let Some(group) = online.loaded(&stream.name.to_string()) {
+        group.apply_streamed(lsn, &batch)?;
+    }
+    Ok(Ack {
+        lsn,
+        rows: rows as u64,
+    })
 }
 
 /// The acknowledgement of a record queued with [`Streams::queue`].

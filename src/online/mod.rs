@@ -42,5 +42,5 @@ mod slots;
 mod store;
 mod table;
 
-pub use store::{OnlineGroup, OnlineStore};
+pub use store::{OnlineGroup, OnlineStore, PendingRecords};
 pub use table::OnlineTable;

@@ -26,7 +26,7 @@
 //!   gets there first.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, RecordBatch};
@@ -44,9 +44,22 @@ use crate::storage::{Changes, changes_since, committed_lsn, read_rows, wal_lsn_r
 /// How often the follower looks for commits made by other processes.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
+/// Records acknowledged but not yet committed to Iceberg: the online store
+/// applies them on top of a table's rows. The stream logs, a layer above,
+/// provide them.
+pub trait PendingRecords: Send + Sync + std::fmt::Debug {
+    /// `table`'s pending records with log position above `after`, in log order.
+    fn pending(&self, table: &str, after: u64) -> Vec<(u64, RecordBatch)>;
+}
+
 /// The online store of one warehouse.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OnlineStore {
+    warehouse: Warehouse,
+    /// Where pending records come from, once attached.
+    pending: OnceLock<Weak<dyn PendingRecords>>,
+    /// This store, for the follower task, which must not keep it alive.
+    me: Weak<OnlineStore>,
     groups: RwLock<HashMap<String, Arc<OnlineGroup>>>,
     /// One build or catch-up at a time, so two never apply the same rows.
     syncing: tokio::sync::Mutex<()>,
@@ -95,8 +108,32 @@ fn committed_pos(committed_lsn: u64) -> u64 {
 }
 
 impl OnlineStore {
+    /// An empty store over `warehouse`'s tables.
+    pub fn new(warehouse: Warehouse) -> Arc<Self> {
+        Arc::new_cyclic(|me| OnlineStore {
+            warehouse,
+            pending: OnceLock::new(),
+            me: me.clone(),
+            groups: RwLock::default(),
+            syncing: tokio::sync::Mutex::default(),
+            following: std::sync::atomic::AtomicBool::default(),
+        })
+    }
+
+    /// Sets where pending records come from (once; later calls are ignored).
+    pub fn attach(&self, pending: Weak<dyn PendingRecords>) {
+        let _ = self.pending.set(pending);
+    }
+
+    fn pending(&self, table: &str, after: u64) -> Vec<(u64, RecordBatch)> {
+        match self.pending.get().and_then(Weak::upgrade) {
+            Some(source) => source.pending(table, after),
+            None => Vec::new(),
+        }
+    }
+
     /// The online group `name`, built from its table if this is its first use.
-    pub async fn group(&self, warehouse: &Warehouse, name: &TableName) -> Result<Arc<OnlineGroup>> {
+    pub async fn group(&self, name: &TableName) -> Result<Arc<OnlineGroup>> {
         let key = name.to_string();
         if let Some(group) = self.loaded(&key) {
             return Ok(group);
@@ -105,11 +142,11 @@ impl OnlineStore {
         if let Some(group) = self.loaded(&key) {
             return Ok(group);
         }
-        let table = warehouse.load_table(&name.schema, &name.table).await?;
-        let group = Arc::new(OnlineGroup::build(&key, &table, warehouse).await?);
+        let table = self.warehouse.load_table(&name.schema, &name.table).await?;
+        let group = Arc::new(OnlineGroup::build(&key, &table, self).await?);
         self.write_groups().insert(key, group.clone());
-        group.apply_pending(warehouse)?;
-        self.follow(warehouse);
+        group.apply_pending(self)?;
+        self.follow();
         Ok(group)
     }
 
@@ -137,7 +174,7 @@ impl OnlineStore {
 
     /// Brings a loaded group up to its table's current snapshot (after a
     /// commit); drops it if the table is gone or no longer online.
-    pub async fn refresh(&self, warehouse: &Warehouse, name: &str) -> Result<()> {
+    pub async fn refresh(&self, name: &str) -> Result<()> {
         if self.loaded(name).is_none() {
             return Ok(());
         }
@@ -146,7 +183,7 @@ impl OnlineStore {
             return Ok(());
         };
         let (schema, table) = name.split_once('.').unwrap_or(("", name));
-        let current = warehouse.try_load_table(schema, table).await?;
+        let current = self.warehouse.try_load_table(schema, table).await?;
         let still_online = current.as_ref().is_some_and(|t| {
             FeatureGroup::from_properties(t.metadata().properties())
                 .ok()
@@ -155,11 +192,11 @@ impl OnlineStore {
         });
         match current {
             Some(table) if still_online => {
-                if let Some(rebuilt) = group.catch_up(&table, warehouse).await? {
+                if let Some(rebuilt) = group.catch_up(&table, self).await? {
                     let rebuilt = Arc::new(rebuilt);
                     self.write_groups()
                         .insert(name.to_string(), rebuilt.clone());
-                    rebuilt.apply_pending(warehouse)?;
+                    rebuilt.apply_pending(self)?;
                 }
             }
             _ => {
@@ -179,8 +216,8 @@ impl OnlineStore {
     }
 
     /// Starts the follower once: it refreshes every loaded group a second,
-    /// picking up commits of other processes, and stops with the warehouse.
-    fn follow(&self, warehouse: &Warehouse) {
+    /// picking up commits of other processes, and stops with the store.
+    fn follow(&self) {
         use std::sync::atomic::Ordering;
         if self.following.swap(true, Ordering::SeqCst) {
             return;
@@ -188,17 +225,16 @@ impl OnlineStore {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let weak = warehouse.downgrade();
+        let weak = self.me.clone();
         runtime.spawn(async move {
             loop {
                 tokio::time::sleep(FOLLOW_EVERY).await;
-                let Some(warehouse) = weak.upgrade() else {
+                let Some(store) = weak.upgrade() else {
                     break;
                 };
-                let store = warehouse.online().clone();
                 for name in store.loaded_names() {
-                    if let Err(e) = store.refresh(&warehouse, &name).await {
-                        eprintln!("online store: cannot catch up {name}: {e}");
+                    if let Err(e) = store.refresh(&name).await {
+                        tracing::warn!("online store: cannot catch up {name}: {e}");
                     }
                 }
             }
@@ -291,7 +327,7 @@ impl GroupState {
 impl OnlineGroup {
     /// Reads every row of the table (and the streamed records not yet
     /// committed to it) into a new group.
-    async fn build(name: &str, table: &Table, warehouse: &Warehouse) -> Result<Self> {
+    async fn build(name: &str, table: &Table, store: &OnlineStore) -> Result<Self> {
         let metadata = table.metadata();
         let feature_group = FeatureGroup::from_properties(metadata.properties())?
             .filter(|fg| fg.online)
@@ -351,7 +387,7 @@ impl OnlineGroup {
             committed_pos(committed),
         )?;
         state.table.settle()?;
-        for (lsn, batch) in warehouse.streams().pending(name, committed) {
+        for (lsn, batch) in store.pending(name, committed) {
             state.apply_record(lsn, &batch)?;
         }
         Ok(OnlineGroup {
@@ -370,9 +406,9 @@ impl OnlineGroup {
     /// lacks: those acknowledged between its build reading them and its
     /// registration, whose acknowledgements found no group (or the one it
     /// replaces) to apply them to.
-    fn apply_pending(&self, warehouse: &Warehouse) -> Result<()> {
+    fn apply_pending(&self, store: &OnlineStore) -> Result<()> {
         let after = self.read_state().applied.watermark();
-        let pending = warehouse.streams().pending(&self.name, after);
+        let pending = store.pending(&self.name, after);
         if pending.is_empty() {
             return Ok(());
         }
@@ -385,19 +421,19 @@ impl OnlineGroup {
 
     /// Applies the appends since the reflected snapshot; returns a rebuilt
     /// group instead when the table changed in any other way.
-    async fn catch_up(&self, table: &Table, warehouse: &Warehouse) -> Result<Option<Self>> {
+    async fn catch_up(&self, table: &Table, store: &OnlineStore) -> Result<Option<Self>> {
         let (from, schema_id) = {
             let state = self.read_state();
             (state.snapshot_id, state.schema_id)
         };
         let current_fg = FeatureGroup::from_properties(table.metadata().properties())?;
         if current_fg.as_ref() != Some(&self.feature_group) {
-            return Ok(Some(Self::build(&self.name, table, warehouse).await?));
+            return Ok(Some(Self::build(&self.name, table, store).await?));
         }
         let appended = match changes_since(table, from, schema_id) {
             Changes::None => return Ok(None),
             Changes::Everything => {
-                return Ok(Some(Self::build(&self.name, table, warehouse).await?));
+                return Ok(Some(Self::build(&self.name, table, store).await?));
             }
             Changes::Appends(ids) => ids,
         };

@@ -1,6 +1,7 @@
 //! From SQL statements to DataFusion logical plans: pitlake's relation planners
 //! and logical nodes.
 
+pub mod as_of;
 pub mod asof_join;
 mod physical;
 pub mod time_travel;

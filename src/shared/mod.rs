@@ -6,6 +6,6 @@ mod columns;
 mod match_op;
 pub mod names;
 
-pub use columns::INGEST_ORDER_COLUMN;
+pub use columns::{INGEST_ORDER_COLUMN, REF_VERSION_FUNCTION};
 pub use match_op::MatchOp;
 pub use names::{NameKind, SYSTEM_SCHEMA, TableName, check_name, warehouse_path};

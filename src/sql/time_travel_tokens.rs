@@ -17,8 +17,7 @@
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
-/// Name of the table-version function the pass produces for tag and branch names.
-pub const REF_VERSION_FUNCTION: &str = "AT";
+pub use crate::shared::REF_VERSION_FUNCTION;
 
 /// Rewrites Trino-style and ref-name time-travel clauses into forms sqlparser parses.
 pub fn rewrite(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {

@@ -33,9 +33,10 @@ use datafusion::physical_plan::{
 };
 
 use super::provider::WarehouseCatalog;
-use crate::catalog::{TableName, Warehouse};
+use crate::catalog::TableName;
 use crate::error::Error;
 use crate::online::OnlineGroup;
+use crate::store::Store;
 
 /// Name of the catalog holding the online groups.
 pub const ONLINE_CATALOG: &str = "online";
@@ -46,13 +47,13 @@ const MAX_LOOKUP_KEYS: usize = 1_000_000;
 /// The `online` catalog: the warehouse's schemas, holding its online groups.
 #[derive(Debug)]
 pub struct OnlineCatalog {
-    warehouse: Warehouse,
+    store: Store,
     names: Arc<WarehouseCatalog>,
 }
 
 impl OnlineCatalog {
-    pub fn new(warehouse: Warehouse, names: Arc<WarehouseCatalog>) -> Self {
-        OnlineCatalog { warehouse, names }
+    pub fn new(store: Store, names: Arc<WarehouseCatalog>) -> Self {
+        OnlineCatalog { store, names }
     }
 }
 
@@ -68,7 +69,7 @@ impl CatalogProvider for OnlineCatalog {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         let inner = self.names.schema(name)?;
         Some(Arc::new(OnlineSchema {
-            warehouse: self.warehouse.clone(),
+            store: self.store.clone(),
             schema: name.to_string(),
             inner,
         }))
@@ -77,7 +78,7 @@ impl CatalogProvider for OnlineCatalog {
 
 #[derive(Debug)]
 struct OnlineSchema {
-    warehouse: Warehouse,
+    store: Store,
     schema: String,
     inner: Arc<dyn SchemaProvider>,
 }
@@ -89,7 +90,7 @@ impl SchemaProvider for OnlineSchema {
     }
 
     fn table_names(&self) -> Vec<String> {
-        let loaded = self.warehouse.online().loaded_names();
+        let loaded = self.store.online().loaded_names();
         let prefix = format!("{}.", self.schema);
         loaded
             .iter()
@@ -100,7 +101,8 @@ impl SchemaProvider for OnlineSchema {
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
         if !self.inner.table_exist(name)
             && self
-                .warehouse
+                .store
+                .warehouse()
                 .try_load_table(&self.schema, name)
                 .await?
                 .is_none()
@@ -110,11 +112,7 @@ impl SchemaProvider for OnlineSchema {
         let Ok(table_name) = TableName::new(self.schema.clone(), name) else {
             return Ok(None);
         };
-        let group = self
-            .warehouse
-            .online()
-            .group(&self.warehouse, &table_name)
-            .await?;
+        let group = self.store.online().group(&table_name).await?;
         Ok(Some(Arc::new(OnlineTable::new(group))))
     }
 

@@ -17,8 +17,8 @@ use datafusion::error::Result as DFResult;
 use super::metadata_tables::MetadataTable;
 use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::IcebergTable;
-use crate::catalog::Warehouse;
 use crate::error::Result;
+use crate::store::Store;
 
 /// Table names per schema, as of the last refresh.
 type NameCache = Arc<RwLock<BTreeMap<String, Vec<String>>>>;
@@ -26,14 +26,14 @@ type NameCache = Arc<RwLock<BTreeMap<String, Vec<String>>>>;
 /// The warehouse seen as one DataFusion catalog.
 #[derive(Debug, Clone)]
 pub struct WarehouseCatalog {
-    warehouse: Warehouse,
+    store: Store,
     names: NameCache,
 }
 
 impl WarehouseCatalog {
-    pub fn new(warehouse: Warehouse) -> Self {
+    pub fn new(store: Store) -> Self {
         WarehouseCatalog {
-            warehouse,
+            store,
             names: NameCache::default(),
         }
     }
@@ -42,9 +42,10 @@ impl WarehouseCatalog {
     /// (another pitlake, pyiceberg) are listed.
     pub async fn refresh(&self) -> Result<()> {
         let mut fresh = BTreeMap::new();
-        for schema in self.warehouse.list_schemas().await? {
+        for schema in self.store.warehouse().list_schemas().await? {
             let tables = self
-                .warehouse
+                .store
+                .warehouse()
                 .list_tables(&schema)
                 .await
                 .unwrap_or_default();
@@ -75,11 +76,11 @@ impl CatalogProvider for WarehouseCatalog {
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == SYSTEM_SCHEMA {
-            return Some(Arc::new(SystemSchema::new(self.warehouse.clone())));
+            return Some(Arc::new(SystemSchema::new(self.store.clone())));
         }
         self.cached_schemas().iter().any(|s| s == name).then(|| {
             Arc::new(WarehouseSchema {
-                warehouse: self.warehouse.clone(),
+                store: self.store.clone(),
                 schema: name.to_string(),
                 names: self.names.clone(),
             }) as Arc<dyn SchemaProvider>
@@ -90,7 +91,7 @@ impl CatalogProvider for WarehouseCatalog {
 /// One namespace of the warehouse.
 #[derive(Debug)]
 struct WarehouseSchema {
-    warehouse: Warehouse,
+    store: Store,
     schema: String,
     names: NameCache,
 }
@@ -112,16 +113,26 @@ impl SchemaProvider for WarehouseSchema {
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
         if let Some(split) = MetadataTable::split(name) {
             let (base, kind) = split?;
-            let Some(table) = self.warehouse.try_load_table(&self.schema, base).await? else {
+            let Some(table) = self
+                .store
+                .warehouse()
+                .try_load_table(&self.schema, base)
+                .await?
+            else {
                 return Ok(None);
             };
             return Ok(Some(Arc::new(kind.build(&table).await?)));
         }
-        let Some(table) = self.warehouse.try_load_table(&self.schema, name).await? else {
+        let Some(table) = self
+            .store
+            .warehouse()
+            .try_load_table(&self.schema, name)
+            .await?
+        else {
             return Ok(None);
         };
         let qualified = format!("{}.{name}", self.schema);
-        let pending = self.warehouse.streams().pending_for(&qualified, &table);
+        let pending = self.store.streams().pending_for(&qualified, &table);
         Ok(Some(Arc::new(
             IcebergTable::current(qualified, table)?.with_pending(pending),
         )))

@@ -14,8 +14,8 @@ use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::Result as DFResult;
 
-use crate::catalog::Warehouse;
 use crate::error::{Error, Result};
+use crate::store::Store;
 
 pub use crate::shared::SYSTEM_SCHEMA;
 
@@ -23,12 +23,12 @@ const TABLES: [&str; 2] = ["ingest_status", "online_status"];
 
 #[derive(Debug)]
 pub struct SystemSchema {
-    warehouse: Warehouse,
+    store: Store,
 }
 
 impl SystemSchema {
-    pub fn new(warehouse: Warehouse) -> Self {
-        SystemSchema { warehouse }
+    pub fn new(store: Store) -> Self {
+        SystemSchema { store }
     }
 }
 
@@ -44,8 +44,8 @@ impl SchemaProvider for SystemSchema {
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
         let batch = match name {
-            "ingest_status" => self.warehouse.streams().status()?,
-            "online_status" => online_status(&self.warehouse)?,
+            "ingest_status" => self.store.streams().status()?,
+            "online_status" => online_status(&self.store)?,
             _ => return Ok(None),
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
@@ -57,8 +57,8 @@ impl SchemaProvider for SystemSchema {
     }
 }
 
-fn online_status(warehouse: &Warehouse) -> Result<RecordBatch> {
-    let store = warehouse.online();
+fn online_status(store: &Store) -> Result<RecordBatch> {
+    let store = store.online();
     let mut names = Vec::new();
     let mut entities = Vec::new();
     let mut bytes = Vec::new();

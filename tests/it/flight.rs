@@ -13,7 +13,7 @@ use arrow_flight::sql::{
     CommandGetTables, CommandStatementIngest, SqlInfo, TableDefinitionOptions,
 };
 use futures::TryStreamExt;
-use pitlake::catalog::Warehouse;
+use pitlake::Store;
 use pitlake::flight::{ServerConfig, Users};
 use pitlake::output::cells;
 use tonic::transport::Channel;
@@ -38,7 +38,7 @@ impl TestServer {
 
     pub async fn start_with(config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let warehouse = Warehouse::open(dir.path()).await.expect("warehouse");
+        let warehouse = Store::open(dir.path()).await.expect("warehouse");
         let (listener, addr) = pitlake::flight::bind("127.0.0.1:0").await.expect("bind");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(pitlake::flight::serve(warehouse, listener, config, async {
@@ -381,7 +381,7 @@ async fn tls_with_a_self_signed_certificate() {
     std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let warehouse = Warehouse::open(dir.path()).await.expect("warehouse");
+    let warehouse = Store::open(dir.path()).await.expect("warehouse");
     let (listener, addr) = pitlake::flight::bind("127.0.0.1:0").await.expect("bind");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let config = ServerConfig {

@@ -8,6 +8,7 @@ mod auth_abuse;
 mod dbapi;
 mod flight;
 mod interop;
+mod layers;
 mod online;
 mod online_concurrency;
 mod online_example;

@@ -152,7 +152,7 @@ async fn online_values_equal_asof_join_at_now_across_paths_and_restart() {
         assert_eq!(online_values(&session, n).await, want);
         assert_eq!(asof_values(&session, n).await, want);
         session
-            .warehouse()
+            .store()
             .streams()
             .close()
             .await
@@ -180,14 +180,9 @@ async fn online_values_equal_asof_join_at_now_across_paths_and_restart() {
 async fn reopen(dir: &std::path::Path) -> Session {
     for _ in 0..50 {
         let session = Session::open(dir).await.expect("open");
-        session
-            .warehouse()
-            .streams()
-            .recover(session.warehouse())
-            .await
-            .expect("recover");
+        session.store().streams().recover().await.expect("recover");
         // The log opened (the previous handle let go of it).
-        let status = session.warehouse().streams().status().expect("status");
+        let status = session.store().streams().status().expect("status");
         if status.num_rows() == 1 {
             return session;
         }
@@ -203,7 +198,7 @@ async fn streamed_rows_survive_a_restart_without_commit() {
     {
         let session = Session::open(dir.path()).await.expect("open");
         session
-            .warehouse()
+            .store()
             .streams()
             .set_policy(pitlake::ingest::stream::CommitPolicy {
                 interval: Duration::from_secs(3600),
@@ -304,7 +299,7 @@ async fn concurrent_writers_to_one_group_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let session = Session::open(dir.path()).await.expect("open");
     session
-        .warehouse()
+        .store()
         .streams()
         .set_policy(pitlake::ingest::stream::CommitPolicy {
             interval: Duration::from_millis(50),
@@ -362,10 +357,5 @@ async fn concurrent_writers_to_one_group_lose_and_duplicate_nothing() {
 
 /// Commits every stream's acknowledged records now.
 async fn flush(session: &Session) {
-    session
-        .warehouse()
-        .streams()
-        .flush(None)
-        .await
-        .expect("flush");
+    session.store().streams().flush(None).await.expect("flush");
 }

@@ -79,7 +79,7 @@ fn by_key(batches: &[RecordBatch]) -> BTreeMap<i64, Option<f64>> {
 async fn concurrent_writers_see_their_rows_online_and_online_equals_asof_at_now() {
     let dir = tempfile::tempdir().expect("tempdir");
     let session = Session::open(dir.path()).await.expect("open");
-    session.warehouse().streams().set_policy(CommitPolicy {
+    session.store().streams().set_policy(CommitPolicy {
         interval: Duration::from_millis(30),
         rows: 200,
         ..Default::default()
@@ -130,12 +130,7 @@ async fn concurrent_writers_see_their_rows_online_and_online_equals_asof_at_now(
     for writer in writers {
         failures.extend(writer.await.expect("writer"));
     }
-    session
-        .warehouse()
-        .streams()
-        .flush(None)
-        .await
-        .expect("flush");
+    session.store().streams().flush(None).await.expect("flush");
     let count = session.sql("SELECT count(*) FROM fg").await.expect("count");
     let rows = count[0].batches[0]
         .column(0)

@@ -1,0 +1,78 @@
+//! What a client may see of the catalog, for Flight SQL's metadata calls
+//! (GetDbSchemas, GetTables, GetPrimaryKeys). They go through the session
+//! like every statement, so the one place that decides what a client may
+//! do also decides what it is shown.
+
+use arrow::datatypes::Schema;
+
+use super::Session;
+use crate::catalog::{FeatureGroup, TableName};
+use crate::error::{Error, Result};
+
+/// One table as listed: its schema, name and (when asked for) columns.
+#[derive(Debug, Clone)]
+pub struct ListedTable {
+    pub schema: String,
+    pub table: String,
+    /// The current columns; empty unless they were asked for.
+    pub columns: Schema,
+}
+
+impl Session {
+    /// The schemas of the warehouse.
+    pub async fn list_schemas(&self) -> Result<Vec<String>> {
+        self.warehouse().list_schemas().await
+    }
+
+    /// Every table of every schema, with its current columns when
+    /// `with_columns`. A table dropped while listing is left out.
+    pub async fn list_tables(&self, with_columns: bool) -> Result<Vec<ListedTable>> {
+        let warehouse = self.warehouse();
+        let mut out = Vec::new();
+        for schema in warehouse.list_schemas().await? {
+            for table in warehouse.list_tables(&schema).await? {
+                let columns = if with_columns {
+                    match warehouse.try_load_table(&schema, &table).await? {
+                        Some(t) => {
+                            iceberg::arrow::schema_to_arrow_schema(t.metadata().current_schema())
+                                .map_err(Error::iceberg(format!("schema of {schema}.{table}")))?
+                        }
+                        None => continue,
+                    }
+                } else {
+                    Schema::empty()
+                };
+                out.push(ListedTable {
+                    schema: schema.clone(),
+                    table,
+                    columns,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entity-key columns of a table (in the current schema when
+    /// `schema` is `None`), in key order; none for a plain table.
+    pub async fn primary_keys(
+        &self,
+        schema: Option<&str>,
+        table: &str,
+    ) -> Result<(TableName, Vec<String>)> {
+        let schema = schema.map_or_else(|| self.current_schema(), str::to_string);
+        let name = TableName::new(schema, table)?;
+        let Some(t) = self
+            .warehouse()
+            .try_load_table(&name.schema, &name.table)
+            .await?
+        else {
+            return Err(Error::TableNotFound {
+                table: name.to_string(),
+            });
+        };
+        let keys = FeatureGroup::from_properties(t.metadata().properties())?
+            .map(|fg| fg.entity_key)
+            .unwrap_or_default();
+        Ok((name, keys))
+    }
+}

@@ -1,0 +1,79 @@
+//! A warehouse opened for use: its catalog, its online store and its stream
+//! logs, wired together once. Every session of a process shares one.
+//!
+//! ```text
+//! Store ─┬─ Warehouse (catalog/)      the Iceberg catalog and the folder
+//!        ├─ OnlineStore (online/)     reads tables through the Warehouse,
+//!        │                            pending records through a trait
+//!        └─ Streams (ingest/)         writes through the Warehouse, tells
+//!                                     the OnlineStore of every record
+//! ```
+//!
+//! The parts know each other only downwards (streams → online → catalog); the
+//! online store reads the streams' pending records through
+//! [`crate::online::PendingRecords`], held weakly, so nothing keeps itself alive.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::catalog::Warehouse;
+use crate::error::Result;
+use crate::ingest::WritePath;
+use crate::ingest::stream::Streams;
+use crate::online::OnlineStore;
+
+/// A warehouse with its online store and stream logs. Cheap to clone; the
+/// committers and the online follower stop when the last clone goes.
+#[derive(Debug, Clone)]
+pub struct Store {
+    warehouse: Warehouse,
+    online: Arc<OnlineStore>,
+    streams: Arc<Streams>,
+    writes: WritePath,
+}
+
+impl Store {
+    /// Opens (creating if needed) the warehouse in `dir`.
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self::new(Warehouse::open(dir).await?))
+    }
+
+    /// The online store and stream logs of an opened warehouse. Open one
+    /// `Store` per warehouse and process: the stream logs are locked by it.
+    pub fn new(warehouse: Warehouse) -> Self {
+        let online = OnlineStore::new(warehouse.clone());
+        let streams = Streams::new(warehouse.clone(), online.clone());
+        let writes = WritePath::new(warehouse.clone(), online.clone(), streams.clone());
+        Store {
+            warehouse,
+            online,
+            streams,
+            writes,
+        }
+    }
+
+    /// The catalog and folder.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// The warehouse folder.
+    pub fn root(&self) -> &Path {
+        self.warehouse.root()
+    }
+
+    /// The online store (shared by every session on this store).
+    pub fn online(&self) -> &Arc<OnlineStore> {
+        &self.online
+    }
+
+    /// Writes into the tables (each a snapshot, then the online store told).
+    pub fn writes(&self) -> &WritePath {
+        &self.writes
+    }
+
+    /// The streaming-ingest logs and committers.
+    pub fn streams(&self) -> &Arc<Streams> {
+        &self.streams
+    }
+}
