@@ -90,9 +90,10 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     PlanProperties,
 };
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::build::BuildSide;
+use super::memory_wait::releasing;
 use super::metrics::JoinMetrics;
 use super::output::Output;
 use super::probe::ProbeSide;
@@ -691,7 +692,9 @@ impl ExecutionPlan for AsOfJoinExec {
             disk,
             metrics,
         };
-        let stream = futures::stream::once(join.run()).try_flatten();
+        // Its end frees the partition's memory: partitions waiting for
+        // memory are told (see `memory_wait`).
+        let stream = releasing(futures::stream::once(join.run()).try_flatten().boxed());
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             stream,

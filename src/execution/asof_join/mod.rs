@@ -7,7 +7,8 @@
 //! - `stream`: one partition's path from its inputs to its output stream;
 //!   `probe` (the left side) and `build` (the right side: swept or indexed)
 //! - `passes`: a partition neither of whose sides fits, joined in passes
-//!   over the right side spilled to disk (`spill`)
+//!   over the right side spilled to disk (`spill`); `memory_wait`: a
+//!   chunk waiting for memory other partitions release
 //! - `metrics`: what `EXPLAIN ANALYZE` shows, per partition
 //! - the kernels: `sweep`, `index` (with `groups`, `rows`, `values`,
 //!   `tie_break`), `output`; the filter pushed into the right input:
@@ -17,6 +18,7 @@ mod build;
 mod exec;
 mod groups;
 mod index;
+mod memory_wait;
 mod metrics;
 mod output;
 mod passes;

@@ -3,8 +3,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, UInt64Array};
 use datafusion::common::utils::memory::get_record_batch_memory_size;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::SendableRecordBatchStream;
@@ -15,6 +16,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
 use super::build::{BuildSide, Swept};
+use super::memory_wait::{MEMORY_WAIT, MemoryWait, released, releasing};
 use super::metrics::JoinMetrics;
 use super::probe::ProbeSide;
 use super::spill::Spilled;
@@ -60,6 +62,7 @@ pub async fn in_passes(
         None => None,
     };
     reservation.free();
+    released();
     let rows = metrics.right_rows.clone();
     let right = Spilled::write(
         &disk,
@@ -89,6 +92,7 @@ pub async fn in_passes(
         memory: reservation,
         pool,
         _spilled: left_spilled,
+        patience: MEMORY_WAIT,
     };
     let right = Arc::new(right);
     // The right rows were counted as they were spilled, not once per pass.
@@ -121,7 +125,7 @@ pub async fn in_passes(
             match swept {
                 Ok(Swept::Joined(out)) => {
                     left.share = (left.share / 2).max(8);
-                    Ok(Some((out, left)))
+                    Ok(Some((releasing(out), left)))
                 }
                 // The sweep outgrew the memory (partitions share the pool):
                 // the right side is on disk, so the chunk is retried in halves.
@@ -140,11 +144,6 @@ pub async fn in_passes(
     Ok(passes.try_flatten().boxed())
 }
 
-/// How long a chunk waits for memory held by other partitions before its
-/// first batch is halved: MEMORY_WAITS sleeps of MEMORY_WAIT, in all.
-const MEMORY_WAITS: usize = 50;
-const MEMORY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
-
 /// The left side of a partition in chunks that fit in memory beside their
 /// sweep (see [`in_passes`]).
 struct LeftChunks {
@@ -158,6 +157,9 @@ struct LeftChunks {
     pool: Arc<dyn MemoryPool>,
     /// The file the source reads first, kept until it is read.
     _spilled: Option<Spilled>,
+    /// How long a chunk waits for memory other partitions hold (see
+    /// `memory_wait`) before its first batch is halved.
+    patience: Duration,
 }
 
 impl LeftChunks {
@@ -181,7 +183,7 @@ impl LeftChunks {
         let memory = self.memory.new_empty();
         let mut chunk = Vec::new();
         let mut bytes = 0usize;
-        let mut waited = 0;
+        let mut wait = MemoryWait::new(self.patience);
         while chunk.is_empty() || bytes < budget {
             let batch = match self.retry.pop_front() {
                 Some(batch) => batch,
@@ -201,21 +203,17 @@ impl LeftChunks {
             let size = get_record_batch_memory_size(&batch);
             if memory.try_grow(size).is_err() {
                 // Other partitions hold the pool: a smaller chunk; or, for
-                // the first batch, a wait for them to spill or finish (once
-                // per chunk), then the batch in halves (down to one row that
-                // does not fit).
-                if chunk.is_empty() {
-                    if waited < MEMORY_WAITS {
-                        waited += 1;
-                        self.retry.push_front(batch);
-                        tokio::time::sleep(MEMORY_WAIT).await;
-                        continue;
-                    }
+                // the first batch, a wait for them to spill or finish (one
+                // deadline per chunk), then the batch in halves (down to one
+                // row that does not fit).
+                if !chunk.is_empty() {
+                    self.retry.push_front(batch);
+                    break;
+                }
+                if !wait.grow(&memory, size).await {
                     self.retry_in_halves(vec![batch])?;
                     continue;
                 }
-                self.retry.push_front(batch);
-                break;
             }
             bytes += size;
             chunk.push(batch);
@@ -236,12 +234,97 @@ impl LeftChunks {
         self.share = self.share.saturating_mul(2);
         let schema = chunk[0].schema();
         let all = arrow::compute::concat_batches(&schema, &chunk)?;
-        // Copies, so each half is counted for its own rows only.
-        let half = |offset, len| arrow::compute::concat_batches(&schema, [&all.slice(offset, len)]);
+        // Copies, so each half is counted for its own rows only (a slice
+        // shares the whole buffer, and is counted as all of it).
+        let half = |offset: usize, len: usize| {
+            let rows = UInt64Array::from_iter_values((offset..offset + len).map(|i| i as u64));
+            arrow::compute::take_record_batch(&all, &rows)
+        };
         let first = half(0, rows / 2)?;
         let second = half(rows / 2, rows - rows / 2)?;
         self.retry.push_front(second);
         self.retry.push_front(first);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+
+    use arrow::array::Int64Array;
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryConsumer};
+
+    use super::*;
+
+    const POOL: usize = 1 << 20;
+
+    fn batch(rows: i64) -> RecordBatch {
+        RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from_iter_values(0..rows)) as _)])
+            .expect("batch")
+    }
+
+    /// The left side of a partition as one batch, in a pool of which another
+    /// partition holds all but three quarters of that batch.
+    fn starved(left: &RecordBatch, patience: Duration) -> (LeftChunks, MemoryReservation) {
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(POOL));
+        let other = MemoryConsumer::new("another partition").register(&pool);
+        other
+            .try_grow(POOL - get_record_batch_memory_size(left) * 3 / 4)
+            .expect("the other partition's memory");
+        let chunks = LeftChunks {
+            retry: VecDeque::new(),
+            share: 8,
+            source: Some(futures::stream::iter([Ok(left.clone())]).boxed()),
+            memory: MemoryConsumer::new("left chunks").register(&pool),
+            pool,
+            _spilled: None,
+            patience,
+        };
+        (chunks, other)
+    }
+
+    /// A chunk whose first batch does not fit waits for the partition that
+    /// holds the memory, and is woken when that partition's output ends (no
+    /// polling: its patience far exceeds the test's timeout).
+    #[tokio::test]
+    async fn a_chunk_waiting_for_memory_wakes_when_another_partition_frees_it() {
+        let left = batch(4096);
+        let (mut chunks, other) = starved(&left, Duration::from_secs(3600));
+        let output = releasing(
+            futures::stream::iter(Vec::<DFResult<RecordBatch>>::new())
+                .map(move |b| {
+                    let _hold = &other;
+                    b
+                })
+                .boxed(),
+        );
+        let mut next = pin!(chunks.next_chunk());
+        assert!(
+            futures::poll!(next.as_mut()).is_pending(),
+            "the first batch cannot fit until the other partition is done"
+        );
+        drop(output);
+        let (chunk, _memory) = tokio::time::timeout(Duration::from_secs(10), next)
+            .await
+            .expect("woken when the other partition freed its memory")
+            .expect("a chunk")
+            .expect("the left side is not done");
+        assert_eq!(chunk, vec![left], "the whole batch, not halves");
+    }
+
+    /// Without a release the wait ends at its deadline and the batch is
+    /// retried in halves, each of which fits.
+    #[tokio::test]
+    async fn a_chunk_that_waits_in_vain_halves_its_first_batch() {
+        let left = batch(4096);
+        let (mut chunks, _other) = starved(&left, Duration::from_millis(50));
+        let (chunk, _memory) = chunks
+            .next_chunk()
+            .await
+            .expect("a chunk")
+            .expect("the left side is not done");
+        let rows: usize = chunk.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 2048, "the first half");
     }
 }
