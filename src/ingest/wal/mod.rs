@@ -297,6 +297,15 @@ impl Wal {
         self.inner.stats.syncs.load(Ordering::Relaxed)
     }
 
+    /// Tests: stops the writer thread, once it has taken what is queued now,
+    /// until the returned sender is dropped.
+    #[cfg(test)]
+    fn hold_writer(&self) -> mpsc::Sender<()> {
+        let (hold, until) = mpsc::channel();
+        self.send(Request::Hold(until)).expect("writer");
+        hold
+    }
+
     fn send(&self, request: Request) -> Result<()> {
         self.inner
             .requests
