@@ -18,10 +18,11 @@ async fn asof_join_agrees_with_duckdb() {
     let out = data.path().display().to_string();
     // PITLAKE_ORACLE_SEED explores other inputs.
     let seed = std::env::var("PITLAKE_ORACLE_SEED").unwrap_or_else(|_| "20261205".into());
+    const CASES: usize = 120;
     run_script_with(
         "requirements-oracle.txt",
         "asof_oracle.py",
-        &[&out, &seed, "120"],
+        &[&out, &seed, &CASES.to_string()],
     );
     let cases: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.path().join("cases.json")).expect("cases"))
@@ -29,8 +30,13 @@ async fn asof_join_agrees_with_duckdb() {
     let session = Session::open(data.path().join("warehouse"))
         .await
         .expect("open");
+    let cases = cases.as_array().expect("cases");
+    assert_eq!(cases.len(), CASES, "cases written by asof_oracle.py");
     let mut failures = Vec::new();
-    for case in cases.as_array().expect("cases") {
+    // Labels compared, and those of them DuckDB matched, over all cases and
+    // both strategies: a run that compares nothing, or only NULLs, fails.
+    let (mut compared, mut matched) = (0usize, 0usize);
+    for case in cases {
         let about = case["about"].as_str().expect("about");
         for statement in case["setup"].as_array().expect("setup") {
             let sql = statement.as_str().expect("sql");
@@ -67,6 +73,11 @@ async fn asof_join_agrees_with_duckdb() {
                     assert!(previous.is_none(), "{about}: label {} twice", id.value(i));
                 }
             }
+            compared += want.len();
+            matched += want
+                .iter()
+                .filter(|(id, fid)| fid.is_some() && got.get(id) == Some(fid))
+                .count();
             let mut wrong: Vec<String> = want
                 .iter()
                 .filter(|(id, fid)| got.get(id) != Some(fid))
@@ -84,6 +95,10 @@ async fn asof_join_agrees_with_duckdb() {
             }
         }
     }
+    assert!(
+        compared > 0 && matched > 0 && matched < compared,
+        "{compared} labels compared, {matched} of them matched: the cases test nothing"
+    );
     assert!(
         failures.is_empty(),
         "{} disagreements with DuckDB:\n{}",

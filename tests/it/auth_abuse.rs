@@ -252,7 +252,12 @@ async fn login_flood_is_slowed_without_slowing_others() {
     let mut other_attacker = Client::connect(&server, "127.0.0.5").await;
     let mut bob = Client::connect(&server, "127.0.0.2").await;
 
-    async fn flood(client: &mut Client, user: &str) -> (Duration, Vec<Duration>) {
+    /// 12 wrong passwords; `tried` counts them as they are answered.
+    async fn flood(
+        client: &mut Client,
+        user: &str,
+        tried: tokio::sync::watch::Sender<usize>,
+    ) -> (Duration, Vec<Duration>) {
         let started = Instant::now();
         let mut took = Vec::new();
         for i in 0..12 {
@@ -263,12 +268,17 @@ async fn login_flood_is_slowed_without_slowing_others() {
                 "invalid user name or password",
             );
             took.push(at.elapsed());
+            tried.send_modify(|n| *n += 1);
         }
         (started.elapsed(), took)
     }
+    let (alice_tried, alice_tries) = tokio::sync::watch::channel(0);
+    let (mallory_tried, mallory_tries) = tokio::sync::watch::channel(0);
     let meanwhile = async {
-        // Let the floods get going, then sign in and query while they last.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Once both floods are slowed, sign in and query while they last.
+        for tries in [&alice_tries, &mallory_tries] {
+            tries.clone().wait_for(|n| *n >= 2).await.expect("flooding");
+        }
         let mut slowest = Duration::ZERO;
         for _ in 0..5 {
             let at = Instant::now();
@@ -277,11 +287,16 @@ async fn login_flood_is_slowed_without_slowing_others() {
             bob.still_answers().await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let tried = [*alice_tries.borrow(), *mallory_tries.borrow()];
+        assert!(
+            tried.iter().all(|n| *n < 12),
+            "the floods were over: {tried:?}"
+        );
         slowest
     };
     let (alice_flood, mallory_flood, bob_slowest) = tokio::join!(
-        flood(&mut attacker, "alice"),
-        flood(&mut other_attacker, "mallory"),
+        flood(&mut attacker, "alice", alice_tried),
+        flood(&mut other_attacker, "mallory", mallory_tried),
         meanwhile
     );
     // Waits of 0, 25, 50, 100, 200, then 400 ms before each check.

@@ -326,6 +326,9 @@ async fn short_queries_are_not_starved_by_long_ones() {
     let server = TestServer::start(Users::Anyone).await;
     let long = "SELECT sum(a.value * b.value) FROM generate_series(1, 30000) a CROSS JOIN generate_series(1, 30000) b";
     let started = std::time::Instant::now();
+    // Passed by every client once the long queries run (their DoGet has
+    // answered): only then do the short ones start.
+    let long_running = Arc::new(tokio::sync::Barrier::new(20));
     let mut tasks = Vec::new();
     for i in 0..20 {
         let mut client = server.client().await;
@@ -335,12 +338,18 @@ async fn short_queries_are_not_starved_by_long_ones() {
         } else {
             format!("SELECT {i}")
         };
+        let long_running = long_running.clone();
         tasks.push(tokio::spawn(async move {
-            // Let the long queries start first.
-            if !is_long {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            let rows = query(&mut client, &sql).await;
+            let rows: Vec<RecordBatch> = if is_long {
+                let info = client.execute(sql, None).await.expect("plan");
+                let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+                let stream = client.do_get(ticket).await.expect("do_get");
+                long_running.wait().await;
+                stream.try_collect().await.expect("long query")
+            } else {
+                long_running.wait().await;
+                query(&mut client, &sql).await
+            };
             (
                 is_long,
                 rows.iter().map(RecordBatch::num_rows).sum::<usize>(),
@@ -513,16 +522,25 @@ async fn cancel_flight_info_stops_a_running_query_and_one_not_started() {
     let ticket = info.endpoint[0].ticket.clone().expect("ticket");
     let mut reader = server.client().await;
     let started = std::time::Instant::now();
+    let (running_tx, running) = tokio::sync::oneshot::channel();
     let run = tokio::spawn(async move {
         match reader.do_get(ticket).await {
             Err(e) => e.to_string(),
-            Ok(stream) => match stream.try_collect::<Vec<RecordBatch>>().await {
-                Err(e) => e.to_string(),
-                Ok(_) => "finished".to_string(),
-            },
+            Ok(stream) => {
+                // The server runs the query: its DoGet has answered.
+                let _ = running_tx.send(());
+                match stream.try_collect::<Vec<RecordBatch>>().await {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "finished".to_string(),
+                }
+            }
         }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Cancelled while it runs, not before DoGet (that case comes below).
+    tokio::time::timeout(std::time::Duration::from_secs(60), running)
+        .await
+        .expect("DoGet answers within 60 s")
+        .expect("the query runs");
     assert_eq!(
         cancel(&mut client, &info).await,
         arrow_flight::CancelStatus::Cancelled as i32

@@ -36,6 +36,8 @@ pub struct ServeProcess {
     pub addr: SocketAddr,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    /// The thread draining stderr into `log`: done once the process exits.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServeProcess {
@@ -59,7 +61,7 @@ impl ServeProcess {
         let lines = log.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         // Drains stderr for the life of the process (a full pipe would block it).
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on grpc://").nth(1) {
@@ -74,6 +76,7 @@ impl ServeProcess {
                 addr: addr.parse().expect("listen address"),
                 child,
                 log,
+                reader: Some(reader),
             },
             Err(_) => {
                 let _ = child.kill();
@@ -134,8 +137,11 @@ impl ServeProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the reader thread take the last lines.
-                std::thread::sleep(Duration::from_millis(50));
+                // The process is gone, so its stderr ends: the reader has
+                // taken the last lines once it returns.
+                if let Some(reader) = self.reader.take() {
+                    reader.join().expect("stderr reader");
+                }
                 return (status, self.log());
             }
             assert!(
@@ -597,7 +603,22 @@ async fn records_of_clients_that_went_away_do_not_stall_the_committer() {
         "CREATE FEATURE GROUP s.g (id BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (id) EVENT TIME t ONLINE",
     )
     .await;
-    for round in 0..8i64 {
+    // At least 8 clients go away, and more until the server has logged a
+    // record of one of them (whether it does before the call is dropped
+    // depends on timing).
+    let logged_lsn =
+        format!("SELECT last_lsn FROM system.ingest_status WHERE table_name = '{GROUP}'");
+    for round in 0i64.. {
+        if round >= 8 {
+            let lsn = cells(&query(&mut client, &logged_lsn).await).expect("cells");
+            if lsn.first().is_some_and(|row| row[0] != "0") {
+                break;
+            }
+            assert!(
+                round < 200,
+                "no record of 200 clients that went away was logged: {lsn:?}"
+            );
+        }
         let mut gone = server.client().await;
         let batches: Vec<RecordBatch> = (0..40i64)
             .map(|i| {

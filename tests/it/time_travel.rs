@@ -59,6 +59,9 @@ async fn pitlake_honours_or_rejects_every_clause() {
         .await
         .expect("snapshots");
     let ids = cells(&ids[0].batches).expect("cells");
+    // Two INSERTs, two snapshots: each is read back below (an empty list
+    // would check nothing).
+    assert_eq!(ids.len(), 2, "snapshots: {ids:?}");
     for (id, expected) in ids.iter().zip(["2", "3"]) {
         for form in ["FOR VERSION AS OF", "VERSION AS OF"] {
             let sql = format!("SELECT count(*) FROM t {form} {}", id[0]);
