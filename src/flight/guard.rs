@@ -16,7 +16,7 @@ use prost::Message;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Instant;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::service::PitlakeFlightSql;
 
@@ -46,7 +46,7 @@ async fn logged<T>(
     let micros = started.elapsed().as_micros() as u64;
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();
     match &result {
-        Ok(_) => tracing::info!(target: "pitlake::request", call, peer, code = "Ok", micros),
+        Ok(_) => tracing::info!(target: "pitlake::request", call, peer, code = ?Code::Ok, micros),
         Err(status) => tracing::info!(
             target: "pitlake::request",
             call,

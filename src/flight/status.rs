@@ -2,8 +2,8 @@
 //! [`Cause`]: the user's mistakes are InvalidArgument, NotFound,
 //! AlreadyExists…, never Internal, and carry the same message the CLI prints
 //! followed by its causes. Problems of the server's own (corrupt data, a
-//! failed disk or catalog, a bug) are also logged as errors; the client's
-//! are logged at debug level only.
+//! failed disk or catalog, a bug) are also logged as errors, denials and
+//! exhausted limits as warnings, the client's other mistakes at debug level.
 
 use std::error::Error as _;
 
@@ -37,10 +37,12 @@ pub fn code_of(cause: Cause) -> Code {
 pub fn to_status(err: Error) -> Status {
     let cause = err.cause();
     let message = capped(message_with_causes(&err));
-    if cause.is_operators() {
-        tracing::error!(cause = ?cause, "{message}");
-    } else {
-        tracing::debug!(cause = ?cause, "{message}");
+    match cause {
+        _ if cause.is_operators() => tracing::error!(cause = ?cause, "{message}"),
+        // Worth an operator's glance: a probe of what is allowed, a server
+        // or stream at its limits.
+        Cause::Denied | Cause::Exhausted => tracing::warn!(cause = ?cause, "{message}"),
+        _ => tracing::debug!(cause = ?cause, "{message}"),
     }
     Status::new(code_of(cause), message)
 }

@@ -13,6 +13,7 @@ mod online;
 mod online_concurrency;
 mod online_example;
 mod python;
+mod server_log;
 mod stream_kill;
 mod time_travel;
 mod writes;

@@ -44,7 +44,16 @@ impl ServeProcess {
     /// Starts `pitlake serve` on `warehouse` with user alice and `extra`
     /// options; returns once it listens.
     pub fn start(warehouse: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(warehouse, extra, &[])
+    }
+
+    /// [`Self::start`] with environment variables for the process.
+    pub fn start_with_env(warehouse: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pitlake"))
+            // The log's content is part of what tests check: the caller's
+            // RUST_LOG must not change it.
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--warehouse")
             .arg(warehouse)
