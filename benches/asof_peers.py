@@ -165,7 +165,15 @@ with catalog.load_table(table).transaction() as tx:
 
 
 def group_names(joins):
-    return ["features"] if joins == 1 else [f"features_{j}" for j in range(joins)]
+    """The feature groups a size joins: sizes with the same feature rows share
+    a warehouse, so the chain's first group is S's."""
+    return ["features"] + [f"features_{j}" for j in range(1, joins)]
+
+
+def label_table(size):
+    """Sizes with the same feature rows differ in their number of labels (S and
+    the chain share both files)."""
+    return f"labels_{SIZES[size][0]}"
 
 
 def checksum_sql(labels, groups):
@@ -177,10 +185,10 @@ def checksum_sql(labels, groups):
     return sql
 
 
-def training_set_sql(groups):
+def training_set_sql(labels, groups):
     """The labels with their features: what a training set is."""
     columns = ", ".join(f"f{j}.f1 AS f1_{j}, f{j}.f2 AS f2_{j}" for j in range(len(groups)))
-    sql = f"SELECT l.k, l.ts, l.label, {columns} FROM labels l"
+    sql = f"SELECT l.k, l.ts, l.label, {columns} FROM {labels} l"
     for j, group in enumerate(groups):
         sql += f" ASOF JOIN {group} f{j} MATCH_CONDITION (l.ts >= f{j}.ts) ON l.k = f{j}.k"
     return sql
@@ -191,37 +199,39 @@ def pitlake_sql(pitlake, warehouse, sql):
                           check=True, capture_output=True, text=True).stdout
 
 
-def load_warehouse(python, pitlake, data, joins, codec=None):
-    """The data dir's Parquet files loaded into a warehouse (once): labels as a
-    table, the features as `joins` feature groups. Returns the warehouse and
-    the seconds the COPYs took (None when it was loaded before)."""
-    warehouse = data / ("warehouse" if codec is None else f"warehouse-{codec}")
-    marker = warehouse / ".loaded"
-    if marker.exists():
-        return warehouse, None
-    shutil.rmtree(warehouse, ignore_errors=True)
-    warehouse.mkdir(parents=True)
-    creates = ["CREATE TABLE labels (k BIGINT, ts TIMESTAMP, label BIGINT)"]
-    for group in group_names(joins):
-        creates.append(f"CREATE FEATURE GROUP {group} (k BIGINT, ts TIMESTAMP, f1 DOUBLE, f2 DOUBLE, "
-                       f"f3 DOUBLE, f4 DOUBLE) ENTITY KEY (k) EVENT TIME ts")
-    pitlake_sql(pitlake, warehouse, "; ".join(creates))
-    if codec is not None:
-        name, _, level = codec.partition("-")
-        for table in ["labels", *group_names(joins)]:
+def load_warehouse(python, pitlake, size, data, codec=None):
+    """The size's Parquet files loaded into a warehouse with `COPY`: its labels
+    as a table, the features as feature groups. The warehouse sits beside the
+    feature file (sizes with the same feature rows share it), each table is
+    loaded once. Returns the warehouse, the labels' table, the groups and the
+    seconds the COPYs took (None when nothing was left to load)."""
+    joins = SIZES[size][3]
+    features = (data / "features.parquet").resolve()
+    warehouse = features.parent / ("warehouse" if codec is None else f"warehouse-{codec}")
+    warehouse.mkdir(parents=True, exist_ok=True)
+    labels, groups = label_table(size), group_names(joins)
+    tables = [(labels, "CREATE TABLE {} (k BIGINT, ts TIMESTAMP, label BIGINT)", data / "labels.parquet")]
+    tables += [(group, "CREATE FEATURE GROUP {} (k BIGINT, ts TIMESTAMP, f1 DOUBLE, f2 DOUBLE, "
+                "f3 DOUBLE, f4 DOUBLE) ENTITY KEY (k) EVENT TIME ts", features) for group in groups]
+    secs = None
+    for table, create, source in tables:
+        marker = warehouse / f".loaded-{table}"
+        if marker.exists():
+            continue
+        pitlake_sql(pitlake, warehouse, f"DROP TABLE IF EXISTS {table}")
+        pitlake_sql(pitlake, warehouse, create.format(table))
+        if codec is not None:
+            name, _, level = codec.partition("-")
             for key, value in [("write.parquet.compression-codec", name),
                                ("write.parquet.compression-level", level)]:
                 if value:
-                    subprocess.run([str(python), "-c", SET_PROPERTY, str(warehouse.resolve()),
+                    subprocess.run([str(python), "-c", SET_PROPERTY, str(warehouse),
                                     f"default.{table}", key, value], check=True)
-    start = time.perf_counter()
-    copies = [f"COPY labels FROM '{data / 'labels.parquet'}'"]
-    copies += [f"COPY {group} FROM '{data / 'features.parquet'}'" for group in group_names(joins)]
-    for copy in copies:
-        pitlake_sql(pitlake, warehouse, copy)
-    secs = time.perf_counter() - start
-    marker.write_text("")
-    return warehouse, secs
+        start = time.perf_counter()
+        pitlake_sql(pitlake, warehouse, f"COPY {table} FROM '{source}'")
+        secs = (secs or 0) + time.perf_counter() - start
+        marker.write_text("")
+    return warehouse, labels, groups, secs
 
 
 def data_bytes(warehouse, table):
@@ -303,7 +313,12 @@ def median(runs):
 
 
 def build(args):
-    """Builds what the paths need; returns (pitlake binary, bench binary)."""
+    """Builds what the paths need; returns (pitlake binary, bench binary).
+    --pitlake-bin and --bench-bin take binaries built before instead (to
+    compare two commits run for run)."""
+    if args.pitlake_bin or args.bench_bin:
+        return (Path(args.pitlake_bin).resolve() if args.pitlake_bin else None,
+                Path(args.bench_bin).resolve() if args.bench_bin else None)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     pitlake = bench = None
     if "warehouse" in args.paths or args.codecs:
@@ -339,13 +354,11 @@ def compare_codecs(args, python, pitlake):
     floor and the ASOF JOIN through `pitlake sql` (medians of --runs)."""
     rows = []
     for size in args.sizes.split(","):
-        joins = SIZES[size][3]
         data = data_dir(args, python, size)
-        groups = group_names(joins)
         for codec in args.codecs.split(","):
-            warehouse, load = load_warehouse(python, pitlake, data, joins, codec)
+            warehouse, labels, groups, load = load_warehouse(python, pitlake, size, data, codec)
             floor_sql = f"SELECT count(*) AS n, max(k) AS mk, sum(f1) AS s, max(ts) AS t FROM {groups[0]}"
-            asof_sql = checksum_sql("labels", groups)
+            asof_sql = checksum_sql(labels, groups)
             turns = [[run_pitlake_sql(pitlake, warehouse, floor_sql, "floor"),
                       run_pitlake_sql(pitlake, warehouse, asof_sql)] for _ in range(max(args.runs, 1))]
             floor, asof = [median(list(r)) for r in zip(*turns)]
@@ -370,6 +383,8 @@ def main():
     parser.add_argument("--data", default=str(Path.home() / ".cache" / "pitlake-bench-data"))
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--codecs", default="")
+    parser.add_argument("--pitlake-bin", default="")
+    parser.add_argument("--bench-bin", default="")
     args = parser.parse_args()
     python = ensure_venv()
     pitlake, bench = build(args)
@@ -388,15 +403,14 @@ def main():
         # Each turn: pitlake's runs, then the peers'.
         ours = []
         if "warehouse" in args.paths:
-            warehouse, load = load_warehouse(python, pitlake, data, joins)
+            warehouse, labels, groups, load = load_warehouse(python, pitlake, size, data)
             if load is not None:
-                print(f"{size}: loaded the warehouse in {load:.1f} s", flush=True)
-            groups = group_names(joins)
+                print(f"{size}: loaded into the warehouse in {load:.1f} s", flush=True)
             # The decode floor reads what the join reads of the feature group.
             floor_sql = f"SELECT count(*) AS n, max(k) AS mk, sum(f1) AS s, max(ts) AS t FROM {groups[0]}"
-            asof_sql = checksum_sql("labels", groups)
+            asof_sql = checksum_sql(labels, groups)
             server = Server(pitlake, warehouse)
-            flight = [str(python), "-c", FLIGHT, server.uri, training_set_sql(groups), str(joins)]
+            flight = [str(python), "-c", FLIGHT, server.uri, training_set_sql(labels, groups), str(joins)]
             ours.append(("warehouse", [
                 lambda: run_pitlake_sql(pitlake, warehouse, asof_sql),
                 lambda: run_pitlake_sql(pitlake, warehouse, floor_sql, "floor"),
