@@ -11,6 +11,7 @@ mod interop;
 mod online;
 mod online_concurrency;
 mod online_example;
+mod parallel_scan;
 mod python;
 mod stream_kill;
 mod time_travel;
