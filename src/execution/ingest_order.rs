@@ -1,16 +1,26 @@
-//! `IngestOrderScanExec`: a feature group's rows in ingestion order, each with
-//! its position in that order (`__pitlake_ingest_order`), so an ASOF JOIN can
-//! let the most recently ingested row win a tie on the match value. A plain
-//! table on the right of an ASOF JOIN is read by it too, without that column:
-//! unlike iceberg-datafusion's scan, it takes filters pushed at run time (the
-//! join's right-side filter), which Iceberg turns into file and row pruning.
+//! `IngestOrderScanExec`: the scan of every Iceberg table and feature group,
+//! at the current snapshot or a time-travel one, in `target_partitions`
+//! partitions. A feature group on the right of an ASOF JOIN is read with each
+//! row's position in ingestion order (`__pitlake_ingest_order`), so the join
+//! can let the most recently ingested row win a tie on the match value. It
+//! takes filters pushed at run time (the join's right-side filter, a `WHERE`
+//! above), which Iceberg turns into file, row-group and row pruning.
 //!
 //! ```text
-//!  data files, read in parallel ─► rows + _file ─► __pitlake_ingest_order =
-//!      (rank of the file by data sequence number, then order in its commit) << 32
-//!      + position of the row in its file
-//!  then streamed rows not yet committed (current reads) ─► after every file
+//!  at the first poll of any partition, once for all (a join's filter is set by then):
+//!    the snapshot's files the filter leaves ─► ranked in ingestion order
+//!      ─► large files cut at row-group boundaries ─► pieces shared among the
+//!         partitions by bytes
+//!  each partition reads its pieces one after another:
+//!    rows ─► __pitlake_ingest_order = (rank of the file by data sequence number,
+//!              then order in its commit) << 32 + position of the row in its file
+//!  the last partition then yields the streamed rows not yet committed
+//!  (current reads), after every file
 //! ```
+//!
+//! A row's position depends only on its file and its place in it, never on
+//! which partition reads it or when, so the tie-break is the same at any
+//! number of partitions.
 
 use std::any::Any;
 use std::fmt;
@@ -35,11 +45,15 @@ use iceberg::table::Table;
 
 use super::scan_predicate::iceberg_predicate;
 use crate::error::Error;
-use crate::storage::read_with_ingest_order;
+use crate::storage::{ScanPiece, plan_pieces, read_pieces};
 
 pub use crate::shared::INGEST_ORDER_COLUMN;
 
-/// Reads one snapshot of a table in ingestion order, one partition.
+/// The pieces of each partition, planned once for all of them.
+type Shares = Arc<tokio::sync::OnceCell<Vec<Vec<ScanPiece>>>>;
+
+/// Reads one snapshot of a table, its files shared among partitions, each row
+/// optionally with its position in ingestion order.
 #[derive(Debug)]
 pub struct IngestOrderScanExec {
     name: String,
@@ -55,6 +69,9 @@ pub struct IngestOrderScanExec {
     /// once its labels are read), translated for Iceberg when the scan starts.
     filters: Vec<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
+    partitions: usize,
+    /// Planned at the first poll of any partition (see the module's doc).
+    shares: Shares,
     properties: Arc<PlanProperties>,
 }
 
@@ -68,12 +85,8 @@ impl IngestOrderScanExec {
         pending: Vec<RecordBatch>,
         schema: SchemaRef,
     ) -> Self {
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
+        let partitions = 1;
+        let properties = Self::properties_for(&schema, partitions);
         IngestOrderScanExec {
             name,
             table,
@@ -83,8 +96,27 @@ impl IngestOrderScanExec {
             pending,
             filters: Vec::new(),
             schema,
+            partitions,
+            shares: Arc::default(),
             properties,
         }
+    }
+
+    /// The same scan in `partitions` partitions (at least one).
+    pub fn with_partitions(mut self, partitions: usize) -> Self {
+        self.partitions = partitions.max(1);
+        self.properties = Self::properties_for(&self.schema, self.partitions);
+        self.shares = Arc::default();
+        self
+    }
+
+    fn properties_for(schema: &SchemaRef, partitions: usize) -> Arc<PlanProperties> {
+        Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ))
     }
 }
 
@@ -93,6 +125,11 @@ impl DisplayAs for IngestOrderScanExec {
         write!(f, "IngestOrderScanExec: table={}", self.name)?;
         if let Some(id) = self.snapshot_id {
             write!(f, ", snapshot_id={id}")?;
+        }
+        // What Iceberg prunes with, as far as it is known when the plan is
+        // shown (a join's filter is set only once its labels are read).
+        if let Some(predicate) = iceberg_predicate(&self.filters, &self.schema) {
+            write!(f, ", predicate=[{predicate}]")?;
         }
         Ok(())
     }
@@ -149,7 +186,8 @@ impl ExecutionPlan for IngestOrderScanExec {
             self.with_order,
             self.pending.clone(),
             self.schema.clone(),
-        );
+        )
+        .with_partitions(self.partitions);
         scan.filters = self.filters.iter().cloned().chain(pushed).collect();
         Ok(
             FilterPushdownPropagation::with_parent_pushdown_result(verdicts)
@@ -159,34 +197,54 @@ impl ExecutionPlan for IngestOrderScanExec {
 
     fn execute(
         &self,
-        _partition: usize,
-        _context: Arc<TaskContext>,
+        partition: usize,
+        context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
         let (name, table, snapshot_id) = (self.name.clone(), self.table.clone(), self.snapshot_id);
-        let columns = self.columns.clone();
+        // With no column asked for (count(*)), the first is read for the row
+        // counts.
+        let columns = match (self.columns.is_empty(), snapshot_id) {
+            (true, Some(id)) => first_column(&table, id).into_iter().collect(),
+            _ => self.columns.clone(),
+        };
         let (filters, output) = (self.filters.clone(), self.schema.clone());
+        let (shares, partitions) = (self.shares.clone(), self.partitions);
+        let batch_size = context.session_config().batch_size();
         // Run at the first poll: by then a join's dynamic filter is set.
         let files = futures::stream::once(async move {
-            let predicate = iceberg_predicate(&filters, &output);
-            match snapshot_id {
-                Some(id) => read_with_ingest_order(&name, &table, id, &columns, predicate).await,
-                None => Ok(futures::stream::empty().boxed()),
-            }
+            let Some(id) = snapshot_id else {
+                return Ok::<_, Error>(futures::stream::empty().boxed());
+            };
+            let shares = shares
+                .get_or_try_init(|| async {
+                    let predicate = iceberg_predicate(&filters, &output);
+                    plan_pieces(&name, &table, id, &columns, predicate, partitions).await
+                })
+                .await?;
+            let pieces = shares.get(partition).cloned().unwrap_or_default();
+            Ok(read_pieces(&name, &table, pieces, batch_size))
         })
         .try_flatten();
-        // Streamed rows come after every file.
+        // Streamed rows come after every file, in the last partition.
+        let pending = match partition + 1 == self.partitions {
+            true => self.pending.clone(),
+            false => Vec::new(),
+        };
         let mut next: i64 = i64::MAX / 2;
-        let pending = futures::stream::iter(self.pending.clone()).map(move |batch| {
+        let pending = futures::stream::iter(pending).map(move |batch| {
             let n = batch.num_rows() as i64;
             let order = Int64Array::from_iter_values(next..next + n);
             next += n;
             Ok((batch, order))
         });
         let schema = self.schema.clone();
-        let with_order = self.with_order;
+        let (with_order, no_columns) = (self.with_order, self.columns.is_empty());
         let stream = files.chain(pending).map(move |item| {
             let (batch, order) = item?;
-            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+            let mut columns: Vec<ArrayRef> = match no_columns {
+                true => Vec::new(),
+                false => batch.columns().to_vec(),
+            };
             if with_order {
                 columns.push(Arc::new(order));
             }
@@ -202,4 +260,14 @@ impl ExecutionPlan for IngestOrderScanExec {
             stream.map_err(|e| DataFusionError::External(Box::new(e))),
         )))
     }
+}
+
+/// The name of the first column of a snapshot's schema.
+fn first_column(table: &Table, snapshot_id: i64) -> Option<String> {
+    let metadata = table.metadata();
+    let schema = metadata
+        .snapshot_by_id(snapshot_id)?
+        .schema(metadata)
+        .ok()?;
+    schema.as_struct().fields().first().map(|f| f.name.clone())
 }

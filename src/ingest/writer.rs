@@ -23,6 +23,7 @@ use iceberg::writer::file_writer::location_generator::{
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, ErrorKind};
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::claim::{Claim, CommitLock};
@@ -88,6 +89,8 @@ where
     S: Stream<Item = Result<RecordBatch>> + Send,
 {
     let target = target_of(name, table)?;
+    // A bad codec or row-group property fails here, before any file exists.
+    let parquet_properties = writer_properties(name, table)?;
     // Every file of this write starts with this prefix: on failure, the ones
     // the writer finished and the one it was in the middle of are found by it.
     let prefix = uuid::Uuid::new_v4().to_string();
@@ -97,7 +100,7 @@ where
         None => None,
     };
     let written = async {
-        let mut writer = open_writer(name, table, &prefix).await?;
+        let mut writer = open_writer(name, table, &prefix, parquet_properties).await?;
         let rows = write_all(&target, &mut writer, input).await;
         let files = writer.close().await.map_err(Error::iceberg(format!(
             "cannot finish writing data files of {name}"
@@ -131,16 +134,18 @@ where
     }
 }
 
-async fn open_writer(name: &str, table: &Table, prefix: &str) -> Result<ParquetDataFileWriter> {
+async fn open_writer(
+    name: &str,
+    table: &Table,
+    prefix: &str,
+    properties: WriterProperties,
+) -> Result<ParquetDataFileWriter> {
     let metadata = table.metadata();
     let context = || format!("cannot start writing to {name}");
     let locations = DefaultLocationGenerator::new(metadata).map_err(Error::iceberg(context()))?;
     let names = DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet);
-    let parquet = ParquetWriterBuilder::new(
-        writer_properties(name, table)?,
-        metadata.current_schema().clone(),
-    )
-    .with_match_mode(FieldMatchMode::Name);
+    let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone())
+        .with_match_mode(FieldMatchMode::Name);
     let rolling = RollingFileWriterBuilder::new_with_default_file_size(
         parquet,
         table.file_io().clone(),
@@ -179,15 +184,80 @@ fn row_group_bytes(name: &str, table: &Table) -> Result<usize> {
     }
 }
 
-/// Parquet settings: row groups of [`row_group_bytes`]; no dictionary for
-/// floating-point columns, whose values rarely repeat (features): building
-/// the dictionary cost a fifth of the CPU of a streaming ingest and then fell
-/// back to plain encoding anyway.
+/// Iceberg's table property for the Parquet codec of data files.
+const COMPRESSION_CODEC_PROPERTY: &str = "write.parquet.compression-codec";
+/// Iceberg's table property for the codec's level (zstd and gzip take one).
+const COMPRESSION_LEVEL_PROPERTY: &str = "write.parquet.compression-level";
+/// The codecs [`COMPRESSION_CODEC_PROPERTY`] may name, case-insensitively.
+const CODECS: &str = "zstd, lz4, snappy, gzip, uncompressed (or none)";
+/// The codec when the table does not name one, chosen by measurement (size,
+/// scan and ASOF JOIN time of zstd, lz4, snappy and none: see
+/// benches/README.md). Iceberg's own default is zstd.
+const DEFAULT_CODEC: &str = "zstd";
+/// zstd's level when the table does not set one: its fastest.
+const DEFAULT_ZSTD_LEVEL: i32 = 1;
+/// gzip's level when the table does not set one (zlib's default).
+const DEFAULT_GZIP_LEVEL: i32 = 6;
+
+/// The Parquet codec of `table`'s data files: its
+/// `write.parquet.compression-codec` at its `write.parquet.compression-level`
+/// (for zstd and gzip; the other codecs have none and ignore it), else
+/// [`DEFAULT_CODEC`]. A name or level that is not one is an error naming the
+/// property, before anything is written.
+fn compression(name: &str, properties: &HashMap<String, String>) -> Result<Compression> {
+    let level = match properties.get(COMPRESSION_LEVEL_PROPERTY) {
+        None => None,
+        Some(text) => Some(text.trim().parse::<i32>().map_err(|_| {
+            Error::Invalid(format!(
+                "table {name}: {COMPRESSION_LEVEL_PROPERTY} is {text:?}, not a whole number"
+            ))
+        })?),
+    };
+    let codec = properties
+        .get(COMPRESSION_CODEC_PROPERTY)
+        .map_or(DEFAULT_CODEC, String::as_str);
+    match codec.trim().to_ascii_lowercase().as_str() {
+        "zstd" => {
+            let level = level.unwrap_or(DEFAULT_ZSTD_LEVEL);
+            ZstdLevel::try_new(level)
+                .map(Compression::ZSTD)
+                .map_err(|_| bad_level(name, "zstd", level, "1 to 22"))
+        }
+        "gzip" => {
+            let level = level.unwrap_or(DEFAULT_GZIP_LEVEL);
+            u32::try_from(level)
+                .ok()
+                .and_then(|l| GzipLevel::try_new(l).ok())
+                .map(Compression::GZIP)
+                .ok_or_else(|| bad_level(name, "gzip", level, "0 to 9"))
+        }
+        // Iceberg's "lz4" is the Parquet codec LZ4_RAW: Parquet's older LZ4
+        // framing is deprecated and read differently by different readers.
+        "lz4" => Ok(Compression::LZ4_RAW),
+        "snappy" => Ok(Compression::SNAPPY),
+        "uncompressed" | "none" => Ok(Compression::UNCOMPRESSED),
+        _ => Err(Error::Invalid(format!(
+            "table {name}: {COMPRESSION_CODEC_PROPERTY} is {codec:?}, not one of {CODECS}"
+        ))),
+    }
+}
+
+fn bad_level(name: &str, codec: &str, level: i32, range: &str) -> Error {
+    Error::Invalid(format!(
+        "table {name}: {COMPRESSION_LEVEL_PROPERTY} is {level}, not a {codec} level ({range})"
+    ))
+}
+
+/// Parquet settings: row groups of [`row_group_bytes`], the table's
+/// [`compression`]; no dictionary for floating-point columns, whose values
+/// rarely repeat (features): building the dictionary cost a fifth of the CPU
+/// of a streaming ingest and then fell back to plain encoding anyway.
 fn writer_properties(name: &str, table: &Table) -> Result<WriterProperties> {
     let schema = schema_to_arrow_schema(table.metadata().current_schema())
         .map_err(Error::iceberg(format!("cannot read the schema of {name}")))?;
-    let mut builder =
-        WriterProperties::builder().set_max_row_group_bytes(Some(row_group_bytes(name, table)?));
+    let mut builder = WriterProperties::builder()
+        .set_max_row_group_bytes(Some(row_group_bytes(name, table)?))
+        .set_compression(compression(name, table.metadata().properties())?);
     for field in schema.fields() {
         if matches!(
             field.data_type(),

@@ -7,6 +7,6 @@
 mod snapshots;
 
 pub use snapshots::{
-    Changes, WAL_FIRST_LSN, WAL_LAST_LSN, changes_since, committed_lsn, read_rows,
-    read_with_ingest_order, wal_lsn_range,
+    Changes, ScanPiece, WAL_FIRST_LSN, WAL_LAST_LSN, changes_since, committed_lsn, plan_pieces,
+    read_pieces, read_rows, wal_lsn_range,
 };

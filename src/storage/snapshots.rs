@@ -8,6 +8,7 @@ use arrow::array::{Int64Array, RecordBatch};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::expr::Predicate;
+use iceberg::scan::FileScanTask;
 use iceberg::spec::{ManifestStatus, Operation};
 use iceberg::table::Table;
 
@@ -211,68 +212,205 @@ pub async fn read_in_order(
         .boxed())
 }
 
-/// Streams the rows of a snapshot, files read in parallel, each row with its
-/// place in ingestion order: `(rank of its file << 32) + row within the
-/// file`, files ranked by (data sequence number, position in their commit).
-/// Within a file rows arrive in order (one task reads it); across files they
-/// interleave, and the ordinal says which came first.
+/// One piece of a snapshot's scan: a whole data file, or a run of row groups
+/// of a large one, with the place in ingestion order of its first row.
+#[derive(Debug, Clone)]
+pub struct ScanPiece {
+    task: FileScanTask,
+    /// `(rank of the file << 32) + rows of the file before this piece`.
+    first: i64,
+}
+
+/// A snapshot's scan split into `partitions` shares of about equal bytes,
+/// each a list of [`ScanPiece`]s: the files (those a `filter` does not rule
+/// out by their statistics) ranked in ingestion order (data sequence number,
+/// then position in their commit) and, with more than one partition, files
+/// of several row groups cut at row-group boundaries (read from the file's
+/// footer), so one large file is read by every partition.
 ///
-/// With a `filter`, Iceberg skips files and row groups it rules out and drops
-/// rows it rejects (a superset of its rows is read); the ordinals of the rows
-/// kept still order them as their ingestion did.
-pub async fn read_with_ingest_order(
+/// Each row keeps its exact place in ingestion order however the pieces are
+/// shared: `(rank of its file << 32) + row within the file`, counted from the
+/// piece's first row (see [`read_pieces`]).
+pub async fn plan_pieces(
     name: &str,
     table: &Table,
     snapshot_id: i64,
     columns: &[String],
     filter: Option<Predicate>,
-) -> Result<BoxStream<'static, Result<(RecordBatch, Int64Array)>>> {
-    use iceberg::metadata_columns::RESERVED_COL_NAME_FILE;
-    let context = || format!("cannot read {name} in ingestion order");
+    partitions: usize,
+) -> Result<Vec<Vec<ScanPiece>>> {
+    let context = || format!("cannot plan the scan of {name}");
+    let partitions = partitions.max(1);
     let rank = file_ranks(name, table, snapshot_id, None).await?;
-    let mut selected: Vec<&str> = columns.iter().map(String::as_str).collect();
-    selected.push(RESERVED_COL_NAME_FILE);
-    let scan = table.scan().snapshot_id(snapshot_id).select(selected);
+    let scan = table
+        .scan()
+        .snapshot_id(snapshot_id)
+        .select(columns.iter().map(String::as_str));
     let scan = match filter {
         Some(filter) => scan.with_filter(filter),
         None => scan,
     };
     let scan = scan.build().map_err(Error::iceberg(context()))?;
-    let stream = scan.to_arrow().await.map_err(Error::iceberg(context()))?;
-    let label = name.to_string();
-    let mut seen: HashMap<i64, i64> = HashMap::new();
-    Ok(stream
-        .map(move |batch| {
-            let batch = batch.map_err(|e| {
-                Error::iceberg(format!("cannot read {label} in ingestion order"))(e)
-            })?;
-            let file_index = batch.num_columns() - 1;
-            let path = constant_text(batch.column(file_index))
-                .ok_or_else(|| Error::Invalid(format!("{label}: a batch without its data file")))?;
-            let file_rank = *rank
-                .get(&path)
-                .ok_or_else(|| Error::Invalid(format!("{label}: {path} is not in the snapshot")))?;
-            let offset = seen.entry(file_rank).or_insert(0);
-            let n = batch.num_rows() as i64;
-            let base = (file_rank << 32) + *offset;
-            *offset += n;
-            let mut batch = batch;
-            batch.remove_column(file_index);
-            Ok((batch, Int64Array::from_iter_values(base..base + n)))
+    let mut tasks: Vec<(i64, FileScanTask)> = scan
+        .plan_files()
+        .await
+        .map_err(Error::iceberg(context()))?
+        .map_err(|e| Error::iceberg(format!("cannot plan the scan of {name}"))(e))
+        .and_then(|task| {
+            let found = rank.get(&task.data_file_path).copied().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{name}: {} is not in the snapshot",
+                    task.data_file_path
+                ))
+            });
+            futures::future::ready(found.map(|r| (r, task)))
         })
-        .boxed())
+        .try_collect()
+        .await?;
+    tasks.sort_by_key(|(rank, task)| (*rank, task.start));
+    let mut pieces = Vec::new();
+    for (rank, task) in tasks {
+        if partitions > 1 && task.length >= 2 * MIN_PIECE_BYTES {
+            pieces.extend(split_by_row_groups(name, table, rank, task).await?);
+        } else {
+            pieces.push(ScanPiece {
+                first: rank << 32,
+                task,
+            });
+        }
+    }
+    // Each piece to the share with the fewest bytes so far: every partition
+    // reads about as much, and each reads its pieces in ingestion order.
+    let mut shares: Vec<(u64, Vec<ScanPiece>)> = vec![(0, Vec::new()); partitions];
+    for piece in pieces {
+        let (bytes, share) = shares
+            .iter_mut()
+            .min_by_key(|(bytes, _)| *bytes)
+            .expect("at least one partition");
+        *bytes += piece.task.length;
+        share.push(piece);
+    }
+    Ok(shares.into_iter().map(|(_, share)| share).collect())
 }
 
-/// The value of a constant text column (`_file`: plain or run-end encoded).
-fn constant_text(array: &arrow::array::ArrayRef) -> Option<String> {
-    use arrow::array::{Array, AsArray, RunArray};
-    use arrow::datatypes::Int32Type;
-    if array.is_empty() {
-        return Some(String::new());
+/// A piece of a file holds row groups of at least this many bytes together
+/// (each piece opens the file and reads its footer again).
+const MIN_PIECE_BYTES: u64 = 1 << 20;
+
+/// The pieces of `task`'s file: runs of whole row groups of at least
+/// [`MIN_PIECE_BYTES`] (the last may be smaller). The Iceberg reader takes a
+/// row group into a piece when its middle lies in the piece's byte range,
+/// reckoning row groups as laid end to end after the 4-byte magic number by
+/// their compressed sizes; the ranges here are reckoned the same way.
+async fn split_by_row_groups(
+    name: &str,
+    table: &Table,
+    rank: i64,
+    task: FileScanTask,
+) -> Result<Vec<ScanPiece>> {
+    let context = || format!("cannot read the footer of a data file of {name}");
+    let metadata = parquet_footer(table, &task.data_file_path, task.file_size_in_bytes)
+        .await
+        .map_err(|e| Error::Invalid(format!("{}: {e}", context())))?;
+    let groups = metadata.row_groups();
+    if groups.len() < 2 {
+        return Ok(vec![ScanPiece {
+            first: rank << 32,
+            task,
+        }]);
     }
-    if let Some(run) = array.as_any().downcast_ref::<RunArray<Int32Type>>() {
-        let values = run.values().as_string_opt::<i32>()?;
-        return Some(values.value(0).to_string());
+    let mut pieces = Vec::new();
+    // The piece being gathered: its first byte and row, and its bytes so far.
+    let (mut start, mut first, mut bytes) = (4u64, 0i64, 0u64);
+    let mut rows = 0i64;
+    for (i, group) in groups.iter().enumerate() {
+        bytes += u64::try_from(group.compressed_size()).unwrap_or(0);
+        rows += group.num_rows();
+        if bytes >= MIN_PIECE_BYTES || i + 1 == groups.len() {
+            let mut piece = task.clone();
+            piece.start = start;
+            piece.length = bytes;
+            piece.record_count = None;
+            pieces.push(ScanPiece {
+                task: piece,
+                first: (rank << 32) + first,
+            });
+            (start, first, bytes) = (start + bytes, rows, 0);
+        }
     }
-    array.as_string_opt::<i32>().map(|s| s.value(0).to_string())
+    Ok(pieces)
+}
+
+/// The Parquet footer of a data file.
+async fn parquet_footer(
+    table: &Table,
+    path: &str,
+    size: u64,
+) -> std::result::Result<parquet::file::metadata::ParquetMetaData, String> {
+    use parquet::file::metadata::ParquetMetaDataReader;
+    let input = table.file_io().new_input(path).map_err(|e| e.to_string())?;
+    let reader = input.reader().await.map_err(|e| e.to_string())?;
+    if size < 12 {
+        return Err(format!("{path} is too short for a Parquet file"));
+    }
+    let tail = reader
+        .read(size - 8..size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tail: [u8; 8] = tail
+        .as_ref()
+        .try_into()
+        .map_err(|_| format!("{path}: short read"))?;
+    let length = parquet::file::metadata::FooterTail::try_from(tail)
+        .map_err(|e| e.to_string())?
+        .metadata_length() as u64;
+    if length + 8 > size {
+        return Err(format!("{path}: footer longer than the file"));
+    }
+    let footer = reader
+        .read(size - 8 - length..size - 8)
+        .await
+        .map_err(|e| e.to_string())?;
+    ParquetMetaDataReader::decode_metadata(&footer).map_err(|e| e.to_string())
+}
+
+/// Streams the rows of `pieces` (one partition's share of [`plan_pieces`]),
+/// one piece after another, batches of up to `batch_size` rows, each row
+/// with its place in ingestion order. The filter the pieces were planned
+/// with skips row groups and drops the rows it rejects (a superset of its
+/// rows is read); the places of the rows kept still order them as their
+/// ingestion did.
+pub fn read_pieces(
+    name: &str,
+    table: &Table,
+    pieces: Vec<ScanPiece>,
+    batch_size: usize,
+) -> BoxStream<'static, Result<(RecordBatch, Int64Array)>> {
+    let reader = table
+        .reader_builder()
+        .with_data_file_concurrency_limit(1)
+        .with_batch_size(batch_size)
+        .build();
+    let label = name.to_string();
+    futures::stream::iter(pieces)
+        .then(move |piece| {
+            let (reader, label) = (reader.clone(), label.clone());
+            async move {
+                let batches = reader
+                    .read(futures::stream::iter([Ok(piece.task)]).boxed())
+                    .map_err(Error::iceberg(format!("cannot read {label}")))?
+                    .stream();
+                let mut next = piece.first;
+                Ok::<_, Error>(batches.map(move |batch| {
+                    let batch =
+                        batch.map_err(|e| Error::iceberg(format!("cannot read {label}"))(e))?;
+                    let n = batch.num_rows() as i64;
+                    let order = Int64Array::from_iter_values(next..next + n);
+                    next += n;
+                    Ok((batch, order))
+                }))
+            }
+        })
+        .try_flatten()
+        .boxed()
 }

@@ -7,15 +7,12 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::union::UnionExec;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::table::Table;
-use iceberg_datafusion::IcebergStaticTableProvider;
 
 use crate::catalog::FeatureGroup;
 use crate::error::{Error, Result};
@@ -47,7 +44,8 @@ pub struct IcebergTable {
 /// Which reader scans an [`IcebergTable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reader {
-    /// iceberg-datafusion's scan: prunes with the filters known at planning.
+    /// A plain read: pitlake's [`IngestOrderScanExec`] without the order
+    /// column, pruning with the filters pushed into it (a `WHERE` above).
     Iceberg,
     /// pitlake's [`IngestOrderScanExec`], which also takes filters pushed at
     /// run time (an ASOF JOIN's right-side filter, for file and row-group
@@ -168,6 +166,7 @@ impl IcebergTable {
         &self,
         projection: Option<&Vec<usize>>,
         ordered: bool,
+        partitions: usize,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let all: Vec<usize> = (0..self.schema.fields().len()).collect();
         let projection = projection.unwrap_or(&all);
@@ -197,15 +196,18 @@ impl IcebergTable {
             .iter()
             .map(|b| b.project(&columns))
             .collect::<std::result::Result<_, _>>()?;
-        let scan: Arc<dyn ExecutionPlan> = Arc::new(IngestOrderScanExec::new(
-            self.name.clone(),
-            self.table.clone(),
-            self.snapshot_id,
-            names,
-            with_order,
-            pending,
-            Arc::new(Schema::new(fields)),
-        ));
+        let scan: Arc<dyn ExecutionPlan> = Arc::new(
+            IngestOrderScanExec::new(
+                self.name.clone(),
+                self.table.clone(),
+                self.snapshot_id,
+                names,
+                with_order,
+                pending,
+                Arc::new(Schema::new(fields)),
+            )
+            .with_partitions(partitions),
+        );
         if output == *projection {
             return Ok(scan);
         }
@@ -259,50 +261,22 @@ impl TableProvider for IcebergTable {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        // Pruning only: DataFusion applies every filter again above the scan.
-        let schema = self.schema();
-        let filters: Vec<Expr> = filters
-            .iter()
-            .filter(|f| prunable(f, &schema))
-            .cloned()
-            .collect();
-        let filters = filters.as_slice();
-        if let Reader::Pitlake { ordered } = self.reader {
-            return self.scan_with_pitlake_reader(projection, ordered);
-        }
-        match self.snapshot_id.filter(|_| self.pinned) {
-            Some(id) => {
-                let reader =
-                    IcebergStaticTableProvider::try_new_from_table_snapshot(self.table.clone(), id)
-                        .await
-                        .map_err(iceberg_datafusion::to_datafusion_error)?;
-                let scan = reader.scan(state, projection, filters, limit).await?;
-                Ok(Arc::new(SnapshotScanExec::new(self.name.clone(), id, scan)))
-            }
-            None => {
-                let scan = IcebergStaticTableProvider::try_new_from_table(self.table.clone())
-                    .await
-                    .map_err(iceberg_datafusion::to_datafusion_error)?
-                    .scan(state, projection, filters, limit)
-                    .await?;
-                if self.pending.is_empty() {
-                    return Ok(scan);
-                }
-                let pending: Vec<RecordBatch> = self
-                    .pending
-                    .iter()
-                    .map(|b| match projection {
-                        Some(p) => b.project(p),
-                        None => Ok(b.clone()),
-                    })
-                    .map(|b| b.and_then(|b| b.with_schema(scan.schema())))
-                    .collect::<std::result::Result<_, _>>()?;
-                let memory = MemorySourceConfig::try_new_exec(&[pending], scan.schema(), None)?;
-                UnionExec::try_new(vec![scan, memory])
-            }
+        let partitions = state.config().target_partitions();
+        let ordered = match self.reader {
+            Reader::Pitlake { ordered } => ordered,
+            Reader::Iceberg => false,
+        };
+        let scan = self.scan_with_pitlake_reader(projection, ordered, partitions)?;
+        // A plain read of a time-travel snapshot names it in plans.
+        match self
+            .snapshot_id
+            .filter(|_| self.pinned && self.reader == Reader::Iceberg)
+        {
+            Some(id) => Ok(Arc::new(SnapshotScanExec::new(self.name.clone(), id, scan))),
+            None => Ok(scan),
         }
     }
 
@@ -310,51 +284,9 @@ impl TableProvider for IcebergTable {
         &self,
         filters: &[&Expr],
     ) -> DFResult<Vec<TableProviderFilterPushDown>> {
-        // The Iceberg scan prunes files and row groups with what it can convert
-        // and DataFusion re-applies every filter above it.
+        // The scan prunes files, row groups and rows with the filters pushed
+        // into it as physical expressions (what converts to Iceberg) and
+        // DataFusion re-applies every filter above it.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
-}
-
-/// Whether the Iceberg scan may prune with `filter`: every literal compared
-/// with a column converts to the column's type. iceberg-datafusion converts
-/// the literal when it plans the files, and `id = 'abc'` on a BIGINT column
-/// failed there as an Iceberg error (an INTERNAL status) instead of being
-/// left to DataFusion, which reports the bad cast as the query's mistake.
-fn prunable(filter: &Expr, schema: &arrow::datatypes::Schema) -> bool {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    // A cast around the column (DataFusion's coercion of `id = 'abc'`) is
-    // looked through: the Iceberg scan compares with the column itself.
-    fn column_type(e: &Expr, schema: &arrow::datatypes::Schema) -> Option<DataType> {
-        match e {
-            Expr::Column(c) => schema
-                .field_with_name(&c.name)
-                .ok()
-                .map(|f| f.data_type().clone()),
-            Expr::Cast(c) => column_type(&c.expr, schema),
-            Expr::TryCast(c) => column_type(&c.expr, schema),
-            _ => None,
-        }
-    }
-    let column_type = |e: &Expr| column_type(e, schema);
-    let converts = |column: &Expr, value: &Expr| match (column_type(column), value) {
-        (Some(to), Expr::Literal(v, _)) => v.cast_to(&to).is_ok(),
-        _ => true,
-    };
-    let mut ok = true;
-    let _ = filter.apply(|e| {
-        let fits = match e {
-            Expr::BinaryExpr(b) => converts(&b.left, &b.right) && converts(&b.right, &b.left),
-            Expr::InList(list) => list.list.iter().all(|v| converts(&list.expr, v)),
-            Expr::Between(b) => converts(&b.expr, &b.low) && converts(&b.expr, &b.high),
-            _ => true,
-        };
-        ok &= fits;
-        Ok(if fits {
-            TreeNodeRecursion::Continue
-        } else {
-            TreeNodeRecursion::Stop
-        })
-    });
-    ok
 }

@@ -12,6 +12,7 @@ mod layers;
 mod online;
 mod online_concurrency;
 mod online_example;
+mod parallel_scan;
 mod python;
 mod server_log;
 mod stream_kill;

@@ -163,3 +163,129 @@ async fn row_groups_follow_the_table_property() {
         "a failed write adds nothing"
     );
 }
+
+/// The codec of every column chunk of every Parquet file under `dir`, by path
+/// (from the files' footers).
+fn codecs(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<String>> {
+    use parquet::file::reader::FileReader;
+    let mut found = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir)
+        .expect("data dir")
+        .filter_map(|e| e.ok())
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(codecs(&path));
+        } else if path.extension().is_some_and(|x| x == "parquet") {
+            let file = std::fs::File::open(&path).expect("data file");
+            let reader =
+                parquet::file::reader::SerializedFileReader::new(file).expect("Parquet file");
+            let names = reader
+                .metadata()
+                .row_groups()
+                .iter()
+                .flat_map(|g| g.columns().iter())
+                .map(|c| {
+                    // The footer names the codec, not its level: ZSTD(..) -> ZSTD.
+                    let name = format!("{:?}", c.compression());
+                    name.split('(').next().unwrap_or_default().to_string()
+                })
+                .collect();
+            found.insert(path, names);
+        }
+    }
+    found
+}
+
+/// Data files are written with the table's `write.parquet.compression-codec`
+/// (zstd when unset), and a codec or level that is not one fails the write
+/// with an error naming the property, leaving no file behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_files_follow_the_codec_property() {
+    use iceberg::transaction::{ApplyTransactionAction, Transaction};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    let insert = "INSERT INTO fg SELECT value, TIMESTAMP '2024-01-01 00:00:00', value * 0.5, 'x' FROM generate_series(1, 1000)";
+    session
+        .sql("CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE, s VARCHAR) ENTITY KEY (k) EVENT TIME t")
+        .await
+        .expect("create");
+    let data = dir.path().join("default/fg/data");
+    let mut seen = std::collections::BTreeMap::new();
+    // The codecs of the files the last write added: one name for all chunks.
+    let mut write = async |sql: &str| -> Result<Vec<String>, String> {
+        session.sql(sql).await.map_err(|e| e.to_string())?;
+        let now = codecs(&data);
+        let mut added: Vec<String> = now
+            .iter()
+            .filter(|(path, _)| !seen.contains_key(*path))
+            .flat_map(|(_, names)| names.clone())
+            .collect();
+        added.dedup();
+        seen = now;
+        Ok(added)
+    };
+    assert_eq!(write(insert).await, Ok(vec!["ZSTD".to_string()]), "default");
+
+    let set = |pairs: Vec<(&'static str, &'static str)>| {
+        let warehouse = session.warehouse().clone();
+        async move {
+            let table = warehouse.load_table("default", "fg").await.expect("load");
+            let tx = Transaction::new(&table);
+            let mut update = tx.update_table_properties();
+            for (key, value) in pairs {
+                update = update.set(key.into(), value.into());
+            }
+            let tx = update.apply(tx).expect("set property");
+            tx.commit(warehouse.catalog().as_ref())
+                .await
+                .expect("commit");
+        }
+    };
+    let codec = "write.parquet.compression-codec";
+    let level = "write.parquet.compression-level";
+    for (value, expected) in [
+        ("LZ4", "LZ4_RAW"),
+        ("snappy", "SNAPPY"),
+        ("Gzip", "GZIP"),
+        ("uncompressed", "UNCOMPRESSED"),
+        ("none", "UNCOMPRESSED"),
+        ("zstd", "ZSTD"),
+    ] {
+        set(vec![(codec, value)]).await;
+        assert_eq!(
+            write(insert).await,
+            Ok(vec![expected.to_string()]),
+            "{value}"
+        );
+    }
+    set(vec![(level, "9")]).await;
+    assert_eq!(write(insert).await, Ok(vec!["ZSTD".to_string()]), "level 9");
+
+    let files = parquet_files(&data);
+    set(vec![(level, "99")]).await;
+    let err = write(insert).await.expect_err("zstd level 99");
+    assert!(
+        err.contains("write.parquet.compression-level is 99, not a zstd level (1 to 22)"),
+        "{err}"
+    );
+    set(vec![(codec, "brotli"), (level, "1")]).await;
+    let err = write(insert).await.expect_err("unknown codec");
+    assert!(
+        err.contains(
+            "write.parquet.compression-codec is \"brotli\", not one of zstd, lz4, snappy, gzip, uncompressed (or none)"
+        ),
+        "{err}"
+    );
+    // COPY takes the same path as INSERT.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let csv = outside.path().join("rows.csv");
+    std::fs::write(&csv, "k,t,v,s\n1,2024-01-01 00:00:00,1.5,y\n").expect("csv");
+    let err = write(&format!("COPY fg FROM '{}'", csv.display()))
+        .await
+        .expect_err("unknown codec");
+    assert!(err.contains("write.parquet.compression-codec"), "{err}");
+    assert_eq!(parquet_files(&data), files, "no file of a failed write");
+    assert_eq!(one_cell(&session, "SELECT count(*) FROM fg").await, "8000");
+}
