@@ -10,8 +10,11 @@
 mod auth;
 mod guard;
 mod handle;
+mod ingest;
+mod metadata;
 pub mod online;
 mod parameters;
+mod query;
 mod service;
 mod status;
 
