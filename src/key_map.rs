@@ -43,8 +43,8 @@ impl<V> KeyMap<V> {
             });
         }
         let fields = types.iter().map(|t| SortField::new(t.clone())).collect();
-        let converter = RowConverter::new(fields)
-            .map_err(|e| Error::Invalid(format!("{what}: key encoding: {e}")))?;
+        let converter =
+            RowConverter::new(fields).map_err(Error::arrow(format!("{what}: key encoding")))?;
         Ok(KeyMap::Encoded {
             converter,
             map: HashMap::default(),
@@ -170,7 +170,7 @@ impl<V> KeyMap<V> {
 fn encode(converter: &RowConverter, keys: &[ArrayRef], what: &str) -> Result<Rows> {
     converter
         .convert_columns(keys)
-        .map_err(|e| Error::Invalid(format!("{what}: key encoding: {e}")))
+        .map_err(Error::arrow(format!("{what}: key encoding")))
 }
 
 fn has_null(keys: &[ArrayRef], row: usize) -> bool {

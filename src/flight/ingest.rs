@@ -69,7 +69,7 @@ impl PitlakeFlightSql {
         let batches = FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
         )
-        .map_err(|e| Error::Invalid(format!("ingest stream: {e}")));
+        .map_err(|e| Error::invalid_input("ingest stream")(e));
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         // Decode on this runtime, write on the execution runtime.
         let forward = async move {

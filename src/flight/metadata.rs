@@ -314,7 +314,8 @@ pub(super) fn sql_info() -> Result<SqlInfoData> {
         .map(String::from)
         .to_vec(),
     );
-    b.build().map_err(|e| Error::Invalid(e.to_string()))
+    b.build()
+        .map_err(|e| Error::Internal(format!("building SqlInfo: {e}")))
 }
 
 pub(super) fn xdbc_types() -> Result<XdbcTypeInfoData> {
@@ -360,5 +361,6 @@ pub(super) fn xdbc_types() -> Result<XdbcTypeInfoData> {
         }
         b.append(info);
     }
-    b.build().map_err(|e| Error::Invalid(e.to_string()))
+    b.build()
+        .map_err(|e| Error::Internal(format!("building the XDBC type info: {e}")))
 }

@@ -185,7 +185,7 @@ pub async fn serve(
         {
             builder = builder
                 .tls_config(tonic::transport::ServerTlsConfig::new().identity(tls.identity()?))
-                .map_err(|e| Error::Invalid(format!("TLS certificate or key: {e}")))?;
+                .map_err(Error::invalid_input("TLS certificate or key"))?;
         }
         #[cfg(not(feature = "tls"))]
         return Err(Error::NotSupported(format!(
@@ -202,7 +202,7 @@ pub async fn serve(
             shutdown,
         )
         .await
-        .map_err(|e| Error::Invalid(format!("Flight SQL server: {e}")))?;
+        .map_err(Error::unavailable("Flight SQL server"))?;
     // Every acknowledged record is committed before the process ends, and
     // before the execution runtime goes: a stream first written by a SQL
     // statement has its committer there (shutdown waited 30 s, then failed).

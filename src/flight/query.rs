@@ -495,7 +495,7 @@ fn row_values(batch: &RecordBatch, row: usize) -> Result<Vec<ScalarValue>> {
 }
 
 fn concat_result(result: StatementResult) -> Result<RecordBatch> {
-    concat_batches(&result.schema, &result.batches).map_err(|e| Error::Invalid(e.to_string()))
+    concat_batches(&result.schema, &result.batches).map_err(Error::arrow("collecting the result"))
 }
 
 fn info(

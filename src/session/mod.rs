@@ -508,6 +508,6 @@ fn count(rows: u64) -> Result<SendableRecordBatchStream> {
         false,
     )]));
     let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![rows]))])
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+        .map_err(Error::arrow("the count of rows written"))?;
     one_batch(batch)
 }

@@ -243,7 +243,7 @@ impl Session {
                 .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
                 .collect();
             RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-                .map_err(|e| Error::Invalid(e.to_string()))
+                .map_err(Error::arrow("a row of values"))
         });
         let writes = self.store.writes();
         if streams_inserts(&table, &source_is_values) {
