@@ -180,7 +180,7 @@ fn has_null(keys: &[ArrayRef], row: usize) -> bool {
 fn int_keys<'a>(keys: &'a [ArrayRef], what: &str) -> Result<&'a arrow::array::Int64Array> {
     match keys {
         [k] if k.data_type() == &DataType::Int64 => Ok(k.as_primitive::<Int64Type>()),
-        _ => Err(Error::Invalid(format!(
+        _ => Err(Error::Internal(format!(
             "{what}: expected one BIGINT key column, got {:?}",
             keys.iter().map(|k| k.data_type()).collect::<Vec<_>>()
         ))),

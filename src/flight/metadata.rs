@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 use super::query::encode;
 use super::service::{DoGetStream, PitlakeFlightSql};
+use super::status::to_status;
 use crate::catalog::CATALOG_NAME;
 use crate::error::{Error, Result};
 
@@ -243,7 +244,7 @@ fn metadata_info(
     let ticket = Ticket::new(command.as_any().encode_to_vec());
     Ok(FlightInfo::new()
         .try_with_schema(schema)
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| to_status(Error::arrow("encoding the result schema")(e)))?
         .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
         .with_descriptor(descriptor))
 }
@@ -251,7 +252,11 @@ fn metadata_info(
 fn one<E: std::fmt::Display>(
     batch: std::result::Result<RecordBatch, E>,
 ) -> std::result::Result<Response<DoGetStream>, Status> {
-    let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
+    let batch = batch.map_err(|e| {
+        to_status(Error::Internal(format!(
+            "building the metadata result: {e}"
+        )))
+    })?;
     Ok(Response::new(encode(
         batch.schema(),
         futures::stream::iter([Ok(batch)]),

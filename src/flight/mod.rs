@@ -123,7 +123,7 @@ impl Executor {
         self.0
             .as_ref()
             .map(|r| r.handle().clone())
-            .ok_or_else(|| Error::Invalid("execution runtime is gone".into()))
+            .ok_or_else(|| Error::Internal("execution runtime is gone".into()))
     }
 }
 

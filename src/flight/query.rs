@@ -509,7 +509,7 @@ fn info(
     let ticket = Ticket::new(ticket.as_any().encode_to_vec());
     Ok(FlightInfo::new()
         .try_with_schema(schema)
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| to_status(Error::arrow("encoding the result schema")(e)))?
         .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
         .with_descriptor(descriptor))
 }
@@ -558,7 +558,7 @@ pub(super) fn encode(
 fn ipc_schema(schema: &Schema) -> std::result::Result<prost::bytes::Bytes, Status> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
-        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+        .map_err(|e: arrow::error::ArrowError| to_status(Error::arrow("encoding a schema")(e)))?;
     Ok(bytes)
 }
 
@@ -576,10 +576,11 @@ pub(super) async fn parameters(
         [one] => Ok(Some(one.clone())),
         many => {
             let schema = many[0].schema();
-            Ok(Some(
-                concat_batches(&schema, many)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
-            ))
+            Ok(Some(concat_batches(&schema, many).map_err(|e| {
+                to_status(Error::invalid_input(
+                    "parameter batches of different schemas",
+                )(e))
+            })?))
         }
     }
 }

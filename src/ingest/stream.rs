@@ -564,11 +564,14 @@ impl Stream {
                 .await
                 .is_err()
             {
-                return Err(Error::Invalid(format!(
-                    "stream into {} did not commit within 30 s{}",
-                    self.name,
-                    error.map(|e| format!(": {e}")).unwrap_or_default()
-                )));
+                return Err(Error::Unavailable {
+                    context: format!("stream into {}", self.name),
+                    source: format!(
+                        "did not commit within 30 s{}",
+                        error.map(|e| format!(": {e}")).unwrap_or_default()
+                    )
+                    .into(),
+                });
             }
         }
     }

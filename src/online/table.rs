@@ -159,7 +159,7 @@ impl OnlineTable {
         min_time: Option<i64>,
     ) -> Result<RecordBatch> {
         if keys.len() != self.key_columns.len() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "online lookup needs {} key columns, got {}",
                 self.key_columns.len(),
                 keys.len()
@@ -256,7 +256,7 @@ impl OnlineTable {
         if matches {
             Ok(())
         } else {
-            Err(Error::Invalid(format!(
+            Err(Error::Internal(format!(
                 "online store: rows of schema {given:?} do not fit {:?}",
                 self.schema
             )))

@@ -55,7 +55,7 @@ impl Session {
                 let mut statement = ast::Statement::Query(query);
                 self.pin_time_travel(&mut statement).await?;
                 let ast::Statement::Query(query) = statement else {
-                    return Err(Error::Invalid("COPY TO lost its query".into()));
+                    return Err(Error::Internal("COPY TO lost its query".into()));
                 };
                 CopyToSource::Query(query)
             }

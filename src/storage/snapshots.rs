@@ -247,11 +247,12 @@ pub async fn read_with_ingest_order(
                 Error::iceberg(format!("cannot read {label} in ingestion order"))(e)
             })?;
             let file_index = batch.num_columns() - 1;
-            let path = constant_text(batch.column(file_index))
-                .ok_or_else(|| Error::Invalid(format!("{label}: a batch without its data file")))?;
-            let file_rank = *rank
-                .get(&path)
-                .ok_or_else(|| Error::Invalid(format!("{label}: {path} is not in the snapshot")))?;
+            let path = constant_text(batch.column(file_index)).ok_or_else(|| {
+                Error::Internal(format!("{label}: a batch without its data file"))
+            })?;
+            let file_rank = *rank.get(&path).ok_or_else(|| {
+                Error::Internal(format!("{label}: {path} is not in the snapshot"))
+            })?;
             let offset = seen.entry(file_rank).or_insert(0);
             let n = batch.num_rows() as i64;
             let base = (file_rank << 32) + *offset;

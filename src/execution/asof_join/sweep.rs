@@ -182,7 +182,7 @@ impl LeftSweep {
         let mut groups = KeyGroups::for_keys(keys)?;
         let first = arms
             .first()
-            .ok_or_else(|| Error::Invalid("ASOF JOIN: a sweep without arms".into()))?;
+            .ok_or_else(|| Error::Internal("ASOF JOIN: a sweep without arms".into()))?;
         let offsets = batch_offsets(first.matches.iter().map(|m| m.len()))?;
         let group_of = groups.assign_rows(keys, &offsets)?;
         let ingest = ingest_order_column(&right_schema);
