@@ -6,6 +6,9 @@ use datafusion::error::DataFusionError;
 /// Result alias used across pitlake.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Any error kept as the source of one of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong in pitlake.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -76,6 +79,25 @@ pub enum Error {
     /// A statement that is well formed SQL but makes no sense for pitlake.
     #[error("{0}")]
     Invalid(String),
+
+    /// Input the client sent that cannot be read as what it should be (a
+    /// request that is not JSON, an upload or ticket that does not decode, a
+    /// value that does not convert), with the error that says why.
+    #[error("{reason}: {source}")]
+    InvalidInput {
+        reason: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// A dependency that failed outside pitlake (the network listener, the
+    /// terminal, a file written through a library), with its error.
+    #[error("{context}: {source}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
 
     /// A resource another pitlake process holds (a stream's write-ahead log).
     #[error("{what} is locked: another pitlake process owns it")]
@@ -199,6 +221,24 @@ impl Error {
         }
     }
 
+    /// Wraps an error in the client's input (its source) with what was wrong.
+    pub fn invalid_input<E: Into<BoxError>>(reason: impl Into<String>) -> impl FnOnce(E) -> Error {
+        let reason = reason.into();
+        move |source| Error::InvalidInput {
+            reason,
+            source: source.into(),
+        }
+    }
+
+    /// Wraps the error of a failed dependency with what pitlake was doing.
+    pub fn unavailable<E: Into<BoxError>>(context: impl Into<String>) -> impl FnOnce(E) -> Error {
+        let context = context.into();
+        move |source| Error::Unavailable {
+            context,
+            source: source.into(),
+        }
+    }
+
     /// True when the error is the user's mistake rather than the system's.
     pub fn is_user_error(&self) -> bool {
         !self.cause().is_operators()
@@ -221,13 +261,14 @@ impl Error {
             | Error::InvalidName { .. }
             | Error::TooComplex(_)
             | Error::Setting { .. }
-            | Error::Invalid(_) => Cause::Mistake,
+            | Error::Invalid(_)
+            | Error::InvalidInput { .. } => Cause::Mistake,
             Error::FileDenied { .. } => Cause::Denied,
             Error::NotSupported(_) => Cause::Unsupported,
             Error::CommitConflict { .. } | Error::Locked { .. } => Cause::Conflict,
             Error::ResourceExhausted(_) => Cause::Exhausted,
             Error::Corrupt(_) => Cause::Corrupt,
-            Error::Io { .. } => Cause::Unavailable,
+            Error::Io { .. } | Error::Unavailable { .. } => Cause::Unavailable,
             Error::Iceberg { source, .. } => iceberg_cause(source),
             Error::Internal(_) | Error::Arrow { .. } => Cause::Internal,
             Error::DataFusion(df) => datafusion_cause(df),

@@ -113,7 +113,7 @@ pub async fn print_example(
     out: &mut dyn Write,
 ) -> Result<()> {
     let records = sqllogictest::parse::<DefaultColumnType>(text)
-        .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+        .map_err(|e| Error::Internal(format!("{name}: {e}")))?;
     let io = |e: std::io::Error| Error::Io {
         path: "stdout".into(),
         source: e,
@@ -148,7 +148,7 @@ pub async fn print_example(
                 }
             }
             Err(e) if expect_error => writeln!(out, "error (as expected): {e}").map_err(io)?,
-            Err(e) => return Err(Error::Invalid(format!("{name}: {sql}: {e}"))),
+            Err(e) => return Err(Error::Internal(format!("{name}: {sql}: {e}"))),
         }
     }
     Ok(())

@@ -43,8 +43,8 @@ impl<V> KeyMap<V> {
             });
         }
         let fields = types.iter().map(|t| SortField::new(t.clone())).collect();
-        let converter = RowConverter::new(fields)
-            .map_err(|e| Error::Invalid(format!("{what}: key encoding: {e}")))?;
+        let converter =
+            RowConverter::new(fields).map_err(Error::arrow(format!("{what}: key encoding")))?;
         Ok(KeyMap::Encoded {
             converter,
             map: HashMap::default(),
@@ -170,7 +170,7 @@ impl<V> KeyMap<V> {
 fn encode(converter: &RowConverter, keys: &[ArrayRef], what: &str) -> Result<Rows> {
     converter
         .convert_columns(keys)
-        .map_err(|e| Error::Invalid(format!("{what}: key encoding: {e}")))
+        .map_err(Error::arrow(format!("{what}: key encoding")))
 }
 
 fn has_null(keys: &[ArrayRef], row: usize) -> bool {
@@ -180,7 +180,7 @@ fn has_null(keys: &[ArrayRef], row: usize) -> bool {
 fn int_keys<'a>(keys: &'a [ArrayRef], what: &str) -> Result<&'a arrow::array::Int64Array> {
     match keys {
         [k] if k.data_type() == &DataType::Int64 => Ok(k.as_primitive::<Int64Type>()),
-        _ => Err(Error::Invalid(format!(
+        _ => Err(Error::Internal(format!(
             "{what}: expected one BIGINT key column, got {:?}",
             keys.iter().map(|k| k.data_type()).collect::<Vec<_>>()
         ))),

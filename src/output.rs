@@ -22,8 +22,7 @@ pub fn render(result: &StatementResult, format: Format) -> Result<String> {
     if result.schema.fields().is_empty() {
         return Ok("OK\n".to_string());
     }
-    let to_err =
-        |e: arrow::error::ArrowError| Error::Invalid(format!("cannot print the result: {e}"));
+    let to_err = |e: arrow::error::ArrowError| Error::arrow("cannot print the result")(e);
     match format {
         Format::Table => {
             let rows = result.num_rows();
@@ -60,7 +59,7 @@ pub fn render(result: &StatementResult, format: Format) -> Result<String> {
                     writer.write(&nested_as_json(batch)?).map_err(to_err)?;
                 }
             }
-            String::from_utf8(out).map_err(|e| Error::Invalid(e.to_string()))
+            String::from_utf8(out).map_err(|e| Error::Internal(format!("printed result: {e}")))
         }
         Format::Json => {
             let mut out = Vec::new();
@@ -70,7 +69,8 @@ pub fn render(result: &StatementResult, format: Format) -> Result<String> {
                 writer.write_batches(&batches).map_err(to_err)?;
                 writer.finish().map_err(to_err)?;
             }
-            let mut text = String::from_utf8(out).map_err(|e| Error::Invalid(e.to_string()))?;
+            let mut text = String::from_utf8(out)
+                .map_err(|e| Error::Internal(format!("printed result: {e}")))?;
             if text.is_empty() {
                 text.push_str("[]");
             }
@@ -89,20 +89,19 @@ fn nested_as_json(batch: &RecordBatch) -> Result<RecordBatch> {
     if nested.is_empty() {
         return Ok(batch.clone());
     }
-    let to_err = |e: String| Error::Invalid(format!("cannot print the result as CSV: {e}"));
-    let only_nested = batch.project(&nested).map_err(|e| to_err(e.to_string()))?;
+    let to_err = |e: arrow::error::ArrowError| Error::arrow("cannot print the result as CSV")(e);
+    let text_err = |e: String| Error::Internal(format!("cannot print the result as CSV: {e}"));
+    let only_nested = batch.project(&nested).map_err(to_err)?;
     let mut lines = Vec::new();
     {
         let mut writer = arrow::json::LineDelimitedWriter::new(&mut lines);
-        writer
-            .write(&only_nested)
-            .map_err(|e| to_err(e.to_string()))?;
-        writer.finish().map_err(|e| to_err(e.to_string()))?;
+        writer.write(&only_nested).map_err(to_err)?;
+        writer.finish().map_err(to_err)?;
     }
-    let text = String::from_utf8(lines).map_err(|e| to_err(e.to_string()))?;
+    let text = String::from_utf8(lines).map_err(|e| text_err(e.to_string()))?;
     let rows: Vec<serde_json::Map<String, serde_json::Value>> = text
         .lines()
-        .map(|line| serde_json::from_str(line).map_err(|e| to_err(e.to_string())))
+        .map(|line| serde_json::from_str(line).map_err(|e| text_err(e.to_string())))
         .collect::<Result<_>>()?;
     let mut fields: Vec<arrow::datatypes::FieldRef> = batch.schema().fields().to_vec();
     let mut columns = batch.columns().to_vec();
@@ -117,7 +116,7 @@ fn nested_as_json(batch: &RecordBatch) -> Result<RecordBatch> {
         columns[i] = std::sync::Arc::new(values);
     }
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
-    RecordBatch::try_new(schema, columns).map_err(|e| to_err(e.to_string()))
+    RecordBatch::try_new(schema, columns).map_err(to_err)
 }
 
 /// Every cell as text: `NULL` for null, `(empty)` for an empty string, as the
@@ -131,7 +130,7 @@ pub fn cells(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+            .map_err(Error::arrow("cannot print the result"))?;
         for row in 0..batch.num_rows() {
             let mut cells = Vec::with_capacity(formatters.len());
             for (formatter, column) in formatters.iter().zip(batch.columns()) {

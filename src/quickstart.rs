@@ -65,7 +65,7 @@ fn unit(seed: u64) -> f64 {
 pub fn month_batch(year: i32, month: u32, revision: u64) -> Result<RecordBatch> {
     let day = NaiveDate::from_ymd_opt(year, month, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .ok_or_else(|| Error::Invalid(format!("bad month {year}-{month}")))?;
+        .ok_or_else(|| Error::Internal(format!("bad month {year}-{month}")))?;
     let micros = day.and_utc().timestamp_micros();
     let n = CARRIERS.len() * AIRPORTS.len();
     let mut cols: [Vec<f64>; 12] = Default::default();
@@ -155,7 +155,7 @@ pub fn month_batch(year: i32, month: u32, revision: u64) -> Result<RecordBatch> 
         dbl(&cols[11]),
     ];
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| Error::Invalid(e.to_string()))
+        .map_err(Error::arrow("building the sample data"))
 }
 
 /// One load of the quickstart: one snapshot.
@@ -205,17 +205,17 @@ fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<()> {
     let schema = batches
         .first()
         .map(RecordBatch::schema)
-        .ok_or_else(|| Error::Invalid("nothing to write".into()))?;
+        .ok_or_else(|| Error::Internal("nothing to write".into()))?;
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        .map_err(Error::unavailable(path.display().to_string()))?;
     for batch in batches {
         writer
             .write(batch)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+            .map_err(Error::unavailable(path.display().to_string()))?;
     }
     writer
         .close()
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        .map_err(Error::unavailable(path.display().to_string()))?;
     Ok(())
 }
 
@@ -249,7 +249,7 @@ pub async fn run(warehouse: &Path, out: &mut dyn Write) -> Result<()> {
     let steps = LOADS.len() as u64;
     let progress = ProgressBar::new(steps).with_style(
         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} snapshots {msg}")
-            .map_err(|e| Error::Invalid(e.to_string()))?
+            .map_err(|e| Error::Internal(format!("progress bar template: {e}")))?
             .progress_chars("=> "),
     );
     build_sample(&session, &progress).await?;
@@ -276,7 +276,7 @@ pub async fn run(warehouse: &Path, out: &mut dyn Write) -> Result<()> {
             .first()
             .and_then(|row| row.first())
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| Error::Invalid("the sample has no snapshot".into()))?
+            .ok_or_else(|| Error::Internal("the sample has no snapshot".into()))?
     };
     let tour = [
         "SHOW FEATURE GROUPS".to_string(),

@@ -10,8 +10,7 @@ use crate::session::Session;
 
 /// Reads statements until end of input (Ctrl-D) or `\q`.
 pub async fn run(session: &Session, format: Format) -> Result<()> {
-    let mut editor =
-        DefaultEditor::new().map_err(|e| Error::Invalid(format!("cannot start the shell: {e}")))?;
+    let mut editor = DefaultEditor::new().map_err(Error::unavailable("cannot start the shell"))?;
     let history =
         std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".pitlake_history"));
     if let Some(h) = &history {
@@ -55,7 +54,7 @@ pub async fn run(session: &Session, format: Format) -> Result<()> {
             }
             Err(ReadlineError::Interrupted) => buffer.clear(),
             Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(Error::Invalid(format!("shell: {e}"))),
+            Err(e) => return Err(Error::unavailable("shell")(e)),
         }
     }
     if let Some(h) = &history {

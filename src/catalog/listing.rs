@@ -83,7 +83,7 @@ pub async fn show_feature_groups(
         Field::new("owner", DataType::Utf8, true),
         Field::new("tags", DataType::Utf8, true),
     ]);
-    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| Error::Invalid(e.to_string()))
+    RecordBatch::try_new(Arc::new(schema), columns).map_err(Error::arrow("listing feature groups"))
 }
 
 /// `property | value` rows describing one feature group and its columns.
@@ -154,5 +154,5 @@ pub async fn describe_feature_group(
             )),
         ],
     )
-    .map_err(|e| Error::Invalid(e.to_string()))
+    .map_err(Error::arrow("describing a feature group"))
 }

@@ -253,7 +253,7 @@ impl ExecutionPlan for IngestOrderScanExec {
                 columns,
                 &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
             )
-            .map_err(|e| Error::Invalid(format!("ingestion-order scan: {e}")))
+            .map_err(Error::arrow("ingestion-order scan"))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),

@@ -204,8 +204,8 @@ impl Sealer {
         match self.sha256.invoke_with_args(args)? {
             ColumnarValue::Scalar(ScalarValue::Binary(Some(digest))) => digest
                 .try_into()
-                .map_err(|_| Error::Invalid("SHA-256 gave a digest of another length".into())),
-            other => Err(Error::Invalid(format!(
+                .map_err(|_| Error::Internal("SHA-256 gave a digest of another length".into())),
+            other => Err(Error::Internal(format!(
                 "SHA-256 gave {} instead of a digest",
                 other.data_type()
             ))),
@@ -217,25 +217,24 @@ fn ipc_encode(batch: &RecordBatch) -> Result<String> {
     let mut bytes = Vec::new();
     {
         let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema())
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+            .map_err(Error::arrow("encoding a ticket"))?;
         writer
             .write(batch)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        writer.finish().map_err(|e| Error::Invalid(e.to_string()))?;
+            .map_err(Error::arrow("encoding a ticket"))?;
+        writer.finish().map_err(Error::arrow("encoding a ticket"))?;
     }
     Ok(BASE64_STANDARD.encode(bytes))
 }
 
 fn ipc_decode(text: &str) -> Result<RecordBatch> {
-    let bad = |e: String| Error::Invalid(format!("malformed ticket: {e}"));
     let bytes = BASE64_STANDARD
         .decode(text)
-        .map_err(|e| bad(e.to_string()))?;
-    let mut reader =
-        StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| bad(e.to_string()))?;
+        .map_err(Error::invalid_input("malformed ticket"))?;
+    let mut reader = StreamReader::try_new(Cursor::new(bytes), None)
+        .map_err(Error::invalid_input("malformed ticket"))?;
     let schema = reader.schema();
     match reader.next() {
-        Some(batch) => batch.map_err(|e| bad(e.to_string())),
+        Some(batch) => batch.map_err(Error::invalid_input("malformed ticket")),
         None => Ok(RecordBatch::new_empty(Arc::clone(&schema))),
     }
 }

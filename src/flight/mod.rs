@@ -10,8 +10,11 @@
 mod auth;
 mod guard;
 mod handle;
+mod ingest;
+mod metadata;
 pub mod online;
 mod parameters;
+mod query;
 mod service;
 mod status;
 
@@ -120,7 +123,7 @@ impl Executor {
         self.0
             .as_ref()
             .map(|r| r.handle().clone())
-            .ok_or_else(|| Error::Invalid("execution runtime is gone".into()))
+            .ok_or_else(|| Error::Internal("execution runtime is gone".into()))
     }
 }
 
@@ -182,7 +185,7 @@ pub async fn serve(
         {
             builder = builder
                 .tls_config(tonic::transport::ServerTlsConfig::new().identity(tls.identity()?))
-                .map_err(|e| Error::Invalid(format!("TLS certificate or key: {e}")))?;
+                .map_err(Error::invalid_input("TLS certificate or key"))?;
         }
         #[cfg(not(feature = "tls"))]
         return Err(Error::NotSupported(format!(
@@ -199,7 +202,7 @@ pub async fn serve(
             shutdown,
         )
         .await
-        .map_err(|e| Error::Invalid(format!("Flight SQL server: {e}")))?;
+        .map_err(Error::unavailable("Flight SQL server"))?;
     // Every acknowledged record is committed before the process ends, and
     // before the execution runtime goes: a stream first written by a SQL
     // statement has its committer there (shutdown waited 30 s, then failed).

@@ -37,8 +37,8 @@ pub const STREAM_PATH: &str = "stream";
 
 /// Answers one lookup request; the result is an Arrow IPC stream.
 pub async fn lookup(session: &Session, body: &[u8]) -> Result<Vec<u8>> {
-    let request: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::Invalid(format!("lookup request is not JSON: {e}")))?;
+    let request: Value =
+        serde_json::from_slice(body).map_err(Error::invalid_input("lookup request is not JSON"))?;
     let group = request
         .get("group")
         .and_then(Value::as_str)
@@ -105,7 +105,7 @@ pub fn stream_into(
     let queueing = streams.clone();
     let batches = FlightRecordBatchStream::new_from_flight_data(data.map_err(FlightError::from));
     let acks = batches
-        .map_err(move |e| Error::Invalid(format!("stream into {table}: {e}")))
+        .map_err(move |e| Error::invalid_input(format!("stream into {table}"))(e))
         .ready_chunks(RECORD_BATCHES)
         // Concurrently, keeping order: validate and encode each run of batches.
         .map(move |chunk| {
@@ -283,14 +283,10 @@ pub fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
         .map(|c| c.data_type().primitive_width().unwrap_or(16) + 1)
         .sum();
     let mut out = Vec::with_capacity(1024 + 96 * batch.num_columns() + width * batch.num_rows());
-    let mut writer = StreamWriter::try_new(&mut out, &batch.schema())
-        .map_err(|e| Error::Invalid(format!("lookup result: {e}")))?;
-    writer
-        .write(batch)
-        .map_err(|e| Error::Invalid(format!("lookup result: {e}")))?;
-    writer
-        .finish()
-        .map_err(|e| Error::Invalid(format!("lookup result: {e}")))?;
+    let mut writer =
+        StreamWriter::try_new(&mut out, &batch.schema()).map_err(Error::arrow("lookup result"))?;
+    writer.write(batch).map_err(Error::arrow("lookup result"))?;
+    writer.finish().map_err(Error::arrow("lookup result"))?;
     drop(writer);
     Ok(out)
 }

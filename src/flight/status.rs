@@ -142,6 +142,70 @@ mod tests {
         }
     }
 
+    /// Errors that used to be flattened into `Error::Invalid(e.to_string())`
+    /// (INVALID_ARGUMENT, the client's fault) now keep their cause: an Arrow
+    /// failure on pitlake's own arrays is INTERNAL, also after travelling
+    /// through DataFusion from inside an operator; unreadable client input
+    /// stays INVALID_ARGUMENT and names its source once; a failed dependency
+    /// is UNAVAILABLE.
+    #[test]
+    fn flattened_errors_keep_their_cause() {
+        use std::sync::Arc;
+
+        use arrow::array::{Int64Array, RecordBatch};
+        use arrow::datatypes::{DataType, Field, Schema};
+
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "count",
+            DataType::Utf8,
+            false,
+        )]));
+        let broken = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1]))])
+            .map_err(Error::arrow("the count of rows written"))
+            .expect_err("a Utf8 field with Int64 values");
+        let arrow_text = broken.to_string();
+        let status = to_status(broken);
+        assert_eq!(status.code(), Code::Internal, "{}", status.message());
+        assert_eq!(status.message(), arrow_text);
+
+        let in_operator = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("x", DataType::Utf8, false)])),
+            vec![Arc::new(Int64Array::from(vec![1]))],
+        )
+        .map_err(Error::arrow("ASOF JOIN right rows"))
+        .map_err(DataFusionError::from)
+        .expect_err("a Utf8 field with Int64 values");
+        let status = df_status(in_operator);
+        assert_eq!(status.code(), Code::Internal, "{}", status.message());
+        assert!(
+            status.message().starts_with("ASOF JOIN right rows: "),
+            "{}",
+            status.message()
+        );
+
+        let not_json = serde_json::from_str::<serde_json::Value>("{nope")
+            .map_err(Error::invalid_input("lookup request is not JSON"))
+            .expect_err("not JSON");
+        assert!(std::error::Error::source(&not_json).is_some());
+        let status = to_status(not_json);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status
+                .message()
+                .starts_with("lookup request is not JSON: key must be a string"),
+            "{}",
+            status.message()
+        );
+
+        let gone: std::result::Result<(), _> = Err(std::io::Error::other("terminal gone"));
+        let status = to_status(
+            gone.map_err(Error::unavailable("shell"))
+                .expect_err("an error"),
+        );
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "shell: terminal gone");
+    }
+
     #[test]
     fn a_status_names_the_causes_and_stays_short() {
         let wrapped = Error::Arrow {

@@ -264,7 +264,7 @@ impl Streams {
                         .map(RecordBatch::schema)
                         .unwrap_or_else(|| stream.target.schema.clone());
                     arrow::compute::concat_batches(&schema, &batches)
-                        .map_err(|e| Error::Invalid(format!("stream into {}: {e}", stream.name)))?
+                        .map_err(Error::arrow(format!("stream into {}", stream.name)))?
                 }
             };
             let what = "streamed record".to_string();
@@ -272,7 +272,7 @@ impl Streams {
             Prepared::new(stream, batch)
         })
         .await
-        .map_err(|e| Error::Invalid(format!("stream into {name}: preparing a record: {e}")))?
+        .map_err(|e| Error::Internal(format!("stream into {name}: preparing a record: {e}")))?
     }
 
     /// Queues a prepared record in its log (after waiting for room, if the
@@ -454,7 +454,7 @@ impl Streams {
             Arc::new(UInt64Array::from(wal_bytes)),
             Arc::new(StringArray::from(errors)),
         ];
-        RecordBatch::try_new(schema, columns).map_err(|e| Error::Invalid(e.to_string()))
+        RecordBatch::try_new(schema, columns).map_err(Error::arrow("the streams' status"))
     }
 
     /// The stream of `name`, opening (and replaying) its log on first use.
@@ -475,7 +475,7 @@ impl Streams {
         let (wal, replay) =
             tokio::task::spawn_blocking(move || Wal::open(&dir, committed, WalOptions::default()))
                 .await
-                .map_err(|e| Error::Invalid(format!("opening the stream log of {key}: {e}")))??;
+                .map_err(|e| Error::Internal(format!("opening the stream log of {key}: {e}")))??;
         let mut pending = Pending {
             committed_lsn: committed,
             ..Default::default()
@@ -564,11 +564,14 @@ impl Stream {
                 .await
                 .is_err()
             {
-                return Err(Error::Invalid(format!(
-                    "stream into {} did not commit within 30 s{}",
-                    self.name,
-                    error.map(|e| format!(": {e}")).unwrap_or_default()
-                )));
+                return Err(Error::Unavailable {
+                    context: format!("stream into {}", self.name),
+                    source: format!(
+                        "did not commit within 30 s{}",
+                        error.map(|e| format!(": {e}")).unwrap_or_default()
+                    )
+                    .into(),
+                });
             }
         }
     }
@@ -686,7 +689,7 @@ async fn commit(
         ))
     })
     .await
-    .map_err(|e| Error::Invalid(format!("committing the stream into {name}: {e}")))??;
+    .map_err(|e| Error::Internal(format!("committing the stream into {name}: {e}")))??;
     stream
         .stats
         .last_commit_micros

@@ -339,7 +339,7 @@ async fn commit(
         match committed {
             Ok(committed) => {
                 return committed.metadata().current_snapshot_id().ok_or_else(|| {
-                    Error::Invalid(format!("{name}: the commit left no current snapshot"))
+                    Error::Internal(format!("{name}: the commit left no current snapshot"))
                 });
             }
             Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => {

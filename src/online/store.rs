@@ -550,13 +550,13 @@ impl OnlineGroup {
             .map(|(k, &c)| {
                 let field = self.schema.field(c);
                 cast(k, field.data_type()).map_err(|e| {
-                    Error::Invalid(format!(
-                        "key {} of {} is {}: cannot use {} values ({e})",
+                    Error::invalid_input(format!(
+                        "key {} of {} is {}: cannot use {} values",
                         field.name(),
                         self.name,
                         field.data_type(),
                         k.data_type()
-                    ))
+                    ))(e)
                 })
             })
             .collect()

@@ -159,7 +159,7 @@ impl OnlineTable {
         min_time: Option<i64>,
     ) -> Result<RecordBatch> {
         if keys.len() != self.key_columns.len() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "online lookup needs {} key columns, got {}",
                 self.key_columns.len(),
                 keys.len()
@@ -186,14 +186,14 @@ impl OnlineTable {
         let schema = self
             .schema
             .project(projection)
-            .map_err(|e| Error::Invalid(format!("online lookup columns: {e}")))?;
+            .map_err(Error::arrow("online lookup columns"))?;
         // Key columns of missing rows come from the request, so may be non-null.
         RecordBatch::try_new_with_options(
             std::sync::Arc::new(schema),
             columns,
             &arrow::array::RecordBatchOptions::new().with_row_count(Some(requested)),
         )
-        .map_err(|e| Error::Invalid(format!("online lookup result: {e}")))
+        .map_err(Error::arrow("online lookup result"))
     }
 
     /// Every live row (no order), projected, skipping rows older than `min_time`.
@@ -211,13 +211,13 @@ impl OnlineTable {
         let schema = self
             .schema
             .project(projection)
-            .map_err(|e| Error::Invalid(format!("online scan columns: {e}")))?;
+            .map_err(Error::arrow("online scan columns"))?;
         RecordBatch::try_new_with_options(
             std::sync::Arc::new(schema),
             columns,
             &arrow::array::RecordBatchOptions::new().with_row_count(Some(indices.len())),
         )
-        .map_err(|e| Error::Invalid(format!("online scan result: {e}")))
+        .map_err(Error::arrow("online scan result"))
     }
 
     /// Column `c` of the rows at `indices`; index `chunks.len()` is a NULL.
@@ -232,8 +232,7 @@ impl OnlineTable {
         let mut arrays: Vec<&dyn Array> =
             self.chunks.iter().map(|b| b.column(c).as_ref()).collect();
         arrays.push(self.nulls[c].as_ref());
-        interleave(&arrays, indices)
-            .map_err(|e| Error::Invalid(format!("online store gather: {e}")))
+        interleave(&arrays, indices).map_err(Error::arrow("online store gather"))
     }
 
     /// Rewrites the live rows into one chunk if they are spread over many
@@ -257,7 +256,7 @@ impl OnlineTable {
         if matches {
             Ok(())
         } else {
-            Err(Error::Invalid(format!(
+            Err(Error::Internal(format!(
                 "online store: rows of schema {given:?} do not fit {:?}",
                 self.schema
             )))
@@ -276,7 +275,7 @@ impl OnlineTable {
         }
         let from = self.small_from;
         let merged = concat_batches(&self.schema, &self.chunks[from..])
-            .map_err(|e| Error::Invalid(format!("online store merge: {e}")))?;
+            .map_err(Error::arrow("online store merge"))?;
         let mut offsets = Vec::with_capacity(self.chunks.len() - from);
         let mut offset = 0u32;
         for chunk in &self.chunks[from..] {
@@ -416,8 +415,7 @@ fn gather_rows(
     let columns = (0..schema.fields().len())
         .map(|c| {
             let arrays: Vec<&dyn Array> = chunks.iter().map(|b| b.column(c).as_ref()).collect();
-            interleave(&arrays, indices)
-                .map_err(|e| Error::Invalid(format!("online store compaction: {e}")))
+            interleave(&arrays, indices).map_err(Error::arrow("online store compaction"))
         })
         .collect::<Result<Vec<_>>>()?;
     RecordBatch::try_new_with_options(
@@ -425,7 +423,7 @@ fn gather_rows(
         columns,
         &arrow::array::RecordBatchOptions::new().with_row_count(Some(indices.len())),
     )
-    .map_err(|e| Error::Invalid(format!("online store compaction: {e}")))
+    .map_err(Error::arrow("online store compaction"))
 }
 
 /// Event times as their physical integers (days for dates, the column's unit
@@ -433,13 +431,12 @@ fn gather_rows(
 pub fn physical_times(array: &ArrayRef) -> Result<arrow::array::Int64Array> {
     let ints = match array.data_type() {
         DataType::Timestamp(unit, _) => cast(
-            &cast(array, &DataType::Timestamp(*unit, None))
-                .map_err(|e| Error::Invalid(format!("event time: {e}")))?,
+            &cast(array, &DataType::Timestamp(*unit, None)).map_err(Error::arrow("event time"))?,
             &DataType::Int64,
         ),
         _ => cast(array, &DataType::Int64),
     }
-    .map_err(|e| Error::Invalid(format!("event time: {e}")))?;
+    .map_err(Error::arrow("event time"))?;
     Ok(ints.as_primitive::<Int64Type>().clone())
 }
 

@@ -89,7 +89,8 @@ async fn evaluate_snapshot_id(expr: &ast::Expr, session: &dyn Evaluate) -> Resul
             value.data_type()
         )));
     }
-    let ids = cast(&value, &DataType::Int64).map_err(|e| Error::Invalid(e.to_string()))?;
+    let ids = cast(&value, &DataType::Int64)
+        .map_err(Error::invalid_input(format!("VERSION AS OF {expr}")))?;
     ids.as_any()
         .downcast_ref::<arrow::array::Int64Array>()
         .filter(|a| a.is_valid(0))
@@ -124,7 +125,9 @@ async fn evaluate_timestamp(expr: &ast::Expr, session: &dyn Evaluate) -> Result<
         value,
         &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
     )
-    .map_err(|e| Error::Invalid(format!("AS OF {expr} is not a timestamp: {e}")))?;
+    .map_err(Error::invalid_input(format!(
+        "AS OF {expr} is not a timestamp"
+    )))?;
     let micros = micros
         .as_any()
         .downcast_ref::<arrow::array::TimestampMicrosecondArray>()

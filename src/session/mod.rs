@@ -190,7 +190,7 @@ impl Session {
     ) -> Result<(SchemaRef, Vec<Option<DataType>>)> {
         self.catalog.refresh().await?;
         let Statement::Sql(statement) = statement else {
-            return Err(Error::Invalid("not a query".into()));
+            return Err(Error::Internal("not a query".into()));
         };
         let mut statement = *statement;
         self.pin_time_travel(&mut statement).await?;
@@ -411,7 +411,7 @@ impl Session {
     async fn evaluate_scalar(&self, expr: &ast::Expr) -> Result<arrow::array::ArrayRef> {
         let statements = parse_sql(&format!("SELECT {expr}"))?;
         let Some(Statement::Sql(select)) = statements.into_iter().next() else {
-            return Err(Error::Invalid(format!("cannot evaluate {expr}")));
+            return Err(Error::Internal(format!("cannot evaluate {expr}")));
         };
         let result: Vec<RecordBatch> = Box::pin(self.run_query(*select))
             .await?
@@ -508,6 +508,6 @@ fn count(rows: u64) -> Result<SendableRecordBatchStream> {
         false,
     )]));
     let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![rows]))])
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+        .map_err(Error::arrow("the count of rows written"))?;
     one_batch(batch)
 }

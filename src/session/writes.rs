@@ -55,7 +55,7 @@ impl Session {
                 let mut statement = ast::Statement::Query(query);
                 self.pin_time_travel(&mut statement).await?;
                 let ast::Statement::Query(query) = statement else {
-                    return Err(Error::Invalid("COPY TO lost its query".into()));
+                    return Err(Error::Internal("COPY TO lost its query".into()));
                 };
                 CopyToSource::Query(query)
             }
@@ -243,7 +243,7 @@ impl Session {
                 .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
                 .collect();
             RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-                .map_err(|e| Error::Invalid(e.to_string()))
+                .map_err(Error::arrow("a row of values"))
         });
         let writes = self.store.writes();
         if streams_inserts(&table, &source_is_values) {

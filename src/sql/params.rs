@@ -126,7 +126,7 @@ fn literal(value: &ScalarValue) -> Result<Expr> {
         | ScalarValue::TimestampNanosecond(_, _) => {
             let array = value.to_array().map_err(Error::from)?;
             let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
-                .map_err(|e| Error::Invalid(e.to_string()))?;
+                .map_err(Error::arrow("formatting a parameter"))?;
             formatter.value(0).to_string()
         }
         other => other.to_string(),

@@ -258,7 +258,7 @@ pub async fn plan_pieces(
         .map_err(|e| Error::iceberg(format!("cannot plan the scan of {name}"))(e))
         .and_then(|task| {
             let found = rank.get(&task.data_file_path).copied().ok_or_else(|| {
-                Error::Invalid(format!(
+                Error::Internal(format!(
                     "{name}: {} is not in the snapshot",
                     task.data_file_path
                 ))
@@ -311,7 +311,7 @@ async fn split_by_row_groups(
     let context = || format!("cannot read the footer of a data file of {name}");
     let metadata = parquet_footer(table, &task.data_file_path, task.file_size_in_bytes)
         .await
-        .map_err(|e| Error::Invalid(format!("{}: {e}", context())))?;
+        .map_err(Error::unavailable(context()))?;
     let groups = metadata.row_groups();
     if groups.len() < 2 {
         return Ok(vec![ScanPiece {

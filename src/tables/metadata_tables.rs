@@ -180,7 +180,7 @@ fn history(table: &Table) -> Result<RecordBatch> {
 /// the only place iceberg-rust exposes all of them.
 fn refs(table: &Table) -> Result<RecordBatch> {
     let json = serde_json::to_value(table.metadata())
-        .map_err(|e| Error::Invalid(format!("cannot serialize table metadata: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot serialize table metadata: {e}")))?;
     struct Ref {
         name: String,
         kind: String,

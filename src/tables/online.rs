@@ -408,7 +408,7 @@ impl ExecutionPlan for OnlineLookupExec {
             // The table's schema says non-key columns are nullable.
             batch
                 .with_schema(self.schema.clone())
-                .map_err(|e| Error::Invalid(format!("online lookup: {e}")))
+                .map_err(Error::arrow("online lookup"))
         })
         .map_err(|e| DataFusionError::External(Box::new(e)));
         let stream = futures::stream::once(async move { result });

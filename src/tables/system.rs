@@ -80,5 +80,5 @@ fn online_status(store: &Store) -> Result<RecordBatch> {
         Arc::new(UInt64Array::from(entities)),
         Arc::new(UInt64Array::from(bytes)),
     ];
-    RecordBatch::try_new(schema, columns).map_err(|e| Error::Invalid(e.to_string()))
+    RecordBatch::try_new(schema, columns).map_err(Error::arrow("building a system table"))
 }

@@ -27,7 +27,7 @@ pub fn batch_offsets(rows: impl IntoIterator<Item = usize>) -> Result<Vec<u32>> 
             .ok()
             .and_then(|n| total.checked_add(n))
             .ok_or_else(|| {
-                Error::Invalid(
+                Error::ResourceExhausted(
                     "ASOF JOIN: a partition holds more than 4G rows; raise target_partitions"
                         .into(),
                 )
@@ -373,7 +373,7 @@ impl KeyGroups {
             );
         }
         if group_of.len() != rows {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "ASOF JOIN: {} key rows for {rows} rows",
                 group_of.len()
             )));
@@ -395,7 +395,7 @@ impl KeyGroups {
             None => Ok(vec![Some(0); rows]),
             // Grouped densely without the map (`assign_dense`): the planner
             // casts both sides' keys to one type, so this is a bug.
-            Some(map) if map.is_empty() && self.dense.is_some() => Err(Error::Invalid(format!(
+            Some(map) if map.is_empty() && self.dense.is_some() => Err(Error::Internal(format!(
                 "ASOF JOIN: keys of type {:?} looked up among BIGINT keys",
                 keys.iter().map(|k| k.data_type()).collect::<Vec<_>>()
             ))),

@@ -106,8 +106,7 @@ impl BatchRows {
                     .map(|b| b.column(c).as_ref())
                     .chain([null.as_ref()])
                     .collect();
-                interleave(&arrays, indices)
-                    .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))
+                interleave(&arrays, indices).map_err(Error::arrow("ASOF JOIN right columns"))
             })
             .collect()
     }
@@ -122,13 +121,13 @@ impl BatchRows {
         let schema = self
             .schema
             .project(columns)
-            .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
+            .map_err(Error::arrow("ASOF JOIN right columns"))?;
         let batches = self
             .batches
             .iter()
             .map(|b| b.project(columns))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
+            .map_err(Error::arrow("ASOF JOIN right columns"))?;
         Self::from_batches(schema.into(), batches)
     }
 
@@ -151,7 +150,7 @@ pub fn take_rows(batch: &RecordBatch, rows: &UInt32Array) -> Result<RecordBatch>
         .iter()
         .map(|c| take(c, rows, None))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Invalid(format!("ASOF JOIN right rows: {e}")))?;
+        .map_err(Error::arrow("ASOF JOIN right rows"))?;
     with_rows(batch.schema(), columns, rows.len())
 }
 
@@ -159,5 +158,5 @@ pub fn take_rows(batch: &RecordBatch, rows: &UInt32Array) -> Result<RecordBatch>
 fn with_rows(schema: SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
     RecordBatch::try_new_with_options(schema, columns, &options)
-        .map_err(|e| Error::Invalid(format!("ASOF JOIN right rows: {e}")))
+        .map_err(Error::arrow("ASOF JOIN right rows"))
 }

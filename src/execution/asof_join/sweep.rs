@@ -177,12 +177,12 @@ impl LeftSweep {
     ) -> Result<Self> {
         let held = right_schema
             .project(columns)
-            .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
+            .map_err(Error::arrow("ASOF JOIN right columns"))?;
         let held = Arc::new(held);
         let mut groups = KeyGroups::for_keys(keys)?;
         let first = arms
             .first()
-            .ok_or_else(|| Error::Invalid("ASOF JOIN: a sweep without arms".into()))?;
+            .ok_or_else(|| Error::Internal("ASOF JOIN: a sweep without arms".into()))?;
         let offsets = batch_offsets(first.matches.iter().map(|m| m.len()))?;
         let group_of = groups.assign_rows(keys, &offsets)?;
         let ingest = ingest_order_column(&right_schema);
@@ -235,7 +235,7 @@ impl LeftSweep {
     pub fn matches_bound(&self, batch: &RecordBatch) -> Result<usize> {
         let held = batch
             .project(&self.columns)
-            .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
+            .map_err(Error::arrow("ASOF JOIN right columns"))?;
         let width = data_bytes(&held).div_ceil(batch.num_rows().max(1));
         Ok(self.arms.iter().map(|arm| arm.best.len() * width).sum())
     }
@@ -284,7 +284,7 @@ impl LeftSweep {
         let kept = chunk.groups.len() - before;
         let batch = batch
             .project(&self.columns)
-            .map_err(|e| Error::Invalid(format!("ASOF JOIN right columns: {e}")))?;
+            .map_err(Error::arrow("ASOF JOIN right columns"))?;
         let batch = if kept == n {
             batch
         } else {

@@ -22,7 +22,7 @@ pub fn ingest_order_column(schema: &Schema) -> Option<usize> {
 /// A batch's ingestion order column as `i64`s (0 where NULL).
 pub fn ingest_order(batch: &RecordBatch, column: usize) -> Result<Vec<i64>> {
     let ints = cast(batch.column(column), &DataType::Int64)
-        .map_err(|e| Error::Invalid(format!("ASOF JOIN ingestion order: {e}")))?;
+        .map_err(Error::arrow("ASOF JOIN ingestion order"))?;
     Ok(ints
         .as_primitive::<Int64Type>()
         .iter()

@@ -38,7 +38,7 @@ impl Ordered {
 /// copy for 64-bit ones); floats map to integers by the IEEE-754 total order
 /// (NaN sorts last).
 pub fn ordered_i64(array: &ArrayRef) -> Result<Ordered> {
-    let err = |e: arrow::error::ArrowError| Error::Invalid(format!("ASOF JOIN match value: {e}"));
+    let err = |e: arrow::error::ArrowError| Error::arrow("ASOF JOIN match value")(e);
     match array.data_type() {
         // Both sides share one decimal type, so unscaled values order alike.
         DataType::Decimal128(_, _) => {

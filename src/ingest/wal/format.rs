@@ -39,11 +39,12 @@ impl std::fmt::Debug for Encoded {
 /// Encodes `batch` as a record frame with a zeroed crc and lsn, plus the crc
 /// state of its payload.
 pub(super) fn encode_frame(dir: &Path, batch: &RecordBatch) -> Result<Encoded> {
-    let encode_error = |e: arrow::error::ArrowError| {
-        Error::Invalid(format!(
-            "write-ahead log {}: cannot encode batch as Arrow IPC: {e}",
+    let encode_error = |e: arrow::error::ArrowError| Error::Arrow {
+        context: format!(
+            "write-ahead log {}: cannot encode batch as Arrow IPC",
             dir.display()
-        ))
+        ),
+        source: Box::new(e),
     };
     // Room for the header up front so the frame is one buffer, written with no copy.
     let hint = batch.get_array_memory_size().min(64 << 20) + 1024;

@@ -213,7 +213,7 @@ impl ScalarUDFImpl for RoundTime {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
         let [arg] = args.args.as_slice() else {
-            return Err(Error::Invalid(format!("{} takes one argument", self.name)).into());
+            return Err(Error::Internal(format!("{} takes one argument", self.name)).into());
         };
         let scalar = matches!(arg, ColumnarValue::Scalar(_));
         let array = arg.to_array(args.number_rows)?;

@@ -246,17 +246,17 @@ impl UserDefinedLogicalNodeCore for AsOfJoinNode {
     fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> DFResult<Self> {
         let [left, right]: [LogicalPlan; 2] = inputs
             .try_into()
-            .map_err(|_| Error::Invalid("AsOfJoin has two inputs".into()))?;
+            .map_err(|_| Error::Internal("AsOfJoin has two inputs".into()))?;
         let mut exprs = exprs.into_iter();
         let mut on = Vec::with_capacity(self.on.len());
         for _ in 0..self.on.len() {
             match (exprs.next(), exprs.next()) {
                 (Some(l), Some(r)) => on.push((l, r)),
-                _ => return Err(Error::Invalid("AsOfJoin lost its keys".into()).into()),
+                _ => return Err(Error::Internal("AsOfJoin lost its keys".into()).into()),
             }
         }
         let (Some(left_match), Some(right_match)) = (exprs.next(), exprs.next()) else {
-            return Err(Error::Invalid("AsOfJoin lost its match condition".into()).into());
+            return Err(Error::Internal("AsOfJoin lost its match condition".into()).into());
         };
         let max_age = match (&self.max_age, exprs.next()) {
             (Some(age), Some(bound)) => Some(MaxAge {

@@ -151,7 +151,7 @@ impl RelationPlanner for AsOfJoinPlanner {
             constraint,
         } = join.join_operator
         else {
-            return Err(Error::Invalid("ASOF JOIN expected".into()).into());
+            return Err(Error::Internal("ASOF JOIN expected".into()).into());
         };
 
         // The left side is everything before this join, itself possibly ending in an ASOF join.
@@ -316,7 +316,7 @@ fn in_ingest_order(plan: LogicalPlan) -> DFResult<(LogicalPlan, bool)> {
                     .schema()
                     .iter()
                     .find(|(_, f)| f.name() == INGEST_ORDER_COLUMN)
-                    .ok_or_else(|| Error::Invalid("the ingestion order went missing".into()))?;
+                    .ok_or_else(|| Error::Internal("the ingestion order went missing".into()))?;
                 exprs.push(Expr::Column(Column::new(qualifier.cloned(), field.name())));
             }
             let projection = Projection::try_new(exprs, Arc::new(input))?;
