@@ -29,7 +29,6 @@ pub struct Store {
     warehouse: Warehouse,
     online: Arc<OnlineStore>,
     streams: Arc<Streams>,
-    writes: WritePath,
 }
 
 impl Store {
@@ -43,12 +42,10 @@ impl Store {
     pub fn new(warehouse: Warehouse) -> Self {
         let online = OnlineStore::new(warehouse.clone());
         let streams = Streams::new(warehouse.clone(), online.clone());
-        let writes = WritePath::new(warehouse.clone(), online.clone(), streams.clone());
         Store {
             warehouse,
             online,
             streams,
-            writes,
         }
     }
 
@@ -68,8 +65,12 @@ impl Store {
     }
 
     /// Writes into the tables (each a snapshot, then the online store told).
-    pub fn writes(&self) -> &WritePath {
-        &self.writes
+    pub fn writes(&self) -> WritePath {
+        WritePath::new(
+            self.warehouse.clone(),
+            self.online.clone(),
+            self.streams.clone(),
+        )
     }
 
     /// The streaming-ingest logs and committers.

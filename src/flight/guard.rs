@@ -53,7 +53,9 @@ async fn logged<T>(
             peer,
             code = ?status.code(),
             micros,
-            message = status.message()
+            // Debug-quoted: a message quotes the client's text, whose line
+            // breaks must not start lines of their own in the log.
+            error = ?status.message()
         ),
     }
     result

@@ -26,18 +26,31 @@ use crate::catalog::CATALOG_NAME;
 use crate::error::{Error, Result};
 
 impl PitlakeFlightSql {
+    /// The FlightInfo of a metadata call: its result schema and a ticket that
+    /// carries the command back, for a signed-in caller.
+    fn described(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: &Schema,
+        command: impl ProstMessageExt,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.caller(&request)?;
+        let ticket = Ticket::new(command.as_any().encode_to_vec());
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| to_status(Error::arrow("encoding the result schema")(e)))?
+            .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+            .with_descriptor(request.into_inner());
+        Ok(Response::new(info))
+    }
+
     pub(super) async fn info_catalogs(
         &self,
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(metadata_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        self.described(request, &schema, query)
     }
 
     pub(super) async fn list_catalogs(
@@ -56,13 +69,8 @@ impl PitlakeFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(metadata_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        self.described(request, &schema, query)
     }
 
     pub(super) async fn list_schemas(
@@ -86,13 +94,8 @@ impl PitlakeFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(metadata_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        self.described(request, &schema, query)
     }
 
     pub(super) async fn list_tables(
@@ -125,13 +128,8 @@ impl PitlakeFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(metadata_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        self.described(request, &schema, query)
     }
 
     pub(super) async fn list_table_types(
@@ -150,13 +148,8 @@ impl PitlakeFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        Ok(Response::new(metadata_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        self.described(request, &schema, query)
     }
 
     pub(super) async fn list_sql_info(
@@ -173,12 +166,7 @@ impl PitlakeFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
-        Ok(Response::new(metadata_info(
-            &primary_keys_schema(),
-            query,
-            request.into_inner(),
-        )?))
+        self.described(request, &primary_keys_schema(), query)
     }
 
     pub(super) async fn list_primary_keys(
@@ -217,13 +205,8 @@ impl PitlakeFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.caller(&request)?;
         let schema = query.into_builder(&self.xdbc).schema();
-        Ok(Response::new(metadata_info(
-            &schema,
-            query,
-            request.into_inner(),
-        )?))
+        self.described(request, &schema, query)
     }
 
     pub(super) async fn list_xdbc_types(
@@ -234,19 +217,6 @@ impl PitlakeFlightSql {
         self.caller(&request)?;
         one(query.into_builder(&self.xdbc).build())
     }
-}
-
-fn metadata_info(
-    schema: &Schema,
-    command: impl ProstMessageExt,
-    descriptor: FlightDescriptor,
-) -> std::result::Result<FlightInfo, Status> {
-    let ticket = Ticket::new(command.as_any().encode_to_vec());
-    Ok(FlightInfo::new()
-        .try_with_schema(schema)
-        .map_err(|e| to_status(Error::arrow("encoding the result schema")(e)))?
-        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
-        .with_descriptor(descriptor))
 }
 
 fn one<E: std::fmt::Display>(

@@ -37,12 +37,14 @@ pub fn code_of(cause: Cause) -> Code {
 pub fn to_status(err: Error) -> Status {
     let cause = err.cause();
     let message = capped(message_with_causes(&err));
+    // Debug-quoted: messages quote client text (names, paths), whose line
+    // breaks must not forge log lines.
     match cause {
-        _ if cause.is_operators() => tracing::error!(cause = ?cause, "{message}"),
+        _ if cause.is_operators() => tracing::error!(cause = ?cause, error = ?message),
         // Worth an operator's glance: a probe of what is allowed, a server
         // or stream at its limits.
-        Cause::Denied | Cause::Exhausted => tracing::warn!(cause = ?cause, "{message}"),
-        _ => tracing::debug!(cause = ?cause, "{message}"),
+        Cause::Denied | Cause::Exhausted => tracing::warn!(cause = ?cause, error = ?message),
+        _ => tracing::debug!(cause = ?cause, error = ?message),
     }
     Status::new(code_of(cause), message)
 }

@@ -21,6 +21,21 @@ use crate::file_access::Access;
 use crate::ingest::{self, IngestMode, target_of};
 
 impl Session {
+    /// The table a statement writes to, as named, loaded, with what its rows
+    /// must fit.
+    async fn write_target(
+        &self,
+        table_name: &ObjectName,
+    ) -> Result<(TableName, iceberg::table::Table, ingest::Target)> {
+        let name = self.resolve_name(table_name)?;
+        let table = self
+            .warehouse()
+            .load_table(&name.schema, &name.table)
+            .await?;
+        let target = target_of(&name.to_string(), &table)?;
+        Ok((name, table, target))
+    }
+
     /// Writes a stream of batches into `schema.table` as one snapshot, columns
     /// matched by name (Flight SQL bulk ingest). A missing table is created
     /// from the first batch's columns when `create` is set; an existing one is
@@ -148,12 +163,7 @@ impl Session {
         let TableObject::TableName(table_name) = &insert.table else {
             return Err(Error::NotSupported("INSERT INTO a table function".into()));
         };
-        let name = self.resolve_name(table_name)?;
-        let table = self
-            .warehouse()
-            .load_table(&name.schema, &name.table)
-            .await?;
-        let target = target_of(&name.to_string(), &table)?;
+        let (name, table, target) = self.write_target(table_name).await?;
         let source = insert
             .source
             .ok_or_else(|| Error::Invalid(format!("INSERT INTO {name} needs VALUES or SELECT")))?;
@@ -276,12 +286,7 @@ impl Session {
         table_name: &ObjectName,
         path: &str,
     ) -> Result<SendableRecordBatchStream> {
-        let name = self.resolve_name(table_name)?;
-        let table = self
-            .warehouse()
-            .load_table(&name.schema, &name.table)
-            .await?;
-        let target = target_of(&name.to_string(), &table)?;
+        let (name, table, target) = self.write_target(table_name).await?;
         let bad = |reason: String| Error::BadInput {
             table: name.to_string(),
             reason,

@@ -11,10 +11,10 @@ use pitlake::Session;
 use pitlake::output::cells;
 
 /// A small deterministic generator (no extra crates).
-struct Lcg(u64);
+pub struct Lcg(pub u64);
 
 impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
+    pub fn next(&mut self, n: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)

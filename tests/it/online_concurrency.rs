@@ -11,6 +11,8 @@ use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 use pitlake::Session;
 use pitlake::ingest::stream::CommitPolicy;
 
+use crate::online::Lcg;
+
 const WRITERS: i64 = 16;
 const INSERTS: i64 = 60;
 /// Keys every writer writes, at few distinct event times: ties are common.
@@ -19,19 +21,6 @@ const SHARED_BASE: i64 = 1_000_000;
 /// 2020-01-01T00:00:00 in microseconds.
 const T0: i64 = 1_577_836_800_000_000;
 const DAY: i64 = 86_400_000_000;
-
-/// A small deterministic generator (no extra crates).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
 
 /// `(key, days after T0, value)` rows as VALUES tuples.
 fn values_sql(rows: &[(i64, i64, f64)]) -> String {

@@ -4,10 +4,10 @@
 //! still goes to the row ingested last, at the current snapshot and an older
 //! one, at any number of partitions.
 
-use std::path::Path;
-
 use pitlake::Session;
 use pitlake::output::cells;
+
+use crate::writes::row_groups;
 
 async fn rows(session: &Session, sql: &str) -> Vec<Vec<String>> {
     let results = session
@@ -15,24 +15,6 @@ async fn rows(session: &Session, sql: &str) -> Vec<Vec<String>> {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     cells(&results.last().expect("a result").batches).expect("cells")
-}
-
-/// Row groups of every Parquet file under `dir`.
-fn row_groups(dir: &Path) -> Vec<usize> {
-    use parquet::file::reader::FileReader;
-    let mut counts = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("dir").filter_map(|e| e.ok()) {
-        let path = entry.path();
-        if path.is_dir() {
-            counts.extend(row_groups(&path));
-        } else if path.extension().is_some_and(|x| x == "parquet") {
-            let file = std::fs::File::open(&path).expect("data file");
-            let reader =
-                parquet::file::reader::SerializedFileReader::new(file).expect("Parquet file");
-            counts.push(reader.metadata().num_row_groups());
-        }
-    }
-    counts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +65,9 @@ async fn ties_go_to_the_row_ingested_last_at_any_number_of_partitions() {
         )
         .await
         .expect("second commit");
-    let groups = row_groups(&dir.path().join("default/g/data"));
+    let groups: Vec<usize> = row_groups(&dir.path().join("default/g/data"))
+        .into_values()
+        .collect();
     assert!(
         groups.iter().any(|g| *g >= 20),
         "a file of many row groups: {groups:?}"

@@ -24,6 +24,12 @@ async fn every_call_leaves_one_line_with_its_code() {
         .await
         .expect_err("a syntax error");
     assert!(refused.to_string().contains("syntax error"), "{refused}");
+    // A name with a line break: its error quotes it, and the log must not
+    // take the rest for a line of its own.
+    client
+        .execute("SELECT * FROM \"nowhere\nFORGED line\"".to_string(), None)
+        .await
+        .expect_err("no such table");
     assert!(
         server.wait_for_log("code=InvalidArgument", Duration::from_secs(10)),
         "no line for the refused call:\n{}",
@@ -44,10 +50,13 @@ async fn every_call_leaves_one_line_with_its_code() {
     }
     let refused: Vec<&&str> = lines
         .iter()
-        .filter(|l| l.contains("code=InvalidArgument"))
+        .filter(|l| l.contains("code=InvalidArgument") && l.contains("syntax error"))
         .collect();
     assert_eq!(refused.len(), 1, "{log}");
-    assert!(refused[0].contains("syntax error"), "{log}");
+    assert!(
+        log.contains("FORGED line") && !log.lines().any(|l| l.starts_with("FORGED")),
+        "a client's line break started a log line:\n{log}"
+    );
     // The client's mistake is not the server's error.
     assert!(
         !log.lines().any(|l| l.contains("ERROR")),

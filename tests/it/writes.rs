@@ -83,7 +83,7 @@ async fn failed_writes_leave_no_files() {
 }
 
 /// Row groups per Parquet file under `dir`, by path.
-fn row_groups(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, usize> {
+pub fn row_groups(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, usize> {
     use parquet::file::reader::FileReader;
     let mut counts = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(dir)
