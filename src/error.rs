@@ -20,6 +20,13 @@ pub enum Error {
     #[error("table {table} does not exist")]
     TableNotFound { table: String },
 
+    /// A warehouse folder without a catalog, opened by a command that does
+    /// not create one (a mistyped `--warehouse`).
+    #[error(
+        "no warehouse at {path}: the folder has no {file}. Check --warehouse or PITLAKE_WAREHOUSE; a new warehouse is made by `pitlake quickstart`, `pitlake serve` or a statement that creates something"
+    )]
+    WarehouseNotFound { path: String, file: &'static str },
+
     /// A schema (namespace) that does not exist.
     #[error("schema {schema} does not exist")]
     SchemaNotFound { schema: String },
@@ -248,6 +255,7 @@ impl Error {
     pub fn cause(&self) -> Cause {
         match self {
             Error::TableNotFound { .. }
+            | Error::WarehouseNotFound { .. }
             | Error::SchemaNotFound { .. }
             | Error::SnapshotNotFound { .. }
             | Error::RefNotFound { .. } => Cause::NotFound,

@@ -1,13 +1,13 @@
 //! The `pitlake` command: quickstart, embedded SQL.
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use pitlake::output::{Format, render};
+use pitlake::Result;
+use pitlake::output::Format;
 use pitlake::sql::limits::STACK_BYTES;
-use pitlake::{Result, Session};
 
 /// pitlake's binaries run on mimalloc (see Cargo.toml), without transparent
 /// huge pages (see `pitlake::allocator`).
@@ -208,46 +208,40 @@ async fn run(cli: Cli) -> Result<()> {
             format,
             memory_limit_mb,
         } => {
-            let limit = memory_limit_mb
-                .map(|mb| mb * 1024 * 1024)
-                .or_else(|| pitlake::session::machine_memory().map(|bytes| bytes / 2));
-            let session = Session::open(&warehouse)
-                .await?
-                .with_query_memory_limit(limit);
-            // Records a crashed server logged but never committed get committed.
-            session.store().streams().recover().await?;
-            if let Err(e) = session.store().streams().flush(None).await {
-                eprintln!("warning: recovered stream records not committed yet: {e}");
-            }
-            let result = run_sql(&session, command, file, format).await;
-            // Streamed INSERTs are committed before the process ends.
-            let closed = session.store().streams().close().await;
-            result.and(closed)
+            let opener = pitlake::repl::Opener {
+                warehouse,
+                query_memory: memory_limit_mb
+                    .map(|mb| mb * 1024 * 1024)
+                    .or_else(|| pitlake::session::machine_memory().map(|bytes| bytes / 2)),
+            };
+            let format = Format::from(format);
+            let sql = match (command, file) {
+                (Some(sql), _) => sql,
+                (None, Some(path)) => {
+                    read_text(&path.display().to_string(), std::fs::File::open(&path))?
+                }
+                // Piped input is a script, not a shell: no banner, and an
+                // error ends the run with a failure.
+                (None, None) if !std::io::stdin().is_terminal() => {
+                    read_text("standard input", Ok(std::io::stdin()))?
+                }
+                (None, None) => return pitlake::repl::run(opener, format).await,
+            };
+            pitlake::repl::run_script(&opener, &sql, format).await
         }
     }
 }
 
-async fn run_sql(
-    session: &Session,
-    command: Option<String>,
-    file: Option<PathBuf>,
-    format: OutputFormat,
-) -> Result<()> {
-    {
-        {
-            let sql = match (command, file) {
-                (Some(sql), _) => sql,
-                (None, Some(path)) => {
-                    std::fs::read_to_string(&path).map_err(|source| pitlake::Error::Io {
-                        path: path.display().to_string(),
-                        source,
-                    })?
-                }
-                (None, None) => return pitlake::repl::run(session, format.into()).await,
-            };
-            run_and_print(session, &sql, format.into()).await
-        }
-    }
+/// All of `source`'s text, or an error naming `what`.
+fn read_text(what: &str, source: std::io::Result<impl std::io::Read>) -> Result<String> {
+    let mut text = String::new();
+    source
+        .and_then(|mut r| r.read_to_string(&mut text))
+        .map_err(|source| pitlake::Error::Io {
+            path: what.to_string(),
+            source,
+        })?;
+    Ok(text)
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -339,17 +333,4 @@ async fn shutdown_signal() {
         }
     }
     eprintln!("shutting down: finishing running calls");
-}
-
-async fn run_and_print(session: &Session, sql: &str, format: Format) -> Result<()> {
-    let stdout = std::io::stdout();
-    for statement in pitlake::sql::parse_sql(sql)? {
-        let result = session.execute(statement).await?;
-        let mut out = stdout.lock();
-        write!(out, "{}", render(&result, format)?).map_err(|source| pitlake::Error::Io {
-            path: "stdout".into(),
-            source,
-        })?;
-    }
-    Ok(())
 }

@@ -37,6 +37,12 @@ impl Store {
         Ok(Self::new(Warehouse::open(dir).await?))
     }
 
+    /// Opens the warehouse in `dir`, failing with
+    /// [`crate::Error::WarehouseNotFound`] when there is none.
+    pub async fn open_existing(dir: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self::new(Warehouse::open_existing(dir).await?))
+    }
+
     /// The online store and stream logs of an opened warehouse. Open one
     /// `Store` per warehouse and process: the stream logs are locked by it.
     pub fn new(warehouse: Warehouse) -> Self {

@@ -40,6 +40,24 @@ pub struct Warehouse {
 }
 
 impl Warehouse {
+    /// True when `dir` holds a warehouse (its catalog file).
+    pub fn exists(dir: impl AsRef<Path>) -> bool {
+        dir.as_ref().join(CATALOG_FILE).is_file()
+    }
+
+    /// Opens the warehouse in `dir`, which must exist already.
+    pub async fn open_existing(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !Self::exists(dir) {
+            let path = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+            return Err(Error::WarehouseNotFound {
+                path: path.display().to_string(),
+                file: CATALOG_FILE,
+            });
+        }
+        Self::open(dir).await
+    }
+
     /// Opens (creating if needed) the warehouse in `dir`.
     pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();

@@ -113,6 +113,11 @@ impl WritePath {
         else {
             return Ok(None);
         };
+        // Dropped again if the statement is cancelled while it writes.
+        let mut undo = DropUnlessKept {
+            warehouse: self.warehouse.clone(),
+            name: Some(name.clone()),
+        };
         let written = self
             .append(
                 name,
@@ -122,6 +127,7 @@ impl WritePath {
                 HashMap::new(),
             )
             .await;
+        undo.name = None;
         match written {
             Ok(outcome) => Ok(Some(outcome)),
             Err(e) => {
@@ -194,7 +200,14 @@ impl WritePath {
     /// After a change to `name` other than through [`Self::append`] (ALTER):
     /// the online store catches up at once.
     pub async fn committed(&self, name: &TableName) -> Result<()> {
-        self.online.refresh(&name.to_string()).await
+        // On a task of its own: a caller that goes away after the commit (a
+        // cancelled statement, a client that hung up) cannot leave the online
+        // store behind the table.
+        let online = self.online.clone();
+        let name = name.to_string();
+        tokio::spawn(async move { online.refresh(&name).await })
+            .await
+            .map_err(|e| Error::Internal(format!("online refresh after a commit: {e}")))?
     }
 
     /// A dropped table leaves neither online rows nor a stream log behind.
@@ -250,5 +263,30 @@ impl WritePath {
             ],
         )
         .map_err(|e| Error::Internal(format!("VACUUM result: {e}")))
+    }
+}
+
+/// Drops a table that its creating statement did not finish, on error or
+/// when the statement's future is dropped (Ctrl-C, a client hanging up).
+struct DropUnlessKept {
+    warehouse: Warehouse,
+    name: Option<TableName>,
+}
+
+impl Drop for DropUnlessKept {
+    fn drop(&mut self) {
+        let Some(name) = self.name.take() else {
+            return;
+        };
+        let warehouse = self.warehouse.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(table = %name, "table of an unfinished CREATE TABLE AS left in place");
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(e) = catalog::drop_table(&warehouse, &name, true, false).await {
+                tracing::warn!(table = %name, "cannot drop the table of an unfinished CREATE TABLE AS: {e}");
+            }
+        });
     }
 }

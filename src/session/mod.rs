@@ -76,6 +76,12 @@ impl Session {
         Self::with_store(Store::open(dir).await?).await
     }
 
+    /// Opens the warehouse in `dir`, failing with
+    /// [`Error::WarehouseNotFound`] when there is none.
+    pub async fn open_existing(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::with_store(Store::open_existing(dir).await?).await
+    }
+
     /// A new session (own current schema and settings) on an open warehouse.
     pub async fn with_store(store: Store) -> Result<Self> {
         let config = SessionConfig::new()

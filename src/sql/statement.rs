@@ -31,6 +31,22 @@ pub enum Statement {
     },
 }
 
+impl Statement {
+    /// True for statements that create a schema, table, view or feature
+    /// group: the ones that may also create the warehouse they run in.
+    pub fn creates_something(&self) -> bool {
+        use sqlparser::ast::Statement as S;
+        match self {
+            Statement::CreateFeatureGroup(_) => true,
+            Statement::Sql(s) => matches!(
+                **s,
+                S::CreateTable(_) | S::CreateSchema { .. } | S::CreateView { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// `CREATE FEATURE GROUP name (columns) ENTITY KEY (..) EVENT TIME col [ONLINE] [WITH (..)]`
 #[derive(Debug, Clone)]
 pub struct CreateFeatureGroup {

@@ -289,3 +289,34 @@ async fn data_files_follow_the_codec_property() {
     assert_eq!(parquet_files(&data), files, "no file of a failed write");
     assert_eq!(one_cell(&session, "SELECT count(*) FROM fg").await, "8000");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_create_table_as_leaves_no_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    let slow = session.sql("CREATE TABLE big AS SELECT value AS v FROM range(100000000000)");
+    let ran = tokio::time::timeout(std::time::Duration::from_millis(700), slow).await;
+    assert!(ran.is_err(), "the CREATE finished: {ran:?}");
+    // The drop runs on a task of its own once the statement is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let tables = one_cell(
+            &session,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'big'",
+        )
+        .await;
+        if tables == "0" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unfinished table is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The name is free again.
+    session
+        .sql("CREATE TABLE big AS SELECT 1 AS v")
+        .await
+        .expect("the name is free");
+}
