@@ -20,6 +20,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("writes.slt", include_str!("../sql_examples/writes.slt")),
     (
+        "temporary_tables.slt",
+        include_str!("../sql_examples/temporary_tables.slt"),
+    ),
+    (
         "time_travel.slt",
         include_str!("../sql_examples/time_travel.slt"),
     ),

@@ -20,7 +20,7 @@ use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use super::verified::VerifiedCatalog;
 
 use crate::error::{Error, Result};
-use crate::shared::{NameKind, SYSTEM_SCHEMA, check_name};
+use crate::shared::{NameKind, SYSTEM_SCHEMA, TEMP_SCHEMA, check_name};
 
 /// Name under which pitlake registers its tables in the catalog database; other
 /// engines open the same tables with this catalog name.
@@ -110,10 +110,10 @@ impl Warehouse {
     /// Creates a schema; errors if it exists.
     pub async fn create_schema(&self, schema: &str) -> Result<()> {
         check_name(NameKind::Schema, schema)?;
-        if schema == SYSTEM_SCHEMA {
+        if schema == SYSTEM_SCHEMA || schema == TEMP_SCHEMA {
             return Err(Error::AlreadyExists {
                 kind: "schema",
-                name: format!("{schema} (it holds pitlake's system tables)"),
+                name: format!("{schema} (it holds pitlake's system or temporary tables)"),
             });
         }
         let ns = NamespaceIdent::new(schema.to_string());

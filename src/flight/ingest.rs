@@ -21,6 +21,7 @@ use super::service::PitlakeFlightSql;
 use super::status::to_status;
 use crate::catalog::CATALOG_NAME;
 use crate::error::{Error, Result};
+use crate::shared::TEMP_SCHEMA;
 
 impl PitlakeFlightSql {
     pub(super) async fn update(
@@ -39,9 +40,18 @@ impl PitlakeFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
         let session = self.session(&request).await?;
-        if command.temporary {
-            return Err(Status::unimplemented("temporary tables are not supported"));
-        }
+        // A temporary table is the caller's session's own, in schema `temp`.
+        let schema = if command.temporary {
+            if command.schema.as_deref().is_some_and(|s| s != TEMP_SCHEMA) {
+                return Err(Status::invalid_argument(format!(
+                    "a temporary table lives in schema {TEMP_SCHEMA}, not {}",
+                    command.schema.unwrap_or_default()
+                )));
+            }
+            Some(TEMP_SCHEMA.to_string())
+        } else {
+            command.schema.clone()
+        };
         if command
             .catalog
             .as_deref()
@@ -80,7 +90,6 @@ impl PitlakeFlightSql {
                 }
             }
         };
-        let schema = command.schema.clone();
         let table = command.table.clone();
         let write = self.run(async move {
             session

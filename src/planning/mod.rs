@@ -4,6 +4,7 @@
 pub mod as_of;
 pub mod asof_join;
 mod physical;
+pub mod temporary;
 pub mod time_travel;
 
 pub use asof_join::{AsOfJoinNode, AsOfJoinPlanner, MatchOp};

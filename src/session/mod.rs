@@ -30,11 +30,12 @@ use crate::error::{Error, Result};
 use crate::file_access::FileAccess;
 use crate::planning::as_of;
 use crate::planning::asof_join::wrap_asof_joins;
+use crate::planning::temporary::qualify_temporary;
 use crate::settings::check_set;
-use crate::shared::{NameKind, check_name};
+use crate::shared::{NameKind, TEMP_SCHEMA, check_name};
 use crate::sql::{Statement, name_parts, parse_sql};
 use crate::store::Store;
-use crate::tables::{ONLINE_CATALOG, OnlineCatalog, WarehouseCatalog};
+use crate::tables::{ONLINE_CATALOG, OnlineCatalog, TempBudget, TempTables, WarehouseCatalog};
 
 /// A statement's complete result.
 #[derive(Debug, Clone)]
@@ -60,6 +61,8 @@ pub struct Session {
     query_memory: Option<usize>,
     /// The host files COPY may read and write.
     files: FileAccess,
+    /// This session's temporary tables (schema `temp`).
+    temp: TempTables,
 }
 
 impl std::fmt::Debug for Session {
@@ -84,12 +87,20 @@ impl Session {
 
     /// A new session (own current schema and settings) on an open warehouse.
     pub async fn with_store(store: Store) -> Result<Self> {
+        // Temporary tables of this session and its forks may hold a fifth of
+        // the machine's memory in all.
+        let budget = machine_memory().map_or(usize::MAX, |bytes| bytes / 5);
+        Self::with_temp_budget(store, TempBudget::new(budget)).await
+    }
+
+    async fn with_temp_budget(store: Store, budget: Arc<TempBudget>) -> Result<Self> {
+        let temp = TempTables::new(budget);
         let config = SessionConfig::new()
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
             .with_information_schema(true);
         let ctx = new_context(config);
-        let catalog = Arc::new(WarehouseCatalog::new(store.clone()));
+        let catalog = Arc::new(WarehouseCatalog::new(store.clone(), temp.clone()));
         catalog.refresh().await?;
         ctx.register_catalog(CATALOG_NAME, catalog.clone());
         ctx.register_catalog(
@@ -102,6 +113,7 @@ impl Session {
             catalog,
             query_memory: None,
             files: FileAccess::Local,
+            temp,
         })
     }
 
@@ -112,9 +124,11 @@ impl Session {
     }
 
     /// A new session on the same warehouse with the same limits and file
-    /// policy, but its own current schema and settings (one per client).
+    /// policy, but its own current schema, settings and temporary tables (one
+    /// per client); the temporary tables of all forks share one budget.
     pub async fn fork(&self) -> Result<Self> {
-        Ok(Session::with_store(self.store.clone())
+        let budget = self.temp.budget().clone();
+        Ok(Session::with_temp_budget(self.store.clone(), budget)
             .await?
             .with_query_memory_limit(self.query_memory)
             .with_file_access(self.files.clone()))
@@ -125,6 +139,12 @@ impl Session {
     pub fn with_query_memory_limit(mut self, bytes: Option<usize>) -> Self {
         self.query_memory = bytes;
         self
+    }
+
+    /// This session's temporary tables; their budget (a fifth of the
+    /// machine's memory unless set) is shared with its forks.
+    pub fn temporary_tables(&self) -> &TempTables {
+        &self.temp
     }
 
     pub fn query_memory_limit(&self) -> Option<usize> {
@@ -199,6 +219,7 @@ impl Session {
             return Err(Error::Internal("not a query".into()));
         };
         let mut statement = *statement;
+        self.qualify_temporary(&mut statement);
         self.pin_time_travel(&mut statement).await?;
         wrap_asof_joins(&mut statement);
         let plan = self
@@ -312,6 +333,12 @@ impl Session {
                             Err(Error::SchemaNotFound { .. }) if if_exists => {}
                             other => other?,
                         }
+                    } else if let Some(temporary) = self.temporary_name(name) {
+                        if !self.temp.drop_table(&temporary) && !if_exists {
+                            return Err(Error::TableNotFound {
+                                table: format!("{TEMP_SCHEMA}.{temporary}"),
+                            });
+                        }
                     } else {
                         let table = self.resolve_name(name)?;
                         catalog::drop_table(self.warehouse(), &table, if_exists, false).await?;
@@ -367,6 +394,7 @@ impl Session {
         &self,
         mut statement: ast::Statement,
     ) -> Result<SendableRecordBatchStream> {
+        self.qualify_temporary(&mut statement);
         self.pin_time_travel(&mut statement).await?;
         wrap_asof_joins(&mut statement);
         self.run_planned(DFStatement::Statement(Box::new(statement)))
@@ -405,6 +433,26 @@ impl Session {
         options.execution.target_partitions = 1;
         options.optimizer.repartition_file_scans = false;
         SessionContext::new_with_state(state)
+    }
+
+    /// Unqualified names of this session's temporary tables become `temp.<name>`.
+    pub(super) fn qualify_temporary(&self, statement: &mut ast::Statement) {
+        qualify_temporary(statement, |name| self.temp.contains(name));
+    }
+
+    /// The temporary table `name` means, if it means one: `temp.t`, or an
+    /// unqualified `t` while the session has a temporary `t`.
+    pub(super) fn temporary_name(&self, name: &ObjectName) -> Option<String> {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().map(catalog::types::normalize))
+            .collect();
+        match parts.as_slice() {
+            [table] if self.temp.contains(table) => Some(table.clone()),
+            [schema, table] if schema == TEMP_SCHEMA => Some(table.clone()),
+            _ => None,
+        }
     }
 
     /// Resolves every time-travel clause that is not a literal snapshot id
@@ -473,6 +521,11 @@ impl as_of::Evaluate for Session {
     }
 
     fn resolve_name(&self, name: &ObjectName) -> Result<TableName> {
+        if let Some(temporary) = self.temporary_name(name) {
+            return Err(Error::NotIceberg {
+                table: format!("temporary table {temporary}"),
+            });
+        }
         Session::resolve_name(self, name)
     }
 }

@@ -14,11 +14,15 @@ use datafusion::sql::parser::{CopyToSource, CopyToStatement, Statement as DFStat
 use futures::{StreamExt, TryStreamExt};
 use sqlparser::ast::{self, CopySource, CreateTable, Insert, ObjectName, TableObject};
 
+use datafusion::datasource::TableProvider;
+
 use super::{Session, count, done, one_batch};
 use crate::catalog::{self, TableName};
 use crate::error::{Error, Result};
 use crate::file_access::Access;
 use crate::ingest::{self, IngestMode, target_of};
+use crate::shared::TEMP_SCHEMA;
+use crate::sql::name_parts;
 
 impl Session {
     /// The table a statement writes to, as named, loaded, with what its rows
@@ -48,6 +52,9 @@ impl Session {
         append: bool,
         input: impl futures::Stream<Item = Result<RecordBatch>> + Send,
     ) -> Result<u64> {
+        if schema == Some(TEMP_SCHEMA) {
+            return self.ingest_temporary(table, create, append, input).await;
+        }
         let name = TableName::new(
             schema
                 .map(str::to_string)
@@ -56,6 +63,59 @@ impl Session {
         )?;
         let mode = IngestMode { create, append };
         self.store.writes().ingest(&name, mode, input).await
+    }
+
+    /// Flight SQL bulk ingest into a temporary table of this session
+    /// (`adbc_ingest(..., temporary=True)`): columns matched by name.
+    pub async fn ingest_temporary(
+        &self,
+        table: &str,
+        create: bool,
+        append: bool,
+        input: impl futures::Stream<Item = Result<RecordBatch>> + Send,
+    ) -> Result<u64> {
+        let mut input = Box::pin(input.peekable());
+        let existing = self.temp.get(table);
+        let target = match existing {
+            Some(target) if append => target,
+            Some(_) => {
+                return Err(Error::AlreadyExists {
+                    kind: "temporary table",
+                    name: table.to_string(),
+                });
+            }
+            None if create => {
+                let schema = match input.as_mut().peek().await {
+                    Some(Ok(batch)) => batch.schema(),
+                    Some(Err(_)) => {
+                        return Err(input.next().await.and_then(Result::err).unwrap_or_else(
+                            || Error::Internal("ingest stream changed under peek".into()),
+                        ));
+                    }
+                    None => {
+                        return Err(Error::BadInput {
+                            table: table.to_string(),
+                            reason: "no data to create the temporary table from".into(),
+                        });
+                    }
+                };
+                self.temp
+                    .create(table, schema, false)?
+                    .ok_or_else(|| Error::AlreadyExists {
+                        kind: "temporary table",
+                        name: table.to_string(),
+                    })?
+            }
+            None => {
+                return Err(Error::TableNotFound {
+                    table: format!("{TEMP_SCHEMA}.{table}"),
+                });
+            }
+        };
+        let schema = target.schema();
+        let what = format!("temporary table {table}");
+        let conformed = input.map(move |batch| conform_by_name(&schema, &batch?, &what));
+        target.append(conformed).await
     }
 
     /// `COPY <table | (query)> TO 'file'`, planned by DataFusion.
@@ -77,7 +137,13 @@ impl Session {
             CopySource::Table {
                 table_name,
                 columns,
-            } if columns.is_empty() => CopyToSource::Relation(table_name),
+            } if columns.is_empty() => match self.temporary_name(&table_name) {
+                Some(temporary) => CopyToSource::Relation(ObjectName::from(vec![
+                    ast::Ident::new(TEMP_SCHEMA),
+                    ast::Ident::with_quote('"', temporary),
+                ])),
+                None => CopyToSource::Relation(table_name),
+            },
             CopySource::Table { .. } => {
                 return Err(Error::NotSupported(
                     "COPY t (columns) TO: use COPY (SELECT columns FROM t) TO".into(),
@@ -106,6 +172,9 @@ impl Session {
         &self,
         create: CreateTable,
     ) -> Result<SendableRecordBatchStream> {
+        if create.temporary {
+            return self.create_temporary(create).await;
+        }
         if create.external || create.or_replace || create.location.is_some() {
             return Err(Error::NotSupported(
                 "CREATE EXTERNAL TABLE, OR REPLACE and LOCATION: pitlake tables live in the warehouse"
@@ -148,8 +217,89 @@ impl Session {
         }
     }
 
+    /// `CREATE TEMPORARY TABLE t (columns) | AS SELECT ...`: a table of this
+    /// session, in memory (see [`crate::tables::TempTables`]).
+    async fn create_temporary(&self, create: CreateTable) -> Result<SendableRecordBatchStream> {
+        if create.external || create.or_replace || create.location.is_some() {
+            return Err(Error::NotSupported(
+                "CREATE TEMPORARY TABLE with EXTERNAL, OR REPLACE or LOCATION".into(),
+            ));
+        }
+        let name = match name_parts(&create.name).as_slice() {
+            [_] => create
+                .name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(catalog::types::normalize)
+                .unwrap_or_default(),
+            [schema, _] if schema == TEMP_SCHEMA => {
+                self.temporary_name(&create.name).unwrap_or_default()
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "temporary table {} can only live in schema {TEMP_SCHEMA}: leave the schema out",
+                    create.name
+                )));
+            }
+        };
+        let Some(query) = create.query else {
+            if create.columns.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "CREATE TEMPORARY TABLE {name} needs columns"
+                )));
+            }
+            // DataFusion plans the column list (without running anything) to
+            // give its Arrow schema.
+            let mut plain = create.clone();
+            plain.temporary = false;
+            let plan = self
+                .ctx
+                .state()
+                .statement_to_plan(DFStatement::Statement(Box::new(
+                    ast::Statement::CreateTable(plain),
+                )))
+                .await?;
+            let schema = Arc::new(plan.schema().as_arrow().clone());
+            let schema = match &plan {
+                datafusion::logical_expr::LogicalPlan::Ddl(
+                    datafusion::logical_expr::DdlStatement::CreateMemoryTable(c),
+                ) => Arc::new(c.input.schema().as_arrow().clone()),
+                _ => schema,
+            };
+            self.temp.create(&name, schema, create.if_not_exists)?;
+            return done();
+        };
+        if !create.columns.is_empty() {
+            return Err(Error::NotSupported(
+                "CREATE TEMPORARY TABLE with both columns and AS SELECT".into(),
+            ));
+        }
+        let stream = self.run_query(ast::Statement::Query(query)).await?;
+        let Some(table) = self
+            .temp
+            .create(&name, stream.schema(), create.if_not_exists)?
+        else {
+            return done();
+        };
+        let written = table.append(stream.map(|b| b.map_err(Error::from))).await;
+        match written {
+            Ok(rows) => count(rows),
+            Err(e) => {
+                self.temp.drop_table(&name);
+                Err(e)
+            }
+        }
+    }
+
     /// `INSERT INTO t [(columns)] VALUES ... | SELECT ...`: one snapshot.
     pub(super) async fn insert(&self, insert: Insert) -> Result<SendableRecordBatchStream> {
+        if let TableObject::TableName(table) = &insert.table
+            && self.temporary_name(table).is_some()
+        {
+            // DataFusion plans it; the temporary table takes the rows.
+            return self.run_query(ast::Statement::Insert(insert)).await;
+        }
         if insert.overwrite
             || insert.on.is_some()
             || insert.returning.is_some()
@@ -286,6 +436,11 @@ impl Session {
         table_name: &ObjectName,
         path: &str,
     ) -> Result<SendableRecordBatchStream> {
+        if let Some(temporary) = self.temporary_name(table_name) {
+            return Err(Error::NotSupported(format!(
+                "COPY FROM into temporary table {temporary}: COPY into a table, or ingest over Flight SQL"
+            )));
+        }
         let (name, table, target) = self.write_target(table_name).await?;
         let bad = |reason: String| Error::BadInput {
             table: name.to_string(),
@@ -420,4 +575,27 @@ fn csv_text_schema(path: &str) -> Result<Schema> {
         return Err(Error::Invalid(format!("{path} has no header line")));
     }
     Ok(Schema::new(fields))
+}
+
+/// `batch` with the columns of `schema`, found by name and cast to their type.
+fn conform_by_name(
+    schema: &arrow::datatypes::SchemaRef,
+    batch: &RecordBatch,
+    what: &str,
+) -> Result<RecordBatch> {
+    let bad = |reason: String| Error::BadInput {
+        table: what.to_string(),
+        reason,
+    };
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = match batch.column_by_name(field.name()) {
+            Some(column) => arrow::compute::cast(column, field.data_type())
+                .map_err(|e| bad(format!("column {}: {e}", field.name())))?,
+            None if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
+            None => return Err(bad(format!("no column {}", field.name()))),
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| bad(e.to_string()))
 }

@@ -8,4 +8,4 @@ pub mod names;
 
 pub use columns::{INGEST_ORDER_COLUMN, REF_VERSION_FUNCTION};
 pub use match_op::MatchOp;
-pub use names::{NameKind, SYSTEM_SCHEMA, TableName, check_name, warehouse_path};
+pub use names::{NameKind, SYSTEM_SCHEMA, TEMP_SCHEMA, TableName, check_name, warehouse_path};

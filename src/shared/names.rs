@@ -20,6 +20,10 @@ use crate::error::{Error, Result};
 /// warehouse schema may take its name.
 pub const SYSTEM_SCHEMA: &str = "system";
 
+/// The schema of a session's temporary tables (`temp.labels`): no warehouse
+/// schema may take its name.
+pub const TEMP_SCHEMA: &str = "temp";
+
 /// The longest schema or table name, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
 

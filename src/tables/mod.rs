@@ -1,6 +1,7 @@
 //! Tables as DataFusion reads them: the warehouse as a catalog provider, an
 //! Iceberg table (at a snapshot, or in ingestion order) as a table provider,
-//! metadata tables (`t$snapshots`), system tables (`system.ingest_status`) and
+//! metadata tables (`t$snapshots`), system tables (`system.ingest_status`), a
+//! session's temporary tables (`temp.labels`) and
 //! the online store's groups as tables (`online.<schema>.<group>`).
 
 mod metadata_tables;
@@ -8,9 +9,11 @@ mod online;
 mod provider;
 mod system;
 mod table;
+mod temporary;
 
 pub use metadata_tables::MetadataTable;
 pub use online::{ONLINE_CATALOG, OnlineCatalog, OnlineLookupExec};
 pub use provider::WarehouseCatalog;
 pub use system::SYSTEM_SCHEMA;
 pub use table::IcebergTable;
+pub use temporary::{TempBudget, TempSchema, TempTable, TempTables};

@@ -17,7 +17,9 @@ use datafusion::error::Result as DFResult;
 use super::metadata_tables::MetadataTable;
 use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::IcebergTable;
+use super::temporary::{TempSchema, TempTables};
 use crate::error::Result;
+use crate::shared::TEMP_SCHEMA;
 use crate::store::Store;
 
 /// Table names per schema, as of the last refresh.
@@ -28,13 +30,16 @@ type NameCache = Arc<RwLock<BTreeMap<String, Vec<String>>>>;
 pub struct WarehouseCatalog {
     store: Store,
     names: NameCache,
+    temp: TempTables,
 }
 
 impl WarehouseCatalog {
-    pub fn new(store: Store) -> Self {
+    /// The warehouse, plus one session's temporary tables as schema `temp`.
+    pub fn new(store: Store, temp: TempTables) -> Self {
         WarehouseCatalog {
             store,
             names: NameCache::default(),
+            temp,
         }
     }
 
@@ -71,12 +76,19 @@ impl CatalogProvider for WarehouseCatalog {
     }
 
     fn schema_names(&self) -> Vec<String> {
-        self.cached_schemas()
+        let mut names = self.cached_schemas();
+        if !self.temp.names().is_empty() {
+            names.push(TEMP_SCHEMA.to_string());
+        }
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == SYSTEM_SCHEMA {
             return Some(Arc::new(SystemSchema::new(self.store.clone())));
+        }
+        if name == TEMP_SCHEMA {
+            return Some(Arc::new(TempSchema(self.temp.clone())));
         }
         self.cached_schemas().iter().any(|s| s == name).then(|| {
             Arc::new(WarehouseSchema {

@@ -17,5 +17,6 @@ mod python;
 mod server_log;
 mod shell;
 mod stream_kill;
+mod temporary;
 mod time_travel;
 mod writes;

@@ -99,4 +99,30 @@ with connect() as conn, conn.cursor() as cur:
     except adbc_driver_manager.Error as e:
         assert "column carrier, row 1: NULL is not allowed" in str(e), e
 
+# Labels as a temporary table: the connection's own, joined like a table,
+# never a table of the warehouse, and unseen by other connections.
+with connect() as conn, conn.cursor() as cur:
+    labels = pa.table({
+        "carrier": ["AA", "DL"],
+        "airport": ["JFK", "ATL"],
+        "ts": pa.array([datetime(2024, 6, 1), datetime(2024, 6, 1)], pa.timestamp("us")),
+    })
+    assert cur.adbc_ingest("my_labels", labels, mode="create", temporary=True) == 2
+    cur.execute(
+        """SELECT l.carrier, d.delay_rate FROM my_labels l
+           ASOF JOIN airlines.delays d MATCH_CONDITION (l.ts >= d.event_time)
+           ON l.carrier = d.carrier AND l.airport = d.airport ORDER BY l.carrier"""
+    )
+    joined = cur.fetch_arrow_table()
+    assert joined.num_rows == 2, joined
+    cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'my_labels' AND table_schema <> 'temp'")
+    assert cur.fetchone()[0] == 0, "the temporary table reached the warehouse"
+    with connect() as other, other.cursor() as cur2:
+        try:
+            cur2.execute("SELECT * FROM my_labels")
+            cur2.fetchall()
+            raise SystemExit("another connection saw a temporary table")
+        except adbc_driver_manager.Error as e:
+            assert "my_labels" in str(e), e
+
 print("OK")
