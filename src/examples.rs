@@ -19,6 +19,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../sql_examples/feature_groups.slt"),
     ),
     ("writes.slt", include_str!("../sql_examples/writes.slt")),
+    ("views.slt", include_str!("../sql_examples/views.slt")),
     (
         "temporary_tables.slt",
         include_str!("../sql_examples/temporary_tables.slt"),

@@ -31,6 +31,15 @@ pub async fn create_table(
             schema: name.schema.clone(),
         });
     }
+    if warehouse.views().kind_of(name).await? == Some("view") {
+        if if_not_exists {
+            return Ok(None);
+        }
+        return Err(Error::AlreadyExists {
+            kind: "view",
+            name: name.to_string(),
+        });
+    }
     let creation = TableCreation::builder()
         .name(name.table.clone())
         .schema(schema)
@@ -120,6 +129,9 @@ pub async fn drop_table(
     feature_group: bool,
 ) -> Result<()> {
     let Some(table) = warehouse.try_load_table(&name.schema, &name.table).await? else {
+        if warehouse.views().kind_of(name).await? == Some("view") {
+            return Err(Error::Invalid(format!("{name} is a view: use DROP VIEW")));
+        }
         return if if_exists {
             Ok(())
         } else if feature_group {

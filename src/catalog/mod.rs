@@ -1,5 +1,5 @@
 //! The warehouse: Iceberg catalog access (every change verified), feature-group
-//! metadata, DDL, listings and time-travel resolution. Reading tables is
+//! metadata, DDL, views, listings and time-travel resolution. Reading tables is
 //! `tables/`.
 
 mod ddl;
@@ -8,6 +8,7 @@ mod listing;
 mod time_travel;
 pub mod types;
 mod verified;
+mod views;
 mod warehouse;
 
 pub use ddl::{TableName, alter_feature_group, create_feature_group, create_table, drop_table};
@@ -15,4 +16,5 @@ pub use feature_group::FeatureGroup;
 pub use listing::{describe_feature_group, show_feature_groups};
 pub use time_travel::{AsOf, format_millis, resolve_snapshot};
 pub use verified::VerifiedCatalog;
+pub use views::{View, Views};
 pub use warehouse::{CATALOG_FILE, CATALOG_NAME, DEFAULT_SCHEMA, Warehouse};

@@ -141,6 +141,24 @@ pub fn schema_from_arrow(table: &str, schema: &arrow::datatypes::Schema) -> Resu
     build_schema(table, fields)
 }
 
+/// The Iceberg schema stored for a view's columns: a type Iceberg has no
+/// primitive for (a list, a struct, an unsigned integer) is stored as a string
+/// column, for other engines to show; pitlake plans the view's query itself.
+pub fn schema_for_view(view: &str, schema: &arrow::datatypes::Schema) -> Result<Schema> {
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let ty = arrow_to_iceberg(field.name(), field.data_type())
+            .unwrap_or(iceberg::spec::PrimitiveType::String);
+        let id = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        fields.push(Into::into(NestedField::optional(
+            id,
+            field.name(),
+            Type::Primitive(ty),
+        )));
+    }
+    build_schema(view, fields)
+}
+
 fn build_schema(table: &str, fields: Vec<iceberg::spec::NestedFieldRef>) -> Result<Schema> {
     Schema::builder()
         .with_schema_id(0)

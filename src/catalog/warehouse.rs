@@ -18,6 +18,7 @@ use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 
 use super::verified::VerifiedCatalog;
+use super::views::Views;
 
 use crate::error::{Error, Result};
 use crate::shared::{NameKind, SYSTEM_SCHEMA, TEMP_SCHEMA, check_name};
@@ -37,6 +38,7 @@ pub const DEFAULT_SCHEMA: &str = "default";
 pub struct Warehouse {
     root: PathBuf,
     catalog: Arc<VerifiedCatalog>,
+    views: Views,
 }
 
 impl Warehouse {
@@ -81,9 +83,11 @@ impl Warehouse {
                 "cannot open the catalog {}",
                 db.display()
             )))?;
+        let views = Views::open(&db, &root).await?;
         let warehouse = Warehouse {
             root,
             catalog: Arc::new(VerifiedCatalog::new(catalog)),
+            views,
         };
         warehouse.ensure_schema(DEFAULT_SCHEMA).await?;
         Ok(warehouse)
@@ -97,6 +101,11 @@ impl Warehouse {
     /// The Iceberg catalog.
     pub fn catalog(&self) -> &Arc<VerifiedCatalog> {
         &self.catalog
+    }
+
+    /// The views stored beside the tables.
+    pub fn views(&self) -> &Views {
+        &self.views
     }
 
     /// Creates a schema unless it exists.
@@ -134,9 +143,10 @@ impl Warehouse {
                 schema: schema.to_string(),
             });
         }
-        if !self.list_tables(schema).await?.is_empty() {
+        if !self.list_tables(schema).await?.is_empty() || !self.views.list(schema).await?.is_empty()
+        {
             return Err(Error::Invalid(format!(
-                "schema {schema} is not empty: drop its tables first"
+                "schema {schema} is not empty: drop its tables and views first"
             )));
         }
         let ns = NamespaceIdent::new(schema.to_string());

@@ -115,7 +115,7 @@ impl PitlakeFlightSql {
                     CATALOG_NAME,
                     listed.schema,
                     listed.table,
-                    "TABLE",
+                    listed.kind,
                     &listed.columns,
                 )
                 .map_err(Status::from)?;
@@ -140,6 +140,7 @@ impl PitlakeFlightSql {
         self.caller(&request)?;
         let mut builder = query.into_builder();
         builder.append("TABLE");
+        builder.append("VIEW");
         one(builder.build())
     }
 

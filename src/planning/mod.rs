@@ -6,6 +6,7 @@ pub mod asof_join;
 mod physical;
 pub mod temporary;
 pub mod time_travel;
+pub mod views;
 
 pub use asof_join::{AsOfJoinNode, AsOfJoinPlanner, MatchOp};
 pub use physical::{AsOfJoinExtensionPlanner, PitlakeQueryPlanner};

@@ -1,5 +1,5 @@
 //! What a client may see of the catalog, for Flight SQL's metadata calls
-//! (GetDbSchemas, GetTables, GetPrimaryKeys). They go through the session
+//! (GetDbSchemas, GetTables with tables and views, GetPrimaryKeys). They go through the session
 //! like every statement, so the one place that decides what a client may
 //! do also decides what it is shown.
 
@@ -8,12 +8,15 @@ use arrow::datatypes::Schema;
 use super::Session;
 use crate::catalog::{FeatureGroup, TableName};
 use crate::error::{Error, Result};
+use crate::sql::parse_sql;
 
 /// One table as listed: its schema, name and (when asked for) columns.
 #[derive(Debug, Clone)]
 pub struct ListedTable {
     pub schema: String,
     pub table: String,
+    /// "TABLE" or "VIEW", as Flight SQL's GetTables says it.
+    pub kind: &'static str,
     /// The current columns; empty unless they were asked for.
     pub columns: Schema,
 }
@@ -45,11 +48,44 @@ impl Session {
                 out.push(ListedTable {
                     schema: schema.clone(),
                     table,
+                    kind: "TABLE",
+                    columns,
+                });
+            }
+            for view in warehouse.views().list(&schema).await? {
+                let columns = if with_columns {
+                    self.view_columns(&schema, &view).await?
+                } else {
+                    Schema::empty()
+                };
+                out.push(ListedTable {
+                    schema: schema.clone(),
+                    table: view,
+                    kind: "VIEW",
                     columns,
                 });
             }
         }
         Ok(out)
+    }
+
+    /// A view's columns as a query of it returns them; as stored when it no
+    /// longer plans (a table it reads was dropped).
+    async fn view_columns(&self, schema: &str, view: &str) -> Result<Schema> {
+        let name = TableName::new(schema, view)?;
+        let sql = format!("SELECT * FROM \"{schema}\".\"{view}\"");
+        let planned = match parse_sql(&sql)?.pop() {
+            Some(statement) => self.query_schema(statement).await.ok(),
+            None => None,
+        };
+        if let Some(planned) = planned {
+            return Ok(planned.as_ref().clone());
+        }
+        match self.warehouse().views().load(&name).await? {
+            Some(stored) => iceberg::arrow::schema_to_arrow_schema(&stored.schema)
+                .map_err(Error::iceberg(format!("columns of view {name}"))),
+            None => Ok(Schema::empty()),
+        }
     }
 
     /// The entity-key columns of a table (in the current schema when

@@ -9,6 +9,7 @@
 
 mod context;
 mod listing;
+mod views;
 mod writes;
 
 use std::path::Path;
@@ -220,6 +221,7 @@ impl Session {
         };
         let mut statement = *statement;
         self.qualify_temporary(&mut statement);
+        self.expand_views(&mut statement).await?;
         self.pin_time_travel(&mut statement).await?;
         wrap_asof_joins(&mut statement);
         let plan = self
@@ -348,6 +350,13 @@ impl Session {
                 done()
             }
             ast::Statement::CreateTable(create) => self.create_table(create).await,
+            ast::Statement::CreateView(create) => self.create_view(create).await,
+            ast::Statement::Drop {
+                object_type: ObjectType::View,
+                if_exists,
+                names,
+                ..
+            } => self.drop_views(&names, if_exists).await,
             ast::Statement::Copy {
                 source,
                 to: true,
@@ -395,6 +404,7 @@ impl Session {
         mut statement: ast::Statement,
     ) -> Result<SendableRecordBatchStream> {
         self.qualify_temporary(&mut statement);
+        self.expand_views(&mut statement).await?;
         self.pin_time_travel(&mut statement).await?;
         wrap_asof_joins(&mut statement);
         self.run_planned(DFStatement::Statement(Box::new(statement)))

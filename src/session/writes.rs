@@ -32,6 +32,11 @@ impl Session {
         table_name: &ObjectName,
     ) -> Result<(TableName, iceberg::table::Table, ingest::Target)> {
         let name = self.resolve_name(table_name)?;
+        if self.is_view(&name) {
+            return Err(Error::Invalid(format!(
+                "{name} is a view: write into the tables it reads"
+            )));
+        }
         let table = self
             .warehouse()
             .load_table(&name.schema, &name.table)

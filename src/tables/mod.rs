@@ -10,6 +10,7 @@ mod provider;
 mod system;
 mod table;
 mod temporary;
+mod view;
 
 pub use metadata_tables::MetadataTable;
 pub use online::{ONLINE_CATALOG, OnlineCatalog, OnlineLookupExec};
@@ -17,3 +18,4 @@ pub use provider::WarehouseCatalog;
 pub use system::SYSTEM_SCHEMA;
 pub use table::IcebergTable;
 pub use temporary::{TempBudget, TempSchema, TempTable, TempTables};
+pub use view::ViewTable;

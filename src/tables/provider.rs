@@ -1,6 +1,9 @@
 //! The warehouse as a DataFusion catalog: schemas are Iceberg namespaces,
 //! tables are loaded from the catalog database at each statement.
 //!
+//! A view is listed with the tables and described by [`ViewTable`]; the
+//! session expands it before planning.
+//!
 //! DataFusion asks for table *names* synchronously (`SHOW TABLES`,
 //! `information_schema`), so the name lists are cached and refreshed before
 //! every statement; tables themselves are always loaded fresh.
@@ -18,8 +21,10 @@ use super::metadata_tables::MetadataTable;
 use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::IcebergTable;
 use super::temporary::{TempSchema, TempTables};
+use super::view::ViewTable;
 use crate::error::Result;
 use crate::shared::TEMP_SCHEMA;
+use crate::shared::TableName;
 use crate::store::Store;
 
 /// Table names per schema, as of the last refresh.
@@ -30,6 +35,8 @@ type NameCache = Arc<RwLock<BTreeMap<String, Vec<String>>>>;
 pub struct WarehouseCatalog {
     store: Store,
     names: NameCache,
+    /// `schema.view` of every view, as of the last refresh.
+    views: Arc<RwLock<std::collections::HashSet<String>>>,
     temp: TempTables,
 }
 
@@ -39,6 +46,7 @@ impl WarehouseCatalog {
         WarehouseCatalog {
             store,
             names: NameCache::default(),
+            views: Arc::default(),
             temp,
         }
     }
@@ -47,19 +55,31 @@ impl WarehouseCatalog {
     /// (another pitlake, pyiceberg) are listed.
     pub async fn refresh(&self) -> Result<()> {
         let mut fresh = BTreeMap::new();
-        for schema in self.store.warehouse().list_schemas().await? {
-            let tables = self
-                .store
-                .warehouse()
-                .list_tables(&schema)
-                .await
-                .unwrap_or_default();
-            fresh.insert(schema, tables);
+        let mut views = std::collections::HashSet::new();
+        let warehouse = self.store.warehouse();
+        for schema in warehouse.list_schemas().await? {
+            let mut names = warehouse.list_tables(&schema).await.unwrap_or_default();
+            for view in warehouse.views().list(&schema).await.unwrap_or_default() {
+                views.insert(format!("{schema}.{view}"));
+                names.push(view);
+            }
+            names.sort();
+            fresh.insert(schema, names);
         }
         if let Ok(mut names) = self.names.write() {
             *names = fresh;
         }
+        if let Ok(mut known) = self.views.write() {
+            *known = views;
+        }
         Ok(())
+    }
+
+    /// True when `name` was a view at the last refresh.
+    pub fn is_view(&self, name: &TableName) -> bool {
+        self.views
+            .read()
+            .is_ok_and(|v| v.contains(&name.to_string()))
     }
 
     fn cached_schemas(&self) -> Vec<String> {
@@ -141,7 +161,7 @@ impl SchemaProvider for WarehouseSchema {
             .try_load_table(&self.schema, name)
             .await?
         else {
-            return Ok(None);
+            return self.view(name).await;
         };
         let qualified = format!("{}.{name}", self.schema);
         let pending = self.store.streams().pending_for(&qualified, &table);
@@ -152,5 +172,18 @@ impl SchemaProvider for WarehouseSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.table_names().iter().any(|t| t == name)
+    }
+}
+
+impl WarehouseSchema {
+    /// The view `name` of this schema, as the catalog shows it.
+    async fn view(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let Ok(qualified) = TableName::new(self.schema.clone(), name) else {
+            return Ok(None);
+        };
+        let Some(view) = self.store.warehouse().views().load(&qualified).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(ViewTable::new(&view)?)))
     }
 }

@@ -79,11 +79,24 @@ with connect() as conn, conn.cursor() as cur:
                    ON l.carrier = d.carrier AND l.airport = d.airport ORDER BY l.carrier""")
     assert cur.fetchall() == [("AA", datetime(2024, 2, 15), 0.2), ("DL", datetime(2023, 12, 1), None)]
 
+    # A view: the training set for a BI tool that cannot send ASOF JOIN.
+    cur.execute("""CREATE VIEW airlines.training AS
+                   SELECT l.carrier, l.ts, d.delay_rate FROM airlines.labels l
+                   ASOF JOIN airlines.delays d MATCH_CONDITION (l.ts >= d.event_time)
+                   ON l.carrier = d.carrier AND l.airport = d.airport""")
+    cur.execute("SELECT * FROM airlines.training ORDER BY carrier")
+    assert cur.fetchall() == [("AA", datetime(2024, 2, 15), 0.2), ("DL", datetime(2023, 12, 1), None)]
+
     # The catalog, as BI tools browse it.
     objects = conn.adbc_get_objects(depth="columns", catalog_filter="pitlake").read_all().to_pylist()
     schemas = {s["db_schema_name"]: s for s in objects[0]["catalog_db_schemas"]}
-    tables = {t["table_name"] for t in schemas["airlines"]["db_schema_tables"]}
-    assert {"delays", "labels"} <= tables, tables
+    tables = {t["table_name"]: t for t in schemas["airlines"]["db_schema_tables"]}
+    assert {"delays", "labels", "training"} <= set(tables), tables
+    assert tables["training"]["table_type"] == "VIEW", tables["training"]
+    assert [c["column_name"] for c in tables["training"]["table_columns"]] == ["carrier", "ts", "delay_rate"]
+    views = conn.adbc_get_objects(depth="tables", table_types_filter=["VIEW"]).read_all().to_pylist()
+    listed = [t["table_name"] for c in views for s in c["catalog_db_schemas"] or [] for t in s["db_schema_tables"] or []]
+    assert listed == ["training"], listed
     schema = conn.adbc_get_table_schema("delays", db_schema_filter="airlines")
     assert schema.names == ["carrier", "airport", "event_time", "delay_rate"], schema
 

@@ -1,0 +1,139 @@
+//! CREATE VIEW, DROP VIEW, and the expansion of views in a statement before
+//! it is planned (see [`crate::planning::views`]).
+
+use std::collections::HashMap;
+
+use datafusion::execution::SendableRecordBatchStream;
+use sqlparser::ast::{self, CreateView, ObjectName};
+
+use super::{Session, done};
+use crate::catalog::{self, TableName};
+use crate::error::{Error, Result};
+use crate::planning::views::{MAX_VIEW_DEPTH, expand, qualify_for_view, relation_names};
+use crate::sql::{Statement, parse_sql};
+
+impl Session {
+    /// `CREATE [OR REPLACE] VIEW [IF NOT EXISTS] v [(columns)] [COMMENT '…'] AS query`.
+    pub(super) async fn create_view(
+        &self,
+        create: CreateView,
+    ) -> Result<SendableRecordBatchStream> {
+        if create.materialized || create.temporary || create.or_alter || create.to.is_some() {
+            return Err(Error::NotSupported(
+                "MATERIALIZED, TEMPORARY and OR ALTER views: pitlake stores plain views".into(),
+            ));
+        }
+        let name = self.resolve_name(&create.name)?;
+        if !self.warehouse().schema_exists(&name.schema).await? {
+            return Err(Error::SchemaNotFound {
+                schema: name.schema.clone(),
+            });
+        }
+        let schema = name.schema.clone();
+        let mut query =
+            qualify_for_view(*create.query, &schema, |n| self.temporary_name(n).is_some())?;
+        if !create.columns.is_empty() {
+            // `CREATE VIEW v (a, b) AS …` names the query's columns.
+            let columns: Vec<String> = create.columns.iter().map(|c| c.name.to_string()).collect();
+            let wrapped = format!(
+                "SELECT * FROM ({query}) AS {}({})",
+                name.table,
+                columns.join(", ")
+            );
+            query = query_of(&wrapped)?;
+        }
+        let sql = query.to_string();
+        // Planned now, so a view that cannot run is never stored.
+        let (columns, _) = self
+            .describe_query(Statement::Sql(Box::new(ast::Statement::Query(Box::new(
+                query,
+            )))))
+            .await?;
+        let columns = catalog::types::schema_for_view(&name.to_string(), &columns)?;
+        let comment = create.comment.clone();
+        let stored = self
+            .warehouse()
+            .views()
+            .create(&name, &sql, columns, comment.as_deref(), create.or_replace)
+            .await;
+        match stored {
+            Err(Error::AlreadyExists { kind: "view", .. }) if create.if_not_exists => {}
+            other => other?,
+        }
+        self.catalog.refresh().await?;
+        done()
+    }
+
+    /// `DROP VIEW [IF EXISTS] v, …`.
+    pub(super) async fn drop_views(
+        &self,
+        names: &[ObjectName],
+        if_exists: bool,
+    ) -> Result<SendableRecordBatchStream> {
+        for name in names {
+            let view = self.resolve_name(name)?;
+            if !self.warehouse().views().drop_view(&view).await? && !if_exists {
+                if self.warehouse().views().kind_of(&view).await?.is_some() {
+                    return Err(Error::Invalid(format!("{view} is a table: use DROP TABLE")));
+                }
+                return Err(Error::TableNotFound {
+                    table: format!("view {view}"),
+                });
+            }
+        }
+        self.catalog.refresh().await?;
+        done()
+    }
+
+    /// Replaces every view of `statement` by its query, views inside views
+    /// included.
+    pub(super) async fn expand_views(&self, statement: &mut ast::Statement) -> Result<()> {
+        for _ in 0..MAX_VIEW_DEPTH {
+            let mut found: HashMap<String, (String, ast::Query)> = HashMap::new();
+            for relation in relation_names(statement) {
+                let Ok(name) = self.resolve_name(&relation) else {
+                    continue;
+                };
+                if !self.catalog.is_view(&name) {
+                    continue;
+                }
+                // Dropped since the names were read: planning says it is gone.
+                let Some(view) = self.warehouse().views().load(&name).await? else {
+                    continue;
+                };
+                found.insert(
+                    relation.to_string(),
+                    (name.table.clone(), query_of(&view.sql)?),
+                );
+            }
+            if found.is_empty() {
+                return Ok(());
+            }
+            expand(statement, |relation| {
+                found.get(&relation.to_string()).cloned()
+            })?;
+        }
+        Err(Error::TooComplex(format!(
+            "views use views more than {MAX_VIEW_DEPTH} deep (does a view use itself?)"
+        )))
+    }
+
+    /// True when `name` is a view (as of this statement).
+    pub(super) fn is_view(&self, name: &TableName) -> bool {
+        self.catalog.is_view(name)
+    }
+}
+
+fn query_of(sql: &str) -> Result<ast::Query> {
+    match parse_sql(sql)?.pop() {
+        Some(Statement::Sql(statement)) => match *statement {
+            ast::Statement::Query(query) => Ok(*query),
+            other => Err(Error::Corrupt(format!(
+                "a view's SQL is not a query: {other}"
+            ))),
+        },
+        _ => Err(Error::Corrupt(format!(
+            "a view's SQL is not a query: {sql}"
+        ))),
+    }
+}
