@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
 use datafusion::error::{DataFusionError, Result as DFResult};
@@ -24,9 +23,8 @@ use sqlparser::ast::{
     VisitorMut,
 };
 
-use crate::catalog::{AsOf, resolve_snapshot};
 use crate::error::Error;
-use crate::tables::IcebergTable;
+use crate::tables::versioned;
 
 /// A time-travel clause that names something other than a snapshot id.
 #[derive(Debug, Clone)]
@@ -145,18 +143,10 @@ impl RelationPlanner for TimeTravelPlanner {
             .context_provider()
             .get_table_source(table_ref.clone())?;
         let provider = source_as_provider(&source)?;
-        let table = provider
-            .as_any()
-            .downcast_ref::<IcebergTable>()
-            .ok_or_else(|| Error::NotIceberg {
-                table: name.to_string(),
-            })?;
-        let snapshot_id = resolve_snapshot(
-            table.name(),
-            table.table().metadata(),
-            &AsOf::Snapshot(snapshot_id),
-        )?;
-        let pinned = Arc::new(table.at_snapshot(snapshot_id)?);
+        let table = versioned(provider.as_ref()).ok_or_else(|| Error::NotIceberg {
+            table: name.to_string(),
+        })?;
+        let pinned = table.at_snapshot(snapshot_id)?;
         let plan =
             LogicalPlanBuilder::scan(table_ref, provider_as_source(pinned), None)?.build()?;
         Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(

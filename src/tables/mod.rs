@@ -10,6 +10,7 @@ mod provider;
 mod system;
 mod table;
 mod temporary;
+mod versioned;
 mod view;
 
 pub use metadata_tables::MetadataTable;
@@ -18,4 +19,5 @@ pub use provider::WarehouseCatalog;
 pub use system::SYSTEM_SCHEMA;
 pub use table::IcebergTable;
 pub use temporary::{TempBudget, TempSchema, TempTable, TempTables};
+pub use versioned::{Versioned, versioned};
 pub use view::ViewTable;

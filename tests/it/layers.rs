@@ -90,3 +90,30 @@ fn every_module_uses_only_the_layers_below_it() {
     }
     assert!(upward.is_empty(), "layers used from below: {upward:#?}");
 }
+
+/// Planning and the layers above it talk to warehouse tables through
+/// `tables::Versioned`, never by downcasting to the concrete table.
+#[test]
+fn tables_are_reached_through_their_trait() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut offenders = Vec::new();
+    for module in ["planning", "session", "flight"] {
+        let mut files = vec![src.join(module)];
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path).expect("read_dir") {
+                    files.push(entry.expect("entry").path());
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read source");
+                if text.contains("IcebergTable") {
+                    offenders.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "name tables::IcebergTable: {offenders:?}"
+    );
+}

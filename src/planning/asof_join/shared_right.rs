@@ -13,7 +13,7 @@ use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableSource};
 
-use crate::tables::IcebergTable;
+use crate::tables::versioned;
 
 /// Whether `a` and `b`, right inputs of two ASOF JOINs, read the same rows.
 pub fn same_right_relation(a: &LogicalPlan, b: &LogicalPlan) -> bool {
@@ -46,10 +46,7 @@ fn same_source(a: &Arc<dyn TableSource>, b: &Arc<dyn TableSource>) -> bool {
     if Arc::ptr_eq(&x, &y) {
         return true;
     }
-    match (
-        x.as_any().downcast_ref::<IcebergTable>(),
-        y.as_any().downcast_ref::<IcebergTable>(),
-    ) {
+    match (versioned(x.as_ref()), versioned(y.as_ref())) {
         (Some(x), Some(y)) => x.reads_same_rows(y),
         _ => false,
     }

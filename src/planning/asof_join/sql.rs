@@ -31,7 +31,7 @@ use std::sync::Arc;
 use super::node::{AsOfJoinNode, MatchOp, MaxAge};
 use crate::error::Error;
 use crate::shared::INGEST_ORDER_COLUMN;
-use crate::tables::IcebergTable;
+use crate::tables::versioned;
 
 /// Rewrites every `FROM` list of `statement` so that ASOF joins are planned by
 /// [`AsOfJoinPlanner`].
@@ -271,15 +271,12 @@ fn in_ingest_order(plan: LogicalPlan) -> DFResult<(LogicalPlan, bool)> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source).ok();
-            let Some(table) = provider
-                .as_ref()
-                .and_then(|p| p.as_any().downcast_ref::<IcebergTable>())
-            else {
+            let Some(table) = provider.as_deref().and_then(versioned) else {
                 return Ok((LogicalPlan::TableScan(scan), false));
             };
             // A plain table keeps its columns and is read by the reader that
             // takes the join's right-side filter.
-            let ordered = table.feature_group().is_some();
+            let ordered = table.is_feature_group();
             let table = match ordered {
                 true => table.in_ingest_order(),
                 false => table.with_runtime_filters(),
@@ -290,7 +287,7 @@ fn in_ingest_order(plan: LogicalPlan) -> DFResult<(LogicalPlan, bool)> {
             };
             let scan = TableScan::try_new(
                 scan.table_name.clone(),
-                provider_as_source(Arc::new(table)),
+                provider_as_source(table),
                 projection,
                 scan.filters.clone(),
                 scan.fetch,
