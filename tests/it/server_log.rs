@@ -80,3 +80,60 @@ async fn rust_log_turns_the_request_lines_off() {
     assert!(request_lines(&log).is_empty(), "{log}");
     assert!(log.contains("listening on"), "{log}");
 }
+
+/// A write-ahead log damaged on disk is the server's problem, not the
+/// client's: the client gets DATA_LOSS naming the file, the operator an
+/// error line, and the server keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_stream_log_is_data_loss_and_an_error_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let session = pitlake::Session::open(dir.path()).await.expect("open");
+        session
+            .sql(
+                "CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t ONLINE;
+                 INSERT INTO fg VALUES (1, '2024-01-01', 0.5)",
+            )
+            .await
+            .expect("a streamed insert");
+        session.store().streams().close().await.expect("close");
+    }
+    let log_dir = dir.path().join("_streams/default/fg");
+    let segment = std::fs::read_dir(&log_dir)
+        .expect("the group's log")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "wal"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).expect("read segment");
+    bytes[..8].copy_from_slice(b"GARBAGE!");
+    std::fs::write(&segment, &bytes).expect("damage the segment");
+
+    let server = ServeProcess::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    let err = client
+        .execute_update("INSERT INTO fg VALUES (2, '2024-01-02', 0.7)".into(), None)
+        .await
+        .expect_err("the group's log cannot open");
+    let text = err.to_string();
+    assert!(
+        text.contains("DataLoss") || text.contains("data loss"),
+        "{text}"
+    );
+    assert!(text.contains(".wal"), "the status names the file: {text}");
+    // Still answering.
+    query(&mut client, "SELECT 1").await;
+    drop(client);
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("cause=Corrupt") && l.contains(".wal")),
+        "no error line for the damaged log:\n{log}"
+    );
+    assert!(
+        request_lines(&log)
+            .iter()
+            .any(|l| l.contains("call=\"do_put\"") && l.contains("code=DataLoss")),
+        "{log}"
+    );
+}
