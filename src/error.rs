@@ -27,6 +27,14 @@ pub enum Error {
     )]
     WarehouseNotFound { path: String, file: &'static str },
 
+    /// A user or role that does not exist.
+    #[error("{kind} {name} does not exist")]
+    PrincipalNotFound { kind: String, name: String },
+
+    /// A statement its principal may not run.
+    #[error("permission denied: {user} may not {action}")]
+    Denied { user: String, action: String },
+
     /// A schema (namespace) that does not exist.
     #[error("schema {schema} does not exist")]
     SchemaNotFound { schema: String },
@@ -256,6 +264,7 @@ impl Error {
         match self {
             Error::TableNotFound { .. }
             | Error::WarehouseNotFound { .. }
+            | Error::PrincipalNotFound { .. }
             | Error::SchemaNotFound { .. }
             | Error::SnapshotNotFound { .. }
             | Error::RefNotFound { .. } => Cause::NotFound,
@@ -271,7 +280,7 @@ impl Error {
             | Error::Setting { .. }
             | Error::Invalid(_)
             | Error::InvalidInput { .. } => Cause::Mistake,
-            Error::FileDenied { .. } => Cause::Denied,
+            Error::FileDenied { .. } | Error::Denied { .. } => Cause::Denied,
             Error::NotSupported(_) => Cause::Unsupported,
             Error::CommitConflict { .. } | Error::Locked { .. } => Cause::Conflict,
             Error::ResourceExhausted(_) => Cause::Exhausted,

@@ -26,6 +26,7 @@
 //! [`Session`] is the entry point: open a warehouse folder, run SQL. A
 //! server opens one [`Store`] and gives each client a session on it.
 
+pub mod access;
 pub mod allocator;
 pub mod catalog;
 pub mod error;

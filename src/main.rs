@@ -261,16 +261,26 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         Users::Passwords(map)
     } else {
-        let password = pitlake::flight::random_secret();
-        eprintln!(
-            "user pitlake, password {password} (generated for this run; choose with --user NAME:PASSWORD or --users-file)"
-        );
-        Users::Passwords(std::collections::HashMap::from([(
-            "pitlake".to_string(),
-            password,
-        )]))
+        Users::Passwords(std::collections::HashMap::new())
     };
     let store = pitlake::Store::open(&args.warehouse).await?;
+    let no_users = matches!(&users, Users::Passwords(seeds) if seeds.is_empty());
+    if no_users && store.principals().user_count().await? == 0 {
+        // The first start: an admin to sign in with, told once.
+        let password = pitlake::flight::random_secret();
+        store
+            .principals()
+            .create_user(
+                "pitlake",
+                &password,
+                &[pitlake::access::ADMIN_ROLE.to_string()],
+            )
+            .await?;
+        eprintln!(
+            "created user pitlake (role admin), password {password}: shown this once; \
+             change it with ALTER USER pitlake PASSWORD '...', add users with CREATE USER"
+        );
+    }
     store
         .streams()
         .set_policy(pitlake::ingest::stream::CommitPolicy {

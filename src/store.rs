@@ -1,5 +1,5 @@
-//! A warehouse opened for use: its catalog, its online store and its stream
-//! logs, wired together once. Every session of a process shares one.
+//! A warehouse opened for use: its catalog, its principals, its online store
+//! and its stream logs, wired together once. Every session of a process shares one.
 //!
 //! ```text
 //! Store ─┬─ Warehouse (catalog/)      the Iceberg catalog and the folder
@@ -16,6 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::access::Principals;
 use crate::catalog::Warehouse;
 use crate::error::Result;
 use crate::ingest::WritePath;
@@ -27,6 +28,7 @@ use crate::online::OnlineStore;
 #[derive(Debug, Clone)]
 pub struct Store {
     warehouse: Warehouse,
+    principals: Principals,
     online: Arc<OnlineStore>,
     streams: Arc<Streams>,
 }
@@ -34,25 +36,32 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the warehouse in `dir`.
     pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self::new(Warehouse::open(dir).await?))
+        Self::new(Warehouse::open(dir).await?).await
     }
 
     /// Opens the warehouse in `dir`, failing with
     /// [`crate::Error::WarehouseNotFound`] when there is none.
     pub async fn open_existing(dir: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self::new(Warehouse::open_existing(dir).await?))
+        Self::new(Warehouse::open_existing(dir).await?).await
     }
 
     /// The online store and stream logs of an opened warehouse. Open one
     /// `Store` per warehouse and process: the stream logs are locked by it.
-    pub fn new(warehouse: Warehouse) -> Self {
+    pub async fn new(warehouse: Warehouse) -> Result<Self> {
+        let principals = Principals::open(warehouse.db().clone()).await?;
         let online = OnlineStore::new(warehouse.clone());
         let streams = Streams::new(warehouse.clone(), online.clone());
-        Store {
+        Ok(Store {
             warehouse,
+            principals,
             online,
             streams,
-        }
+        })
+    }
+
+    /// The warehouse's users and roles.
+    pub fn principals(&self) -> &Principals {
+        &self.principals
     }
 
     /// The catalog and folder.

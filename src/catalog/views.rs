@@ -47,24 +47,30 @@ fn db_error(what: String) -> impl FnOnce(sqlx::Error) -> Error {
     move |e| Error::unavailable(what)(e)
 }
 
+/// A pool of connections to the catalog database `db`, for pitlake's own
+/// rows beside the Iceberg catalog's (views, principals).
+pub async fn open_db(db: &Path) -> Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite:{}", db.display()))
+        .map_err(db_error(format!("catalog {}", db.display())))?
+        .busy_timeout(Duration::from_secs(10));
+    SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .map_err(db_error(format!(
+            "cannot open the catalog {}",
+            db.display()
+        )))
+}
+
 impl Views {
-    /// Views of the catalog database `db` (the SQL catalog made its tables).
-    pub async fn open(db: &Path, root: &Path) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite:{}", db.display()))
-            .map_err(db_error(format!("catalog {}", db.display())))?
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .map_err(db_error(format!(
-                "cannot open the catalog {}",
-                db.display()
-            )))?;
-        Ok(Views {
+    /// Views of the catalog database behind `pool` (the SQL catalog made
+    /// its tables).
+    pub fn new(pool: SqlitePool, root: &Path) -> Self {
+        Views {
             pool,
             root: root.to_path_buf(),
-        })
+        }
     }
 
     /// The kind of object named `name`: "view", "table", or none.

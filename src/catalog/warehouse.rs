@@ -18,7 +18,7 @@ use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 
 use super::verified::VerifiedCatalog;
-use super::views::Views;
+use super::views::{Views, open_db};
 
 use crate::error::{Error, Result};
 use crate::shared::{NameKind, SYSTEM_SCHEMA, TEMP_SCHEMA, check_name};
@@ -39,6 +39,8 @@ pub struct Warehouse {
     root: PathBuf,
     catalog: Arc<VerifiedCatalog>,
     views: Views,
+    /// The catalog database, for pitlake's own rows beside the catalog's.
+    db: sqlx::SqlitePool,
 }
 
 impl Warehouse {
@@ -83,11 +85,12 @@ impl Warehouse {
                 "cannot open the catalog {}",
                 db.display()
             )))?;
-        let views = Views::open(&db, &root).await?;
+        let pool = open_db(&db).await?;
         let warehouse = Warehouse {
+            views: Views::new(pool.clone(), &root),
             root,
             catalog: Arc::new(VerifiedCatalog::new(catalog)),
-            views,
+            db: pool,
         };
         warehouse.ensure_schema(DEFAULT_SCHEMA).await?;
         Ok(warehouse)
@@ -101,6 +104,11 @@ impl Warehouse {
     /// The Iceberg catalog.
     pub fn catalog(&self) -> &Arc<VerifiedCatalog> {
         &self.catalog
+    }
+
+    /// The catalog database (principals live there too).
+    pub fn db(&self) -> &sqlx::SqlitePool {
+        &self.db
     }
 
     /// The views stored beside the tables.

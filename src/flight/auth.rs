@@ -37,7 +37,8 @@ const BASIC: GeneralPurpose = GeneralPurpose::new(
 pub enum Users {
     /// No authentication at all (`--insecure-no-auth`): local play only.
     Anyone,
-    /// `user → password`.
+    /// Sign-in as a user of the warehouse (`CREATE USER`); these `user →
+    /// password` pairs are made admins (or given these passwords) at start.
     Passwords(HashMap<String, String>),
 }
 
@@ -64,6 +65,17 @@ impl Users {
             users.insert(user.to_string(), password.to_string());
         }
         Ok(Users::Passwords(users))
+    }
+
+    /// Makes the named users admins of the warehouse, with these passwords.
+    pub async fn seed(&self, principals: &crate::access::Principals) -> Result<()> {
+        if let Users::Passwords(seeds) = self {
+            let admin = [crate::access::ADMIN_ROLE.to_string()];
+            for (user, password) in seeds {
+                principals.seed_user(user, password, &admin).await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -266,9 +278,9 @@ impl Authenticator {
         metadata: &MetadataMap,
         client: Option<IpAddr>,
     ) -> std::result::Result<String, Status> {
-        let Users::Passwords(users) = &self.users else {
+        if matches!(self.users, Users::Anyone) {
             return Ok(String::new());
-        };
+        }
         let encoded = credentials(
             metadata,
             "Basic ",
@@ -296,19 +308,19 @@ impl Authenticator {
                 "malformed Basic credentials: expected base64 of user:password",
             ));
         };
-        // Compare against every user so timing does not reveal which names exist.
-        let mut found = None;
-        for (name, expected) in users {
-            let matches = constant_time_eq(name.as_bytes(), user.as_bytes())
-                & constant_time_eq(expected.as_bytes(), password.as_bytes());
-            if matches {
-                found = Some(name);
-            }
-        }
-        let Some(name) = found else {
+        // An unknown name costs the time of a wrong password.
+        let signed_in = self
+            .shared
+            .store()
+            .principals()
+            .sign_in(user, password)
+            .await
+            .map_err(super::status::to_status)?;
+        let Some(principal) = signed_in else {
             self.throttle.failed(&keys, Instant::now());
             return Err(Status::unauthenticated("invalid user name or password"));
         };
+        let name = principal.user;
         self.throttle.succeeded(&keys);
         Ok(self.issue(Arc::from(name.as_str())))
     }
@@ -410,7 +422,17 @@ impl Authenticator {
         caller
             .session
             // Same limits and file policy as the server's own session.
-            .get_or_try_init(|| self.shared.fork())
+            .get_or_try_init(|| async {
+                let session = self.shared.fork().await?;
+                match &caller.user {
+                    // Acts as the signed-in user, with their roles now.
+                    Some(user) => {
+                        let principal = self.shared.store().principals().principal(user).await?;
+                        Ok(session.with_principal(principal))
+                    }
+                    None => Ok(session),
+                }
+            })
             .await
             .cloned()
             .map_err(super::status::to_status)
@@ -722,6 +744,10 @@ mod tests {
             ("alice".to_string(), "s3cret".to_string()),
             ("bob".to_string(), "hunter2".to_string()),
         ]));
+        users
+            .seed(session.store().principals())
+            .await
+            .expect("seed users");
         let auth = Authenticator::new(users, policy, delay(1, 4), session);
         (dir, auth)
     }
@@ -828,7 +854,8 @@ mod tests {
     async fn tokens_are_capped_and_expire_when_idle() {
         let policy = TokenPolicy {
             max_tokens: 3,
-            idle_timeout: Duration::from_millis(300),
+            // Past six sign-ins' password hashing.
+            idle_timeout: Duration::from_millis(1500),
             ..TokenPolicy::default()
         };
         let (_dir, auth) = authenticator(policy).await;
@@ -858,11 +885,11 @@ mod tests {
         auth.session(&caller)
             .await
             .expect("session built on first use");
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        tokio::time::sleep(Duration::from_millis(1600)).await;
         let err = auth.authorize(&bearer(&tokens[4]), None).expect_err("idle");
         assert_eq!(
             err.message(),
-            "token expired (unused for longer than 0.3 s): authenticate again"
+            "token expired (unused for longer than 1.5 s): authenticate again"
         );
         assert_eq!(auth.live_tokens(), 0, "expired grants are freed");
         let err = auth.authorize(&bearer("x"), None).expect_err("garbage");

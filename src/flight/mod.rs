@@ -163,6 +163,7 @@ pub async fn serve(
             Err(e) => tracing::warn!("recovered stream records not committed yet: {e}"),
         }
     }
+    config.users.seed(store.principals()).await?;
     let auth = Arc::new(Authenticator::new(
         config.users.clone(),
         config.tokens.clone(),

@@ -9,6 +9,7 @@
 
 mod context;
 mod listing;
+mod principals;
 mod views;
 mod writes;
 
@@ -26,6 +27,7 @@ use sqlparser::ast::{self, CopyOption, CopyTarget, ObjectName, ObjectType, Schem
 
 pub use context::{machine_memory, new_context, new_context_with_runtime, sql_dataframe};
 
+use crate::access::Principal;
 use crate::catalog::{self, CATALOG_NAME, DEFAULT_SCHEMA, TableName, Warehouse};
 use crate::error::{Error, Result};
 use crate::file_access::FileAccess;
@@ -64,6 +66,9 @@ pub struct Session {
     files: FileAccess,
     /// This session's temporary tables (schema `temp`).
     temp: TempTables,
+    /// Who runs the statements (the local admin unless a server signed a
+    /// user in).
+    identity: principals::Identity,
 }
 
 impl std::fmt::Debug for Session {
@@ -102,6 +107,13 @@ impl Session {
             .with_information_schema(true);
         let ctx = new_context(config);
         let catalog = Arc::new(WarehouseCatalog::new(store.clone(), temp.clone()));
+        let identity: principals::Identity = Arc::new(std::sync::RwLock::new((
+            Principal::local_admin(),
+            store.principals().generation(),
+        )));
+        for function in principals::identity_functions(&identity) {
+            ctx.register_udf(function);
+        }
         catalog.refresh().await?;
         ctx.register_catalog(CATALOG_NAME, catalog.clone());
         ctx.register_catalog(
@@ -115,6 +127,7 @@ impl Session {
             query_memory: None,
             files: FileAccess::Local,
             temp,
+            identity,
         })
     }
 
@@ -248,8 +261,11 @@ impl Session {
     pub async fn execute_stream(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
         // Tables created by other processes become visible to name listings.
         self.catalog.refresh().await?;
+        // Roles changed by this process apply from the next statement.
+        self.principal().await?;
         match statement {
             Statement::Sql(statement) => self.execute_sql(*statement).await,
+            Statement::Principal(statement) => self.execute_principal(statement).await,
             Statement::CreateFeatureGroup(create) => {
                 let name = self.resolve_name(&create.name)?;
                 let fg = catalog::FeatureGroup::with_options(

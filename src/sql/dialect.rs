@@ -39,6 +39,43 @@ impl Dialect for PitlakeDialect {
         true
     }
 
+    /// `current_user()` with parentheses, as well as the standard's bare
+    /// `current_user`.
+    fn parse_prefix(
+        &self,
+        parser: &mut sqlparser::parser::Parser,
+    ) -> Option<Result<sqlparser::ast::Expr, sqlparser::parser::ParserError>> {
+        use sqlparser::ast::{
+            Expr, Function, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
+        };
+        use sqlparser::keywords::Keyword;
+        use sqlparser::tokenizer::Token;
+        let is_call = matches!(&parser.peek_nth_token_ref(0).token,
+                Token::Word(w) if w.keyword == Keyword::CURRENT_USER && w.quote_style.is_none())
+            && parser.peek_nth_token_ref(1).token == Token::LParen
+            && parser.peek_nth_token_ref(2).token == Token::RParen;
+        if !is_call {
+            return None;
+        }
+        for _ in 0..3 {
+            parser.next_token();
+        }
+        Some(Ok(Expr::Function(Function {
+            name: ObjectName::from(vec![Ident::new("current_user")]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: None,
+                args: vec![],
+                clauses: vec![],
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: vec![],
+        })))
+    }
+
     like_generic!(
         supports_unicode_string_literal,
         supports_group_by_expr,

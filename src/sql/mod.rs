@@ -1,14 +1,16 @@
 //! SQL text to statements: pitlake's dialect, its time-travel token pass, and
-//! the feature-group statements DataFusion does not know.
+//! the feature-group and principal statements DataFusion does not know.
 
 mod dialect;
 pub mod limits;
 mod params;
 mod parser;
+mod principals;
 mod statement;
 pub mod time_travel_tokens;
 
 pub use dialect::PitlakeDialect;
 pub use params::{bind_parameters, count_parameters, number_placeholders};
 pub use parser::{name_parts, parse_sql};
+pub use principals::PrincipalStatement;
 pub use statement::{CreateFeatureGroup, Statement};

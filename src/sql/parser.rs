@@ -63,6 +63,9 @@ fn with_asof_hint(error: ParserError) -> ParserError {
 }
 
 fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
+    if let Some(principal) = super::principals::parse_principal(parser)? {
+        return Ok(Statement::Principal(principal));
+    }
     if peek_words(parser, &["CREATE", "FEATURE", "GROUP"]) {
         advance(parser, 3);
         return parse_create_feature_group(parser).map(Statement::CreateFeatureGroup);

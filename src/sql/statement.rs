@@ -5,9 +5,13 @@ use std::fmt;
 
 use sqlparser::ast::{ColumnDef, Ident, ObjectName};
 
+use super::principals::PrincipalStatement;
+
 /// One parsed statement.
 #[derive(Debug, Clone)]
 pub enum Statement {
+    /// Users and roles (`CREATE USER`, `GRANT ROLE`, …).
+    Principal(PrincipalStatement),
     /// Standard SQL, planned by DataFusion (with pitlake's relation planners).
     Sql(Box<sqlparser::ast::Statement>),
     /// `CREATE FEATURE GROUP ...`
@@ -64,6 +68,7 @@ impl fmt::Display for Statement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Statement::Sql(s) => write!(f, "{s}"),
+            Statement::Principal(p) => write!(f, "{p}"),
             Statement::CreateFeatureGroup(c) => {
                 write!(f, "CREATE FEATURE GROUP ")?;
                 if c.if_not_exists {

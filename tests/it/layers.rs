@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "key_map",
     "storage",
     "catalog",
+    "access",
     "online",
     "ingest",
     "store",

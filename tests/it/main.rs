@@ -13,6 +13,7 @@ mod online;
 mod online_concurrency;
 mod online_example;
 mod parallel_scan;
+mod principals;
 mod python;
 mod server_log;
 mod shell;

@@ -49,6 +49,18 @@ impl ServeProcess {
 
     /// [`Self::start`] with environment variables for the process.
     pub fn start_with_env(warehouse: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let alice = format!("{USER}:{PASSWORD}");
+        let mut args = vec!["--user", &alice];
+        args.extend_from_slice(extra);
+        Self::spawn(warehouse, &args, env)
+    }
+
+    /// A server given no `--user`: it signs in the warehouse's own users.
+    pub fn start_without_seeds(warehouse: &Path) -> Self {
+        Self::spawn(warehouse, &[], &[])
+    }
+
+    fn spawn(warehouse: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pitlake"))
             // The log's content is part of what tests check: the caller's
             // RUST_LOG must not change it.
@@ -58,7 +70,6 @@ impl ServeProcess {
             .arg("--warehouse")
             .arg(warehouse)
             .args(["--listen", "127.0.0.1:0"])
-            .args(["--user", &format!("{USER}:{PASSWORD}")])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -114,8 +125,18 @@ impl ServeProcess {
     }
 
     /// A Flight SQL client, authenticated as alice (the log on failure).
+    /// A client signed in as `user`, or the server's refusal.
+    pub async fn client_as(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<FlightSqlServiceClient<Channel>, String> {
+        try_connect(self.addr, user, password).await
+    }
+
     pub async fn client(&self) -> FlightSqlServiceClient<Channel> {
-        match tokio::time::timeout(Duration::from_secs(60), try_connect(self.addr)).await {
+        let connect = try_connect(self.addr, USER, PASSWORD);
+        match tokio::time::timeout(Duration::from_secs(60), connect).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => panic!("cannot connect to pitlake serve: {e}\n{}", self.log()),
             Err(_) => panic!("no connection within 60 s:\n{}", self.log()),
@@ -172,8 +193,12 @@ impl Drop for ServeProcess {
     }
 }
 
-/// A Flight SQL client of `addr`, authenticated as alice.
-async fn try_connect(addr: SocketAddr) -> Result<FlightSqlServiceClient<Channel>, String> {
+/// A Flight SQL client of `addr`, signed in as `user`.
+async fn try_connect(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<FlightSqlServiceClient<Channel>, String> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
         .connect()
@@ -181,7 +206,7 @@ async fn try_connect(addr: SocketAddr) -> Result<FlightSqlServiceClient<Channel>
         .map_err(|e| format!("connect: {e}"))?;
     let mut client = FlightSqlServiceClient::new(channel);
     client
-        .handshake(USER, PASSWORD)
+        .handshake(user, password)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     Ok(client)

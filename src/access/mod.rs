@@ -1,0 +1,10 @@
+//! Who may do what: the warehouse's users and roles (and, as they arrive,
+//! grants, row filters and the audit log). Stored in the catalog database,
+//! so every process on the warehouse sees the same; the session asks here
+//! before it runs a statement.
+
+mod password;
+mod principals;
+
+pub use password::MAX_PASSWORD_BYTES;
+pub use principals::{ADMIN_ROLE, Principal, Principals};

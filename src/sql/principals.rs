@@ -1,0 +1,247 @@
+//! Statements about users and roles:
+//!
+//! ```sql
+//! CREATE USER [IF NOT EXISTS] alice PASSWORD 's3cret' [IN ROLE producers, …];
+//! ALTER USER alice PASSWORD '…';      DROP USER [IF EXISTS] alice;
+//! CREATE ROLE [IF NOT EXISTS] producers;   DROP ROLE [IF EXISTS] producers;
+//! GRANT ROLE producers TO [USER] alice;    REVOKE ROLE producers FROM [USER] alice;
+//! SHOW USERS;   SHOW ROLES;
+//! ```
+//!
+//! A statement prints its password as `'***'`, so it never reaches a log.
+
+use std::fmt;
+
+use sqlparser::ast::Ident;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+
+/// One statement about principals.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PrincipalStatement {
+    CreateUser {
+        name: Ident,
+        password: String,
+        roles: Vec<Ident>,
+        if_not_exists: bool,
+    },
+    AlterUser {
+        name: Ident,
+        password: String,
+    },
+    DropUser {
+        name: Ident,
+        if_exists: bool,
+    },
+    CreateRole {
+        name: Ident,
+        if_not_exists: bool,
+    },
+    DropRole {
+        name: Ident,
+        if_exists: bool,
+    },
+    GrantRole {
+        role: Ident,
+        user: Ident,
+    },
+    RevokeRole {
+        role: Ident,
+        user: Ident,
+    },
+    ShowUsers,
+    ShowRoles,
+}
+
+impl fmt::Debug for PrincipalStatement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for PrincipalStatement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let exists = |b: bool, text: &'static str| if b { text } else { "" };
+        match self {
+            PrincipalStatement::CreateUser {
+                name,
+                roles,
+                if_not_exists,
+                ..
+            } => {
+                let ine = exists(*if_not_exists, "IF NOT EXISTS ");
+                write!(f, "CREATE USER {ine}{name} PASSWORD '***'")?;
+                if !roles.is_empty() {
+                    let roles: Vec<String> = roles.iter().map(ToString::to_string).collect();
+                    write!(f, " IN ROLE {}", roles.join(", "))?;
+                }
+                Ok(())
+            }
+            PrincipalStatement::AlterUser { name, .. } => {
+                write!(f, "ALTER USER {name} PASSWORD '***'")
+            }
+            PrincipalStatement::DropUser { name, if_exists } => {
+                write!(f, "DROP USER {}{name}", exists(*if_exists, "IF EXISTS "))
+            }
+            PrincipalStatement::CreateRole {
+                name,
+                if_not_exists,
+            } => write!(
+                f,
+                "CREATE ROLE {}{name}",
+                exists(*if_not_exists, "IF NOT EXISTS ")
+            ),
+            PrincipalStatement::DropRole { name, if_exists } => {
+                write!(f, "DROP ROLE {}{name}", exists(*if_exists, "IF EXISTS "))
+            }
+            PrincipalStatement::GrantRole { role, user } => {
+                write!(f, "GRANT ROLE {role} TO USER {user}")
+            }
+            PrincipalStatement::RevokeRole { role, user } => {
+                write!(f, "REVOKE ROLE {role} FROM USER {user}")
+            }
+            PrincipalStatement::ShowUsers => write!(f, "SHOW USERS"),
+            PrincipalStatement::ShowRoles => write!(f, "SHOW ROLES"),
+        }
+    }
+}
+
+/// True when the next tokens are the given unquoted words.
+fn peek(parser: &Parser, words: &[&str]) -> bool {
+    words.iter().enumerate().all(|(n, word)| {
+        matches!(&parser.peek_nth_token_ref(n).token,
+            sqlparser::tokenizer::Token::Word(w)
+                if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+    })
+}
+
+fn skip(parser: &mut Parser, n: usize) {
+    for _ in 0..n {
+        parser.next_token();
+    }
+}
+
+fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
+    if peek(parser, &[word]) {
+        skip(parser, 1);
+        return Ok(());
+    }
+    parser.expected(word, parser.peek_token())
+}
+
+/// Parses a principal statement if one starts here (else `None`, nothing
+/// consumed).
+pub fn parse_principal(parser: &mut Parser) -> Result<Option<PrincipalStatement>, ParserError> {
+    let statement = if peek(parser, &["CREATE", "USER"]) {
+        skip(parser, 2);
+        let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = parser.parse_identifier()?;
+        expect_word(parser, "PASSWORD")?;
+        let password = parser.parse_literal_string()?;
+        let roles = if peek(parser, &["IN", "ROLE"]) {
+            skip(parser, 2);
+            parser.parse_comma_separated(Parser::parse_identifier)?
+        } else {
+            Vec::new()
+        };
+        PrincipalStatement::CreateUser {
+            name,
+            password,
+            roles,
+            if_not_exists,
+        }
+    } else if peek(parser, &["ALTER", "USER"]) {
+        skip(parser, 2);
+        let name = parser.parse_identifier()?;
+        expect_word(parser, "PASSWORD")?;
+        let password = parser.parse_literal_string()?;
+        PrincipalStatement::AlterUser { name, password }
+    } else if peek(parser, &["DROP", "USER"]) {
+        skip(parser, 2);
+        let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = parser.parse_identifier()?;
+        PrincipalStatement::DropUser { name, if_exists }
+    } else if peek(parser, &["CREATE", "ROLE"]) {
+        skip(parser, 2);
+        let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name = parser.parse_identifier()?;
+        PrincipalStatement::CreateRole {
+            name,
+            if_not_exists,
+        }
+    } else if peek(parser, &["DROP", "ROLE"]) {
+        skip(parser, 2);
+        let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = parser.parse_identifier()?;
+        PrincipalStatement::DropRole { name, if_exists }
+    } else if peek(parser, &["GRANT", "ROLE"]) {
+        skip(parser, 2);
+        let role = parser.parse_identifier()?;
+        expect_word(parser, "TO")?;
+        if peek(parser, &["USER"]) {
+            skip(parser, 1);
+        }
+        let user = parser.parse_identifier()?;
+        PrincipalStatement::GrantRole { role, user }
+    } else if peek(parser, &["REVOKE", "ROLE"]) {
+        skip(parser, 2);
+        let role = parser.parse_identifier()?;
+        expect_word(parser, "FROM")?;
+        if peek(parser, &["USER"]) {
+            skip(parser, 1);
+        }
+        let user = parser.parse_identifier()?;
+        PrincipalStatement::RevokeRole { role, user }
+    } else if peek(parser, &["SHOW", "USERS"]) {
+        skip(parser, 2);
+        PrincipalStatement::ShowUsers
+    } else if peek(parser, &["SHOW", "ROLES"]) {
+        skip(parser, 2);
+        PrincipalStatement::ShowRoles
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(statement))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sql::{Statement, parse_sql};
+
+    #[test]
+    fn principal_statements_parse_and_hide_passwords() {
+        let sql = "CREATE USER IF NOT EXISTS alice PASSWORD 's3cret' IN ROLE producers, pii;
+                   ALTER USER alice PASSWORD 'n3w'; DROP USER IF EXISTS bob;
+                   CREATE ROLE producers; DROP ROLE IF EXISTS pii;
+                   GRANT ROLE producers TO alice; REVOKE ROLE producers FROM USER alice;
+                   SHOW USERS; SHOW ROLES";
+        let printed: Vec<String> = parse_sql(sql)
+            .expect("parses")
+            .iter()
+            .map(|s| {
+                assert!(matches!(s, Statement::Principal(_)), "{s}");
+                s.to_string()
+            })
+            .collect();
+        assert_eq!(
+            printed,
+            [
+                "CREATE USER IF NOT EXISTS alice PASSWORD '***' IN ROLE producers, pii",
+                "ALTER USER alice PASSWORD '***'",
+                "DROP USER IF EXISTS bob",
+                "CREATE ROLE producers",
+                "DROP ROLE IF EXISTS pii",
+                "GRANT ROLE producers TO USER alice",
+                "REVOKE ROLE producers FROM USER alice",
+                "SHOW USERS",
+                "SHOW ROLES",
+            ]
+        );
+        let debug = format!(
+            "{:?}",
+            parse_sql("CREATE USER a PASSWORD 'hunter2'").expect("parses")
+        );
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(parse_sql("CREATE USER alice").is_err());
+    }
+}

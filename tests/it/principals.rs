@@ -1,0 +1,172 @@
+//! Users and roles of the warehouse, through the real server: made by an
+//! admin, signed in with, refused to others, hashed at rest, kept across
+//! restarts, and never written to the log.
+
+use std::time::Duration;
+
+use arrow::array::{Array, BooleanArray, StringArray};
+
+use crate::flight::query;
+use crate::stream_kill::ServeProcess;
+
+async fn run(
+    client: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    sql: &str,
+) -> Result<(), String> {
+    client
+        .execute_update(sql.to_string(), None)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_makes_users_who_can_do_only_what_they_may() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServeProcess::start(dir.path(), &[]);
+    let mut admin = server.client().await;
+    run(&mut admin, "CREATE ROLE analysts").await.expect("role");
+    run(
+        &mut admin,
+        "CREATE USER carol PASSWORD 'c4rol-secret' IN ROLE analysts",
+    )
+    .await
+    .expect("user");
+
+    let mut carol = server
+        .client_as("carol", "c4rol-secret")
+        .await
+        .expect("carol signs in");
+    let who = query(
+        &mut carol,
+        "SELECT current_user() AS u, is_member('analysts') AS a, is_member('admin') AS b",
+    )
+    .await;
+    let batch = &who[0];
+    let user = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("text");
+    assert_eq!(user.value(0), "carol");
+    let flags = |i: usize| {
+        batch
+            .column(i)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .expect("bool")
+            .value(0)
+    };
+    assert!(flags(1) && !flags(2));
+
+    // Not an admin: no principal statements but her own password.
+    for sql in [
+        "CREATE USER mallory PASSWORD 'x'",
+        "GRANT ROLE admin TO carol",
+        "ALTER USER alice PASSWORD 'taken-over'",
+        "DROP USER alice",
+        "SHOW USERS",
+    ] {
+        let err = run(&mut carol, sql).await.expect_err(sql);
+        assert!(
+            err.contains("does not have permission")
+                && err.contains("permission denied: carol may not"),
+            "{sql}: {err}"
+        );
+    }
+    assert!(server.client_as("alice", "taken-over").await.is_err());
+    run(&mut carol, "ALTER USER carol PASSWORD 'n3w-secret'")
+        .await
+        .expect("her own password");
+    assert!(server.client_as("carol", "c4rol-secret").await.is_err());
+    let mut carol = server
+        .client_as("carol", "n3w-secret")
+        .await
+        .expect("the new password");
+    query(&mut carol, "SELECT 1").await;
+
+    // Mistakes named.
+    let err = run(&mut admin, "GRANT ROLE nosuch TO carol")
+        .await
+        .expect_err("no role");
+    assert!(err.contains("role nosuch does not exist"), "{err}");
+    let err = run(&mut admin, "CREATE USER carol PASSWORD 'again'")
+        .await
+        .expect_err("twice");
+    assert!(err.contains("user carol already exists"), "{err}");
+    let err = run(&mut admin, "CREATE USER \"../x\" PASSWORD 'p'")
+        .await
+        .expect_err("bad name");
+    assert!(err.contains("../x"), "{err}");
+    let err = run(&mut admin, "DROP ROLE admin")
+        .await
+        .expect_err("admin stays");
+    assert!(err.contains("cannot be dropped"), "{err}");
+    let err = run(&mut admin, "REVOKE ROLE admin FROM alice")
+        .await
+        .expect_err("last admin");
+    assert!(err.contains("last member of admin"), "{err}");
+
+    // Dropped: no more sign-ins.
+    run(&mut admin, "DROP USER carol").await.expect("drop");
+    assert!(server.client_as("carol", "n3w-secret").await.is_err());
+    drop((admin, carol));
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    for secret in ["c4rol-secret", "n3w-secret", "taken-over"] {
+        assert!(!log.contains(secret), "a password reached the log:\n{log}");
+    }
+    // At rest only hashes.
+    let catalog = std::fs::read(dir.path().join("catalog.db")).expect("catalog");
+    let text = String::from_utf8_lossy(&catalog);
+    assert!(!text.contains("s3cret") && text.contains("$argon2id$"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_start_makes_an_admin_once_and_users_outlive_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServeProcess::start_without_seeds(dir.path());
+    assert!(
+        server.wait_for_log(
+            "created user pitlake (role admin), password ",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    let password = log
+        .split("created user pitlake (role admin), password ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .expect("the password")
+        .to_string();
+    let mut admin = server
+        .client_as("pitlake", &password)
+        .await
+        .expect("the generated admin signs in");
+    run(&mut admin, "CREATE USER dave PASSWORD 'd4ve-pw'")
+        .await
+        .expect("user");
+    drop(admin);
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+
+    let server = ServeProcess::start_without_seeds(dir.path());
+    let mut dave = server
+        .client_as("dave", "d4ve-pw")
+        .await
+        .expect("dave after a restart");
+    query(&mut dave, "SELECT 1").await;
+    server
+        .client_as("pitlake", &password)
+        .await
+        .expect("the admin after a restart");
+    drop(dave);
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        !log.contains("created user"),
+        "a second password was made:\n{log}"
+    );
+}
