@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::access::Principals;
+use crate::access::{Grants, Principals};
 use crate::catalog::Warehouse;
 use crate::error::Result;
 use crate::ingest::WritePath;
@@ -29,6 +29,7 @@ use crate::online::OnlineStore;
 pub struct Store {
     warehouse: Warehouse,
     principals: Principals,
+    grants: Grants,
     online: Arc<OnlineStore>,
     streams: Arc<Streams>,
 }
@@ -49,14 +50,21 @@ impl Store {
     /// `Store` per warehouse and process: the stream logs are locked by it.
     pub async fn new(warehouse: Warehouse) -> Result<Self> {
         let principals = Principals::open(warehouse.db().clone()).await?;
+        let grants = Grants::open(warehouse.db().clone()).await?;
         let online = OnlineStore::new(warehouse.clone());
         let streams = Streams::new(warehouse.clone(), online.clone());
         Ok(Store {
             warehouse,
             principals,
+            grants,
             online,
             streams,
         })
+    }
+
+    /// Who may do what on the warehouse's schemas and tables.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
     }
 
     /// The warehouse's users and roles.

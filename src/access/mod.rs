@@ -3,8 +3,10 @@
 //! so every process on the warehouse sees the same; the session asks here
 //! before it runs a statement.
 
+mod grants;
 mod password;
 mod principals;
 
+pub use grants::{Access, GrantRow, Grantee, Grants, Privilege, Securable};
 pub use password::MAX_PASSWORD_BYTES;
 pub use principals::{ADMIN_ROLE, Principal, Principals};

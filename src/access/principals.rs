@@ -109,6 +109,11 @@ impl Principals {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Tells sessions to read their roles and grants again (a grant changed).
+    pub fn touch(&self) {
+        self.changed();
+    }
+
     pub async fn user_count(&self) -> Result<u64> {
         let row = sqlx::query("SELECT count(*) FROM pitlake_users")
             .fetch_one(&self.pool)
@@ -386,7 +391,7 @@ impl Principals {
         Ok(rows.iter().filter_map(|r| r.try_get(0).ok()).collect())
     }
 
-    async fn expect_role(&self, role: &str) -> Result<()> {
+    pub async fn expect_role(&self, role: &str) -> Result<()> {
         let found = sqlx::query("SELECT 1 FROM pitlake_roles WHERE name = ?")
             .bind(role)
             .fetch_optional(&self.pool)
@@ -395,7 +400,7 @@ impl Principals {
         found.map(|_| ()).ok_or_else(|| not_found("role", role))
     }
 
-    async fn expect_user(&self, user: &str) -> Result<()> {
+    pub async fn expect_user(&self, user: &str) -> Result<()> {
         let found = sqlx::query("SELECT 1 FROM pitlake_users WHERE name = ?")
             .bind(user)
             .fetch_optional(&self.pool)

@@ -20,10 +20,12 @@ struct Listed {
     snapshots: i64,
 }
 
-/// One row per feature group of `schema` (or of every schema).
+/// One row per feature group of `schema` (or of every schema) for which
+/// `visible(schema, table)` holds.
 pub async fn show_feature_groups(
     warehouse: &Warehouse,
     schema: Option<&str>,
+    visible: &(dyn Fn(&str, &str) -> bool + Send + Sync),
 ) -> Result<RecordBatch> {
     let schemas = match schema {
         Some(s) => {
@@ -39,6 +41,9 @@ pub async fn show_feature_groups(
     let mut rows: Vec<Listed> = Vec::new();
     for s in schemas {
         for t in warehouse.list_tables(&s).await? {
+            if !visible(&s, &t) {
+                continue;
+            }
             let Some(table) = warehouse.try_load_table(&s, &t).await? else {
                 continue;
             };

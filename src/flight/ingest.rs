@@ -166,6 +166,9 @@ impl PitlakeFlightSql {
         };
         // Peekable: the first message (descriptor and schema) was peeked, not lost.
         let data = request.into_inner().into_peekable();
+        online::stream_target(&session, &table)
+            .await
+            .map_err(to_status)?;
         let acks = online::stream_into(session, table, data).map_err(to_status)?;
         Ok(Response::new(Box::pin(acks)))
     }

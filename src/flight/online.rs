@@ -20,6 +20,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde_json::Value;
 use std::sync::Arc;
 
+use crate::access::Privilege;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::ingest::stream::{Ack, Prepared, Streams, acknowledged};
@@ -66,6 +67,7 @@ pub async fn lookup(session: &Session, body: &[u8]) -> Result<Vec<u8>> {
         }
     };
     let name = group_name(session, group)?;
+    session.authorize(Privilege::Select, &name).await?;
     let online = session.store().online();
     let group = match online.loaded(&name.to_string()) {
         Some(group) => group,
@@ -82,6 +84,13 @@ pub async fn lookup(session: &Session, body: &[u8]) -> Result<Vec<u8>> {
 /// and encoded in parallel on blocking threads, queued in order, and the next
 /// ones are queued while earlier ones wait for their fsync, so they share
 /// fsyncs too. Acknowledgements keep the order of the batches.
+/// The table a `DoPut` stream writes to, once the caller may insert into it.
+pub async fn stream_target(session: &Session, table: &str) -> Result<TableName> {
+    let name = group_name(session, table)?;
+    session.authorize(Privilege::Insert, &name).await?;
+    Ok(name)
+}
+
 pub fn stream_into(
     session: Session,
     table: String,

@@ -6,6 +6,7 @@
 use arrow::datatypes::Schema;
 
 use super::Session;
+use crate::access::Privilege;
 use crate::catalog::{FeatureGroup, TableName};
 use crate::error::{Error, Result};
 use crate::sql::parse_sql;
@@ -31,9 +32,16 @@ impl Session {
     /// `with_columns`. A table dropped while listing is left out.
     pub async fn list_tables(&self, with_columns: bool) -> Result<Vec<ListedTable>> {
         let warehouse = self.warehouse();
+        let access = self.access().await?;
+        let visible = |schema: &str, table: &str| {
+            TableName::new(schema, table).is_ok_and(|t| access.may(Privilege::Select, &t))
+        };
         let mut out = Vec::new();
         for schema in warehouse.list_schemas().await? {
             for table in warehouse.list_tables(&schema).await? {
+                if !visible(&schema, &table) {
+                    continue;
+                }
                 let columns = if with_columns {
                     match warehouse.try_load_table(&schema, &table).await? {
                         Some(t) => {
@@ -53,6 +61,9 @@ impl Session {
                 });
             }
             for view in warehouse.views().list(&schema).await? {
+                if !visible(&schema, &view) {
+                    continue;
+                }
                 let columns = if with_columns {
                     self.view_columns(&schema, &view).await?
                 } else {
@@ -97,6 +108,7 @@ impl Session {
     ) -> Result<(TableName, Vec<String>)> {
         let schema = schema.map_or_else(|| self.current_schema(), str::to_string);
         let name = TableName::new(schema, table)?;
+        self.require_read(&name).await?;
         let Some(t) = self
             .warehouse()
             .try_load_table(&name.schema, &name.table)

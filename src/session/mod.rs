@@ -27,7 +27,7 @@ use sqlparser::ast::{self, CopyOption, CopyTarget, ObjectName, ObjectType, Schem
 
 pub use context::{machine_memory, new_context, new_context_with_runtime, sql_dataframe};
 
-use crate::access::Principal;
+use crate::access::{Principal, Privilege, Securable};
 use crate::catalog::{self, CATALOG_NAME, DEFAULT_SCHEMA, TableName, Warehouse};
 use crate::error::{Error, Result};
 use crate::file_access::FileAccess;
@@ -110,6 +110,7 @@ impl Session {
         let identity: principals::Identity = Arc::new(std::sync::RwLock::new((
             Principal::local_admin(),
             store.principals().generation(),
+            None,
         )));
         for function in principals::identity_functions(&identity) {
             ctx.register_udf(function);
@@ -229,6 +230,7 @@ impl Session {
         statement: Statement,
     ) -> Result<(SchemaRef, Vec<Option<DataType>>)> {
         self.catalog.refresh().await?;
+        self.refresh_gate().await?;
         let Statement::Sql(statement) = statement else {
             return Err(Error::Internal("not a query".into()));
         };
@@ -261,13 +263,15 @@ impl Session {
     pub async fn execute_stream(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
         // Tables created by other processes become visible to name listings.
         self.catalog.refresh().await?;
-        // Roles changed by this process apply from the next statement.
-        self.principal().await?;
+        // Roles and grants changed by this process apply from the next
+        // statement; the catalog hides what the principal may not read.
+        self.refresh_gate().await?;
         match statement {
             Statement::Sql(statement) => self.execute_sql(*statement).await,
             Statement::Principal(statement) => self.execute_principal(statement).await,
             Statement::CreateFeatureGroup(create) => {
                 let name = self.resolve_name(&create.name)?;
+                self.require_create_in(&name).await?;
                 let fg = catalog::FeatureGroup::with_options(
                     create
                         .entity_key
@@ -286,12 +290,15 @@ impl Session {
                     create.if_not_exists,
                 )
                 .await?;
+                self.record_owner(Securable::Table(name)).await?;
                 done()
             }
             Statement::DropFeatureGroup { name, if_exists } => {
                 let name = self.resolve_name(&name)?;
+                self.require_manage(&name).await?;
                 catalog::drop_table(self.warehouse(), &name, if_exists, true).await?;
                 self.store.writes().forget(&name);
+                self.forget_grants(Securable::Table(name)).await?;
                 done()
             }
             Statement::AlterFeatureGroup {
@@ -300,16 +307,25 @@ impl Session {
                 options,
             } => {
                 let name = self.resolve_name(&name)?;
+                self.require_manage(&name).await?;
                 catalog::alter_feature_group(self.warehouse(), &name, online, &options).await?;
                 self.store.writes().committed(&name).await?;
                 done()
             }
             Statement::ShowFeatureGroups { schema } => {
                 let schema = schema.as_ref().map(catalog::types::normalize);
-                one_batch(catalog::show_feature_groups(self.warehouse(), schema.as_deref()).await?)
+                let access = self.access().await?;
+                let visible = move |schema: &str, table: &str| {
+                    TableName::new(schema, table).is_ok_and(|t| access.may(Privilege::Select, &t))
+                };
+                one_batch(
+                    catalog::show_feature_groups(self.warehouse(), schema.as_deref(), &visible)
+                        .await?,
+                )
             }
             Statement::DescribeFeatureGroup { name } => {
                 let name = self.resolve_name(&name)?;
+                self.require_read(&name).await?;
                 one_batch(catalog::describe_feature_group(self.warehouse(), &name).await?)
             }
             Statement::CopyFrom { table, path } => self.copy_from(&table, &path).await,
@@ -332,9 +348,14 @@ impl Session {
                         return Err(Error::NotSupported("CREATE SCHEMA AUTHORIZATION".into()));
                     }
                 };
+                self.require_admin(|| format!("create schema {name}"))
+                    .await?;
                 match self.warehouse().create_schema(&name).await {
                     Err(Error::AlreadyExists { .. }) if if_not_exists => {}
-                    other => other?,
+                    other => {
+                        other?;
+                        self.record_owner(Securable::Schema(name)).await?;
+                    }
                 }
                 done()
             }
@@ -347,9 +368,14 @@ impl Session {
                 for name in &names {
                     if object_type == ObjectType::Schema {
                         let schema = schema_of(name)?;
+                        self.require_admin(|| format!("drop schema {schema}"))
+                            .await?;
                         match self.warehouse().drop_schema(&schema).await {
                             Err(Error::SchemaNotFound { .. }) if if_exists => {}
-                            other => other?,
+                            other => {
+                                other?;
+                                self.forget_grants(Securable::Schema(schema)).await?;
+                            }
                         }
                     } else if let Some(temporary) = self.temporary_name(name) {
                         if !self.temp.drop_table(&temporary) && !if_exists {
@@ -359,8 +385,10 @@ impl Session {
                         }
                     } else {
                         let table = self.resolve_name(name)?;
+                        self.require_manage(&table).await?;
                         catalog::drop_table(self.warehouse(), &table, if_exists, false).await?;
                         self.store.writes().forget(&table);
+                        self.forget_grants(Securable::Table(table)).await?;
                     }
                 }
                 done()
@@ -534,6 +562,7 @@ impl Session {
         let name = self.resolve_name(&ObjectName::from(
             group.split('.').map(ast::Ident::new).collect::<Vec<_>>(),
         ))?;
+        self.require_read(&name).await?;
         let group = self.store.online().group(&name).await?;
         let projection = group.projection(columns)?;
         group.lookup(keys, &projection)
@@ -552,7 +581,14 @@ impl as_of::Evaluate for Session {
                 table: format!("temporary table {temporary}"),
             });
         }
-        Session::resolve_name(self, name)
+        let table = Session::resolve_name(self, name)?;
+        // Time travel reads snapshots: only of what the principal may read.
+        if !self.catalog.may_read(&table) {
+            return Err(Error::TableNotFound {
+                table: table.to_string(),
+            });
+        }
+        Ok(table)
     }
 }
 

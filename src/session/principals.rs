@@ -12,22 +12,33 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 
 use super::{Session, done, one_batch};
-use crate::access::{Principal, Principals};
+use crate::access::{Access, GrantRow, Grantee, Principal, Principals, Privilege, Securable};
+use crate::catalog::TableName;
 use crate::catalog::types::normalize;
 use crate::error::{Error, Result};
-use crate::sql::PrincipalStatement;
+use crate::sql::{GrantObject, GrantTarget, PrincipalStatement};
 
-/// The session's principal, and the principals' generation it was read at.
-pub(super) type Identity = Arc<RwLock<(Principal, u64)>>;
+/// The session's principal, the principals' generation it was read at, and
+/// what it may do (read when first asked after a change).
+pub(super) type Identity = Arc<RwLock<(Principal, u64, Option<Access>)>>;
 
 impl Session {
     /// This session acting as `principal` (a signed-in Flight client).
     pub fn with_principal(self, principal: Principal) -> Self {
         let generation = self.store.principals().generation();
         if let Ok(mut identity) = self.identity.write() {
-            *identity = (principal, generation);
+            *identity = (principal, generation, None);
         }
+        // Until its grants are read, the principal sees nothing.
+        self.catalog.set_access(Access::nothing());
         self
+    }
+
+    /// Brings the catalog's gate up to the principal's current grants: every
+    /// statement and every plan passes here first.
+    pub(super) async fn refresh_gate(&self) -> Result<()> {
+        self.catalog.set_access(self.access().await?);
+        Ok(())
     }
 
     /// Who runs this session's statements, with their roles as of the last
@@ -37,7 +48,7 @@ impl Session {
         let (current, seen) = self
             .identity
             .read()
-            .map(|i| i.clone())
+            .map(|i| (i.0.clone(), i.1))
             .map_err(|_| Error::Internal("session identity poisoned".into()))?;
         if seen == principals.generation() {
             return Ok(current);
@@ -49,12 +60,195 @@ impl Session {
         let generation = principals.generation();
         let fresh = principals.principal(&current.user).await?;
         if let Ok(mut identity) = self.identity.write() {
-            *identity = (fresh.clone(), generation);
+            *identity = (fresh.clone(), generation, None);
         }
         Ok(fresh)
     }
 
-    async fn require_admin(&self, action: impl FnOnce() -> String) -> Result<Principal> {
+    /// What this session's principal may do (see [`Access`]).
+    pub async fn access(&self) -> Result<Access> {
+        let principal = self.principal().await?;
+        if let Some(access) = self.identity.read().ok().and_then(|i| i.2.clone()) {
+            return Ok(access);
+        }
+        let access = self.store.grants().access(&principal).await?;
+        if let Ok(mut identity) = self.identity.write() {
+            identity.2 = Some(access.clone());
+        }
+        Ok(access)
+    }
+
+    /// An error unless `allowed`: permission denied to the principal.
+    pub(super) async fn require(
+        &self,
+        allowed: bool,
+        action: impl FnOnce() -> String,
+    ) -> Result<()> {
+        if allowed {
+            return Ok(());
+        }
+        Err(Error::Denied {
+            user: self.principal().await?.user,
+            action: action(),
+        })
+    }
+
+    /// Checks that the principal may read (`Select`) or add rows to
+    /// (`Insert`) `table`, for paths outside SQL (Flight lookups and streams).
+    pub async fn authorize(&self, privilege: Privilege, table: &TableName) -> Result<()> {
+        match privilege {
+            Privilege::Insert => self.require_insert(table).await,
+            Privilege::Select => self.require_read(table).await,
+            Privilege::Create => self.require_create_in(table).await,
+            Privilege::All => self.require_manage(table).await,
+        }
+    }
+
+    /// Not found unless the principal may read `table` (what it may not read
+    /// does not exist for it).
+    pub(super) async fn require_read(&self, table: &TableName) -> Result<()> {
+        if self.access().await?.may(Privilege::Select, table) {
+            return Ok(());
+        }
+        Err(Error::TableNotFound {
+            table: table.to_string(),
+        })
+    }
+
+    /// Rows may be added to `table`: not found when the principal cannot see
+    /// it, denied when it can but may not insert.
+    pub(super) async fn require_insert(&self, table: &TableName) -> Result<()> {
+        let access = self.access().await?;
+        if !access.may(Privilege::Insert, table) && !access.may(Privilege::Select, table) {
+            return Err(Error::TableNotFound {
+                table: table.to_string(),
+            });
+        }
+        self.require(access.may(Privilege::Insert, table), || {
+            format!("insert into {table}")
+        })
+        .await
+    }
+
+    /// `table` may be dropped or altered: by its owner, one granted ALL on
+    /// it, or an admin.
+    pub(super) async fn require_manage(&self, table: &TableName) -> Result<()> {
+        let access = self.access().await?;
+        let object = Securable::Table(table.clone());
+        if !access.may_manage(&object) && !access.may(Privilege::Select, table) {
+            return Err(Error::TableNotFound {
+                table: table.to_string(),
+            });
+        }
+        self.require(access.may_manage(&object), || {
+            format!("drop or alter {table} (its owner or an admin may)")
+        })
+        .await
+    }
+
+    /// Something may be made as `name`: CREATE on its schema, or an admin.
+    pub(super) async fn require_create_in(&self, name: &TableName) -> Result<()> {
+        let access = self.access().await?;
+        self.require(access.may_create_in(&name.schema), || {
+            format!("create {name} (needs CREATE on schema {})", name.schema)
+        })
+        .await
+    }
+
+    /// Records the principal as the owner of what it just made.
+    pub(super) async fn record_owner(&self, object: Securable) -> Result<()> {
+        let user = self.principal().await?.user;
+        self.store.grants().set_owner(&object, &user).await?;
+        self.store.principals().touch();
+        Ok(())
+    }
+
+    /// Forgets the grants and owner of a dropped object.
+    pub(super) async fn forget_grants(&self, object: Securable) -> Result<()> {
+        self.store.grants().forget(&object).await?;
+        self.store.principals().touch();
+        Ok(())
+    }
+
+    /// The object a GRANT names, which must exist.
+    async fn securable(&self, object: &GrantObject) -> Result<Securable> {
+        match object {
+            GrantObject::Table(name) => {
+                let table = self.resolve_name(name)?;
+                let exists = self
+                    .warehouse()
+                    .try_load_table(&table.schema, &table.table)
+                    .await?
+                    .is_some()
+                    || self.warehouse().views().kind_of(&table).await?.is_some();
+                if !exists {
+                    return Err(Error::TableNotFound {
+                        table: table.to_string(),
+                    });
+                }
+                Ok(Securable::Table(table))
+            }
+            GrantObject::Schema(name) => {
+                let schema = super::schema_of(name)?;
+                if !self.warehouse().schema_exists(&schema).await? {
+                    return Err(Error::SchemaNotFound { schema });
+                }
+                Ok(Securable::Schema(schema))
+            }
+        }
+    }
+
+    async fn grantee(&self, grantee: &GrantTarget) -> Result<Grantee> {
+        let principals = self.store.principals();
+        Ok(match grantee {
+            GrantTarget::Role(role) => {
+                let role = normalize(role);
+                principals.expect_role(&role).await?;
+                Grantee::Role(role)
+            }
+            GrantTarget::User(user) => {
+                let user = normalize(user);
+                principals.expect_user(&user).await?;
+                Grantee::User(user)
+            }
+        })
+    }
+
+    async fn grant_or_revoke(
+        &self,
+        grant: bool,
+        privileges: &[String],
+        object: &GrantObject,
+        grantee: &GrantTarget,
+    ) -> Result<()> {
+        let privileges: Vec<Privilege> = privileges
+            .iter()
+            .filter_map(|p| Privilege::parse(p))
+            .collect();
+        let object = self.securable(object).await?;
+        if privileges.contains(&Privilege::Create) && !matches!(object, Securable::Schema(_)) {
+            return Err(Error::Invalid(format!(
+                "CREATE is granted on a schema, not on {object}"
+            )));
+        }
+        let grantee = self.grantee(grantee).await?;
+        let access = self.access().await?;
+        self.require(access.may_manage(&object), || {
+            format!("grant or revoke on {object} (its owner or an admin may)")
+        })
+        .await?;
+        let grants = self.store.grants();
+        if grant {
+            let me = self.principal().await?.user;
+            grants.grant(&privileges, &object, &grantee, &me).await?;
+        } else {
+            grants.revoke(&privileges, &object, &grantee).await?;
+        }
+        self.store.principals().touch();
+        Ok(())
+    }
+
+    pub(super) async fn require_admin(&self, action: impl FnOnce() -> String) -> Result<Principal> {
         let principal = self.principal().await?;
         if !principal.is_admin() {
             return Err(Error::Denied {
@@ -143,9 +337,83 @@ impl Session {
                 self.require_admin(|| "list the roles".into()).await?;
                 return listing("role", "members", principals.roles().await?);
             }
+            PrincipalStatement::Grant {
+                privileges,
+                object,
+                grantee,
+            } => {
+                self.grant_or_revoke(true, &privileges, &object, &grantee)
+                    .await?
+            }
+            PrincipalStatement::Revoke {
+                privileges,
+                object,
+                grantee,
+            } => {
+                self.grant_or_revoke(false, &privileges, &object, &grantee)
+                    .await?
+            }
+            PrincipalStatement::ShowGrants { object, grantee } => {
+                let object = match &object {
+                    Some(o) => Some(self.securable(o).await?),
+                    None => None,
+                };
+                let grantee = match &grantee {
+                    Some(g) => Some(self.grantee(g).await?),
+                    None => None,
+                };
+                let me = self.principal().await?;
+                let rows: Vec<GrantRow> = self
+                    .store
+                    .grants()
+                    .list(object.as_ref(), grantee.as_ref())
+                    .await?
+                    .into_iter()
+                    // Users see the grants made to them and their roles.
+                    .filter(|g| {
+                        me.is_admin()
+                            || (g.grantee_kind == "user" && g.grantee == me.user)
+                            || (g.grantee_kind == "role" && me.is_member(&g.grantee))
+                    })
+                    .collect();
+                return grant_listing(rows);
+            }
         }
         done()
     }
+}
+
+fn grant_listing(rows: Vec<GrantRow>) -> Result<SendableRecordBatchStream> {
+    let names = [
+        "object_kind",
+        "object",
+        "privilege",
+        "grantee_kind",
+        "grantee",
+        "granted_by",
+    ];
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let column = |f: fn(&GrantRow) -> &str| -> arrow::array::ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    let batch = arrow::array::RecordBatch::try_new(
+        schema,
+        vec![
+            column(|g| &g.object_kind),
+            column(|g| &g.object),
+            column(|g| &g.privilege),
+            column(|g| &g.grantee_kind),
+            column(|g| &g.grantee),
+            column(|g| &g.granted_by),
+        ],
+    )
+    .map_err(Error::arrow("the grant listing"))?;
+    one_batch(batch)
 }
 
 fn listing(

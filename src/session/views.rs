@@ -7,6 +7,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use sqlparser::ast::{self, CreateView, ObjectName};
 
 use super::{Session, done};
+use crate::access::Securable;
 use crate::catalog::{self, TableName};
 use crate::error::{Error, Result};
 use crate::planning::views::{MAX_VIEW_DEPTH, expand, qualify_for_view, relation_names};
@@ -24,6 +25,7 @@ impl Session {
             ));
         }
         let name = self.resolve_name(&create.name)?;
+        self.require_create_in(&name).await?;
         if !self.warehouse().schema_exists(&name.schema).await? {
             return Err(Error::SchemaNotFound {
                 schema: name.schema.clone(),
@@ -58,7 +60,10 @@ impl Session {
             .await;
         match stored {
             Err(Error::AlreadyExists { kind: "view", .. }) if create.if_not_exists => {}
-            other => other?,
+            other => {
+                other?;
+                self.record_owner(Securable::Table(name)).await?;
+            }
         }
         self.catalog.refresh().await?;
         done()
@@ -72,7 +77,14 @@ impl Session {
     ) -> Result<SendableRecordBatchStream> {
         for name in names {
             let view = self.resolve_name(name)?;
-            if !self.warehouse().views().drop_view(&view).await? && !if_exists {
+            if self.warehouse().views().kind_of(&view).await? == Some("view") {
+                self.require_manage(&view).await?;
+            }
+            let dropped = self.warehouse().views().drop_view(&view).await?;
+            if dropped {
+                self.forget_grants(Securable::Table(view.clone())).await?;
+            }
+            if !dropped && !if_exists {
                 if self.warehouse().views().kind_of(&view).await?.is_some() {
                     return Err(Error::Invalid(format!("{view} is a table: use DROP TABLE")));
                 }

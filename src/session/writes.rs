@@ -17,6 +17,7 @@ use sqlparser::ast::{self, CopySource, CreateTable, Insert, ObjectName, TableObj
 use datafusion::datasource::TableProvider;
 
 use super::{Session, count, done, one_batch};
+use crate::access::Securable;
 use crate::catalog::{self, TableName};
 use crate::error::{Error, Result};
 use crate::file_access::Access;
@@ -32,6 +33,7 @@ impl Session {
         table_name: &ObjectName,
     ) -> Result<(TableName, iceberg::table::Table, ingest::Target)> {
         let name = self.resolve_name(table_name)?;
+        self.require_insert(&name).await?;
         if self.is_view(&name) {
             return Err(Error::Invalid(format!(
                 "{name} is a view: write into the tables it reads"
@@ -66,8 +68,21 @@ impl Session {
                 .unwrap_or_else(|| self.current_schema()),
             table,
         )?;
+        let exists = self
+            .warehouse()
+            .try_load_table(&name.schema, &name.table)
+            .await?
+            .is_some();
+        match exists {
+            true => self.require_insert(&name).await?,
+            false => self.require_create_in(&name).await?,
+        }
         let mode = IngestMode { create, append };
-        self.store.writes().ingest(&name, mode, input).await
+        let rows = self.store.writes().ingest(&name, mode, input).await?;
+        if !exists {
+            self.record_owner(Securable::Table(name)).await?;
+        }
+        Ok(rows)
     }
 
     /// Flight SQL bulk ingest into a temporary table of this session
@@ -187,13 +202,14 @@ impl Session {
             ));
         }
         let name = self.resolve_name(&create.name)?;
+        self.require_create_in(&name).await?;
         let Some(query) = create.query else {
             if create.columns.is_empty() {
                 return Err(Error::Invalid(format!("CREATE TABLE {name} needs columns")));
             }
             let schema =
                 catalog::types::schema_from_columns(&name.to_string(), &create.columns, |_| false)?;
-            catalog::create_table(
+            let made = catalog::create_table(
                 self.warehouse(),
                 &name,
                 schema,
@@ -201,6 +217,9 @@ impl Session {
                 create.if_not_exists,
             )
             .await?;
+            if made.is_some() {
+                self.record_owner(Securable::Table(name)).await?;
+            }
             return done();
         };
         if !create.columns.is_empty() {
@@ -217,7 +236,10 @@ impl Session {
             .create_as(&name, schema, create.if_not_exists, input)
             .await?;
         match written {
-            Some(outcome) => count(outcome.rows),
+            Some(outcome) => {
+                self.record_owner(Securable::Table(name)).await?;
+                count(outcome.rows)
+            }
             None => done(),
         }
     }
@@ -432,6 +454,12 @@ impl Session {
         table: Option<&ObjectName>,
     ) -> Result<SendableRecordBatchStream> {
         let table = table.map(|t| self.resolve_name(t)).transpose()?;
+        match &table {
+            Some(name) => self.require_manage(name).await?,
+            None => {
+                self.require_admin(|| "vacuum every table".into()).await?;
+            }
+        }
         one_batch(self.store.writes().vacuum(table).await?)
     }
 

@@ -12,5 +12,5 @@ pub mod time_travel_tokens;
 pub use dialect::PitlakeDialect;
 pub use params::{bind_parameters, count_parameters, number_placeholders};
 pub use parser::{name_parts, parse_sql};
-pub use principals::PrincipalStatement;
+pub use principals::{GrantObject, GrantTarget, PrincipalStatement};
 pub use statement::{CreateFeatureGroup, Statement};

@@ -6,13 +6,17 @@
 //! CREATE ROLE [IF NOT EXISTS] producers;   DROP ROLE [IF EXISTS] producers;
 //! GRANT ROLE producers TO [USER] alice;    REVOKE ROLE producers FROM [USER] alice;
 //! SHOW USERS;   SHOW ROLES;
+//! GRANT SELECT, INSERT | ALL [PRIVILEGES] | CREATE
+//!     ON TABLE t | FEATURE GROUP g | SCHEMA s TO ROLE r | USER u;
+//! REVOKE … ON … FROM ROLE r | USER u;
+//! SHOW GRANTS [ON TABLE t | FEATURE GROUP g | SCHEMA s] [TO ROLE r | USER u];
 //! ```
 //!
 //! A statement prints its password as `'***'`, so it never reaches a log.
 
 use std::fmt;
 
-use sqlparser::ast::Ident;
+use sqlparser::ast::{Ident, ObjectName};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 
@@ -51,6 +55,53 @@ pub enum PrincipalStatement {
     },
     ShowUsers,
     ShowRoles,
+    Grant {
+        privileges: Vec<String>,
+        object: GrantObject,
+        grantee: GrantTarget,
+    },
+    Revoke {
+        privileges: Vec<String>,
+        object: GrantObject,
+        grantee: GrantTarget,
+    },
+    ShowGrants {
+        object: Option<GrantObject>,
+        grantee: Option<GrantTarget>,
+    },
+}
+
+/// What a privilege is granted on, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantObject {
+    /// `TABLE t` or `FEATURE GROUP g`.
+    Table(ObjectName),
+    Schema(ObjectName),
+}
+
+/// Who a privilege is granted to, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantTarget {
+    Role(Ident),
+    User(Ident),
+}
+
+impl fmt::Display for GrantObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GrantObject::Table(t) => write!(f, "TABLE {t}"),
+            GrantObject::Schema(s) => write!(f, "SCHEMA {s}"),
+        }
+    }
+}
+
+impl fmt::Display for GrantTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GrantTarget::Role(r) => write!(f, "ROLE {r}"),
+            GrantTarget::User(u) => write!(f, "USER {u}"),
+        }
+    }
 }
 
 impl fmt::Debug for PrincipalStatement {
@@ -102,6 +153,34 @@ impl fmt::Display for PrincipalStatement {
             }
             PrincipalStatement::ShowUsers => write!(f, "SHOW USERS"),
             PrincipalStatement::ShowRoles => write!(f, "SHOW ROLES"),
+            PrincipalStatement::Grant {
+                privileges,
+                object,
+                grantee,
+            } => write!(
+                f,
+                "GRANT {} ON {object} TO {grantee}",
+                privileges.join(", ")
+            ),
+            PrincipalStatement::Revoke {
+                privileges,
+                object,
+                grantee,
+            } => write!(
+                f,
+                "REVOKE {} ON {object} FROM {grantee}",
+                privileges.join(", ")
+            ),
+            PrincipalStatement::ShowGrants { object, grantee } => {
+                write!(f, "SHOW GRANTS")?;
+                if let Some(object) = object {
+                    write!(f, " ON {object}")?;
+                }
+                if let Some(grantee) = grantee {
+                    write!(f, " TO {grantee}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -192,6 +271,41 @@ pub fn parse_principal(parser: &mut Parser) -> Result<Option<PrincipalStatement>
         }
         let user = parser.parse_identifier()?;
         PrincipalStatement::RevokeRole { role, user }
+    } else if is_privilege_grant(parser, "GRANT") {
+        skip(parser, 1);
+        let (privileges, object) = parse_privileges_on(parser)?;
+        expect_word(parser, "TO")?;
+        let grantee = parse_grantee(parser)?;
+        PrincipalStatement::Grant {
+            privileges,
+            object,
+            grantee,
+        }
+    } else if is_privilege_grant(parser, "REVOKE") {
+        skip(parser, 1);
+        let (privileges, object) = parse_privileges_on(parser)?;
+        expect_word(parser, "FROM")?;
+        let grantee = parse_grantee(parser)?;
+        PrincipalStatement::Revoke {
+            privileges,
+            object,
+            grantee,
+        }
+    } else if peek(parser, &["SHOW", "GRANTS"]) {
+        skip(parser, 2);
+        let object = if peek(parser, &["ON"]) {
+            skip(parser, 1);
+            Some(parse_object(parser)?)
+        } else {
+            None
+        };
+        let grantee = if peek(parser, &["TO"]) {
+            skip(parser, 1);
+            Some(parse_grantee(parser)?)
+        } else {
+            None
+        };
+        PrincipalStatement::ShowGrants { object, grantee }
     } else if peek(parser, &["SHOW", "USERS"]) {
         skip(parser, 2);
         PrincipalStatement::ShowUsers
@@ -204,6 +318,60 @@ pub fn parse_principal(parser: &mut Parser) -> Result<Option<PrincipalStatement>
     Ok(Some(statement))
 }
 
+const PRIVILEGES: [&str; 4] = ["SELECT", "INSERT", "ALL", "CREATE"];
+
+/// `GRANT`/`REVOKE` followed by a privilege (not `ROLE`).
+fn is_privilege_grant(parser: &Parser, verb: &str) -> bool {
+    PRIVILEGES.iter().any(|p| peek(parser, &[verb, p]))
+}
+
+fn parse_privileges_on(parser: &mut Parser) -> Result<(Vec<String>, GrantObject), ParserError> {
+    let mut privileges = Vec::new();
+    loop {
+        let Some(privilege) = PRIVILEGES.iter().find(|p| peek(parser, &[p])) else {
+            return parser.expected("SELECT, INSERT, ALL or CREATE", parser.peek_token());
+        };
+        skip(parser, 1);
+        if *privilege == "ALL" && peek(parser, &["PRIVILEGES"]) {
+            skip(parser, 1);
+        }
+        privileges.push(privilege.to_string());
+        if !parser.consume_token(&sqlparser::tokenizer::Token::Comma) {
+            break;
+        }
+    }
+    expect_word(parser, "ON")?;
+    Ok((privileges, parse_object(parser)?))
+}
+
+fn parse_object(parser: &mut Parser) -> Result<GrantObject, ParserError> {
+    if peek(parser, &["FEATURE", "GROUP"]) {
+        skip(parser, 2);
+        return Ok(GrantObject::Table(parser.parse_object_name(false)?));
+    }
+    if peek(parser, &["TABLE"]) {
+        skip(parser, 1);
+        return Ok(GrantObject::Table(parser.parse_object_name(false)?));
+    }
+    if peek(parser, &["SCHEMA"]) {
+        skip(parser, 1);
+        return Ok(GrantObject::Schema(parser.parse_object_name(false)?));
+    }
+    parser.expected("TABLE, FEATURE GROUP or SCHEMA", parser.peek_token())
+}
+
+fn parse_grantee(parser: &mut Parser) -> Result<GrantTarget, ParserError> {
+    if peek(parser, &["ROLE"]) {
+        skip(parser, 1);
+        return Ok(GrantTarget::Role(parser.parse_identifier()?));
+    }
+    if peek(parser, &["USER"]) {
+        skip(parser, 1);
+        return Ok(GrantTarget::User(parser.parse_identifier()?));
+    }
+    parser.expected("ROLE name or USER name", parser.peek_token())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::sql::{Statement, parse_sql};
@@ -214,7 +382,11 @@ mod tests {
                    ALTER USER alice PASSWORD 'n3w'; DROP USER IF EXISTS bob;
                    CREATE ROLE producers; DROP ROLE IF EXISTS pii;
                    GRANT ROLE producers TO alice; REVOKE ROLE producers FROM USER alice;
-                   SHOW USERS; SHOW ROLES";
+                   SHOW USERS; SHOW ROLES;
+                   GRANT SELECT, INSERT ON FEATURE GROUP s.fg TO ROLE analysts;
+                   GRANT ALL PRIVILEGES ON SCHEMA s TO USER carol;
+                   REVOKE INSERT ON TABLE t FROM ROLE analysts;
+                   SHOW GRANTS ON SCHEMA s TO USER carol; SHOW GRANTS";
         let printed: Vec<String> = parse_sql(sql)
             .expect("parses")
             .iter()
@@ -235,6 +407,11 @@ mod tests {
                 "REVOKE ROLE producers FROM USER alice",
                 "SHOW USERS",
                 "SHOW ROLES",
+                "GRANT SELECT, INSERT ON TABLE s.fg TO ROLE analysts",
+                "GRANT ALL ON SCHEMA s TO USER carol",
+                "REVOKE INSERT ON TABLE t FROM ROLE analysts",
+                "SHOW GRANTS ON SCHEMA s TO USER carol",
+                "SHOW GRANTS",
             ]
         );
         let debug = format!(

@@ -72,6 +72,7 @@ impl CatalogProvider for OnlineCatalog {
             store: self.store.clone(),
             schema: name.to_string(),
             inner,
+            gate: self.names.clone(),
         }))
     }
 }
@@ -81,6 +82,8 @@ struct OnlineSchema {
     store: Store,
     schema: String,
     inner: Arc<dyn SchemaProvider>,
+    /// Who may read which group: the warehouse's gate.
+    gate: Arc<WarehouseCatalog>,
 }
 
 #[async_trait]
@@ -95,10 +98,19 @@ impl SchemaProvider for OnlineSchema {
         loaded
             .iter()
             .filter_map(|n| n.strip_prefix(&prefix).map(str::to_string))
+            .filter(|t| {
+                TableName::new(self.schema.clone(), t.clone()).is_ok_and(|t| self.gate.may_read(&t))
+            })
             .collect()
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let Ok(table_name) = TableName::new(self.schema.clone(), name) else {
+            return Ok(None);
+        };
+        if !self.gate.may_read(&table_name) {
+            return Ok(None);
+        }
         if !self.inner.table_exist(name)
             && self
                 .store
@@ -109,9 +121,6 @@ impl SchemaProvider for OnlineSchema {
         {
             return Ok(None);
         }
-        let Ok(table_name) = TableName::new(self.schema.clone(), name) else {
-            return Ok(None);
-        };
         let group = self.store.online().group(&table_name).await?;
         Ok(Some(Arc::new(OnlineTable::new(group))))
     }

@@ -22,6 +22,7 @@ use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::IcebergTable;
 use super::temporary::{TempSchema, TempTables};
 use super::view::ViewTable;
+use crate::access::{Access, Privilege};
 use crate::error::Result;
 use crate::shared::TEMP_SCHEMA;
 use crate::shared::TableName;
@@ -38,7 +39,13 @@ pub struct WarehouseCatalog {
     /// `schema.view` of every view, as of the last refresh.
     views: Arc<RwLock<std::collections::HashSet<String>>>,
     temp: TempTables,
+    /// What the session's principal may do: tables they may not read do not
+    /// exist for them.
+    access: Gate,
 }
+
+/// The session's [`Access`], shared with the schemas handed to DataFusion.
+type Gate = Arc<RwLock<Access>>;
 
 impl WarehouseCatalog {
     /// The warehouse, plus one session's temporary tables as schema `temp`.
@@ -48,7 +55,20 @@ impl WarehouseCatalog {
             names: NameCache::default(),
             views: Arc::default(),
             temp,
+            access: Arc::new(RwLock::new(Access::everything())),
         }
+    }
+
+    /// What the session's principal may do from now on.
+    pub fn set_access(&self, access: Access) {
+        if let Ok(mut gate) = self.access.write() {
+            *gate = access;
+        }
+    }
+
+    /// Whether the session's principal may read `name`.
+    pub fn may_read(&self, name: &TableName) -> bool {
+        may_read(&self.access, name)
     }
 
     /// Re-reads schema and table names, so tables created by other processes
@@ -115,6 +135,7 @@ impl CatalogProvider for WarehouseCatalog {
                 store: self.store.clone(),
                 schema: name.to_string(),
                 names: self.names.clone(),
+                access: self.access.clone(),
             }) as Arc<dyn SchemaProvider>
         })
     }
@@ -126,6 +147,11 @@ struct WarehouseSchema {
     store: Store,
     schema: String,
     names: NameCache,
+    access: Gate,
+}
+
+fn may_read(gate: &Gate, name: &TableName) -> bool {
+    gate.read().is_ok_and(|a| a.may(Privilege::Select, name))
 }
 
 #[async_trait]
@@ -135,14 +161,21 @@ impl SchemaProvider for WarehouseSchema {
     }
 
     fn table_names(&self) -> Vec<String> {
-        self.names
+        let names = self
+            .names
             .read()
             .ok()
             .and_then(|n| n.get(&self.schema).cloned())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        names.into_iter().filter(|t| self.readable(t)).collect()
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        // The one gate of reads: what the principal may not read is not there.
+        let base = name.split_once('$').map_or(name, |(base, _)| base);
+        if !self.readable(base) {
+            return Ok(None);
+        }
         if let Some(split) = MetadataTable::split(name) {
             let (base, kind) = split?;
             let Some(table) = self
@@ -176,6 +209,10 @@ impl SchemaProvider for WarehouseSchema {
 }
 
 impl WarehouseSchema {
+    fn readable(&self, table: &str) -> bool {
+        TableName::new(self.schema.clone(), table).is_ok_and(|t| may_read(&self.access, &t))
+    }
+
     /// The view `name` of this schema, as the catalog shows it.
     async fn view(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
         let Ok(qualified) = TableName::new(self.schema.clone(), name) else {

@@ -7,6 +7,7 @@ mod asof_pruning;
 mod auth_abuse;
 mod dbapi;
 mod flight;
+mod grants;
 mod interop;
 mod layers;
 mod online;
