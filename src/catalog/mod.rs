@@ -8,6 +8,7 @@ mod listing;
 mod time_travel;
 pub mod types;
 mod verified;
+mod version;
 mod warehouse;
 
 pub use ddl::{TableName, alter_feature_group, create_feature_group, create_table, drop_table};
@@ -15,4 +16,5 @@ pub use feature_group::FeatureGroup;
 pub use listing::{describe_feature_group, show_feature_groups};
 pub use time_travel::{AsOf, format_millis, resolve_snapshot};
 pub use verified::VerifiedCatalog;
+pub use version::CatalogVersion;
 pub use warehouse::{CATALOG_FILE, CATALOG_NAME, DEFAULT_SCHEMA, Warehouse};

@@ -18,6 +18,7 @@ use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 
 use super::verified::VerifiedCatalog;
+use super::version::{CatalogVersion, VersionWatch};
 
 use crate::error::{Error, Result};
 use crate::shared::{NameKind, SYSTEM_SCHEMA, check_name};
@@ -37,7 +38,20 @@ pub const DEFAULT_SCHEMA: &str = "default";
 pub struct Warehouse {
     root: PathBuf,
     catalog: Arc<VerifiedCatalog>,
+    version: Arc<VersionWatch>,
+    /// Tables as last loaded, valid while the catalog keeps their version.
+    loaded: Arc<std::sync::Mutex<LoadedTables>>,
 }
+
+/// Tables loaded at one catalog version (a missing table as `None`).
+#[derive(Debug, Default)]
+struct LoadedTables {
+    version: Option<CatalogVersion>,
+    tables: HashMap<(String, String), Option<Table>>,
+}
+
+/// Tables remembered at most; past that the memory starts afresh.
+const LOADED_TABLES: usize = 1024;
 
 impl Warehouse {
     /// Opens (creating if needed) the warehouse in `dir`.
@@ -64,8 +78,10 @@ impl Warehouse {
                 db.display()
             )))?;
         let warehouse = Warehouse {
-            root,
             catalog: Arc::new(VerifiedCatalog::new(catalog)),
+            version: Arc::new(VersionWatch::new(root.join(CATALOG_FILE))),
+            loaded: Arc::default(),
+            root,
         };
         warehouse.ensure_schema(DEFAULT_SCHEMA).await?;
         Ok(warehouse)
@@ -79,6 +95,12 @@ impl Warehouse {
     /// The Iceberg catalog.
     pub fn catalog(&self) -> &Arc<VerifiedCatalog> {
         &self.catalog
+    }
+
+    /// The catalog's version now (see [`CatalogVersion`]); `None` when it
+    /// cannot tell, which callers take as a change.
+    pub async fn version(&self) -> Option<CatalogVersion> {
+        self.version.current().await
     }
 
     /// Creates a schema unless it exists.
@@ -167,7 +189,34 @@ impl Warehouse {
     }
 
     /// Loads a table's current metadata; `None` if there is no such table.
+    /// While the catalog keeps its version the table is the one loaded
+    /// before (the same metadata file), so only the first statement after
+    /// a change reads it.
     pub async fn try_load_table(&self, schema: &str, table: &str) -> Result<Option<Table>> {
+        let version = self.version().await;
+        let key = (schema.to_string(), table.to_string());
+        if let Some(version) = version {
+            let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            if loaded.version == Some(version)
+                && let Some(table) = loaded.tables.get(&key)
+            {
+                return Ok(table.clone());
+            }
+        }
+        // Loaded after the version was read: at least as new as it.
+        let fresh = self.load_uncached(schema, table).await?;
+        if let Some(version) = version {
+            let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            if loaded.version != Some(version) || loaded.tables.len() >= LOADED_TABLES {
+                loaded.version = Some(version);
+                loaded.tables.clear();
+            }
+            loaded.tables.insert(key, fresh.clone());
+        }
+        Ok(fresh)
+    }
+
+    async fn load_uncached(&self, schema: &str, table: &str) -> Result<Option<Table>> {
         let ident = TableIdent::new(NamespaceIdent::new(schema.to_string()), table.to_string());
         match self.catalog.load_table(&ident).await {
             Ok(t) => Ok(Some(t)),

@@ -2,8 +2,11 @@
 //! tables are loaded from the catalog database at each statement.
 //!
 //! DataFusion asks for table *names* synchronously (`SHOW TABLES`,
-//! `information_schema`), so the name lists are cached and refreshed before
-//! every statement; tables themselves are always loaded fresh.
+//! `information_schema`), so the name lists are cached and brought up to date
+//! before every statement: listed again when the catalog's version moved (any
+//! commit, ours or another process's), kept otherwise. Tables themselves are
+//! loaded at each statement as the catalog has them (see
+//! `Warehouse::try_load_table`).
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -17,6 +20,7 @@ use datafusion::error::Result as DFResult;
 use super::metadata_tables::MetadataTable;
 use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::IcebergTable;
+use crate::catalog::CatalogVersion;
 use crate::error::Result;
 use crate::store::Store;
 
@@ -28,6 +32,8 @@ type NameCache = Arc<RwLock<BTreeMap<String, Vec<String>>>>;
 pub struct WarehouseCatalog {
     store: Store,
     names: NameCache,
+    /// The catalog's version `names` were listed at.
+    listed: Arc<RwLock<Option<CatalogVersion>>>,
 }
 
 impl WarehouseCatalog {
@@ -35,12 +41,22 @@ impl WarehouseCatalog {
         WarehouseCatalog {
             store,
             names: NameCache::default(),
+            listed: Arc::default(),
         }
     }
 
     /// Re-reads schema and table names, so tables created by other processes
     /// (another pitlake, pyiceberg) are listed.
-    pub async fn refresh(&self) -> Result<()> {
+    ///
+    /// Returns the catalog's version the names are now as of (`None` when
+    /// the catalog cannot tell; the names were then listed anyway).
+    pub async fn refresh(&self) -> Result<Option<CatalogVersion>> {
+        // Read before listing: a change while listing moves it again, and
+        // the next statement lists once more.
+        let version = self.store.warehouse().version().await;
+        if version.is_some() && *self.listed.read().unwrap_or_else(|e| e.into_inner()) == version {
+            return Ok(version);
+        }
         let mut fresh = BTreeMap::new();
         for schema in self.store.warehouse().list_schemas().await? {
             let tables = self
@@ -54,7 +70,8 @@ impl WarehouseCatalog {
         if let Ok(mut names) = self.names.write() {
             *names = fresh;
         }
-        Ok(())
+        *self.listed.write().unwrap_or_else(|e| e.into_inner()) = version;
+        Ok(version)
     }
 
     fn cached_schemas(&self) -> Vec<String> {

@@ -15,6 +15,7 @@ mod online_example;
 mod parallel_scan;
 mod python;
 mod server_log;
+mod small_query;
 mod stream_kill;
 mod time_travel;
 mod writes;
