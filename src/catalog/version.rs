@@ -153,3 +153,61 @@ enum Header {
     /// A write is under way (its journal is there): wait for it to end.
     Writing,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::sqlite::SqliteJournalMode;
+
+    /// A writer on its own connection, as another process would be.
+    async fn writer(db: &std::path::Path, mode: SqliteJournalMode) -> SqliteConnection {
+        let options = SqliteConnectOptions::new()
+            .filename(db)
+            .create_if_missing(true)
+            .journal_mode(mode);
+        SqliteConnection::connect_with(&options)
+            .await
+            .expect("connect")
+    }
+
+    async fn write(connection: &mut SqliteConnection, sql: &str) {
+        sqlx::query(sql)
+            .execute(&mut *connection)
+            .await
+            .expect("write");
+    }
+
+    #[tokio::test]
+    async fn every_commit_moves_the_version_in_both_journal_modes() {
+        for (mode, from_file) in [
+            (SqliteJournalMode::Delete, true),
+            (SqliteJournalMode::Wal, false),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = dir.path().join("catalog.db");
+            let mut other = writer(&db, mode).await;
+            write(&mut other, "CREATE TABLE t (x INTEGER)").await;
+            let watch = VersionWatch::new(db.clone());
+            let first = watch.current().await.expect("a version");
+            assert_eq!(
+                matches!(first, CatalogVersion::File { .. }),
+                from_file,
+                "{mode:?}: {first:?}"
+            );
+            assert_eq!(watch.current().await, Some(first), "{mode:?}: no change");
+            let mut seen = vec![first];
+            for i in 0..3 {
+                write(&mut other, &format!("INSERT INTO t VALUES ({i})")).await;
+                let now = watch.current().await.expect("a version");
+                assert!(!seen.contains(&now), "{mode:?}: commit {i} not seen");
+                seen.push(now);
+            }
+            // A read changes nothing.
+            sqlx::query("SELECT count(*) FROM t")
+                .fetch_one(&mut other)
+                .await
+                .expect("read");
+            assert_eq!(watch.current().await, seen.last().copied(), "{mode:?}");
+        }
+    }
+}
