@@ -8,6 +8,7 @@ mod listing;
 mod time_travel;
 pub mod types;
 mod verified;
+mod version;
 mod views;
 mod warehouse;
 
@@ -16,5 +17,6 @@ pub use feature_group::FeatureGroup;
 pub use listing::{describe_feature_group, show_feature_groups};
 pub use time_travel::{AsOf, format_millis, resolve_snapshot};
 pub use verified::VerifiedCatalog;
+pub use version::CatalogVersion;
 pub use views::{View, Views};
 pub use warehouse::{CATALOG_FILE, CATALOG_NAME, DEFAULT_SCHEMA, Warehouse};

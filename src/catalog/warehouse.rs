@@ -18,6 +18,7 @@ use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 
 use super::verified::VerifiedCatalog;
+use super::version::{CatalogVersion, VersionWatch};
 use super::views::{Views, open_db};
 
 use crate::error::{Error, Result};
@@ -41,7 +42,20 @@ pub struct Warehouse {
     views: Views,
     /// The catalog database, for pitlake's own rows beside the catalog's.
     db: sqlx::SqlitePool,
+    version: Arc<VersionWatch>,
+    /// Tables as last loaded, valid while the catalog keeps their version.
+    loaded: Arc<std::sync::Mutex<LoadedTables>>,
 }
+
+/// Tables loaded at one catalog version (a missing table as `None`).
+#[derive(Debug, Default)]
+struct LoadedTables {
+    version: Option<CatalogVersion>,
+    tables: HashMap<(String, String), Option<Table>>,
+}
+
+/// Tables remembered at most; past that the memory starts afresh.
+const LOADED_TABLES: usize = 1024;
 
 impl Warehouse {
     /// True when `dir` holds a warehouse (its catalog file).
@@ -88,9 +102,11 @@ impl Warehouse {
         let pool = open_db(&db).await?;
         let warehouse = Warehouse {
             views: Views::new(pool.clone(), &root),
-            root,
             catalog: Arc::new(VerifiedCatalog::new(catalog)),
             db: pool,
+            version: Arc::new(VersionWatch::new(root.join(CATALOG_FILE))),
+            loaded: Arc::default(),
+            root,
         };
         warehouse.ensure_schema(DEFAULT_SCHEMA).await?;
         Ok(warehouse)
@@ -114,6 +130,12 @@ impl Warehouse {
     /// The views stored beside the tables.
     pub fn views(&self) -> &Views {
         &self.views
+    }
+
+    /// The catalog's version now (see [`CatalogVersion`]); `None` when it
+    /// cannot tell, which callers take as a change.
+    pub async fn version(&self) -> Option<CatalogVersion> {
+        self.version.current().await
     }
 
     /// Creates a schema unless it exists.
@@ -203,7 +225,34 @@ impl Warehouse {
     }
 
     /// Loads a table's current metadata; `None` if there is no such table.
+    /// While the catalog keeps its version the table is the one loaded
+    /// before (the same metadata file), so only the first statement after
+    /// a change reads it.
     pub async fn try_load_table(&self, schema: &str, table: &str) -> Result<Option<Table>> {
+        let version = self.version().await;
+        let key = (schema.to_string(), table.to_string());
+        if let Some(version) = version {
+            let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            if loaded.version == Some(version)
+                && let Some(table) = loaded.tables.get(&key)
+            {
+                return Ok(table.clone());
+            }
+        }
+        // Loaded after the version was read: at least as new as it.
+        let fresh = self.load_uncached(schema, table).await?;
+        if let Some(version) = version {
+            let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            if loaded.version != Some(version) || loaded.tables.len() >= LOADED_TABLES {
+                loaded.version = Some(version);
+                loaded.tables.clear();
+            }
+            loaded.tables.insert(key, fresh.clone());
+        }
+        Ok(fresh)
+    }
+
+    async fn load_uncached(&self, schema: &str, table: &str) -> Result<Option<Table>> {
         let ident = TableIdent::new(NamespaceIdent::new(schema.to_string()), table.to_string());
         match self.catalog.load_table(&ident).await {
             Ok(t) => Ok(Some(t)),

@@ -138,6 +138,37 @@ impl PitlakeFlightSql {
         params: Option<RecordBatch>,
         descriptor: FlightDescriptor,
     ) -> std::result::Result<FlightInfo, Status> {
+        // A query planned with its parameters unbound: described by that
+        // plan, which the session keeps for the DoGet when it may.
+        if let Some(values) = plan_values(params.as_ref()) {
+            // A kept plan is looked up here; planning goes to the execution
+            // runtime. Any failure is reported the way the statement with
+            // its values in place reports it, below.
+            let planned = match session.kept_plan(&sql).await {
+                Ok(Some(plan)) => Ok(Some(plan)),
+                _ => {
+                    let planner = session.clone();
+                    let text = sql.clone();
+                    self.run(async move { planner.plan_query(&text).await })
+                        .await
+                }
+            };
+            if let Ok(Some(plan)) = planned
+                && plan.binds(&values)
+            {
+                let schema = relaxed(&plan.schema());
+                let handle = Handle::Query {
+                    sql,
+                    params,
+                    types: None,
+                };
+                let ticket = self
+                    .sealer
+                    .seal(&handle, caller.user())
+                    .map_err(to_status)?;
+                return info(&schema, ticket, descriptor);
+            }
+        }
         let statements = bound_statements(&sql, params.as_ref()).map_err(to_status)?;
         let (schema, handle) = if let [statement] = statements.as_slice()
             && Session::is_query(statement)
@@ -188,25 +219,28 @@ impl PitlakeFlightSql {
                     ticket: ticket.to_vec(),
                 };
                 let permit = self.slot().await?;
-                let statement = bound_statements(&sql, params.as_ref())
-                    .map_err(to_status)?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| Status::invalid_argument("empty query"))?;
-                let stream = self
-                    .run(async move { session.execute_stream(statement).await })
-                    .await?;
-                let schema = stream.schema();
                 // Batches cross to the gRPC runtime through a small channel: the
                 // query runs ahead by two batches at most, and stops when the
                 // client goes away (the receiver is dropped) or time is up.
+                // One task on the execution runtime plans and streams, so a
+                // small query crosses between the runtimes once each way.
                 let (tx, rx) =
                     tokio::sync::mpsc::channel::<std::result::Result<RecordBatch, FlightError>>(2);
+                let (opened_tx, opened) = tokio::sync::oneshot::channel::<Result<SchemaRef>>();
                 let timeout = self.limits.query_timeout;
                 self.executor.spawn(async move {
                     let _permit = permit;
                     let _finished = finished;
-                    let mut stream = stream;
+                    let mut stream = match open_query(&session, sql, params).await {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            let _ = opened_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    if opened_tx.send(Ok(stream.schema())).is_err() {
+                        return;
+                    }
                     let deadline = tokio::time::sleep(timeout);
                     tokio::pin!(deadline);
                     loop {
@@ -231,6 +265,10 @@ impl PitlakeFlightSql {
                         }
                     }
                 });
+                let schema = opened
+                    .await
+                    .map_err(|_| Status::internal("query task failed"))?
+                    .map_err(to_status)?;
                 Ok(Response::new(encode_result(
                     schema,
                     tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -285,9 +323,14 @@ impl PitlakeFlightSql {
             _ => 0,
         };
         let (dataset, mut types) = if Session::is_query(statement) {
-            let statement = statement.clone();
-            self.run(async move { session.describe_query(statement).await })
+            let text = sql.clone();
+            match self
+                .run(async move { session.plan_query(&text).await })
                 .await?
+            {
+                Some(plan) => (plan.schema(), plan.parameter_types().to_vec()),
+                None => (Arc::new(Schema::empty()), Vec::new()),
+            }
         } else {
             (Arc::new(Schema::empty()), Vec::new())
         };
@@ -484,6 +527,36 @@ fn bound_statements(sql: &str, params: Option<&RecordBatch>) -> Result<Vec<State
         }
     }
     Ok(statements)
+}
+
+/// Plans (or takes the plan GetFlightInfo kept of) a ticket's query and
+/// starts it.
+async fn open_query(
+    session: &Session,
+    sql: String,
+    params: Option<RecordBatch>,
+) -> Result<datafusion::execution::SendableRecordBatchStream> {
+    if let Some(values) = plan_values(params.as_ref())
+        && let Some(plan) = session.kept_plan(&sql).await?
+        && plan.binds(&values)
+    {
+        return session.execute_plan(&plan, values).await;
+    }
+    let statement = bound_statements(&sql, params.as_ref())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Invalid("empty query".into()))?;
+    session.execute_stream(statement).await
+}
+
+/// The values a query's plan takes for `params` (none without them);
+/// `None` where only binding into the SQL text can tell what is wrong.
+fn plan_values(params: Option<&RecordBatch>) -> Option<Vec<ScalarValue>> {
+    match params {
+        None => Some(Vec::new()),
+        Some(params) if params.num_rows() > 0 => row_values(params, 0).ok(),
+        Some(_) => None,
+    }
 }
 
 fn row_values(batch: &RecordBatch, row: usize) -> Result<Vec<ScalarValue>> {

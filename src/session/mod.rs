@@ -9,6 +9,7 @@
 
 mod context;
 mod listing;
+mod plans;
 mod principals;
 mod views;
 mod writes;
@@ -18,7 +19,9 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -26,6 +29,7 @@ use futures::TryStreamExt;
 use sqlparser::ast::{self, CopyOption, CopyTarget, ObjectName, ObjectType, SchemaName, Use};
 
 pub use context::{machine_memory, new_context, new_context_with_runtime, sql_dataframe};
+pub use plans::QueryPlan;
 
 use crate::access::{Principal, Privilege, Securable};
 use crate::catalog::{self, CATALOG_NAME, DEFAULT_SCHEMA, TableName, Warehouse};
@@ -36,7 +40,7 @@ use crate::planning::asof_join::wrap_asof_joins;
 use crate::planning::temporary::qualify_temporary;
 use crate::settings::check_set;
 use crate::shared::{NameKind, TEMP_SCHEMA, check_name};
-use crate::sql::{Statement, name_parts, parse_sql};
+use crate::sql::{Statement, name_parts, number_placeholders, parse_sql};
 use crate::store::Store;
 use crate::tables::{ONLINE_CATALOG, OnlineCatalog, TempBudget, TempTables, WarehouseCatalog};
 
@@ -69,6 +73,8 @@ pub struct Session {
     /// Who runs the statements (the local admin unless a server signed a
     /// user in).
     identity: principals::Identity,
+    /// Plans kept between statements (see `plans`).
+    plans: Arc<plans::PlanCache>,
 }
 
 impl std::fmt::Debug for Session {
@@ -129,6 +135,7 @@ impl Session {
             files: FileAccess::Local,
             temp,
             identity,
+            plans: Arc::default(),
         })
     }
 
@@ -259,6 +266,65 @@ impl Session {
         Ok((Arc::new(plan.schema().as_arrow().clone()), params))
     }
 
+    /// Plans the one query of `sql` with its parameters (`?`, `$1`, …)
+    /// unbound, for [`Self::execute_plan`]; `None` when `sql` is not exactly
+    /// one query. The plan is kept for the next statement of the same text
+    /// when it may be (see `plans`), and taken from there while the catalog
+    /// has not changed.
+    pub async fn plan_query(&self, sql: &str) -> Result<Option<Arc<QueryPlan>>> {
+        let version = self.catalog.refresh().await?;
+        if let Some(plan) = self.plans.get(sql, version) {
+            return Ok(Some(plan));
+        }
+        let mut statements = parse_sql(sql)?;
+        let (Some(statement), None) = (statements.pop(), statements.pop()) else {
+            return Ok(None);
+        };
+        if !Session::is_query(&statement) {
+            return Ok(None);
+        }
+        let Statement::Sql(statement) = statement else {
+            return Ok(None);
+        };
+        self.refresh_gate().await?;
+        let mut statement = *statement;
+        number_placeholders(&mut statement);
+        self.qualify_temporary(&mut statement);
+        self.expand_views(&mut statement).await?;
+        self.pin_time_travel(&mut statement).await?;
+        wrap_asof_joins(&mut statement);
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .await?;
+        let plan = Arc::new(QueryPlan::new(plan)?);
+        self.plans.keep(sql, version, &plan);
+        Ok(Some(plan))
+    }
+
+    /// The plan kept for `sql` if the catalog has not changed since it was
+    /// made (no planning: `None` otherwise).
+    pub async fn kept_plan(&self, sql: &str) -> Result<Option<Arc<QueryPlan>>> {
+        let version = self.catalog.refresh().await?;
+        Ok(self.plans.get(sql, version))
+    }
+
+    /// Runs a plan of [`Self::plan_query`] with `values` bound to its
+    /// parameters (see [`QueryPlan::binds`]).
+    pub async fn execute_plan(
+        &self,
+        plan: &QueryPlan,
+        values: Vec<ScalarValue>,
+    ) -> Result<SendableRecordBatchStream> {
+        let plan = if values.is_empty() {
+            plan.plan.clone()
+        } else {
+            plan.plan.clone().with_param_values(values)?
+        };
+        self.run_plan(plan).await
+    }
+
     /// Runs one statement; queries stream their result batch by batch.
     pub async fn execute_stream(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
         // Tables created by other processes become visible to name listings.
@@ -266,6 +332,11 @@ impl Session {
         // Roles and grants changed by this process apply from the next
         // statement; the catalog hides what the principal may not read.
         self.refresh_gate().await?;
+        if !Session::is_query(&statement) {
+            // It may change the current schema or the settings plans were
+            // made under.
+            self.plans.clear();
+        }
         match statement {
             Statement::Sql(statement) => self.execute_sql(*statement).await,
             Statement::Principal(statement) => self.execute_principal(statement).await,
@@ -461,6 +532,10 @@ impl Session {
     ) -> Result<SendableRecordBatchStream> {
         let state = self.ctx.state();
         let plan = state.statement_to_plan(statement).await?;
+        self.run_plan(plan).await
+    }
+
+    async fn run_plan(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
         let frame = self.ctx.execute_logical_plan(plan).await?;
         let Some(limit) = self.query_memory else {
             return Ok(frame.execute_stream().await?);

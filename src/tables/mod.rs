@@ -14,7 +14,7 @@ mod versioned;
 mod view;
 
 pub use metadata_tables::MetadataTable;
-pub use online::{ONLINE_CATALOG, OnlineCatalog, OnlineLookupExec};
+pub use online::{ONLINE_CATALOG, OnlineCatalog, OnlineLookupExec, is_online_table};
 pub use provider::WarehouseCatalog;
 pub use system::SYSTEM_SCHEMA;
 pub use table::IcebergTable;

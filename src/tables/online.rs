@@ -122,7 +122,7 @@ impl SchemaProvider for OnlineSchema {
             return Ok(None);
         }
         let group = self.store.online().group(&table_name).await?;
-        Ok(Some(Arc::new(OnlineTable::new(group))))
+        Ok(Some(Arc::new(OnlineTable::new(group, self.store.clone()))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -130,16 +130,25 @@ impl SchemaProvider for OnlineSchema {
     }
 }
 
+/// Whether `provider` is an online group's table: one that finds its data
+/// when it runs, not when it is planned (so its plans may be kept).
+pub fn is_online_table(provider: &dyn TableProvider) -> bool {
+    provider.as_any().is::<OnlineTable>()
+}
+
 /// One online group as a table.
 #[derive(Debug)]
-pub struct OnlineTable {
+struct OnlineTable {
+    /// The group as planned: its columns and keys.
     group: Arc<OnlineGroup>,
+    /// Where a scan finds the group as it is when it runs.
+    store: Store,
     /// The group's columns; non-key columns nullable (missing entities).
     schema: SchemaRef,
 }
 
 impl OnlineTable {
-    pub fn new(group: Arc<OnlineGroup>) -> Self {
+    fn new(group: Arc<OnlineGroup>, store: Store) -> Self {
         let keys = group.key_columns();
         let fields: Vec<Field> = group
             .schema()
@@ -151,6 +160,7 @@ impl OnlineTable {
         OnlineTable {
             schema: Arc::new(Schema::new(fields)),
             group,
+            store,
         }
     }
 
@@ -319,11 +329,15 @@ impl TableProvider for OnlineTable {
             None => (0..self.schema.fields().len()).collect(),
         };
         let schema = Arc::new(self.schema.project(&projection)?);
+        // A kept plan runs after the store may have rebuilt the group (a
+        // commit it caught up with): the group of that name now, as long
+        // as it has the planned columns.
+        let group = match self.store.online().loaded(self.group.name()) {
+            Some(now) if now.schema() == self.group.schema() => now,
+            _ => self.group.clone(),
+        };
         Ok(Arc::new(OnlineLookupExec::new(
-            self.group.clone(),
-            keys,
-            projection,
-            schema,
+            group, keys, projection, schema,
         )))
     }
 }

@@ -5,8 +5,11 @@
 //! session expands it before planning.
 //!
 //! DataFusion asks for table *names* synchronously (`SHOW TABLES`,
-//! `information_schema`), so the name lists are cached and refreshed before
-//! every statement; tables themselves are always loaded fresh.
+//! `information_schema`), so the name lists are cached and brought up to date
+//! before every statement: listed again when the catalog's version moved (any
+//! commit, ours or another process's), kept otherwise. Tables themselves are
+//! loaded at each statement as the catalog has them (see
+//! `Warehouse::try_load_table`).
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -23,6 +26,7 @@ use super::table::IcebergTable;
 use super::temporary::{TempSchema, TempTables};
 use super::view::ViewTable;
 use crate::access::{Access, Privilege};
+use crate::catalog::CatalogVersion;
 use crate::error::Result;
 use crate::shared::TEMP_SCHEMA;
 use crate::shared::TableName;
@@ -42,6 +46,8 @@ pub struct WarehouseCatalog {
     /// What the session's principal may do: tables they may not read do not
     /// exist for them.
     access: Gate,
+    /// The catalog's version `names` were listed at.
+    listed: Arc<RwLock<Option<CatalogVersion>>>,
 }
 
 /// The session's [`Access`], shared with the schemas handed to DataFusion.
@@ -56,6 +62,7 @@ impl WarehouseCatalog {
             views: Arc::default(),
             temp,
             access: Arc::new(RwLock::new(Access::everything())),
+            listed: Arc::default(),
         }
     }
 
@@ -73,7 +80,16 @@ impl WarehouseCatalog {
 
     /// Re-reads schema and table names, so tables created by other processes
     /// (another pitlake, pyiceberg) are listed.
-    pub async fn refresh(&self) -> Result<()> {
+    ///
+    /// Returns the catalog's version the names are now as of (`None` when
+    /// the catalog cannot tell; the names were then listed anyway).
+    pub async fn refresh(&self) -> Result<Option<CatalogVersion>> {
+        // Read before listing: a change while listing moves it again, and
+        // the next statement lists once more.
+        let version = self.store.warehouse().version().await;
+        if version.is_some() && *self.listed.read().unwrap_or_else(|e| e.into_inner()) == version {
+            return Ok(version);
+        }
         let mut fresh = BTreeMap::new();
         let mut views = std::collections::HashSet::new();
         let warehouse = self.store.warehouse();
@@ -92,7 +108,8 @@ impl WarehouseCatalog {
         if let Ok(mut known) = self.views.write() {
             *known = views;
         }
-        Ok(())
+        *self.listed.write().unwrap_or_else(|e| e.into_inner()) = version;
+        Ok(version)
     }
 
     /// True when `name` was a view at the last refresh.

@@ -18,6 +18,7 @@ mod principals;
 mod python;
 mod server_log;
 mod shell;
+mod small_query;
 mod stream_kill;
 mod temporary;
 mod time_travel;
