@@ -107,10 +107,8 @@ impl Session {
             .with_information_schema(true);
         let ctx = new_context(config);
         let catalog = Arc::new(WarehouseCatalog::new(store.clone(), temp.clone()));
-        let identity: principals::Identity = Arc::new(std::sync::RwLock::new((
-            Principal::local_admin(),
-            store.principals().generation(),
-        )));
+        let identity: principals::Identity =
+            Arc::new(std::sync::RwLock::new((Principal::local_admin(), false)));
         for function in principals::identity_functions(&identity) {
             ctx.register_udf(function);
         }
@@ -261,7 +259,8 @@ impl Session {
     pub async fn execute_stream(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
         // Tables created by other processes become visible to name listings.
         self.catalog.refresh().await?;
-        // Roles changed by this process apply from the next statement.
+        // Roles changed by any process apply from the next statement, and a
+        // dropped user's session runs no more.
         self.principal().await?;
         match statement {
             Statement::Sql(statement) => self.execute_sql(*statement).await,

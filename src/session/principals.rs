@@ -17,39 +17,35 @@ use crate::catalog::types::normalize;
 use crate::error::{Error, Result};
 use crate::sql::PrincipalStatement;
 
-/// The session's principal, and the principals' generation it was read at.
-pub(super) type Identity = Arc<RwLock<(Principal, u64)>>;
+/// The session's principal, and whether it is a stored user (read again
+/// before each statement) rather than the local admin.
+pub(super) type Identity = Arc<RwLock<(Principal, bool)>>;
 
 impl Session {
     /// This session acting as `principal` (a signed-in Flight client).
     pub fn with_principal(self, principal: Principal) -> Self {
-        let generation = self.store.principals().generation();
         if let Ok(mut identity) = self.identity.write() {
-            *identity = (principal, generation);
+            *identity = (principal, true);
         }
         self
     }
 
-    /// Who runs this session's statements, with their roles as of the last
-    /// change this process made to the principals.
+    /// Who runs this session's statements, with their roles as stored now
+    /// (changed by this process or another). A user dropped since they
+    /// signed in is refused.
     pub async fn principal(&self) -> Result<Principal> {
-        let principals = self.store.principals();
-        let (current, seen) = self
+        let (current, stored) = self
             .identity
             .read()
             .map(|i| i.clone())
             .map_err(|_| Error::Internal("session identity poisoned".into()))?;
-        if seen == principals.generation() {
-            return Ok(current);
-        }
         // A local admin session is not a stored user: it stays admin.
-        if current == Principal::local_admin() {
+        if !stored {
             return Ok(current);
         }
-        let generation = principals.generation();
-        let fresh = principals.principal(&current.user).await?;
+        let fresh = self.store.principals().principal(&current.user).await?;
         if let Ok(mut identity) = self.identity.write() {
-            *identity = (fresh.clone(), generation);
+            *identity = (fresh.clone(), true);
         }
         Ok(fresh)
     }

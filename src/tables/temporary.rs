@@ -135,6 +135,16 @@ impl TempTables {
         Ok(Some(table))
     }
 
+    /// Drops `table` if `name` still names it (a statement that made it and
+    /// failed, or was cancelled, takes back only its own table).
+    pub fn drop_made(&self, name: &str, table: &Arc<TempTable>) {
+        if let Ok(mut tables) = self.tables.write()
+            && tables.get(name).is_some_and(|t| Arc::ptr_eq(t, table))
+        {
+            tables.remove(name);
+        }
+    }
+
     /// Drops a table; false when there is none of that name.
     pub fn drop_table(&self, name: &str) -> bool {
         self.tables

@@ -20,4 +20,5 @@ mod shell;
 mod stream_kill;
 mod temporary;
 mod time_travel;
+mod views;
 mod writes;
