@@ -107,13 +107,31 @@ async fn an_admin_makes_users_who_can_do_only_what_they_may() {
         .expect_err("last admin");
     assert!(err.contains("last member of admin"), "{err}");
 
+    // A password not in single quotes is refused, and not quoted back by
+    // the parse error (which the log records too).
+    for sql in [
+        "CREATE USER mallory PASSWORD unqu0ted",
+        "CREATE USER mallory PASSWORD 98765432123",
+        "ALTER USER alice PASSWORD \"dbl-qu0ted\"",
+    ] {
+        let err = run(&mut admin, sql).await.expect_err(sql);
+        assert!(err.contains("single-quoted string"), "{sql}: {err}");
+    }
+
     // Dropped: no more sign-ins.
     run(&mut admin, "DROP USER carol").await.expect("drop");
     assert!(server.client_as("carol", "n3w-secret").await.is_err());
     drop((admin, carol));
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
-    for secret in ["c4rol-secret", "n3w-secret", "taken-over"] {
+    for secret in [
+        "c4rol-secret",
+        "n3w-secret",
+        "taken-over",
+        "unqu0ted",
+        "dbl-qu0ted",
+        "98765432123",
+    ] {
         assert!(!log.contains(secret), "a password reached the log:\n{log}");
     }
     // At rest only hashes.
