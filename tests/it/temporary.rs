@@ -137,3 +137,37 @@ async fn a_cancelled_temporary_create_as_leaves_no_table() {
         .expect("the same statement again");
     assert_eq!(session.temporary_tables().names(), vec!["c".to_string()]);
 }
+
+/// Empty temporary tables hold memory too (a wide schema is most of it):
+/// making many of them runs into the budget instead of the process's memory,
+/// and dropping them gives it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_temporary_tables_draw_on_the_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    let budget = session.temporary_tables().budget().clone();
+    budget.set_limit(1 << 20);
+    let columns: Vec<String> = (0..500).map(|i| format!("c{i} INT")).collect();
+    let columns = columns.join(", ");
+    let mut made = 0;
+    let err = loop {
+        match session
+            .sql(&format!("CREATE TEMPORARY TABLE wide{made} ({columns})"))
+            .await
+        {
+            Ok(_) => made += 1,
+            Err(e) => break e,
+        }
+        assert!(made < 1000, "a thousand tables of 500 columns fit in 1 MiB");
+    };
+    assert!(matches!(err, Error::ResourceExhausted(_)), "{err:?}");
+    assert!(made > 0);
+    assert!(budget.used() > 0);
+    for i in 0..made {
+        session
+            .sql(&format!("DROP TABLE wide{i}"))
+            .await
+            .expect("drop");
+    }
+    assert_eq!(budget.used(), 0);
+}
