@@ -297,16 +297,28 @@ impl Principals {
     pub async fn revoke_role(&self, role: &str, user: &str) -> Result<()> {
         self.expect_role(role).await?;
         self.expect_user(user).await?;
-        if role == ADMIN_ROLE && self.members(ADMIN_ROLE).await? == [user.to_string()] {
+        // One statement checks and deletes, so two admins revoking each
+        // other at once cannot both succeed and leave none.
+        let done = sqlx::query(
+            "DELETE FROM pitlake_role_members WHERE role = ? AND member = ?
+               AND (role <> ? OR EXISTS (SELECT 1 FROM pitlake_role_members
+                                         WHERE role = ? AND member <> ?))",
+        )
+        .bind(role)
+        .bind(user)
+        .bind(ADMIN_ROLE)
+        .bind(ADMIN_ROLE)
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error(format!("cannot revoke role {role} from {user}")))?;
+        self.changed();
+        if done.rows_affected() == 0
+            && role == ADMIN_ROLE
+            && self.members(ADMIN_ROLE).await? == [user.to_string()]
+        {
             return Err(last_admin(user));
         }
-        sqlx::query("DELETE FROM pitlake_role_members WHERE role = ? AND member = ?")
-            .bind(role)
-            .bind(user)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error(format!("cannot revoke role {role} from {user}")))?;
-        self.changed();
         Ok(())
     }
 

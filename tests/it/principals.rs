@@ -264,3 +264,52 @@ async fn demoted_and_dropped_users_lose_their_rights_at_once() {
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }
+
+/// Two admins revoking each other's role at the same moment: one may win,
+/// never both, so the warehouse always keeps an admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_revoking_each_other_at_once_leave_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = pitlake::Session::open(dir.path()).await.expect("open");
+    let principals = session.store().principals().clone();
+    let admins = || async {
+        let roles = principals.roles().await.expect("roles");
+        let members = roles
+            .into_iter()
+            .find(|(role, _)| role == "admin")
+            .map(|(_, members)| members)
+            .unwrap_or_default();
+        members
+            .split(", ")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let admin = vec!["admin".to_string()];
+    principals
+        .create_user("first", "pw-of-an-admin", &admin)
+        .await
+        .expect("admin");
+    for round in 0..20 {
+        // Exactly two admins race to revoke each other.
+        let new = format!("admin{round}");
+        principals
+            .create_user(&new, "pw-of-an-admin", &admin)
+            .await
+            .expect("admin");
+        let old = admins().await;
+        assert_eq!(old.len(), 2, "{old:?}");
+        let _ = tokio::join!(
+            principals.revoke_role("admin", &old[0]),
+            principals.revoke_role("admin", &old[1]),
+        );
+        let left = admins().await;
+        assert!(!left.is_empty(), "round {round}: no admin left");
+        if left.len() == 2 {
+            principals
+                .revoke_role("admin", &left[0])
+                .await
+                .expect("one of two");
+        }
+    }
+}

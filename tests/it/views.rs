@@ -93,3 +93,54 @@ async fn a_view_is_never_replaced_by_one_that_uses_itself() {
     }
     assert_eq!(one_cell(&session, "SELECT count(*) FROM b").await, "2");
 }
+
+/// A `metadata_location` changed in catalog.db by hand (or by a hostile
+/// writer of the catalog) never makes pitlake read or delete a file outside
+/// the view's own folder: reading the view says so, DROP VIEW removes only
+/// the catalog row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_view_location_reaches_no_file_outside_its_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    session
+        .sql("CREATE VIEW v AS SELECT 1 AS x")
+        .await
+        .expect("v");
+    let outside = tempfile::tempdir().expect("outside");
+    let victim = outside.path().join("victim.metadata.json");
+    let view_dir = dir.path().join("default").join("v").join("metadata");
+    let real = std::fs::read_dir(&view_dir)
+        .expect("the view's folder")
+        .next()
+        .expect("its metadata file")
+        .expect("entry")
+        .path();
+    std::fs::copy(&real, &victim).expect("a valid metadata file outside");
+    let db = format!("sqlite:{}", dir.path().join("catalog.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.expect("catalog.db");
+    for location in [
+        format!("file://{}", victim.display()),
+        victim.display().to_string(),
+        format!(
+            "file://{}/../../../{}",
+            view_dir.display(),
+            victim.strip_prefix("/").expect("absolute").display()
+        ),
+    ] {
+        sqlx::query("UPDATE iceberg_tables SET metadata_location = ? WHERE table_name = 'v'")
+            .bind(&location)
+            .execute(&pool)
+            .await
+            .expect("tamper");
+        let err = session.sql("SELECT * FROM v").await.expect_err(&location);
+        assert!(
+            err.to_string().contains("is outside the view's folder"),
+            "{location}: {err}"
+        );
+        assert_eq!(err.cause(), pitlake::error::Cause::Corrupt, "{err:?}");
+    }
+    session.sql("DROP VIEW v").await.expect("drop the row");
+    assert!(victim.exists(), "DROP VIEW deleted a file outside the view");
+    assert!(session.sql("SELECT * FROM v").await.is_err());
+    pool.close().await;
+}
