@@ -199,13 +199,24 @@ impl Principals {
         Ok(())
     }
 
-    /// `DROP USER name`; false when there is none.
+    /// `DROP USER name`; false when there is none. The last member of
+    /// `admin` cannot be dropped (nor revoked), or nobody could manage
+    /// the principals any more.
     pub async fn drop_user(&self, name: &str) -> Result<bool> {
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(db_error(format!("cannot drop user {name}")))?;
+        let admins: Vec<String> =
+            sqlx::query_scalar("SELECT member FROM pitlake_role_members WHERE role = ?")
+                .bind(ADMIN_ROLE)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error(format!("cannot drop user {name}")))?;
+        if admins == [name.to_string()] {
+            return Err(last_admin(name));
+        }
         let done = sqlx::query("DELETE FROM pitlake_users WHERE name = ?")
             .bind(name)
             .execute(&mut *tx)
@@ -291,18 +302,28 @@ impl Principals {
     pub async fn revoke_role(&self, role: &str, user: &str) -> Result<()> {
         self.expect_role(role).await?;
         self.expect_user(user).await?;
-        if role == ADMIN_ROLE && self.members(ADMIN_ROLE).await? == [user.to_string()] {
-            return Err(Error::Invalid(format!(
-                "{user} is the last member of {ADMIN_ROLE}: grant the role to another user first"
-            )));
-        }
-        sqlx::query("DELETE FROM pitlake_role_members WHERE role = ? AND member = ?")
-            .bind(role)
-            .bind(user)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error(format!("cannot revoke role {role} from {user}")))?;
+        // One statement checks and deletes, so two admins revoking each
+        // other at once cannot both succeed and leave none.
+        let done = sqlx::query(
+            "DELETE FROM pitlake_role_members WHERE role = ? AND member = ?
+               AND (role <> ? OR EXISTS (SELECT 1 FROM pitlake_role_members
+                                         WHERE role = ? AND member <> ?))",
+        )
+        .bind(role)
+        .bind(user)
+        .bind(ADMIN_ROLE)
+        .bind(ADMIN_ROLE)
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error(format!("cannot revoke role {role} from {user}")))?;
         self.changed();
+        if done.rows_affected() == 0
+            && role == ADMIN_ROLE
+            && self.members(ADMIN_ROLE).await? == [user.to_string()]
+        {
+            return Err(last_admin(user));
+        }
         Ok(())
     }
 
@@ -331,16 +352,26 @@ impl Principals {
         self.principal(name).await.map(Some)
     }
 
-    /// `name` with the roles they are in now.
+    /// `name` with the roles they are in now; refused when the user no
+    /// longer exists (dropped after signing in: their token stops working).
     pub async fn principal(&self, name: &str) -> Result<Principal> {
-        let rows = sqlx::query("SELECT role FROM pitlake_role_members WHERE member = ?")
-            .bind(name)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error(format!("cannot read the roles of {name}")))?;
+        let rows = sqlx::query(
+            "SELECT m.role FROM pitlake_users u
+             LEFT JOIN pitlake_role_members m ON m.member = u.name WHERE u.name = ?",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error(format!("cannot read the roles of {name}")))?;
+        if rows.is_empty() {
+            return Err(Error::Denied {
+                user: name.to_string(),
+                action: "run statements: the user was dropped".into(),
+            });
+        }
         let roles = rows
             .iter()
-            .filter_map(|r| r.try_get::<String, _>(0).ok())
+            .filter_map(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
             .collect();
         Ok(Principal {
             user: name.to_string(),
@@ -408,6 +439,12 @@ impl Principals {
             .map_err(db_error("cannot read the users"))?;
         found.map(|_| ()).ok_or_else(|| not_found("user", user))
     }
+}
+
+fn last_admin(user: &str) -> Error {
+    Error::Invalid(format!(
+        "{user} is the last member of {ADMIN_ROLE}: grant the role to another user first"
+    ))
 }
 
 fn not_found(kind: &str, name: &str) -> Error {

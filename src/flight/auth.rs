@@ -417,9 +417,10 @@ impl Authenticator {
         result
     }
 
-    /// The caller's session, built by its first use.
+    /// The caller's session, built by its first use; refused when its user
+    /// was dropped since signing in (by this process or another).
     pub async fn session(&self, caller: &Caller) -> std::result::Result<Session, Status> {
-        caller
+        let session = caller
             .session
             // Same limits and file policy as the server's own session.
             .get_or_try_init(|| async {
@@ -435,7 +436,14 @@ impl Authenticator {
             })
             .await
             .cloned()
-            .map_err(super::status::to_status)
+            .map_err(super::status::to_status)?;
+        if caller.user.is_some() {
+            session
+                .principal()
+                .await
+                .map_err(super::status::to_status)?;
+        }
+        Ok(session)
     }
 
     /// The session of an unauthenticated client at `remote`, as bounded as

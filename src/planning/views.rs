@@ -19,6 +19,10 @@ use crate::error::{Error, Result};
 /// How deep views may use views.
 pub const MAX_VIEW_DEPTH: usize = 16;
 
+/// How many relations of one statement may be views, views inside views
+/// counted (a view used twice by a view used twice counts four times).
+pub const MAX_VIEW_EXPANSIONS: usize = 1024;
+
 /// The relation names of `statement` that could name a view (not CTEs), each
 /// once.
 pub fn relation_names(statement: &Statement) -> Vec<ObjectName> {

@@ -31,7 +31,7 @@ use sqlparser::ast::{self, CopyOption, CopyTarget, ObjectName, ObjectType, Schem
 pub use context::{machine_memory, new_context, new_context_with_runtime, sql_dataframe};
 pub use plans::QueryPlan;
 
-use crate::access::{Principal, Privilege, Securable};
+use crate::access::{Privilege, Securable};
 use crate::catalog::{self, CATALOG_NAME, DEFAULT_SCHEMA, TableName, Warehouse};
 use crate::error::{Error, Result};
 use crate::file_access::FileAccess;
@@ -113,11 +113,9 @@ impl Session {
             .with_information_schema(true);
         let ctx = new_context(config);
         let catalog = Arc::new(WarehouseCatalog::new(store.clone(), temp.clone()));
-        let identity: principals::Identity = Arc::new(std::sync::RwLock::new((
-            Principal::local_admin(),
-            store.principals().generation(),
-            None,
-        )));
+        let identity: principals::Identity = Arc::new(std::sync::RwLock::new(
+            principals::IdentityState::local_admin(),
+        ));
         for function in principals::identity_functions(&identity) {
             ctx.register_udf(function);
         }
@@ -329,8 +327,9 @@ impl Session {
     pub async fn execute_stream(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
         // Tables created by other processes become visible to name listings.
         self.catalog.refresh().await?;
-        // Roles and grants changed by this process apply from the next
-        // statement; the catalog hides what the principal may not read.
+        // Roles and grants changed by any process apply from the next
+        // statement, a dropped user's session runs no more, and the catalog
+        // hides what the principal may not read.
         self.refresh_gate().await?;
         if !Session::is_query(&statement) {
             // It may change the current schema or the settings plans were

@@ -13,21 +13,48 @@ use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 
 use super::{Session, done, one_batch};
 use crate::access::{Access, GrantRow, Grantee, Principal, Principals, Privilege, Securable};
-use crate::catalog::TableName;
 use crate::catalog::types::normalize;
+use crate::catalog::{CatalogVersion, TableName};
 use crate::error::{Error, Result};
 use crate::sql::{GrantObject, GrantTarget, PrincipalStatement};
 
-/// The session's principal, the principals' generation it was read at, and
-/// what it may do (read when first asked after a change).
-pub(super) type Identity = Arc<RwLock<(Principal, u64, Option<Access>)>>;
+/// The session's principal and what it may do.
+pub(super) type Identity = Arc<RwLock<IdentityState>>;
+
+#[derive(Debug, Clone)]
+pub(super) struct IdentityState {
+    principal: Principal,
+    /// A stored user (read again when the catalog changes), rather than the
+    /// local admin.
+    stored: bool,
+    /// The catalog version the principal was read at: roles, grants and
+    /// users are rows of the catalog database, so any change moves it.
+    read_at: Option<CatalogVersion>,
+    /// What the principal may do, once asked.
+    access: Option<Access>,
+}
+
+impl IdentityState {
+    pub(super) fn local_admin() -> Self {
+        IdentityState {
+            principal: Principal::local_admin(),
+            stored: false,
+            read_at: None,
+            access: None,
+        }
+    }
+}
 
 impl Session {
     /// This session acting as `principal` (a signed-in Flight client).
     pub fn with_principal(self, principal: Principal) -> Self {
-        let generation = self.store.principals().generation();
         if let Ok(mut identity) = self.identity.write() {
-            *identity = (principal, generation, None);
+            *identity = IdentityState {
+                principal,
+                stored: true,
+                read_at: None,
+                access: None,
+            };
         }
         // Until its grants are read, the principal sees nothing.
         self.catalog.set_access(Access::nothing());
@@ -41,26 +68,35 @@ impl Session {
         Ok(())
     }
 
-    /// Who runs this session's statements, with their roles as of the last
-    /// change this process made to the principals.
-    pub async fn principal(&self) -> Result<Principal> {
-        let principals = self.store.principals();
-        let (current, seen) = self
-            .identity
+    fn identity(&self) -> Result<IdentityState> {
+        self.identity
             .read()
-            .map(|i| (i.0.clone(), i.1))
-            .map_err(|_| Error::Internal("session identity poisoned".into()))?;
-        if seen == principals.generation() {
-            return Ok(current);
-        }
+            .map(|i| i.clone())
+            .map_err(|_| Error::Internal("session identity poisoned".into()))
+    }
+
+    /// Who runs this session's statements, with their roles as stored now
+    /// (changed by this process or another: read again whenever the catalog
+    /// database changed). A user dropped since they signed in is refused.
+    pub async fn principal(&self) -> Result<Principal> {
+        let current = self.identity()?;
         // A local admin session is not a stored user: it stays admin.
-        if current == Principal::local_admin() {
-            return Ok(current);
+        if !current.stored {
+            return Ok(current.principal);
         }
-        let generation = principals.generation();
-        let fresh = principals.principal(&current.user).await?;
+        let version = self.store.warehouse().version().await;
+        if version.is_some() && version == current.read_at {
+            return Ok(current.principal);
+        }
+        let fresh = self
+            .store
+            .principals()
+            .principal(&current.principal.user)
+            .await?;
         if let Ok(mut identity) = self.identity.write() {
-            *identity = (fresh.clone(), generation, None);
+            identity.principal = fresh.clone();
+            identity.read_at = version;
+            identity.access = None;
         }
         Ok(fresh)
     }
@@ -68,12 +104,12 @@ impl Session {
     /// What this session's principal may do (see [`Access`]).
     pub async fn access(&self) -> Result<Access> {
         let principal = self.principal().await?;
-        if let Some(access) = self.identity.read().ok().and_then(|i| i.2.clone()) {
+        if let Some(access) = self.identity()?.access {
             return Ok(access);
         }
         let access = self.store.grants().access(&principal).await?;
         if let Ok(mut identity) = self.identity.write() {
-            identity.2 = Some(access.clone());
+            identity.access = Some(access.clone());
         }
         Ok(access)
     }
@@ -446,7 +482,10 @@ pub(super) fn identity_functions(identity: &Identity) -> [datafusion::logical_ex
         DataType::Utf8,
         Volatility::Stable,
         Arc::new(move |_args: &[ColumnarValue]| {
-            let user = who.read().map(|i| i.0.user.clone()).unwrap_or_default();
+            let user = who
+                .read()
+                .map(|i| i.principal.user.clone())
+                .unwrap_or_default();
             Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(user))))
         }),
     );
@@ -457,7 +496,7 @@ pub(super) fn identity_functions(identity: &Identity) -> [datafusion::logical_ex
         DataType::Boolean,
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
-            let principal = who.read().map(|i| i.0.clone()).ok();
+            let principal = who.read().map(|i| i.principal.clone()).ok();
             let member = |role: Option<&str>| {
                 role.map(|r| principal.as_ref().is_some_and(|p| p.is_member(r)))
             };

@@ -1,7 +1,7 @@
 //! CREATE VIEW, DROP VIEW, and the expansion of views in a statement before
 //! it is planned (see [`crate::planning::views`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use datafusion::execution::SendableRecordBatchStream;
 use sqlparser::ast::{self, CreateView, ObjectName};
@@ -10,7 +10,9 @@ use super::{Session, done};
 use crate::access::Securable;
 use crate::catalog::{self, TableName};
 use crate::error::{Error, Result};
-use crate::planning::views::{MAX_VIEW_DEPTH, expand, qualify_for_view, relation_names};
+use crate::planning::views::{
+    MAX_VIEW_DEPTH, MAX_VIEW_EXPANSIONS, expand, qualify_for_view, relation_names,
+};
 use crate::sql::{Statement, parse_sql};
 
 impl Session {
@@ -39,12 +41,20 @@ impl Session {
             let columns: Vec<String> = create.columns.iter().map(|c| c.name.to_string()).collect();
             let wrapped = format!(
                 "SELECT * FROM ({query}) AS {}({})",
-                name.table,
+                ast::Ident::with_quote('"', &name.table),
                 columns.join(", ")
             );
             query = query_of(&wrapped)?;
         }
         let sql = query.to_string();
+        // OR REPLACE could make a view use itself, which no statement could
+        // then read: refused while the old definition still stands.
+        let mut expanded = ast::Statement::Query(Box::new(query.clone()));
+        if self.expand_views(&mut expanded).await?.contains(&name) {
+            return Err(Error::Invalid(format!(
+                "view {name} would use itself (through the views its query uses)"
+            )));
+        }
         // Planned now, so a view that cannot run is never stored.
         let (columns, _) = self
             .describe_query(Statement::Sql(Box::new(ast::Statement::Query(Box::new(
@@ -98,8 +108,13 @@ impl Session {
     }
 
     /// Replaces every view of `statement` by its query, views inside views
-    /// included.
-    pub(super) async fn expand_views(&self, statement: &mut ast::Statement) -> Result<()> {
+    /// included. Returns the views it expanded.
+    pub(super) async fn expand_views(
+        &self,
+        statement: &mut ast::Statement,
+    ) -> Result<HashSet<TableName>> {
+        let mut expanded = HashSet::new();
+        let mut occurrences = 0;
         for _ in 0..MAX_VIEW_DEPTH {
             let mut found: HashMap<String, (String, ast::Query)> = HashMap::new();
             for relation in relation_names(statement) {
@@ -117,13 +132,22 @@ impl Session {
                     relation.to_string(),
                     (name.table.clone(), query_of(&view.sql)?),
                 );
+                expanded.insert(name);
             }
             if found.is_empty() {
-                return Ok(());
+                return Ok(expanded);
             }
-            expand(statement, |relation| {
+            // Views that each use another several times grow the statement
+            // exponentially with their depth: counted, so that a few small
+            // views cannot make one statement hold the server's memory.
+            occurrences += expand(statement, |relation| {
                 found.get(&relation.to_string()).cloned()
             })?;
+            if occurrences > MAX_VIEW_EXPANSIONS {
+                return Err(Error::TooComplex(format!(
+                    "the statement uses views more than {MAX_VIEW_EXPANSIONS} times, views inside views counted"
+                )));
+            }
         }
         Err(Error::TooComplex(format!(
             "views use views more than {MAX_VIEW_DEPTH} deep (does a view use itself?)"

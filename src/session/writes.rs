@@ -24,6 +24,7 @@ use crate::file_access::Access;
 use crate::ingest::{self, IngestMode, target_of};
 use crate::shared::TEMP_SCHEMA;
 use crate::sql::name_parts;
+use crate::tables::{TempTable, TempTables};
 
 impl Session {
     /// The table a statement writes to, as named, loaded, with what its rows
@@ -119,12 +120,19 @@ impl Session {
                         });
                     }
                 };
-                self.temp
-                    .create(table, schema, false)?
-                    .ok_or_else(|| Error::AlreadyExists {
+                let made = self.temp.create(table, schema, false)?.ok_or_else(|| {
+                    Error::AlreadyExists {
                         kind: "temporary table",
                         name: table.to_string(),
-                    })?
+                    }
+                })?;
+                let made = MadeTemporary::new(&self.temp, table, made);
+                let schema = made.table.schema();
+                let what = format!("temporary table {table}");
+                let conformed = input.map(move |batch| conform_by_name(&schema, &batch?, &what));
+                let rows = made.table.append(conformed).await?;
+                made.keep();
+                return Ok(rows);
             }
             None => {
                 return Err(Error::TableNotFound {
@@ -309,14 +317,14 @@ impl Session {
         else {
             return done();
         };
-        let written = table.append(stream.map(|b| b.map_err(Error::from))).await;
-        match written {
-            Ok(rows) => count(rows),
-            Err(e) => {
-                self.temp.drop_table(&name);
-                Err(e)
-            }
-        }
+        // Failed or cancelled (the statement dropped), it leaves no table.
+        let made = MadeTemporary::new(&self.temp, &name, table);
+        let rows = made
+            .table
+            .append(stream.map(|b| b.map_err(Error::from)))
+            .await?;
+        made.keep();
+        count(rows)
     }
 
     /// `INSERT INTO t [(columns)] VALUES ... | SELECT ...`: one snapshot.
@@ -631,4 +639,36 @@ fn conform_by_name(
         columns.push(column);
     }
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| bad(e.to_string()))
+}
+
+/// A temporary table a statement has just made: dropped again unless the
+/// statement keeps it, so one that fails or is cancelled leaves none.
+struct MadeTemporary<'a> {
+    tables: &'a TempTables,
+    name: String,
+    table: Arc<TempTable>,
+    kept: bool,
+}
+
+impl<'a> MadeTemporary<'a> {
+    fn new(tables: &'a TempTables, name: &str, table: Arc<TempTable>) -> Self {
+        MadeTemporary {
+            tables,
+            name: name.to_string(),
+            table,
+            kept: false,
+        }
+    }
+
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for MadeTemporary<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.tables.drop_made(&self.name, &self.table);
+        }
+    }
 }

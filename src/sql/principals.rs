@@ -208,6 +208,21 @@ fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
     parser.expected(word, parser.peek_token())
 }
 
+/// The password after `PASSWORD`: a single-quoted string. Anything else
+/// (a bare word, a number, a double-quoted name) is
+/// refused without quoting it, as it may be the password unquoted (parse
+/// errors reach the client and the server log).
+fn parse_password(parser: &mut Parser) -> Result<String, ParserError> {
+    match parser.next_token().token {
+        sqlparser::tokenizer::Token::SingleQuotedString(password) => Ok(password),
+        _ => Err(ParserError::ParserError(
+            "PASSWORD takes the password as a single-quoted string ('…'); what followed is not \
+             shown, as it may be the password"
+                .into(),
+        )),
+    }
+}
+
 /// Parses a principal statement if one starts here (else `None`, nothing
 /// consumed).
 pub fn parse_principal(parser: &mut Parser) -> Result<Option<PrincipalStatement>, ParserError> {
@@ -216,7 +231,7 @@ pub fn parse_principal(parser: &mut Parser) -> Result<Option<PrincipalStatement>
         let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         let name = parser.parse_identifier()?;
         expect_word(parser, "PASSWORD")?;
-        let password = parser.parse_literal_string()?;
+        let password = parse_password(parser)?;
         let roles = if peek(parser, &["IN", "ROLE"]) {
             skip(parser, 2);
             parser.parse_comma_separated(Parser::parse_identifier)?
@@ -233,7 +248,7 @@ pub fn parse_principal(parser: &mut Parser) -> Result<Option<PrincipalStatement>
         skip(parser, 2);
         let name = parser.parse_identifier()?;
         expect_word(parser, "PASSWORD")?;
-        let password = parser.parse_literal_string()?;
+        let password = parse_password(parser)?;
         PrincipalStatement::AlterUser { name, password }
     } else if peek(parser, &["DROP", "USER"]) {
         skip(parser, 2);
@@ -420,5 +435,18 @@ mod tests {
         );
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(parse_sql("CREATE USER alice").is_err());
+        // A password not in single quotes is not quoted back.
+        for sql in [
+            "CREATE USER a PASSWORD hunter2",
+            "ALTER USER a PASSWORD \"hunter2\"",
+            "CREATE USER a PASSWORD hunter2 IN ROLE r",
+            "CREATE USER a PASSWORD 2hunter2",
+        ] {
+            let err = parse_sql(sql).expect_err(sql).to_string();
+            assert!(
+                !err.contains("hunter2") && err.contains("single-quoted string"),
+                "{sql}: {err}"
+            );
+        }
     }
 }

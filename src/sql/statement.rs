@@ -37,15 +37,17 @@ pub enum Statement {
 
 impl Statement {
     /// True for statements that create a schema, table, view or feature
-    /// group: the ones that may also create the warehouse they run in.
+    /// group: the ones that may also create the warehouse they run in. A
+    /// temporary table lives in memory, so it is not one of them.
     pub fn creates_something(&self) -> bool {
         use sqlparser::ast::Statement as S;
         match self {
             Statement::CreateFeatureGroup(_) => true,
-            Statement::Sql(s) => matches!(
-                **s,
-                S::CreateTable(_) | S::CreateSchema { .. } | S::CreateView { .. }
-            ),
+            Statement::Sql(s) => match &**s {
+                S::CreateTable(create) => !create.temporary,
+                S::CreateSchema { .. } | S::CreateView { .. } => true,
+                _ => false,
+            },
             _ => false,
         }
     }

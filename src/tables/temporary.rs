@@ -130,9 +130,23 @@ impl TempTables {
                 name: name.to_string(),
             });
         }
-        let table = Arc::new(TempTable::new(name, schema, self.budget.clone()));
+        // The table itself (its schema, however wide) draws on the budget
+        // too, so empty tables cannot hold the memory either.
+        let overhead = table_overhead(&schema);
+        self.budget.take(overhead, name)?;
+        let table = Arc::new(TempTable::new(name, schema, self.budget.clone(), overhead));
         tables.insert(name.to_string(), table.clone());
         Ok(Some(table))
+    }
+
+    /// Drops `table` if `name` still names it (a statement that made it and
+    /// failed, or was cancelled, takes back only its own table).
+    pub fn drop_made(&self, name: &str, table: &Arc<TempTable>) {
+        if let Ok(mut tables) = self.tables.write()
+            && tables.get(name).is_some_and(|t| Arc::ptr_eq(t, table))
+        {
+            tables.remove(name);
+        }
     }
 
     /// Drops a table; false when there is none of that name.
@@ -156,16 +170,47 @@ struct Rows {
     schema: SchemaRef,
     batches: RwLock<Vec<RecordBatch>>,
     budget: Arc<TempBudget>,
+    /// What the table takes from the budget before any row.
+    overhead: usize,
+}
+
+/// The bytes a table of `schema` holds without rows (an estimate: its
+/// fields, their names and metadata, and a fixed part).
+fn table_overhead(schema: &SchemaRef) -> usize {
+    fn field_bytes(field: &arrow::datatypes::Field) -> usize {
+        let metadata: usize = field
+            .metadata()
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        let children: usize = match field.data_type() {
+            arrow::datatypes::DataType::Struct(fields) => {
+                fields.iter().map(|f| field_bytes(f)).sum()
+            }
+            arrow::datatypes::DataType::List(f)
+            | arrow::datatypes::DataType::LargeList(f)
+            | arrow::datatypes::DataType::FixedSizeList(f, _)
+            | arrow::datatypes::DataType::Map(f, _) => field_bytes(f),
+            _ => 0,
+        };
+        std::mem::size_of::<arrow::datatypes::Field>() + field.name().len() + metadata + children
+    }
+    1024 + schema
+        .fields()
+        .iter()
+        .map(|f| field_bytes(f))
+        .sum::<usize>()
 }
 
 impl TempTable {
-    fn new(name: &str, schema: SchemaRef, budget: Arc<TempBudget>) -> Self {
+    fn new(name: &str, schema: SchemaRef, budget: Arc<TempBudget>, overhead: usize) -> Self {
         TempTable {
             rows: Arc::new(Rows {
                 name: name.to_string(),
                 schema,
                 batches: RwLock::default(),
                 budget,
+                overhead,
             }),
         }
     }
@@ -232,7 +277,7 @@ impl Drop for Rows {
             .get_mut()
             .map(|b| b.iter().map(RecordBatch::get_array_memory_size).sum())
             .unwrap_or(0);
-        self.budget.give_back(held);
+        self.budget.give_back(held + self.overhead);
     }
 }
 

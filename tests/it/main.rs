@@ -22,4 +22,5 @@ mod small_query;
 mod stream_kill;
 mod temporary;
 mod time_travel;
+mod views;
 mod writes;

@@ -41,6 +41,15 @@ fn a_mistyped_warehouse_is_an_error_not_a_new_warehouse() {
         "{stderr}"
     );
     assert!(!typo.exists(), "a query created the folder");
+    // A temporary table lives in memory: no reason to make a warehouse.
+    let out = pitlake_sql(
+        &typo,
+        &["-c", "CREATE TEMPORARY TABLE t AS SELECT 1 AS x"],
+        None,
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(text(&out.stderr).contains("no warehouse at"), "{out:?}");
+    assert!(!typo.exists(), "a temporary table created the warehouse");
 
     // A statement that creates something may create the warehouse, and says so.
     let out = pitlake_sql(&typo, &["-c", "CREATE SCHEMA s"], None);
