@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::memory::MemoryStream;
@@ -40,7 +39,7 @@ use crate::planning::asof_join::wrap_asof_joins;
 use crate::planning::temporary::qualify_temporary;
 use crate::settings::check_set;
 use crate::shared::{NameKind, TEMP_SCHEMA, check_name};
-use crate::sql::{Statement, name_parts, number_placeholders, parse_sql};
+use crate::sql::{Statement, name_parts, parse_sql};
 use crate::store::Store;
 use crate::tables::{ONLINE_CATALOG, OnlineCatalog, TempBudget, TempTables, WarehouseCatalog};
 
@@ -262,65 +261,6 @@ impl Session {
             }
         }
         Ok((Arc::new(plan.schema().as_arrow().clone()), params))
-    }
-
-    /// Plans the one query of `sql` with its parameters (`?`, `$1`, …)
-    /// unbound, for [`Self::execute_plan`]; `None` when `sql` is not exactly
-    /// one query. The plan is kept for the next statement of the same text
-    /// when it may be (see `plans`), and taken from there while the catalog
-    /// has not changed.
-    pub async fn plan_query(&self, sql: &str) -> Result<Option<Arc<QueryPlan>>> {
-        let version = self.catalog.refresh().await?;
-        if let Some(plan) = self.plans.get(sql, version) {
-            return Ok(Some(plan));
-        }
-        let mut statements = parse_sql(sql)?;
-        let (Some(statement), None) = (statements.pop(), statements.pop()) else {
-            return Ok(None);
-        };
-        if !Session::is_query(&statement) {
-            return Ok(None);
-        }
-        let Statement::Sql(statement) = statement else {
-            return Ok(None);
-        };
-        self.refresh_gate().await?;
-        let mut statement = *statement;
-        number_placeholders(&mut statement);
-        self.qualify_temporary(&mut statement);
-        self.expand_views(&mut statement).await?;
-        self.pin_time_travel(&mut statement).await?;
-        wrap_asof_joins(&mut statement);
-        let plan = self
-            .ctx
-            .state()
-            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
-            .await?;
-        let plan = Arc::new(QueryPlan::new(plan)?);
-        self.plans.keep(sql, version, &plan);
-        Ok(Some(plan))
-    }
-
-    /// The plan kept for `sql` if the catalog has not changed since it was
-    /// made (no planning: `None` otherwise).
-    pub async fn kept_plan(&self, sql: &str) -> Result<Option<Arc<QueryPlan>>> {
-        let version = self.catalog.refresh().await?;
-        Ok(self.plans.get(sql, version))
-    }
-
-    /// Runs a plan of [`Self::plan_query`] with `values` bound to its
-    /// parameters (see [`QueryPlan::binds`]).
-    pub async fn execute_plan(
-        &self,
-        plan: &QueryPlan,
-        values: Vec<ScalarValue>,
-    ) -> Result<SendableRecordBatchStream> {
-        let plan = if values.is_empty() {
-            plan.plan.clone()
-        } else {
-            plan.plan.clone().with_param_values(values)?
-        };
-        self.run_plan(plan).await
     }
 
     /// Runs one statement; queries stream their result batch by batch.

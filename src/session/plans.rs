@@ -31,8 +31,14 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::LogicalPlan;
 
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::sql::parser::Statement as DFStatement;
+
+use super::Session;
 use crate::catalog::CatalogVersion;
 use crate::error::Result;
+use crate::planning::asof_join::wrap_asof_joins;
+use crate::sql::{Statement, number_placeholders, parse_sql};
 use crate::tables::is_online_table;
 
 /// A query planned with its parameters (`$1`, …) unbound.
@@ -175,5 +181,66 @@ impl PlanCache {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.by_sql.clear();
         entries.order.clear();
+    }
+}
+
+impl Session {
+    /// Plans the one query of `sql` with its parameters (`?`, `$1`, …)
+    /// unbound, for [`Self::execute_plan`]; `None` when `sql` is not exactly
+    /// one query. The plan is kept for the next statement of the same text
+    /// when it may be (see `plans`), and taken from there while the catalog
+    /// has not changed.
+    pub async fn plan_query(&self, sql: &str) -> Result<Option<Arc<QueryPlan>>> {
+        let version = self.catalog.refresh().await?;
+        if let Some(plan) = self.plans.get(sql, version) {
+            return Ok(Some(plan));
+        }
+        let mut statements = parse_sql(sql)?;
+        let (Some(statement), None) = (statements.pop(), statements.pop()) else {
+            return Ok(None);
+        };
+        if !Session::is_query(&statement) {
+            return Ok(None);
+        }
+        let Statement::Sql(statement) = statement else {
+            return Ok(None);
+        };
+        self.refresh_gate().await?;
+        let mut statement = *statement;
+        number_placeholders(&mut statement);
+        self.qualify_temporary(&mut statement);
+        self.expand_views(&mut statement).await?;
+        self.pin_time_travel(&mut statement).await?;
+        wrap_asof_joins(&mut statement);
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .await?;
+        let plan = Arc::new(QueryPlan::new(plan)?);
+        self.plans.keep(sql, version, &plan);
+        Ok(Some(plan))
+    }
+
+    /// The plan kept for `sql` if the catalog has not changed since it was
+    /// made (no planning: `None` otherwise).
+    pub async fn kept_plan(&self, sql: &str) -> Result<Option<Arc<QueryPlan>>> {
+        let version = self.catalog.refresh().await?;
+        Ok(self.plans.get(sql, version))
+    }
+
+    /// Runs a plan of [`Self::plan_query`] with `values` bound to its
+    /// parameters (see [`QueryPlan::binds`]).
+    pub async fn execute_plan(
+        &self,
+        plan: &QueryPlan,
+        values: Vec<ScalarValue>,
+    ) -> Result<SendableRecordBatchStream> {
+        let plan = if values.is_empty() {
+            plan.plan.clone()
+        } else {
+            plan.plan.clone().with_param_values(values)?
+        };
+        self.run_plan(plan).await
     }
 }
