@@ -53,8 +53,13 @@ pub async fn open_db(db: &Path) -> Result<SqlitePool> {
     let options = SqliteConnectOptions::from_str(&format!("sqlite:{}", db.display()))
         .map_err(db_error(format!("catalog {}", db.display())))?
         .busy_timeout(Duration::from_secs(10));
+    // No idle reaping or lifetime: sqlx's maintenance task for them spun a
+    // core after a write failed on a full disk, and kept `pitlake sql` alive.
     SqlitePoolOptions::new()
         .max_connections(2)
+        .min_connections(0)
+        .idle_timeout(None)
+        .max_lifetime(None)
         .connect_with(options)
         .await
         .map_err(db_error(format!(
