@@ -239,10 +239,7 @@ impl Session {
             return Err(Error::Internal("not a query".into()));
         };
         let mut statement = *statement;
-        self.qualify_temporary(&mut statement);
-        self.expand_views(&mut statement).await?;
-        self.pin_time_travel(&mut statement).await?;
-        wrap_asof_joins(&mut statement);
+        self.prepare(&mut statement).await?;
         let plan = self
             .ctx
             .state()
@@ -457,10 +454,7 @@ impl Session {
         &self,
         mut statement: ast::Statement,
     ) -> Result<SendableRecordBatchStream> {
-        self.qualify_temporary(&mut statement);
-        self.expand_views(&mut statement).await?;
-        self.pin_time_travel(&mut statement).await?;
-        wrap_asof_joins(&mut statement);
+        self.prepare(&mut statement).await?;
         self.run_planned(DFStatement::Statement(Box::new(statement)))
             .await
     }
@@ -521,6 +515,18 @@ impl Session {
             [schema, table] if schema == TEMP_SCHEMA => Some(table.clone()),
             _ => None,
         }
+    }
+
+    /// pitlake's passes over a query before DataFusion plans it, in order:
+    /// temporary tables qualified, views expanded, time travel pinned to
+    /// snapshot ids, ASOF JOINs wrapped. Every path that plans a query goes
+    /// through here, so none can skip one.
+    pub(super) async fn prepare(&self, statement: &mut ast::Statement) -> Result<()> {
+        self.qualify_temporary(statement);
+        self.expand_views(statement).await?;
+        self.pin_time_travel(statement).await?;
+        wrap_asof_joins(statement);
+        Ok(())
     }
 
     /// Resolves every time-travel clause that is not a literal snapshot id

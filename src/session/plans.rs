@@ -37,7 +37,6 @@ use datafusion::sql::parser::Statement as DFStatement;
 use super::Session;
 use crate::catalog::CatalogVersion;
 use crate::error::Result;
-use crate::planning::asof_join::wrap_asof_joins;
 use crate::sql::{Statement, number_placeholders, parse_sql};
 use crate::tables::is_online_table;
 
@@ -208,10 +207,7 @@ impl Session {
         self.refresh_gate().await?;
         let mut statement = *statement;
         number_placeholders(&mut statement);
-        self.qualify_temporary(&mut statement);
-        self.expand_views(&mut statement).await?;
-        self.pin_time_travel(&mut statement).await?;
-        wrap_asof_joins(&mut statement);
+        self.prepare(&mut statement).await?;
         let plan = self
             .ctx
             .state()

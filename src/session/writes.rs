@@ -156,7 +156,7 @@ impl Session {
         let source = match source {
             CopySource::Query(query) => {
                 let mut statement = ast::Statement::Query(query);
-                self.pin_time_travel(&mut statement).await?;
+                self.prepare(&mut statement).await?;
                 let ast::Statement::Query(query) = statement else {
                     return Err(Error::Internal("COPY TO lost its query".into()));
                 };
@@ -393,7 +393,7 @@ impl Session {
         let source_is_values = text_values(&mut source, &positions, &target.schema);
         let stream = if source_is_values {
             let mut statement = ast::Statement::Query(source);
-            self.pin_time_travel(&mut statement).await?;
+            self.prepare(&mut statement).await?;
             let ordered = self.in_order();
             let plan = ordered
                 .state()

@@ -24,3 +24,12 @@ mod temporary;
 mod time_travel;
 mod views;
 mod writes;
+
+/// The first cell of the first result of `sql`, as text.
+pub async fn one_cell(session: &pitlake::Session, sql: &str) -> String {
+    let results = session
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pitlake::output::cells(&results[0].batches).expect("cells")[0][0].clone()
+}

@@ -1,16 +1,8 @@
 //! Temporary tables under abuse: a client filling memory with them, sessions
 //! that must not see each other's, memory given back when a session ends.
 
-use pitlake::output::cells;
+use crate::one_cell;
 use pitlake::{Error, Session};
-
-async fn one_cell(session: &Session, sql: &str) -> String {
-    let results = session
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    cells(&results[0].batches).expect("cells")[0][0].clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporary_tables_stay_within_their_budget() {

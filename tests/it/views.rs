@@ -1,18 +1,10 @@
 //! Views under abuse: names that are not plain identifiers, views that use
 //! other views many times over, and views made to use themselves.
 
+use crate::one_cell;
 use std::time::{Duration, Instant};
 
-use pitlake::output::cells;
 use pitlake::{Error, Session};
-
-async fn one_cell(session: &Session, sql: &str) -> String {
-    let results = session
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    cells(&results[0].batches).expect("cells")[0][0].clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_named_like_keywords_or_with_dashes_take_column_lists() {

@@ -1,10 +1,10 @@
 //! Failed writes leave nothing behind: no snapshot, and no data file on disk
 //! that no snapshot references.
 
+use crate::one_cell;
 use std::path::Path;
 
 use pitlake::Session;
-use pitlake::output::cells;
 
 fn parquet_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -21,14 +21,6 @@ fn parquet_files(dir: &Path) -> usize {
             }
         })
         .sum()
-}
-
-async fn one_cell(session: &Session, sql: &str) -> String {
-    let results = session
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    cells(&results[0].batches).expect("cells")[0][0].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
