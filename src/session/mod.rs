@@ -1,60 +1,52 @@
-//! The one place that builds a pitlake session, and runs statements on it.
+//! The one place that builds a pitlake session, and routes each statement
+//! to the file that runs it. Every statement passes `execute_stream`, which
+//! refreshes the catalog and the principal's rights first.
 //!
 //! ```text
-//! SQL ─► sql::parse_sql ─► Statement ─┬─ feature-group DDL, SHOW, DESCRIBE ─► catalog
-//!                                     ├─ INSERT, COPY, CREATE TABLE AS ──────► ingest
-//!                                     └─ queries ─► time-travel pre-pass ─► DataFusion
-//!                                                   (TimeTravelPlanner pins snapshots)
+//! SQL ─► sql::parse_sql ─► Statement ─┬─ schema, table, feature-group DDL ─► ddl.rs ─► catalog
+//!                                     ├─ views ─────────────────────────────► views.rs
+//!                                     ├─ users, roles, grants ──────────────► principals.rs ─► access
+//!                                     ├─ INSERT, COPY, CREATE TABLE AS ─────► writes.rs ─► ingest
+//!                                     └─ queries ─► prepare.rs (temporary names, views,
+//!                                                   time travel, ASOF) ─► run.rs, plans.rs ─► DataFusion
 //! ```
+//!
+//! `names.rs` says what a name means in the session, `results.rs` what a
+//! statement gives back, `context.rs` builds the DataFusion context,
+//! `listing.rs` answers Flight's catalog listings.
 
 mod context;
+mod ddl;
 mod listing;
+mod names;
 mod plans;
+mod prepare;
 mod principals;
+mod results;
+mod run;
 mod views;
 mod writes;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::parser::Statement as DFStatement;
 use futures::TryStreamExt;
-use sqlparser::ast::{self, CopyOption, CopyTarget, ObjectName, ObjectType, SchemaName, Use};
+use sqlparser::ast::{self, CopyOption, CopyTarget, ObjectName, ObjectType};
 
 pub use context::{machine_memory, new_context, new_context_with_runtime, sql_dataframe};
 pub use plans::QueryPlan;
+pub use results::StatementResult;
 
-use crate::access::{Privilege, Securable};
-use crate::catalog::{self, CATALOG_NAME, DEFAULT_SCHEMA, TableName, Warehouse};
+use crate::catalog::{CATALOG_NAME, DEFAULT_SCHEMA, Warehouse};
 use crate::error::{Error, Result};
 use crate::file_access::FileAccess;
-use crate::planning::as_of;
-use crate::planning::asof_join::wrap_asof_joins;
-use crate::planning::temporary::qualify_temporary;
 use crate::settings::check_set;
-use crate::shared::{NameKind, TEMP_SCHEMA, check_name};
-use crate::sql::{Statement, name_parts, parse_sql};
+use crate::sql::{Statement, parse_sql};
 use crate::store::Store;
 use crate::tables::{ONLINE_CATALOG, OnlineCatalog, TempBudget, TempTables, WarehouseCatalog};
-
-/// A statement's complete result.
-#[derive(Debug, Clone)]
-pub struct StatementResult {
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-}
-
-impl StatementResult {
-    pub fn num_rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-}
 
 /// A connection to a warehouse: a DataFusion context whose catalog is the
 /// warehouse, with pitlake's planners, and a current schema.
@@ -184,17 +176,6 @@ impl Session {
         &self.store
     }
 
-    /// The schema unqualified names resolve in (`USE` changes it).
-    pub fn current_schema(&self) -> String {
-        self.ctx
-            .state()
-            .config()
-            .options()
-            .catalog
-            .default_schema
-            .clone()
-    }
-
     /// Runs every statement of `sql` in order and returns their results; stops
     /// at the first error.
     pub async fn sql(&self, sql: &str) -> Result<Vec<StatementResult>> {
@@ -213,53 +194,6 @@ impl Session {
         Ok(StatementResult { schema, batches })
     }
 
-    /// True for statements that only read (queries, EXPLAIN): they can be
-    /// planned once to learn their schema and run later, or run again.
-    pub fn is_query(statement: &Statement) -> bool {
-        matches!(
-            statement,
-            Statement::Sql(s) if matches!(**s, ast::Statement::Query(_) | ast::Statement::Explain { .. })
-        )
-    }
-
-    /// The schema a query's result will have, without running it.
-    pub async fn query_schema(&self, statement: Statement) -> Result<SchemaRef> {
-        Ok(self.describe_query(statement).await?.0)
-    }
-
-    /// A query's result schema and the types of its parameters (`$1` … in
-    /// order; `None` where the query does not tell).
-    pub async fn describe_query(
-        &self,
-        statement: Statement,
-    ) -> Result<(SchemaRef, Vec<Option<DataType>>)> {
-        self.catalog.refresh().await?;
-        self.refresh_gate().await?;
-        let Statement::Sql(statement) = statement else {
-            return Err(Error::Internal("not a query".into()));
-        };
-        let mut statement = *statement;
-        self.prepare(&mut statement).await?;
-        let plan = self
-            .ctx
-            .state()
-            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
-            .await?;
-        let types = plan.get_parameter_types()?;
-        let mut params: Vec<Option<DataType>> = Vec::new();
-        for (name, data_type) in types {
-            if let Some(n) = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
-                && n >= 1
-            {
-                if params.len() < n {
-                    params.resize(n, None);
-                }
-                params[n - 1] = data_type;
-            }
-        }
-        Ok((Arc::new(plan.schema().as_arrow().clone()), params))
-    }
-
     /// Runs one statement; queries stream their result batch by batch.
     pub async fn execute_stream(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
         // Tables created by other processes become visible to name listings.
@@ -276,65 +210,19 @@ impl Session {
         match statement {
             Statement::Sql(statement) => self.execute_sql(*statement).await,
             Statement::Principal(statement) => self.execute_principal(statement).await,
-            Statement::CreateFeatureGroup(create) => {
-                let name = self.resolve_name(&create.name)?;
-                self.require_create_in(&name).await?;
-                let fg = catalog::FeatureGroup::with_options(
-                    create
-                        .entity_key
-                        .iter()
-                        .map(catalog::types::normalize)
-                        .collect(),
-                    catalog::types::normalize(&create.event_time),
-                    create.online,
-                    &create.options,
-                )?;
-                catalog::create_feature_group(
-                    self.warehouse(),
-                    &name,
-                    &fg,
-                    &create.columns,
-                    create.if_not_exists,
-                )
-                .await?;
-                self.record_owner(Securable::Table(name)).await?;
-                done()
-            }
+            Statement::CreateFeatureGroup(create) => self.create_feature_group(create).await,
             Statement::DropFeatureGroup { name, if_exists } => {
-                let name = self.resolve_name(&name)?;
-                self.require_manage(&name).await?;
-                catalog::drop_table(self.warehouse(), &name, if_exists, true).await?;
-                self.store.writes().forget(&name);
-                self.forget_grants(Securable::Table(name)).await?;
-                done()
+                self.drop_feature_group(&name, if_exists).await
             }
             Statement::AlterFeatureGroup {
                 name,
                 online,
                 options,
-            } => {
-                let name = self.resolve_name(&name)?;
-                self.require_manage(&name).await?;
-                catalog::alter_feature_group(self.warehouse(), &name, online, &options).await?;
-                self.store.writes().committed(&name).await?;
-                done()
-            }
+            } => self.alter_feature_group(&name, online, &options).await,
             Statement::ShowFeatureGroups { schema } => {
-                let schema = schema.as_ref().map(catalog::types::normalize);
-                let access = self.access().await?;
-                let visible = move |schema: &str, table: &str| {
-                    TableName::new(schema, table).is_ok_and(|t| access.may(Privilege::Select, &t))
-                };
-                one_batch(
-                    catalog::show_feature_groups(self.warehouse(), schema.as_deref(), &visible)
-                        .await?,
-                )
+                self.show_feature_groups(schema.as_ref()).await
             }
-            Statement::DescribeFeatureGroup { name } => {
-                let name = self.resolve_name(&name)?;
-                self.require_read(&name).await?;
-                one_batch(catalog::describe_feature_group(self.warehouse(), &name).await?)
-            }
+            Statement::DescribeFeatureGroup { name } => self.describe_feature_group(&name).await,
             Statement::CopyFrom { table, path } => self.copy_from(&table, &path).await,
             Statement::Vacuum { table } => self.vacuum(table.as_ref()).await,
         }
@@ -346,59 +234,15 @@ impl Session {
                 schema_name,
                 if_not_exists,
                 ..
-            } => {
-                let name = match &schema_name {
-                    SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => {
-                        schema_of(name)?
-                    }
-                    SchemaName::UnnamedAuthorization(_) => {
-                        return Err(Error::NotSupported("CREATE SCHEMA AUTHORIZATION".into()));
-                    }
-                };
-                self.require_admin(|| format!("create schema {name}"))
-                    .await?;
-                match self.warehouse().create_schema(&name).await {
-                    Err(Error::AlreadyExists { .. }) if if_not_exists => {}
-                    other => {
-                        other?;
-                        self.record_owner(Securable::Schema(name)).await?;
-                    }
-                }
-                done()
-            }
+            } => self.create_schema(&schema_name, if_not_exists).await,
             ast::Statement::Drop {
                 object_type,
                 if_exists,
                 names,
                 ..
             } if matches!(object_type, ObjectType::Schema | ObjectType::Table) => {
-                for name in &names {
-                    if object_type == ObjectType::Schema {
-                        let schema = schema_of(name)?;
-                        self.require_admin(|| format!("drop schema {schema}"))
-                            .await?;
-                        match self.warehouse().drop_schema(&schema).await {
-                            Err(Error::SchemaNotFound { .. }) if if_exists => {}
-                            other => {
-                                other?;
-                                self.forget_grants(Securable::Schema(schema)).await?;
-                            }
-                        }
-                    } else if let Some(temporary) = self.temporary_name(name) {
-                        if !self.temp.drop_table(&temporary) && !if_exists {
-                            return Err(Error::TableNotFound {
-                                table: format!("{TEMP_SCHEMA}.{temporary}"),
-                            });
-                        }
-                    } else {
-                        let table = self.resolve_name(name)?;
-                        self.require_manage(&table).await?;
-                        catalog::drop_table(self.warehouse(), &table, if_exists, false).await?;
-                        self.store.writes().forget(&table);
-                        self.forget_grants(Securable::Table(table)).await?;
-                    }
-                }
-                done()
+                self.drop_schemas_or_tables(object_type, &names, if_exists)
+                    .await
             }
             ast::Statement::CreateTable(create) => self.create_table(create).await,
             ast::Statement::CreateView(create) => self.create_view(create).await,
@@ -428,144 +272,11 @@ impl Session {
                 self.copy_to(source, filename, format).await
             }
             ast::Statement::Insert(insert) => self.insert(insert).await,
-            ast::Statement::Use(target) => {
-                let name = match &target {
-                    Use::Schema(n) | Use::Database(n) | Use::Object(n) => schema_of(n)?,
-                    other => return Err(Error::NotSupported(format!("{other}"))),
-                };
-                if !self.warehouse().schema_exists(&name).await? {
-                    return Err(Error::SchemaNotFound { schema: name });
-                }
-                let state = self.ctx.state_ref();
-                let mut state = state.write();
-                state.config_mut().options_mut().catalog.default_schema = name;
-                done()
-            }
+            ast::Statement::Use(target) => self.use_schema(&target).await,
             other => {
                 check_set(&other, &self.files)?;
                 self.run_query(other).await
             }
-        }
-    }
-
-    /// Plans and runs a statement with DataFusion, after resolving its
-    /// time-travel clauses to snapshot ids.
-    pub(super) async fn run_query(
-        &self,
-        mut statement: ast::Statement,
-    ) -> Result<SendableRecordBatchStream> {
-        self.prepare(&mut statement).await?;
-        self.run_planned(DFStatement::Statement(Box::new(statement)))
-            .await
-    }
-
-    pub(super) async fn run_planned(
-        &self,
-        statement: DFStatement,
-    ) -> Result<SendableRecordBatchStream> {
-        let state = self.ctx.state();
-        let plan = state.statement_to_plan(statement).await?;
-        self.run_plan(plan).await
-    }
-
-    async fn run_plan(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
-        let frame = self.ctx.execute_logical_plan(plan).await?;
-        let Some(limit) = self.query_memory else {
-            return Ok(frame.execute_stream().await?);
-        };
-        // A pool of its own per query: one query's limit, not the session's.
-        let task = frame.task_ctx();
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
-            task.runtime_env().as_ref(),
-        )
-        .with_memory_limit(limit, 1.0)
-        .build_arc()?;
-        let physical = frame.create_physical_plan().await?;
-        Ok(datafusion::physical_plan::execute_stream(
-            physical,
-            Arc::new(task.with_runtime(runtime)),
-        )?)
-    }
-
-    /// The session on one partition: rows come out in input order, so a
-    /// write's "row N" is the Nth row of the file or VALUES list.
-    pub(super) fn in_order(&self) -> SessionContext {
-        let mut state = self.ctx.state();
-        let options = state.config_mut().options_mut();
-        options.execution.target_partitions = 1;
-        options.optimizer.repartition_file_scans = false;
-        SessionContext::new_with_state(state)
-    }
-
-    /// Unqualified names of this session's temporary tables become `temp.<name>`.
-    pub(super) fn qualify_temporary(&self, statement: &mut ast::Statement) {
-        qualify_temporary(statement, |name| self.temp.contains(name));
-    }
-
-    /// The temporary table `name` means, if it means one: `temp.t`, or an
-    /// unqualified `t` while the session has a temporary `t`.
-    pub(super) fn temporary_name(&self, name: &ObjectName) -> Option<String> {
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .filter_map(|p| p.as_ident().map(catalog::types::normalize))
-            .collect();
-        match parts.as_slice() {
-            [table] if self.temp.contains(table) => Some(table.clone()),
-            [schema, table] if schema == TEMP_SCHEMA => Some(table.clone()),
-            _ => None,
-        }
-    }
-
-    /// pitlake's passes over a query before DataFusion plans it, in order:
-    /// temporary tables qualified, views expanded, time travel pinned to
-    /// snapshot ids, ASOF JOINs wrapped. Every path that plans a query goes
-    /// through here, so none can skip one.
-    pub(super) async fn prepare(&self, statement: &mut ast::Statement) -> Result<()> {
-        self.qualify_temporary(statement);
-        self.expand_views(statement).await?;
-        self.pin_time_travel(statement).await?;
-        wrap_asof_joins(statement);
-        Ok(())
-    }
-
-    /// Resolves every time-travel clause that is not a literal snapshot id
-    /// (timestamps, tags, computed ids) and rewrites it to `VERSION AS OF <id>`.
-    pub(super) async fn pin_time_travel(&self, statement: &mut ast::Statement) -> Result<()> {
-        as_of::pin_time_travel(statement, self.warehouse(), self).await
-    }
-
-    /// Evaluates a constant expression (a scalar subquery included) to one value.
-    async fn evaluate_scalar(&self, expr: &ast::Expr) -> Result<arrow::array::ArrayRef> {
-        let statements = parse_sql(&format!("SELECT {expr}"))?;
-        let Some(Statement::Sql(select)) = statements.into_iter().next() else {
-            return Err(Error::Internal(format!("cannot evaluate {expr}")));
-        };
-        let result: Vec<RecordBatch> = Box::pin(self.run_query(*select))
-            .await?
-            .try_collect()
-            .await?;
-        let batch = result
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .ok_or_else(|| Error::Invalid(format!("AS OF {expr} gives no value")))?;
-        Ok(batch.column(0).slice(0, 1))
-    }
-
-    /// `schema.table` for a name as written, in the current schema if unqualified.
-    pub fn resolve_name(&self, name: &ObjectName) -> Result<TableName> {
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .filter_map(|p| p.as_ident().map(catalog::types::normalize))
-            .collect();
-        match parts.as_slice() {
-            [table] => TableName::new(self.current_schema(), table),
-            [schema, table] => TableName::new(schema, table),
-            [cat, schema, table] if cat == CATALOG_NAME => TableName::new(schema, table),
-            _ => Err(Error::Invalid(format!(
-                "table name {name} is not of the form [schema.]table"
-            ))),
         }
     }
 
@@ -587,68 +298,4 @@ impl Session {
         let projection = group.projection(columns)?;
         group.lookup(keys, &projection)
     }
-}
-
-#[async_trait::async_trait]
-impl as_of::Evaluate for Session {
-    async fn scalar(&self, expr: &ast::Expr) -> Result<arrow::array::ArrayRef> {
-        self.evaluate_scalar(expr).await
-    }
-
-    fn resolve_name(&self, name: &ObjectName) -> Result<TableName> {
-        if let Some(temporary) = self.temporary_name(name) {
-            return Err(Error::NotIceberg {
-                table: format!("temporary table {temporary}"),
-            });
-        }
-        let table = Session::resolve_name(self, name)?;
-        // Time travel reads snapshots: only of what the principal may read.
-        if !self.catalog.may_read(&table) {
-            return Err(Error::TableNotFound {
-                table: table.to_string(),
-            });
-        }
-        Ok(table)
-    }
-}
-
-/// A schema name from `CREATE SCHEMA x` / `USE x`.
-fn schema_of(name: &ObjectName) -> Result<String> {
-    let schema = match name_parts(name).as_slice() {
-        [schema] => normalize_part(name, schema),
-        [cat, schema] if cat == CATALOG_NAME => normalize_part(name, schema),
-        _ => return Err(Error::Invalid(format!("{name} is not a schema name"))),
-    };
-    check_name(NameKind::Schema, &schema)?;
-    Ok(schema)
-}
-
-fn normalize_part(name: &ObjectName, part: &str) -> String {
-    match name.0.last().and_then(|p| p.as_ident()) {
-        Some(ident) => catalog::types::normalize(ident),
-        None => part.to_string(),
-    }
-}
-
-/// The result of a statement that returns nothing.
-fn done() -> Result<SendableRecordBatchStream> {
-    let schema = Arc::new(Schema::empty());
-    Ok(Box::pin(MemoryStream::try_new(vec![], schema, None)?))
-}
-
-fn one_batch(batch: RecordBatch) -> Result<SendableRecordBatchStream> {
-    let schema = batch.schema();
-    Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
-}
-
-/// `count` of rows written, as DataFusion reports DML.
-fn count(rows: u64) -> Result<SendableRecordBatchStream> {
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "count",
-        DataType::UInt64,
-        false,
-    )]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![rows]))])
-        .map_err(Error::arrow("the count of rows written"))?;
-    one_batch(batch)
 }

@@ -11,7 +11,8 @@ use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 
-use super::{Session, done, one_batch};
+use super::Session;
+use super::results::{done, one_batch};
 use crate::access::{Access, GrantRow, Grantee, Principal, Principals, Privilege, Securable};
 use crate::catalog::types::normalize;
 use crate::catalog::{CatalogVersion, TableName};
@@ -225,7 +226,7 @@ impl Session {
                 Ok(Securable::Table(table))
             }
             GrantObject::Schema(name) => {
-                let schema = super::schema_of(name)?;
+                let schema = super::names::schema_of(name)?;
                 if !self.warehouse().schema_exists(&schema).await? {
                     return Err(Error::SchemaNotFound { schema });
                 }

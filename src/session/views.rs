@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use datafusion::execution::SendableRecordBatchStream;
 use sqlparser::ast::{self, CreateView, ObjectName};
 
-use super::{Session, done};
+use super::Session;
+use super::results::done;
 use crate::access::Securable;
 use crate::catalog::{self, TableName};
 use crate::error::{Error, Result};

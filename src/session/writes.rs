@@ -16,7 +16,8 @@ use sqlparser::ast::{self, CopySource, CreateTable, Insert, ObjectName, TableObj
 
 use datafusion::datasource::TableProvider;
 
-use super::{Session, count, done, one_batch};
+use super::Session;
+use super::results::{count, done, one_batch};
 use crate::access::Securable;
 use crate::catalog::{self, TableName};
 use crate::error::{Error, Result};

@@ -1,0 +1,113 @@
+//! Planning and running queries with DataFusion once pitlake's passes
+//! (`prepare`) have rewritten them.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DFStatement;
+use sqlparser::ast;
+
+use super::Session;
+use crate::error::{Error, Result};
+use crate::sql::Statement;
+
+impl Session {
+    /// True for statements that only read (queries, EXPLAIN): they can be
+    /// planned once to learn their schema and run later, or run again.
+    pub fn is_query(statement: &Statement) -> bool {
+        matches!(
+            statement,
+            Statement::Sql(s) if matches!(**s, ast::Statement::Query(_) | ast::Statement::Explain { .. })
+        )
+    }
+
+    /// The schema a query's result will have, without running it.
+    pub async fn query_schema(&self, statement: Statement) -> Result<SchemaRef> {
+        Ok(self.describe_query(statement).await?.0)
+    }
+
+    /// A query's result schema and the types of its parameters (`$1` … in
+    /// order; `None` where the query does not tell).
+    pub async fn describe_query(
+        &self,
+        statement: Statement,
+    ) -> Result<(SchemaRef, Vec<Option<DataType>>)> {
+        self.catalog.refresh().await?;
+        self.refresh_gate().await?;
+        let Statement::Sql(statement) = statement else {
+            return Err(Error::Internal("not a query".into()));
+        };
+        let mut statement = *statement;
+        self.prepare(&mut statement).await?;
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .await?;
+        let types = plan.get_parameter_types()?;
+        let mut params: Vec<Option<DataType>> = Vec::new();
+        for (name, data_type) in types {
+            if let Some(n) = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+                && n >= 1
+            {
+                if params.len() < n {
+                    params.resize(n, None);
+                }
+                params[n - 1] = data_type;
+            }
+        }
+        Ok((Arc::new(plan.schema().as_arrow().clone()), params))
+    }
+
+    /// Plans and runs a statement with DataFusion, after resolving its
+    /// time-travel clauses to snapshot ids.
+    pub(super) async fn run_query(
+        &self,
+        mut statement: ast::Statement,
+    ) -> Result<SendableRecordBatchStream> {
+        self.prepare(&mut statement).await?;
+        self.run_planned(DFStatement::Statement(Box::new(statement)))
+            .await
+    }
+
+    pub(super) async fn run_planned(
+        &self,
+        statement: DFStatement,
+    ) -> Result<SendableRecordBatchStream> {
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        self.run_plan(plan).await
+    }
+
+    pub(super) async fn run_plan(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        let frame = self.ctx.execute_logical_plan(plan).await?;
+        let Some(limit) = self.query_memory else {
+            return Ok(frame.execute_stream().await?);
+        };
+        // A pool of its own per query: one query's limit, not the session's.
+        let task = frame.task_ctx();
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+            task.runtime_env().as_ref(),
+        )
+        .with_memory_limit(limit, 1.0)
+        .build_arc()?;
+        let physical = frame.create_physical_plan().await?;
+        Ok(datafusion::physical_plan::execute_stream(
+            physical,
+            Arc::new(task.with_runtime(runtime)),
+        )?)
+    }
+
+    /// The session on one partition: rows come out in input order, so a
+    /// write's "row N" is the Nth row of the file or VALUES list.
+    pub(super) fn in_order(&self) -> SessionContext {
+        let mut state = self.ctx.state();
+        let options = state.config_mut().options_mut();
+        options.execution.target_partitions = 1;
+        options.optimizer.repartition_file_scans = false;
+        SessionContext::new_with_state(state)
+    }
+}
