@@ -19,6 +19,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../sql_examples/feature_groups.slt"),
     ),
     ("writes.slt", include_str!("../sql_examples/writes.slt")),
+    (
+        "governance.slt",
+        include_str!("../sql_examples/governance.slt"),
+    ),
     ("views.slt", include_str!("../sql_examples/views.slt")),
     (
         "temporary_tables.slt",

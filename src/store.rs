@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::access::{Grants, Principals};
+use crate::access::{Grants, Policies, Principals};
 use crate::catalog::Warehouse;
 use crate::error::Result;
 use crate::ingest::WritePath;
@@ -30,6 +30,7 @@ pub struct Store {
     warehouse: Warehouse,
     principals: Principals,
     grants: Grants,
+    policies: Policies,
     online: Arc<OnlineStore>,
     streams: Arc<Streams>,
 }
@@ -51,12 +52,14 @@ impl Store {
     pub async fn new(warehouse: Warehouse) -> Result<Self> {
         let principals = Principals::open(warehouse.db().clone()).await?;
         let grants = Grants::open(warehouse.db().clone()).await?;
+        let policies = Policies::open(warehouse.db().clone()).await?;
         let online = OnlineStore::new(warehouse.clone());
         let streams = Streams::new(warehouse.clone(), online.clone());
         Ok(Store {
             warehouse,
             principals,
             grants,
+            policies,
             online,
             streams,
         })
@@ -65,6 +68,11 @@ impl Store {
     /// Who may do what on the warehouse's schemas and tables.
     pub fn grants(&self) -> &Grants {
         &self.grants
+    }
+
+    /// The row filters and column masks of the warehouse's tables.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// The warehouse's users and roles.

@@ -111,6 +111,8 @@ pub struct GrantRow {
 /// What one principal may do, read once and asked many times.
 #[derive(Debug, Clone)]
 pub struct Access {
+    /// The user asked about (for messages).
+    user: String,
     admin: bool,
     /// (kind, object, privilege) granted to the user or one of their roles.
     granted: HashSet<(String, String, Privilege)>,
@@ -122,6 +124,7 @@ impl Access {
     /// Everything allowed (the local admin).
     pub fn everything() -> Self {
         Access {
+            user: String::new(),
             admin: true,
             granted: HashSet::new(),
             owned: HashSet::new(),
@@ -131,10 +134,16 @@ impl Access {
     /// Nothing allowed (a principal whose grants are not read yet).
     pub fn nothing() -> Self {
         Access {
+            user: String::new(),
             admin: false,
             granted: HashSet::new(),
             owned: HashSet::new(),
         }
+    }
+
+    /// The user these rights are of (empty for the local admin).
+    pub fn user(&self) -> &str {
+        &self.user
     }
 
     pub fn is_admin(&self) -> bool {
@@ -236,6 +245,7 @@ impl Grants {
             .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
             .collect();
         Ok(Access {
+            user: principal.user.clone(),
             admin: false,
             granted,
             owned,

@@ -5,8 +5,10 @@
 
 mod grants;
 mod password;
+mod policies;
 mod principals;
 
 pub use grants::{Access, GrantRow, Grantee, Grants, Privilege, Securable};
 pub use password::MAX_PASSWORD_BYTES;
+pub use policies::{Policies, PolicyChange, PolicySet, TablePolicy};
 pub use principals::{ADMIN_ROLE, Principal, Principals};

@@ -74,8 +74,7 @@ pub async fn lookup(session: &Session, body: &[u8]) -> Result<Vec<u8>> {
         None => online.group(&name).await?,
     };
     let keys = key_arrays(rows, group.key_columns().len())?;
-    let projection = group.projection(columns.as_deref())?;
-    let batch = group.lookup(&keys, &projection)?;
+    let batch = session.lookup(&name, &keys, columns.as_deref()).await?;
     ipc_bytes(&batch)
 }
 

@@ -20,6 +20,7 @@ mod ddl;
 mod listing;
 mod names;
 mod plans;
+mod policies;
 mod prepare;
 mod principals;
 mod results;
@@ -66,6 +67,8 @@ pub struct Session {
     identity: principals::Identity,
     /// Plans kept between statements (see `plans`).
     plans: Arc<plans::PlanCache>,
+    /// When the row filters and masks in force were read.
+    policies_read_at: policies::PoliciesReadAt,
 }
 
 impl std::fmt::Debug for Session {
@@ -125,6 +128,7 @@ impl Session {
             temp,
             identity,
             plans: Arc::default(),
+            policies_read_at: Arc::default(),
         })
     }
 
@@ -210,6 +214,7 @@ impl Session {
         match statement {
             Statement::Sql(statement) => self.execute_sql(*statement).await,
             Statement::Principal(statement) => self.execute_principal(statement).await,
+            Statement::Policy(statement) => self.execute_policy(*statement).await,
             Statement::CreateFeatureGroup(create) => self.create_feature_group(create).await,
             Statement::DropFeatureGroup { name, if_exists } => {
                 self.drop_feature_group(&name, if_exists).await
@@ -273,6 +278,13 @@ impl Session {
             }
             ast::Statement::Insert(insert) => self.insert(insert).await,
             ast::Statement::Use(target) => self.use_schema(&target).await,
+            ast::Statement::Set(ast::Set::SetSessionAuthorization(param)) => {
+                let user = match &param.kind {
+                    ast::SetSessionAuthorizationParamKind::User(user) => Some(user),
+                    ast::SetSessionAuthorizationParamKind::Default => None,
+                };
+                self.set_session_authorization(user).await
+            }
             other => {
                 check_set(&other, &self.files)?;
                 self.run_query(other).await
@@ -283,7 +295,8 @@ impl Session {
     /// The latest feature values of entities from the online store (Rust
     /// API): `keys` holds one array per entity-key column, in key order;
     /// `columns` picks features (all when `None`). One row per entity, in
-    /// request order; NULL features where an entity has no fresh value.
+    /// request order; NULL features where an entity has no fresh value or
+    /// the group's row filter hides its latest row.
     pub async fn online_lookup(
         &self,
         group: &str,
@@ -293,9 +306,6 @@ impl Session {
         let name = self.resolve_name(&ObjectName::from(
             group.split('.').map(ast::Ident::new).collect::<Vec<_>>(),
         ))?;
-        self.require_read(&name).await?;
-        let group = self.store.online().group(&name).await?;
-        let projection = group.projection(columns)?;
-        group.lookup(keys, &projection)
+        self.lookup(&name, keys, columns).await
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct IdentityState {
     read_at: Option<CatalogVersion>,
     /// What the principal may do, once asked.
     access: Option<Access>,
+    /// Who signed in, while `SET SESSION AUTHORIZATION` acts as another user.
+    session_user: Option<Box<IdentityState>>,
 }
 
 impl IdentityState {
@@ -42,6 +44,7 @@ impl IdentityState {
             stored: false,
             read_at: None,
             access: None,
+            session_user: None,
         }
     }
 }
@@ -55,6 +58,7 @@ impl Session {
                 stored: true,
                 read_at: None,
                 access: None,
+                session_user: None,
             };
         }
         // Until its grants are read, the principal sees nothing.
@@ -62,11 +66,66 @@ impl Session {
         self
     }
 
+    /// `SET SESSION AUTHORIZATION user`: statements run as `user` (with
+    /// their roles, grants, row filters and masks) until `SET SESSION
+    /// AUTHORIZATION DEFAULT`. Only an admin who signed in may, as in
+    /// PostgreSQL; it is how tests and admins see what a user sees.
+    pub(super) async fn set_session_authorization(
+        &self,
+        user: Option<&sqlparser::ast::Ident>,
+    ) -> Result<SendableRecordBatchStream> {
+        let current = self.identity()?;
+        let signed_in = match current.session_user.clone() {
+            Some(original) => *original,
+            None => current,
+        };
+        let admin = match signed_in.stored {
+            true => self
+                .store
+                .principals()
+                .principal(&signed_in.principal.user)
+                .await?
+                .is_admin(),
+            false => signed_in.principal.is_admin(),
+        };
+        if !admin {
+            return Err(Error::Denied {
+                user: signed_in.principal.user.clone(),
+                action: "set the session authorization: only members of the admin role may".into(),
+            });
+        }
+        let next = match user {
+            None => signed_in,
+            Some(user) => {
+                let user = normalize(user);
+                self.store.principals().expect_user(&user).await?;
+                let principal = self.store.principals().principal(&user).await?;
+                IdentityState {
+                    principal,
+                    stored: true,
+                    read_at: None,
+                    access: None,
+                    session_user: Some(Box::new(signed_in)),
+                }
+            }
+        };
+        if let Ok(mut identity) = self.identity.write() {
+            *identity = IdentityState {
+                access: None,
+                read_at: None,
+                ..next
+            };
+        }
+        self.catalog.set_access(Access::nothing());
+        self.refresh_gate().await?;
+        done()
+    }
+
     /// Brings the catalog's gate up to the principal's current grants: every
     /// statement and every plan passes here first.
     pub(super) async fn refresh_gate(&self) -> Result<()> {
         self.catalog.set_access(self.access().await?);
-        Ok(())
+        self.refresh_policies().await
     }
 
     fn identity(&self) -> Result<IdentityState> {
@@ -203,6 +262,9 @@ impl Session {
     /// Forgets the grants and owner of a dropped object.
     pub(super) async fn forget_grants(&self, object: Securable) -> Result<()> {
         self.store.grants().forget(&object).await?;
+        if let Securable::Table(table) = &object {
+            self.store.policies().forget(table).await?;
+        }
         self.store.principals().touch();
         Ok(())
     }

@@ -5,12 +5,14 @@ mod dialect;
 pub mod limits;
 mod params;
 mod parser;
+mod policies;
 mod principals;
 mod statement;
 pub mod time_travel_tokens;
 
 pub use dialect::PitlakeDialect;
 pub use params::{bind_parameters, count_parameters, number_placeholders};
-pub use parser::{name_parts, parse_sql};
+pub use parser::{name_parts, parse_expr, parse_sql};
+pub use policies::{PolicyClause, PolicyStatement};
 pub use principals::{GrantObject, GrantTarget, PrincipalStatement};
 pub use statement::{CreateFeatureGroup, Statement};

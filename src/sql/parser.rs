@@ -42,6 +42,28 @@ pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
     Ok(statements)
 }
 
+/// One SQL expression in pitlake's dialect (a stored row filter or mask).
+pub fn parse_expr(sql: &str) -> Result<sqlparser::ast::Expr> {
+    let dialect = PitlakeDialect;
+    let tokens = Tokenizer::new(&dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()?;
+    check_depth(&tokens)?;
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens);
+    let expr = parser.parse_expr()?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(ParserError::ParserError(format!(
+            "expected end of expression, found: {} at {}",
+            next.token, next.span.start
+        ))
+        .into());
+    }
+    Ok(expr)
+}
+
 /// A syntax error at an ASOF JOIN written in DuckDB's form (`ASOF LEFT JOIN`,
 /// or the inequality in `ON`) says how pitlake spells it.
 fn with_asof_hint(error: ParserError) -> ParserError {
@@ -65,6 +87,9 @@ fn with_asof_hint(error: ParserError) -> ParserError {
 fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
     if let Some(principal) = super::principals::parse_principal(parser)? {
         return Ok(Statement::Principal(principal));
+    }
+    if let Some(policy) = super::policies::parse_policy(parser)? {
+        return Ok(Statement::Policy(Box::new(policy)));
     }
     if peek_words(parser, &["CREATE", "FEATURE", "GROUP"]) {
         advance(parser, 3);

@@ -5,6 +5,7 @@ use std::fmt;
 
 use sqlparser::ast::{ColumnDef, Ident, ObjectName};
 
+use super::policies::PolicyStatement;
 use super::principals::PrincipalStatement;
 
 /// One parsed statement.
@@ -12,6 +13,8 @@ use super::principals::PrincipalStatement;
 pub enum Statement {
     /// Users and roles (`CREATE USER`, `GRANT ROLE`, …).
     Principal(PrincipalStatement),
+    /// Row filters and column masks (`ALTER ... SET ROW FILTER`, `... SET MASK`).
+    Policy(Box<PolicyStatement>),
     /// Standard SQL, planned by DataFusion (with pitlake's relation planners).
     Sql(Box<sqlparser::ast::Statement>),
     /// `CREATE FEATURE GROUP ...`
@@ -71,6 +74,7 @@ impl fmt::Display for Statement {
         match self {
             Statement::Sql(s) => write!(f, "{s}"),
             Statement::Principal(p) => write!(f, "{p}"),
+            Statement::Policy(p) => write!(f, "{p}"),
             Statement::CreateFeatureGroup(c) => {
                 write!(f, "CREATE FEATURE GROUP ")?;
                 if c.if_not_exists {

@@ -4,6 +4,7 @@
 //! session's temporary tables (`temp.labels`) and
 //! the online store's groups as tables (`online.<schema>.<group>`).
 
+mod governed;
 mod metadata_tables;
 mod online;
 mod provider;
@@ -13,6 +14,7 @@ mod temporary;
 mod versioned;
 mod view;
 
+pub use governed::{GovernedTable, govern_lookup};
 pub use metadata_tables::MetadataTable;
 pub use online::{ONLINE_CATALOG, OnlineCatalog, OnlineLookupExec, is_online_table};
 pub use provider::WarehouseCatalog;

@@ -32,6 +32,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 
+use super::governed::GovernedTable;
 use super::provider::WarehouseCatalog;
 use crate::catalog::TableName;
 use crate::error::Error;
@@ -122,7 +123,8 @@ impl SchemaProvider for OnlineSchema {
             return Ok(None);
         }
         let group = self.store.online().group(&table_name).await?;
-        Ok(Some(Arc::new(OnlineTable::new(group, self.store.clone()))))
+        let table = Arc::new(OnlineTable::new(group, self.store.clone()));
+        Ok(Some(self.gate.governed(&table_name, table)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -133,7 +135,11 @@ impl SchemaProvider for OnlineSchema {
 /// Whether `provider` is an online group's table: one that finds its data
 /// when it runs, not when it is planned (so its plans may be kept).
 pub fn is_online_table(provider: &dyn TableProvider) -> bool {
-    provider.as_any().is::<OnlineTable>()
+    let any = provider.as_any();
+    any.is::<OnlineTable>()
+        || any
+            .downcast_ref::<GovernedTable>()
+            .is_some_and(|g| g.inner().as_any().is::<OnlineTable>())
 }
 
 /// One online group as a table.

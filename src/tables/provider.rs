@@ -20,12 +20,13 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
 
+use super::governed::GovernedTable;
 use super::metadata_tables::MetadataTable;
 use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::IcebergTable;
 use super::temporary::{TempSchema, TempTables};
 use super::view::ViewTable;
-use crate::access::{Access, Privilege};
+use crate::access::{Access, PolicySet, Privilege, Securable, TablePolicy};
 use crate::catalog::CatalogVersion;
 use crate::error::Result;
 use crate::shared::TEMP_SCHEMA;
@@ -46,12 +47,17 @@ pub struct WarehouseCatalog {
     /// What the session's principal may do: tables they may not read do not
     /// exist for them.
     access: Gate,
+    /// Row filters and masks: tables that have them are read through them.
+    policies: PolicyGate,
     /// The catalog's version `names` were listed at.
     listed: Arc<RwLock<Option<CatalogVersion>>>,
 }
 
 /// The session's [`Access`], shared with the schemas handed to DataFusion.
 type Gate = Arc<RwLock<Access>>;
+
+/// The policies in force, shared with the schemas handed to DataFusion.
+type PolicyGate = Arc<RwLock<Arc<PolicySet>>>;
 
 impl WarehouseCatalog {
     /// The warehouse, plus one session's temporary tables as schema `temp`.
@@ -62,6 +68,7 @@ impl WarehouseCatalog {
             views: Arc::default(),
             temp,
             access: Arc::new(RwLock::new(Access::everything())),
+            policies: Arc::default(),
             listed: Arc::default(),
         }
     }
@@ -71,6 +78,28 @@ impl WarehouseCatalog {
         if let Ok(mut gate) = self.access.write() {
             *gate = access;
         }
+    }
+
+    /// The row filters and masks tables are read through from now on.
+    pub fn set_policies(&self, policies: Arc<PolicySet>) {
+        if let Ok(mut gate) = self.policies.write() {
+            *gate = policies;
+        }
+    }
+
+    /// The row filter and masks of `name`, if it has any.
+    pub fn policy_of(&self, name: &TableName) -> Option<Arc<TablePolicy>> {
+        policy_of(&self.policies, name)
+    }
+
+    /// `provider` (the table `name`) as the principal may read it: through
+    /// its row filter and masks when it has them.
+    pub fn governed(
+        &self,
+        name: &TableName,
+        provider: Arc<dyn TableProvider>,
+    ) -> Arc<dyn TableProvider> {
+        governed(&self.policies, name, provider)
     }
 
     /// Whether the session's principal may read `name`.
@@ -153,6 +182,7 @@ impl CatalogProvider for WarehouseCatalog {
                 schema: name.to_string(),
                 names: self.names.clone(),
                 access: self.access.clone(),
+                policies: self.policies.clone(),
             }) as Arc<dyn SchemaProvider>
         })
     }
@@ -165,10 +195,29 @@ struct WarehouseSchema {
     schema: String,
     names: NameCache,
     access: Gate,
+    policies: PolicyGate,
 }
 
 fn may_read(gate: &Gate, name: &TableName) -> bool {
     gate.read().is_ok_and(|a| a.may(Privilege::Select, name))
+}
+
+fn policy_of(gate: &PolicyGate, name: &TableName) -> Option<Arc<TablePolicy>> {
+    gate.read()
+        .ok()
+        .and_then(|p| p.of(name))
+        .filter(|p| !p.is_empty())
+}
+
+fn governed(
+    gate: &PolicyGate,
+    name: &TableName,
+    provider: Arc<dyn TableProvider>,
+) -> Arc<dyn TableProvider> {
+    match policy_of(gate, name) {
+        Some(policy) => Arc::new(GovernedTable::new(&name.to_string(), provider, policy)),
+        None => provider,
+    }
 }
 
 #[async_trait]
@@ -195,6 +244,7 @@ impl SchemaProvider for WarehouseSchema {
         }
         if let Some(split) = MetadataTable::split(name) {
             let (base, kind) = split?;
+            self.may_read_metadata(base)?;
             let Some(table) = self
                 .store
                 .warehouse()
@@ -215,9 +265,9 @@ impl SchemaProvider for WarehouseSchema {
         };
         let qualified = format!("{}.{name}", self.schema);
         let pending = self.store.streams().pending_for(&qualified, &table);
-        Ok(Some(Arc::new(
-            IcebergTable::current(qualified, table)?.with_pending(pending),
-        )))
+        let provider = Arc::new(IcebergTable::current(qualified, table)?.with_pending(pending));
+        let name = TableName::new(self.schema.clone(), name)?;
+        Ok(Some(governed(&self.policies, &name, provider)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -228,6 +278,30 @@ impl SchemaProvider for WarehouseSchema {
 impl WarehouseSchema {
     fn readable(&self, table: &str) -> bool {
         TableName::new(self.schema.clone(), table).is_ok_and(|t| may_read(&self.access, &t))
+    }
+
+    /// A table's metadata tables (`$files`, `$snapshots`, ...) hold values and
+    /// counts of every row: under a row filter or a mask only those who may
+    /// manage the table (and so change its policy) read them.
+    fn may_read_metadata(&self, table: &str) -> DFResult<()> {
+        let name = TableName::new(self.schema.clone(), table)?;
+        if policy_of(&self.policies, &name).is_none() {
+            return Ok(());
+        }
+        let access = self
+            .access
+            .read()
+            .map_err(|_| crate::error::Error::Internal("the session's access poisoned".into()))?;
+        if access.may_manage(&Securable::Table(name.clone())) {
+            return Ok(());
+        }
+        Err(crate::error::Error::Denied {
+            user: access.user().to_string(),
+            action: format!(
+                "read the metadata tables of {name}: it has a row filter or column masks"
+            ),
+        }
+        .into())
     }
 
     /// The view `name` of this schema, as the catalog shows it.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use datafusion::datasource::TableProvider;
 
+use super::governed::GovernedTable;
 use super::table::IcebergTable;
 use crate::catalog::{AsOf, resolve_snapshot};
 use crate::error::Result;
@@ -41,9 +42,11 @@ pub trait Versioned: Send + Sync {
 
 /// The warehouse table behind `provider`, if it is one.
 pub fn versioned(provider: &dyn TableProvider) -> Option<&dyn Versioned> {
-    provider
-        .as_any()
-        .downcast_ref::<IcebergTable>()
+    let any = provider.as_any();
+    if let Some(governed) = any.downcast_ref::<GovernedTable>() {
+        return governed.as_versioned();
+    }
+    any.downcast_ref::<IcebergTable>()
         .map(|t| t as &dyn Versioned)
 }
 

@@ -14,6 +14,7 @@ mod online;
 mod online_concurrency;
 mod online_example;
 mod parallel_scan;
+mod policies;
 mod principals;
 mod python;
 mod server_log;
