@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::access::{Grants, Policies, Principals};
+use crate::access::{AuditLog, Grants, Policies, Principals};
 use crate::catalog::Warehouse;
 use crate::error::Result;
 use crate::ingest::WritePath;
@@ -31,6 +31,7 @@ pub struct Store {
     principals: Principals,
     grants: Grants,
     policies: Policies,
+    audit: AuditLog,
     online: Arc<OnlineStore>,
     streams: Arc<Streams>,
 }
@@ -53,6 +54,7 @@ impl Store {
         let principals = Principals::open(warehouse.db().clone()).await?;
         let grants = Grants::open(warehouse.db().clone()).await?;
         let policies = Policies::open(warehouse.db().clone()).await?;
+        let audit = AuditLog::open(warehouse.root()).await?;
         let online = OnlineStore::new(warehouse.clone());
         let streams = Streams::new(warehouse.clone(), online.clone());
         Ok(Store {
@@ -60,6 +62,7 @@ impl Store {
             principals,
             grants,
             policies,
+            audit,
             online,
             streams,
         })
@@ -73,6 +76,11 @@ impl Store {
     /// The row filters and column masks of the warehouse's tables.
     pub fn policies(&self) -> &Policies {
         &self.policies
+    }
+
+    /// Who did what (see [`AuditLog`]).
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The warehouse's users and roles.

@@ -3,11 +3,13 @@
 //! so every process on the warehouse sees the same; the session asks here
 //! before it runs a statement.
 
+mod audit;
 mod grants;
 mod password;
 mod policies;
 mod principals;
 
+pub use audit::{AUDIT_DB, AuditAction, AuditEvent, AuditLog};
 pub use grants::{Access, GrantRow, Grantee, Grants, Privilege, Securable};
 pub use password::MAX_PASSWORD_BYTES;
 pub use policies::{Policies, PolicyChange, PolicySet, TablePolicy};

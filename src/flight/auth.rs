@@ -22,6 +22,7 @@ use tokio::sync::OnceCell;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
+use crate::access::{AuditAction, AuditEvent};
 use crate::error::{Error, Result};
 use crate::session::Session;
 
@@ -168,6 +169,8 @@ impl Default for SignInDelay {
 #[derive(Clone)]
 pub struct Caller {
     user: Option<Arc<str>>,
+    /// Where the caller signed in from, for the audit log.
+    client: Arc<str>,
     session: Arc<OnceCell<Session>>,
 }
 
@@ -188,9 +191,19 @@ struct Grant {
     /// only finds the grant.
     secret: String,
     user: Arc<str>,
+    /// Where the token was issued to.
+    client: Arc<str>,
     issued: Instant,
     last_used: Instant,
     session: Arc<OnceCell<Session>>,
+}
+
+/// A client's address as the audit log names it.
+fn client_name(address: Option<IpAddr>) -> Arc<str> {
+    match address {
+        Some(address) => Arc::from(address.to_string().as_str()),
+        None => Arc::from("unknown"),
+    }
 }
 
 /// Why a token is no longer valid.
@@ -316,17 +329,35 @@ impl Authenticator {
             .sign_in(user, password)
             .await
             .map_err(super::status::to_status)?;
+        let audit = |action, allowed| {
+            let event = AuditEvent {
+                user: user.to_string(),
+                client: client_name(client).to_string(),
+                action,
+                object: String::new(),
+                detail: String::new(),
+                allowed,
+            };
+            let log = self.shared.store().audit().clone();
+            async move {
+                if let Err(e) = log.record(event).await {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
+            }
+        };
         let Some(principal) = signed_in else {
             self.throttle.failed(&keys, Instant::now());
+            audit(AuditAction::SignInFailed, false).await;
             return Err(Status::unauthenticated("invalid user name or password"));
         };
+        audit(AuditAction::SignIn, true).await;
         let name = principal.user;
         self.throttle.succeeded(&keys);
-        Ok(self.issue(Arc::from(name.as_str())))
+        Ok(self.issue(Arc::from(name.as_str()), client_name(client)))
     }
 
     /// A new token for `user`; its session waits for its first statement.
-    fn issue(&self, user: Arc<str>) -> String {
+    fn issue(&self, user: Arc<str>, client: Arc<str>) -> String {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let secret = uuid::Uuid::new_v4().simple().to_string();
         let token = format!("{id}{secret}");
@@ -348,6 +379,7 @@ impl Authenticator {
                 Grant {
                     secret,
                     user,
+                    client,
                     issued: now,
                     last_used: now,
                     session: Arc::new(OnceCell::new()),
@@ -368,6 +400,7 @@ impl Authenticator {
         if matches!(self.users, Users::Anyone) {
             return Ok(Caller {
                 user: None,
+                client: client_name(remote.map(|r| r.ip())),
                 session: self.connection_session(remote),
             });
         }
@@ -392,6 +425,7 @@ impl Authenticator {
                             grant.last_used = now;
                             Ok(Caller {
                                 user: Some(grant.user.clone()),
+                                client: grant.client.clone(),
                                 session: grant.session.clone(),
                             })
                         }
@@ -424,7 +458,7 @@ impl Authenticator {
             .session
             // Same limits and file policy as the server's own session.
             .get_or_try_init(|| async {
-                let session = self.shared.fork().await?;
+                let session = self.shared.fork().await?.with_client(&caller.client);
                 match &caller.user {
                     // Acts as the signed-in user, with their roles now.
                     Some(user) => {

@@ -15,6 +15,7 @@
 //! statement gives back, `context.rs` builds the DataFusion context,
 //! `listing.rs` answers Flight's catalog listings.
 
+mod audit;
 mod context;
 mod ddl;
 mod listing;
@@ -69,6 +70,8 @@ pub struct Session {
     plans: Arc<plans::PlanCache>,
     /// When the row filters and masks in force were read.
     policies_read_at: policies::PoliciesReadAt,
+    /// Where statements come from, for the audit log.
+    client: Arc<str>,
 }
 
 impl std::fmt::Debug for Session {
@@ -129,6 +132,7 @@ impl Session {
             identity,
             plans: Arc::default(),
             policies_read_at: Arc::default(),
+            client: Arc::from(audit::LOCAL_CLIENT),
         })
     }
 
@@ -206,11 +210,21 @@ impl Session {
         // statement, a dropped user's session runs no more, and the catalog
         // hides what the principal may not read.
         self.refresh_gate().await?;
-        if !Session::is_query(&statement) {
-            // It may change the current schema or the settings plans were
-            // made under.
-            self.plans.clear();
+        if Session::is_query(&statement) {
+            return self.route(statement).await;
         }
+        // It may change the current schema or the settings plans were made
+        // under.
+        self.plans.clear();
+        let text = statement.to_string();
+        let kept = statement.clone();
+        let result = self.route(statement).await;
+        let outcome = audit::Outcome::of(&result);
+        self.audit_statement(&kept, &text, outcome).await;
+        result
+    }
+
+    async fn route(&self, statement: Statement) -> Result<SendableRecordBatchStream> {
         match statement {
             Statement::Sql(statement) => self.execute_sql(*statement).await,
             Statement::Principal(statement) => self.execute_principal(statement).await,
@@ -278,6 +292,14 @@ impl Session {
             }
             ast::Statement::Insert(insert) => self.insert(insert).await,
             ast::Statement::Use(target) => self.use_schema(&target).await,
+            ast::Statement::Prepare { .. }
+            | ast::Statement::Execute { .. }
+            | ast::Statement::Deallocate { .. } => Err(Error::NotSupported(
+                "SQL PREPARE and EXECUTE: a plan kept in the session would outlive the grants \
+                 and row filters it was made under; use your client's prepared statements \
+                 (Flight SQL, ADBC, JDBC), which pitlake plans again when they change"
+                    .into(),
+            )),
             ast::Statement::Set(ast::Set::SetSessionAuthorization(param)) => {
                 let user = match &param.kind {
                     ast::SetSessionAuthorizationParamKind::User(user) => Some(user),

@@ -47,7 +47,12 @@ impl Session {
                 table: name.to_string(),
             });
         };
-        let schema = IcebergTable::current(name.to_string(), table)?.schema();
+        let table = IcebergTable::current(name.to_string(), table)?;
+        let schema = table.schema();
+        let keys: Vec<String> = table
+            .feature_group()
+            .map(|fg| fg.entity_key.clone())
+            .unwrap_or_default();
         let df_schema = DFSchema::try_from(schema.as_ref().clone())
             .map_err(|e| Error::Internal(format!("the schema of {name}: {e}")))?;
         let change = match statement.clause {
@@ -66,6 +71,14 @@ impl Session {
                 let Ok(field) = schema.field_with_name(&column) else {
                     return Err(Error::Invalid(format!("{name} has no column {column}")));
                 };
+                // Lookups find entities by their stored keys: a masked key
+                // would still answer for its real values.
+                if keys.contains(&column) {
+                    return Err(Error::Invalid(format!(
+                        "{column} is an entity key of {name}: keys cannot be masked \
+                         (a row filter can hide the entities instead)"
+                    )));
+                }
                 let to = field.data_type().clone();
                 self.check_expression(&name, &mask, &df_schema, Some(&to))?;
                 PolicyChange::SetMask {

@@ -10,9 +10,15 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use sqlparser::ast;
 
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
+
 use super::Session;
+use crate::access::Securable;
+use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::sql::Statement;
+use crate::tables::GovernedTable;
 
 impl Session {
     /// True for statements that only read (queries, EXPLAIN): they can be
@@ -83,6 +89,8 @@ impl Session {
     }
 
     pub(super) async fn run_plan(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        self.check_explain(&plan).await?;
+        self.audit_reads(&plan).await;
         let frame = self.ctx.execute_logical_plan(plan).await?;
         let Some(limit) = self.query_memory else {
             return Ok(frame.execute_stream().await?);
@@ -99,6 +107,44 @@ impl Session {
             physical,
             Arc::new(task.with_runtime(runtime)),
         )?)
+    }
+
+    /// EXPLAIN shows a policy's expressions and EXPLAIN ANALYZE counts the
+    /// rows its filter hides: of a table under a row filter or masks, only
+    /// for those who may manage it (and so see its policy anyway).
+    async fn check_explain(&self, plan: &LogicalPlan) -> Result<()> {
+        if !matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
+            return Ok(());
+        }
+        let mut governed = Vec::new();
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Ok(provider) = source_as_provider(&scan.source)
+                && let Some(table) = provider.as_any().downcast_ref::<GovernedTable>()
+            {
+                governed.push(table.table_name().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        if governed.is_empty() {
+            return Ok(());
+        }
+        let access = self.access().await?;
+        for table in governed {
+            let managed = table
+                .split_once('.')
+                .and_then(|(schema, name)| TableName::new(schema, name).ok())
+                .is_some_and(|t| access.may_manage(&Securable::Table(t)));
+            if !managed {
+                return Err(Error::Denied {
+                    user: self.principal().await?.user,
+                    action: format!(
+                        "explain a query of {table}: it has a row filter or column masks"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The session on one partition: rows come out in input order, so a

@@ -82,6 +82,11 @@ impl GovernedTable {
         versioned(self.inner.as_ref()).map(|_| self as &dyn Versioned)
     }
 
+    /// `schema.table` of the table under the policy.
+    pub fn table_name(&self) -> &str {
+        &self.name
+    }
+
     pub(super) fn inner(&self) -> &Arc<dyn TableProvider> {
         &self.inner
     }
@@ -300,6 +305,10 @@ impl Versioned for GovernedTable {
             table: self.name.clone(),
         })?;
         Ok(self.wrap(inner.at_snapshot(snapshot_id)?))
+    }
+
+    fn snapshot_id(&self) -> Option<i64> {
+        versioned(self.inner.as_ref()).and_then(|t| t.snapshot_id())
     }
 
     fn is_feature_group(&self) -> bool {

@@ -171,7 +171,10 @@ impl CatalogProvider for WarehouseCatalog {
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == SYSTEM_SCHEMA {
-            return Some(Arc::new(SystemSchema::new(self.store.clone())));
+            return Some(Arc::new(SystemSchema::new(
+                self.store.clone(),
+                self.access.clone(),
+            )));
         }
         if name == TEMP_SCHEMA {
             return Some(Arc::new(TempSchema(self.temp.clone())));

@@ -3,9 +3,11 @@
 //! - `system.ingest_status`: per stream, records acknowledged and committed,
 //!   the lag (rows not yet in Iceberg, age of the oldest), commit latency.
 //! - `system.online_status`: per loaded online group, entities and memory.
+//! - `system.audit_log`: who did what (`access::audit`); admins read every
+//!   event, other users their own.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -14,21 +16,37 @@ use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::Result as DFResult;
 
+use crate::access::Access;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
 pub use crate::shared::SYSTEM_SCHEMA;
 
-const TABLES: [&str; 2] = ["ingest_status", "online_status"];
+const TABLES: [&str; 3] = ["ingest_status", "online_status", "audit_log"];
 
 #[derive(Debug)]
 pub struct SystemSchema {
     store: Store,
+    /// What the session's principal may do (who they are, for the audit log).
+    access: Arc<RwLock<Access>>,
 }
 
 impl SystemSchema {
-    pub fn new(store: Store) -> Self {
-        SystemSchema { store }
+    pub fn new(store: Store, access: Arc<RwLock<Access>>) -> Self {
+        SystemSchema { store, access }
+    }
+
+    /// The audit log as the principal may read it.
+    async fn audit_log(&self) -> Result<RecordBatch> {
+        let (admin, user) = {
+            let access = self
+                .access
+                .read()
+                .map_err(|_| Error::Internal("the session's access poisoned".into()))?;
+            (access.is_admin(), access.user().to_string())
+        };
+        let only = (!admin).then_some(user.as_str());
+        self.store.audit().read(only).await
     }
 }
 
@@ -46,6 +64,7 @@ impl SchemaProvider for SystemSchema {
         let batch = match name {
             "ingest_status" => self.store.streams().status()?,
             "online_status" => online_status(&self.store)?,
+            "audit_log" => self.audit_log().await?,
             _ => return Ok(None),
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;

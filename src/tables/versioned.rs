@@ -23,6 +23,9 @@ pub trait Versioned: Send + Sync {
     /// an error that names the table when it never had that snapshot.
     fn at_snapshot(&self, snapshot_id: i64) -> Result<Arc<dyn TableProvider>>;
 
+    /// The snapshot read (`None` for a table without one yet).
+    fn snapshot_id(&self) -> Option<i64>;
+
     /// True for a feature group (ties in an ASOF JOIN are broken by
     /// ingestion order).
     fn is_feature_group(&self) -> bool;
@@ -62,6 +65,10 @@ impl Versioned for IcebergTable {
             &AsOf::Snapshot(snapshot_id),
         )?;
         Ok(Arc::new(IcebergTable::at_snapshot(self, snapshot_id)?))
+    }
+
+    fn snapshot_id(&self) -> Option<i64> {
+        IcebergTable::snapshot_id(self)
     }
 
     fn is_feature_group(&self) -> bool {

@@ -258,4 +258,44 @@ async fn a_reader_under_a_row_filter_never_meets_a_hidden_row() {
     update(&mut admin, "ALTER FEATURE GROUP s.fg DROP ROW FILTER").await;
     let all = query(&mut admin, "SELECT count(*) FROM s.fg").await;
     assert!(text(&all).contains("| 4 "), "{}", text(&all));
+
+    // The audit log: a wrong password is recorded with the address it came
+    // from; carol reads only her own events; the admin reads all of them,
+    // and they are still there after the server is killed and started again.
+    assert!(server.client_as("carol", "wrong-password").await.is_err());
+    let users = text(
+        &query(
+            &mut carol,
+            "SELECT DISTINCT user_name FROM system.audit_log",
+        )
+        .await,
+    );
+    assert!(
+        users.contains("carol") && !users.contains("pitlake") && !users.contains("alice"),
+        "{users}"
+    );
+    let audit = "SELECT action, client, object, allowed FROM system.audit_log \
+                 WHERE user_name = 'carol' ORDER BY event_time";
+    let events = text(&query(&mut admin, audit).await);
+    for expected in [
+        "sign_in_failed",
+        "127.0.0.1",
+        "| read ",
+        "s.fg",
+        "| denied",
+        "| write ",
+    ] {
+        assert!(
+            events.contains(expected),
+            "no {expected:?} in carol's events:\n{events}"
+        );
+    }
+    let warehouse = dir.path().join("wh");
+    drop(admin);
+    drop(carol);
+    drop(server);
+    let server = ServeProcess::start(&warehouse, &[]);
+    let mut admin = server.client().await;
+    let after = text(&query(&mut admin, audit).await);
+    assert_eq!(after, events, "the audit log after a restart");
 }
