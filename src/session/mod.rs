@@ -109,7 +109,11 @@ impl Session {
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
             .with_information_schema(true);
         let ctx = new_context(config);
-        let catalog = Arc::new(WarehouseCatalog::new(store.clone(), temp.clone()));
+        let catalog = Arc::new(WarehouseCatalog::new(
+            store.clone(),
+            temp.clone(),
+            crate::sql::parse_expr,
+        ));
         let identity: principals::Identity = Arc::new(std::sync::RwLock::new(
             principals::IdentityState::local_admin(),
         ));

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::DataType;
 use datafusion::common::DFSchema;
-use datafusion::datasource::TableProvider;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{ExprSchemable, cast};
 use sqlparser::ast::{Expr, ExprWithAlias};
@@ -15,10 +14,11 @@ use sqlparser::ast::{Expr, ExprWithAlias};
 use super::Session;
 use super::results::done;
 use crate::access::{PolicyChange, Privilege};
+use crate::catalog::FeatureGroup;
 use crate::catalog::{CatalogVersion, TableName};
 use crate::error::{Error, Result};
 use crate::sql::{PolicyClause, PolicyStatement};
-use crate::tables::{IcebergTable, govern_lookup};
+use crate::tables::govern_lookup;
 
 /// The catalog version the session's policies were read at.
 pub(super) type PoliciesReadAt = Arc<std::sync::Mutex<Option<CatalogVersion>>>;
@@ -47,11 +47,13 @@ impl Session {
                 table: name.to_string(),
             });
         };
-        let table = IcebergTable::current(name.to_string(), table)?;
-        let schema = table.schema();
-        let keys: Vec<String> = table
-            .feature_group()
-            .map(|fg| fg.entity_key.clone())
+        let metadata = table.metadata();
+        let schema = Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(metadata.current_schema())
+                .map_err(Error::iceberg(format!("cannot read the schema of {name}")))?,
+        );
+        let keys: Vec<String> = FeatureGroup::from_properties(metadata.properties())?
+            .map(|fg| fg.entity_key)
             .unwrap_or_default();
         let df_schema = DFSchema::try_from(schema.as_ref().clone())
             .map_err(|e| Error::Internal(format!("the schema of {name}: {e}")))?;
@@ -187,6 +189,7 @@ impl Session {
         let keys_at: Vec<usize> = (0..key_count).collect();
         let governed = govern_lookup(
             &self.ctx.state(),
+            self.catalog.policy_parser(),
             &name.to_string(),
             &policy,
             batch,

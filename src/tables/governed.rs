@@ -49,7 +49,10 @@ use sqlparser::ast::ExprWithAlias;
 use super::versioned::{Versioned, versioned};
 use crate::access::TablePolicy;
 use crate::error::{Error, Result};
-use crate::sql::parse_expr;
+
+/// Parses a stored policy expression (pitlake's SQL dialect lives in a layer
+/// above this one; the session hands its parser down).
+pub type ExprParser = fn(&str) -> Result<sqlparser::ast::Expr>;
 
 /// A table whose reads pass its row filter and masks.
 #[derive(Debug)]
@@ -57,24 +60,36 @@ pub struct GovernedTable {
     name: String,
     inner: Arc<dyn TableProvider>,
     policy: Arc<TablePolicy>,
+    parse: ExprParser,
     /// The inner table's schema, masked columns nullable.
     schema: SchemaRef,
 }
 
 impl GovernedTable {
     /// `inner` (the table `name`) read under `policy`.
-    pub fn new(name: &str, inner: Arc<dyn TableProvider>, policy: Arc<TablePolicy>) -> Self {
+    pub fn new(
+        name: &str,
+        inner: Arc<dyn TableProvider>,
+        policy: Arc<TablePolicy>,
+        parse: ExprParser,
+    ) -> Self {
         let schema = masked_schema(&inner.schema(), &policy);
         GovernedTable {
             name: name.to_string(),
             inner,
             policy,
+            parse,
             schema,
         }
     }
 
     fn wrap(&self, inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
-        Arc::new(GovernedTable::new(&self.name, inner, self.policy.clone()))
+        Arc::new(GovernedTable::new(
+            &self.name,
+            inner,
+            self.policy.clone(),
+            self.parse,
+        ))
     }
 
     /// The versioned table under the policy, if the inner table is one.
@@ -125,6 +140,7 @@ fn session_state(state: &dyn Session) -> Result<&SessionState> {
 
 fn plan_expression(
     state: &SessionState,
+    parse: ExprParser,
     table: &str,
     what: &str,
     text: &str,
@@ -135,7 +151,7 @@ fn plan_expression(
             "{table} cannot be read: its {what} does not apply to it ({e})"
         ))
     };
-    let expr = parse_expr(text).map_err(|e| broken(e.to_string()))?;
+    let expr = parse(text).map_err(|e| broken(e.to_string()))?;
     state
         .create_logical_expr_from_sql_expr(ExprWithAlias { expr, alias: None }, schema)
         .map_err(|e| broken(e.to_string()))
@@ -143,6 +159,7 @@ fn plan_expression(
 
 fn logical_policy(
     state: &SessionState,
+    parse: ExprParser,
     table: &str,
     policy: &TablePolicy,
     schema: &SchemaRef,
@@ -152,6 +169,7 @@ fn logical_policy(
     let filter = match &policy.row_filter {
         Some(text) => Some(plan_expression(
             state,
+            parse,
             table,
             "row filter",
             text,
@@ -166,7 +184,7 @@ fn logical_policy(
             continue;
         };
         let what = format!("mask of column {column}");
-        let mask = plan_expression(state, table, &what, text, &df_schema)?;
+        let mask = plan_expression(state, parse, table, &what, text, &df_schema)?;
         masks.push((index, cast(mask, schema.field(index).data_type().clone())));
     }
     Ok(LogicalPolicy { filter, masks })
@@ -239,7 +257,7 @@ impl TableProvider for GovernedTable {
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let session = session_state(state)?;
         let inner_schema = self.inner.schema();
-        let policy = logical_policy(session, &self.name, &self.policy, &inner_schema)?;
+        let policy = logical_policy(session, self.parse, &self.name, &self.policy, &inner_schema)?;
         let wanted: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..inner_schema.fields().len()).collect(),
@@ -412,13 +430,14 @@ impl ExecutionPlan for PolicyBarrierExec {
 /// are the indices of its entity-key columns.
 pub fn govern_lookup(
     state: &SessionState,
+    parse: ExprParser,
     table: &str,
     policy: &TablePolicy,
     batch: RecordBatch,
     keys: &[usize],
 ) -> Result<RecordBatch> {
     let schema = batch.schema();
-    let logical = logical_policy(state, table, policy, &schema)?;
+    let logical = logical_policy(state, parse, table, policy, &schema)?;
     let df_schema = DFSchema::try_from(schema.as_ref().clone())
         .map_err(|e| Error::Internal(format!("the schema of {table}: {e}")))?;
     let evaluate = |expr: Expr| -> Result<ArrayRef> {

@@ -14,7 +14,7 @@ mod temporary;
 mod versioned;
 mod view;
 
-pub use governed::{GovernedTable, govern_lookup};
+pub use governed::{ExprParser, GovernedTable, govern_lookup};
 pub use metadata_tables::MetadataTable;
 pub use online::{ONLINE_CATALOG, OnlineCatalog, OnlineLookupExec, is_online_table};
 pub use provider::WarehouseCatalog;

@@ -20,7 +20,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
 
-use super::governed::GovernedTable;
+use super::governed::{ExprParser, GovernedTable};
 use super::metadata_tables::MetadataTable;
 use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::IcebergTable;
@@ -49,6 +49,8 @@ pub struct WarehouseCatalog {
     access: Gate,
     /// Row filters and masks: tables that have them are read through them.
     policies: PolicyGate,
+    /// Parses their expressions.
+    parse: ExprParser,
     /// The catalog's version `names` were listed at.
     listed: Arc<RwLock<Option<CatalogVersion>>>,
 }
@@ -61,7 +63,7 @@ type PolicyGate = Arc<RwLock<Arc<PolicySet>>>;
 
 impl WarehouseCatalog {
     /// The warehouse, plus one session's temporary tables as schema `temp`.
-    pub fn new(store: Store, temp: TempTables) -> Self {
+    pub fn new(store: Store, temp: TempTables, parse: ExprParser) -> Self {
         WarehouseCatalog {
             store,
             names: NameCache::default(),
@@ -69,6 +71,7 @@ impl WarehouseCatalog {
             temp,
             access: Arc::new(RwLock::new(Access::everything())),
             policies: Arc::default(),
+            parse,
             listed: Arc::default(),
         }
     }
@@ -99,7 +102,12 @@ impl WarehouseCatalog {
         name: &TableName,
         provider: Arc<dyn TableProvider>,
     ) -> Arc<dyn TableProvider> {
-        governed(&self.policies, name, provider)
+        governed(&self.policies, self.parse, name, provider)
+    }
+
+    /// The parser of policy expressions.
+    pub fn policy_parser(&self) -> ExprParser {
+        self.parse
     }
 
     /// Whether the session's principal may read `name`.
@@ -186,6 +194,7 @@ impl CatalogProvider for WarehouseCatalog {
                 names: self.names.clone(),
                 access: self.access.clone(),
                 policies: self.policies.clone(),
+                parse: self.parse,
             }) as Arc<dyn SchemaProvider>
         })
     }
@@ -199,6 +208,7 @@ struct WarehouseSchema {
     names: NameCache,
     access: Gate,
     policies: PolicyGate,
+    parse: ExprParser,
 }
 
 fn may_read(gate: &Gate, name: &TableName) -> bool {
@@ -214,11 +224,17 @@ fn policy_of(gate: &PolicyGate, name: &TableName) -> Option<Arc<TablePolicy>> {
 
 fn governed(
     gate: &PolicyGate,
+    parse: ExprParser,
     name: &TableName,
     provider: Arc<dyn TableProvider>,
 ) -> Arc<dyn TableProvider> {
     match policy_of(gate, name) {
-        Some(policy) => Arc::new(GovernedTable::new(&name.to_string(), provider, policy)),
+        Some(policy) => Arc::new(GovernedTable::new(
+            &name.to_string(),
+            provider,
+            policy,
+            parse,
+        )),
         None => provider,
     }
 }
@@ -270,7 +286,7 @@ impl SchemaProvider for WarehouseSchema {
         let pending = self.store.streams().pending_for(&qualified, &table);
         let provider = Arc::new(IcebergTable::current(qualified, table)?.with_pending(pending));
         let name = TableName::new(self.schema.clone(), name)?;
-        Ok(Some(governed(&self.policies, &name, provider)))
+        Ok(Some(governed(&self.policies, self.parse, &name, provider)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
