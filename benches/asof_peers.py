@@ -218,7 +218,10 @@ def load_warehouse(python, pitlake, size, data, codec=None):
         marker = warehouse / f".loaded-{table}"
         if marker.exists():
             continue
-        pitlake_sql(pitlake, warehouse, f"DROP TABLE IF EXISTS {table}")
+        # A fresh folder is no warehouse yet: `pitlake sql` makes one only
+        # for a statement that creates something.
+        if (warehouse / "catalog.db").exists():
+            pitlake_sql(pitlake, warehouse, f"DROP TABLE IF EXISTS {table}")
         pitlake_sql(pitlake, warehouse, create.format(table))
         if codec is not None:
             name, _, level = codec.partition("-")
