@@ -9,15 +9,16 @@
 use std::any::Any;
 use std::sync::{Arc, RwLock};
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use async_trait::async_trait;
 use datafusion::catalog::SchemaProvider;
 use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::error::Result as DFResult;
 
-use crate::access::Access;
+use crate::access::{Access, Privilege};
 use crate::error::{Error, Result};
+use crate::shared::TableName;
 use crate::store::Store;
 
 pub use crate::shared::SYSTEM_SCHEMA;
@@ -34,6 +35,34 @@ pub struct SystemSchema {
 impl SystemSchema {
     pub fn new(store: Store, access: Arc<RwLock<Access>>) -> Self {
         SystemSchema { store, access }
+    }
+
+    /// The rows of `batch` about tables the principal may read (its
+    /// `table_name` column holds `schema.table`): a table they may not read
+    /// does not exist for them here either.
+    fn readable_rows(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let access = self
+            .access
+            .read()
+            .map_err(|_| Error::Internal("the session's access poisoned".into()))?;
+        if access.is_admin() {
+            return Ok(batch);
+        }
+        let names = batch
+            .column_by_name("table_name")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| Error::Internal("a system table without table_name".into()))?;
+        let readable: BooleanArray = names
+            .iter()
+            .map(|name| {
+                let table = name
+                    .and_then(|n| n.split_once('.'))
+                    .and_then(|(schema, table)| TableName::new(schema, table).ok());
+                Some(table.is_some_and(|t| access.may(Privilege::Select, &t)))
+            })
+            .collect();
+        arrow::compute::filter_record_batch(&batch, &readable)
+            .map_err(Error::arrow("the rows of a system table"))
     }
 
     /// The audit log as the principal may read it.
@@ -62,8 +91,8 @@ impl SchemaProvider for SystemSchema {
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
         let batch = match name {
-            "ingest_status" => self.store.streams().status()?,
-            "online_status" => online_status(&self.store)?,
+            "ingest_status" => self.readable_rows(self.store.streams().status()?)?,
+            "online_status" => self.readable_rows(online_status(&self.store)?)?,
             "audit_log" => self.audit_log().await?,
             _ => return Ok(None),
         };

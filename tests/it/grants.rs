@@ -112,6 +112,17 @@ async fn users_see_and_change_only_what_they_are_granted() {
     .await
     .expect("listing");
     assert_eq!(listed, 0, "carol lists tables she may not read");
+    // The admin's lookup loads the group into the online store.
+    read(&mut admin, "SELECT * FROM online.s.fg WHERE k = 1")
+        .await
+        .expect("admin lookup");
+    let status = "SELECT * FROM system.online_status WHERE table_name = 's.fg'";
+    assert_eq!(read(&mut admin, status).await.expect("admin status"), 1);
+    assert_eq!(
+        read(&mut carol, status).await.expect("status"),
+        0,
+        "carol sees the online status of a group she may not read"
+    );
     assert_eq!(
         read(&mut carol, "SHOW FEATURE GROUPS").await.expect("show"),
         0
