@@ -15,15 +15,14 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
+use crate::catalog::sqlite_pool;
 use crate::error::{Error, Result};
 
 /// The file of the audit log, in the warehouse folder.
@@ -31,6 +30,17 @@ pub const AUDIT_DB: &str = "audit.db";
 
 /// Longest statement text kept per event (longer ones are cut, marked `…`).
 const MAX_DETAIL_CHARS: usize = 4096;
+/// Longest user, client or object name kept: a failed sign-in records
+/// whatever name a client sent.
+const MAX_NAME_CHARS: usize = 256;
+
+/// `text` cut to `max` characters, marked `…` when cut.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
 
 /// What an event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,16 +112,8 @@ impl AuditLog {
             .map_err(db_error("cannot name the audit log"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .min_connections(0)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(db_error("cannot open the audit log"))?;
+            .synchronous(SqliteSynchronous::Normal);
+        let pool = sqlite_pool(options, "the audit log").await?;
         for ddl in [
             "CREATE TABLE IF NOT EXISTS audit_log (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -137,20 +139,16 @@ impl AuditLog {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as i64)
             .unwrap_or_default();
-        let detail = match event.detail.char_indices().nth(MAX_DETAIL_CHARS) {
-            Some((cut, _)) => format!("{}…", &event.detail[..cut]),
-            None => event.detail,
-        };
         sqlx::query(
             "INSERT INTO audit_log (event_time, user_name, client, action, object, detail, allowed)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(now)
-        .bind(&event.user)
-        .bind(&event.client)
+        .bind(cut(&event.user, MAX_NAME_CHARS))
+        .bind(cut(&event.client, MAX_NAME_CHARS))
         .bind(event.action.as_str())
-        .bind(&event.object)
-        .bind(detail)
+        .bind(cut(&event.object, MAX_NAME_CHARS))
+        .bind(cut(&event.detail, MAX_DETAIL_CHARS))
         .bind(event.allowed)
         .execute(&self.pool)
         .await
@@ -215,5 +213,44 @@ impl AuditLog {
             Arc::new(BooleanArray::from(allowed)),
         ];
         RecordBatch::try_new(schema, columns).map_err(Error::arrow("the audit log as a table"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_huge_name_or_statement_is_cut_and_nothing_can_be_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = AuditLog::open(dir.path()).await.expect("open");
+        log.record(AuditEvent {
+            user: "u".repeat(100_000),
+            client: "local".into(),
+            action: AuditAction::SignInFailed,
+            object: String::new(),
+            detail: "d".repeat(100_000),
+            allowed: false,
+        })
+        .await
+        .expect("record");
+        let batch = log.read(None).await.expect("read");
+        let text = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("text")
+                .value(0)
+                .chars()
+                .count()
+        };
+        assert_eq!(text(1), MAX_NAME_CHARS + 1);
+        assert_eq!(text(5), MAX_DETAIL_CHARS + 1);
+        let refused = sqlx::query("DELETE FROM audit_log")
+            .execute(&log.pool)
+            .await
+            .expect_err("append-only");
+        assert!(refused.to_string().contains("append-only"), "{refused}");
     }
 }

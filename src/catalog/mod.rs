@@ -18,5 +18,5 @@ pub use listing::{describe_feature_group, show_feature_groups};
 pub use time_travel::{AsOf, format_millis, resolve_snapshot};
 pub use verified::VerifiedCatalog;
 pub use version::CatalogVersion;
-pub use views::{View, Views};
+pub use views::{View, Views, sqlite_pool};
 pub use warehouse::{CATALOG_FILE, CATALOG_NAME, DEFAULT_SCHEMA, Warehouse};

@@ -51,8 +51,14 @@ fn db_error(what: String) -> impl FnOnce(sqlx::Error) -> Error {
 /// rows beside the Iceberg catalog's (views, principals).
 pub async fn open_db(db: &Path) -> Result<SqlitePool> {
     let options = SqliteConnectOptions::from_str(&format!("sqlite:{}", db.display()))
-        .map_err(db_error(format!("catalog {}", db.display())))?
-        .busy_timeout(Duration::from_secs(10));
+        .map_err(db_error(format!("catalog {}", db.display())))?;
+    sqlite_pool(options, &format!("the catalog {}", db.display())).await
+}
+
+/// A pool of pitlake's SQLite files (the catalog database, the audit log):
+/// two connections, a 10 s busy wait.
+pub async fn sqlite_pool(options: SqliteConnectOptions, what: &str) -> Result<SqlitePool> {
+    let options = options.busy_timeout(Duration::from_secs(10));
     // No idle reaping or lifetime: sqlx's maintenance task for them spun a
     // core after a write failed on a full disk, and kept `pitlake sql` alive.
     SqlitePoolOptions::new()
@@ -62,10 +68,7 @@ pub async fn open_db(db: &Path) -> Result<SqlitePool> {
         .max_lifetime(None)
         .connect_with(options)
         .await
-        .map_err(db_error(format!(
-            "cannot open the catalog {}",
-            db.display()
-        )))
+        .map_err(db_error(format!("cannot open {what}")))
 }
 
 impl Views {

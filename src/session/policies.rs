@@ -38,15 +38,10 @@ impl Session {
         }
         let name = self.resolve_name(&statement.table)?;
         self.require_manage(&name).await?;
-        let Some(table) = self
+        let table = self
             .warehouse()
-            .try_load_table(&name.schema, &name.table)
-            .await?
-        else {
-            return Err(Error::TableNotFound {
-                table: name.to_string(),
-            });
-        };
+            .load_table(&name.schema, &name.table)
+            .await?;
         let metadata = table.metadata();
         let schema = Arc::new(
             iceberg::arrow::schema_to_arrow_schema(metadata.current_schema())

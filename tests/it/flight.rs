@@ -95,18 +95,28 @@ pub async fn update(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> 
 }
 
 pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
+    try_query(client, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// A query's batches over Flight SQL, or the error's text.
+pub async fn try_query(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, String> {
     let info = client
         .execute(sql.to_string(), None)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
+        .map_err(|e| e.to_string())?;
+    let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
     client
         .do_get(ticket)
         .await
-        .expect("do_get")
+        .map_err(|e| e.to_string())?
         .try_collect()
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,34 +7,15 @@
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::util::pretty::pretty_format_batches;
 use arrow_flight::Action as FlightAction;
-use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
-use tonic::transport::Channel;
 
-use crate::flight::{query, update};
+use crate::flight::{query, try_query, update};
 use crate::stream_kill::ServeProcess;
-
-type Client = FlightSqlServiceClient<Channel>;
 
 /// What a hidden row holds; no answer to the reader may contain any of it.
 const HIDDEN: [&str; 3] = ["hidden_region", "secret@hidden.example", "777"];
 /// The masked column's stored value of a visible row.
 const UNMASKED: &str = "visible@eu.example";
-
-async fn try_query(client: &mut Client, sql: &str) -> Result<Vec<RecordBatch>, String> {
-    let info = client
-        .execute(sql.to_string(), None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
-    client
-        .do_get(ticket)
-        .await
-        .map_err(|e| e.to_string())?
-        .try_collect()
-        .await
-        .map_err(|e| e.to_string())
-}
 
 fn text(batches: &[RecordBatch]) -> String {
     pretty_format_batches(batches)
