@@ -346,8 +346,10 @@ impl Authenticator {
             }
         };
         let Some(principal) = signed_in else {
-            self.throttle.failed(&keys, Instant::now());
+            // The wait before the next attempt counts from the reply, after
+            // the audit log's write.
             audit(AuditAction::SignInFailed, false).await;
+            self.throttle.failed(&keys, Instant::now());
             return Err(Status::unauthenticated("invalid user name or password"));
         };
         audit(AuditAction::SignIn, true).await;
