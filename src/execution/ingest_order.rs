@@ -26,12 +26,16 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, conjunction};
+use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
@@ -43,14 +47,25 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 use iceberg::table::Table;
 
-use super::scan_predicate::iceberg_predicate;
+use super::scan_predicate::{iceberg_predicate, reading_predicate};
 use crate::error::Error;
 use crate::storage::{ScanPiece, plan_pieces, read_pieces};
 
 pub use crate::shared::INGEST_ORDER_COLUMN;
 
-/// The pieces of each partition, planned once for all of them.
-type Shares = Arc<tokio::sync::OnceCell<Vec<Vec<ScanPiece>>>>;
+/// What the first poll plans once for all partitions.
+type Shares = Arc<tokio::sync::OnceCell<Planned>>;
+
+#[derive(Debug)]
+struct Planned {
+    /// The pieces of each partition.
+    shares: Vec<Vec<ScanPiece>>,
+    /// The pushed filters that nothing above applies (a join's dynamic
+    /// filter), at their values then, when the Parquet reader gets a wider
+    /// predicate than they are (a long `IN` list as its range): the scan
+    /// applies them to its rows, hashed.
+    exact: Option<Arc<dyn PhysicalExpr>>,
+}
 
 /// Reads one snapshot of a table, its files shared among partitions, each row
 /// optionally with its position in ingestion order.
@@ -215,13 +230,21 @@ impl ExecutionPlan for IngestOrderScanExec {
             let Some(id) = snapshot_id else {
                 return Ok::<_, Error>(futures::stream::empty().boxed());
             };
-            let shares = shares
+            let planned = shares
                 .get_or_try_init(|| async {
                     let predicate = iceberg_predicate(&filters, &output);
-                    plan_pieces(&name, &table, id, &columns, predicate, partitions).await
+                    let reading = reading_predicate(&filters, &output);
+                    let exact = match reading == predicate {
+                        true => None,
+                        false => unapplied_filter(&filters),
+                    };
+                    let pieces = (predicate, reading);
+                    let shares =
+                        plan_pieces(&name, &table, id, &columns, pieces, partitions).await?;
+                    Ok::<_, Error>(Planned { shares, exact })
                 })
                 .await?;
-            let pieces = shares.get(partition).cloned().unwrap_or_default();
+            let pieces = planned.shares.get(partition).cloned().unwrap_or_default();
             Ok(read_pieces(&name, &table, pieces, batch_size))
         })
         .try_flatten();
@@ -239,8 +262,9 @@ impl ExecutionPlan for IngestOrderScanExec {
         });
         let schema = self.schema.clone();
         let (with_order, no_columns) = (self.with_order, self.columns.is_empty());
+        let planned = self.shares.clone();
         let stream = files.chain(pending).map(move |item| {
-            let (batch, order) = item?;
+            let (batch, order) = item.map_err(|e| DataFusionError::External(Box::new(e)))?;
             let mut columns: Vec<ArrayRef> = match no_columns {
                 true => Vec::new(),
                 false => batch.columns().to_vec(),
@@ -248,18 +272,50 @@ impl ExecutionPlan for IngestOrderScanExec {
             if with_order {
                 columns.push(Arc::new(order));
             }
-            RecordBatch::try_new_with_options(
+            let batch = RecordBatch::try_new_with_options(
                 schema.clone(),
                 columns,
                 &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
             )
             .map_err(Error::arrow("ingestion-order scan"))
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            // Planned by now: the files' stream plans before its first batch,
+            // and the streamed rows come after it.
+            match planned.get().and_then(|p| p.exact.as_ref()) {
+                Some(exact) => keep_passing(batch, exact),
+                None => Ok(batch),
+            }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
-            stream.map_err(|e| DataFusionError::External(Box::new(e))),
+            stream,
         )))
     }
+}
+
+/// The conjunction, at their current values, of the `filters` that contain
+/// a dynamic filter (only the scan can apply those; a `WHERE`'s filter stays
+/// above the scan too).
+fn unapplied_filter(filters: &[Arc<dyn PhysicalExpr>]) -> Option<Arc<dyn PhysicalExpr>> {
+    let dynamic: Vec<Arc<dyn PhysicalExpr>> = filters
+        .iter()
+        .filter(|f| {
+            f.exists(|e| Ok(e.as_any().is::<DynamicFilterPhysicalExpr>()))
+                .unwrap_or(false)
+        })
+        .filter_map(|f| snapshot_physical_expr(Arc::clone(f)).ok())
+        .collect();
+    (!dynamic.is_empty()).then(|| conjunction(dynamic))
+}
+
+/// The rows of `batch`, a batch of the scan's output, that pass `exact`.
+fn keep_passing(batch: RecordBatch, exact: &Arc<dyn PhysicalExpr>) -> DFResult<RecordBatch> {
+    let mask = exact.evaluate(&batch)?.into_array(batch.num_rows())?;
+    let mask = mask
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| DataFusionError::Internal("a join's filter is not boolean".into()))?;
+    Ok(filter_record_batch(&batch, mask)?)
 }
 
 /// The name of the first column of a snapshot's schema.

@@ -6,7 +6,15 @@
 //! are translated; the others are dropped, which only widens the predicate,
 //! so the rows read are a superset of the rows the filter keeps. Whoever
 //! pushed the filter still applies it (the scan reports it as not pushed).
+//!
+//! Two predicates come of one filter. The one that plans the scan keeps
+//! `IN` lists whole: Iceberg checks each data file's statistics against the
+//! list once. The one the Parquet reader gets turns a long list into its
+//! range, because Iceberg's row filter compares every row with every value
+//! of a list, one pass per value (4096 labels' keys against 50M rows kept one
+//! core busy for 90 s); the scan applies such lists itself, hashed.
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema};
@@ -18,26 +26,51 @@ use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
 use iceberg::expr::{Predicate, Reference};
 use iceberg::spec::Datum;
 
+/// Values up to which the reader's predicate keeps an `IN` list as a list;
+/// a longer one becomes its least and greatest value.
+const MAX_READ_LISTED: usize = 8;
+
 /// The Iceberg predicate implied by `filters` (their current values, for
 /// dynamic ones) over a scan emitting `schema`, whose columns are named as
-/// in the table; None when nothing translates.
+/// in the table; None when nothing translates. `IN` lists are kept whole:
+/// this is the predicate that plans the scan (see the module's doc).
 pub fn iceberg_predicate(filters: &[Arc<dyn PhysicalExpr>], schema: &Schema) -> Option<Predicate> {
+    translate(filters, schema, usize::MAX)
+}
+
+/// The predicate the Parquet reader of the same scan gets: as
+/// [`iceberg_predicate`], with lists of more than [`MAX_READ_LISTED`]
+/// values turned into their range.
+pub fn reading_predicate(filters: &[Arc<dyn PhysicalExpr>], schema: &Schema) -> Option<Predicate> {
+    translate(filters, schema, MAX_READ_LISTED)
+}
+
+fn translate(
+    filters: &[Arc<dyn PhysicalExpr>],
+    schema: &Schema,
+    max_listed: usize,
+) -> Option<Predicate> {
     let mut conjuncts = Vec::new();
     for filter in filters {
         let Ok(current) = snapshot_physical_expr(filter.clone()) else {
             continue;
         };
-        collect(&current, schema, &mut conjuncts);
+        collect(&current, schema, max_listed, &mut conjuncts);
     }
     conjuncts.into_iter().reduce(Predicate::and)
 }
 
-fn collect(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, out: &mut Vec<Predicate>) {
+fn collect(
+    expr: &Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+    max_listed: usize,
+    out: &mut Vec<Predicate>,
+) {
     let any = expr.as_any();
     if let Some(binary) = any.downcast_ref::<BinaryExpr>() {
         if *binary.op() == Operator::And {
-            collect(binary.left(), schema, out);
-            collect(binary.right(), schema, out);
+            collect(binary.left(), schema, max_listed, out);
+            collect(binary.right(), schema, max_listed, out);
         } else if let Some(p) = comparison(binary, schema) {
             out.push(p);
         }
@@ -53,10 +86,37 @@ fn collect(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, out: &mut Vec<Predicat
             .iter()
             .map(|v| literal(v).and_then(|s| datum(&s, data_type)))
             .collect();
-        if let Some(values) = values {
-            out.push(Reference::new(name).is_in(values));
+        match values {
+            Some(values) if values.len() > max_listed => {
+                // Values that do not all compare (NaN) give no range: the
+                // list is dropped, which only widens the predicate.
+                if let Some((least, greatest)) = span(&values) {
+                    out.push(Reference::new(name).greater_than_or_equal_to(least.clone()));
+                    out.push(Reference::new(name).less_than_or_equal_to(greatest.clone()));
+                }
+            }
+            Some(values) => out.push(Reference::new(name).is_in(values)),
+            None => {}
         }
     }
+}
+
+/// The least and greatest of `values`; None when two do not compare.
+fn span(values: &[Datum]) -> Option<(&Datum, &Datum)> {
+    let (first, rest) = values.split_first()?;
+    rest.iter()
+        .try_fold((first, first), |(least, greatest), v| {
+            Some((
+                match v.partial_cmp(least)? {
+                    Ordering::Less => v,
+                    _ => least,
+                },
+                match v.partial_cmp(greatest)? {
+                    Ordering::Greater => v,
+                    _ => greatest,
+                },
+            ))
+        })
 }
 
 /// `column <cmp> literal`, either way round.
@@ -161,5 +221,37 @@ mod tests {
             .expect("predicate")
             .to_string();
         assert!(text.contains("k < 10"), "{text}");
+    }
+
+    #[test]
+    fn the_reader_gets_a_long_list_as_its_range() {
+        let schema = Schema::new(vec![Field::new("k", DataType::Int64, false)]);
+        let k: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
+        let list = |n: i64| {
+            let values = (0..n).map(|v| lit(v * 3 + 5)).collect();
+            in_list(k.clone(), values, &false, &schema).expect("in list")
+        };
+        let short = list(MAX_READ_LISTED as i64);
+        let text = reading_predicate(std::slice::from_ref(&short), &schema)
+            .expect("predicate")
+            .to_string();
+        assert!(text.contains("k IN"), "{text}");
+        assert_eq!(
+            reading_predicate(std::slice::from_ref(&short), &schema),
+            iceberg_predicate(&[short], &schema)
+        );
+        let long = list(100);
+        let text = reading_predicate(std::slice::from_ref(&long), &schema)
+            .expect("predicate")
+            .to_string();
+        assert!(!text.contains("IN"), "{text}");
+        assert!(
+            text.contains("k >= 5") && text.contains("k <= 302"),
+            "{text}"
+        );
+        let text = iceberg_predicate(&[long], &schema)
+            .expect("predicate")
+            .to_string();
+        assert!(text.contains("k IN"), "{text}");
     }
 }

@@ -58,6 +58,45 @@ async fn a_probe_reads_only_the_files_its_keys_can_match() {
     assert_eq!(read, 3, "right rows the join read, of 3001");
 }
 
+/// Labels of many keys: the Parquet reader filters by the keys' range (its
+/// row filter would compare every row with every key), and the scan keeps
+/// only the listed keys' rows itself; the correction still wins its tie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_of_many_keys_reads_only_their_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path().join("warehouse"))
+        .await
+        .expect("open");
+    let mut setup = String::from(
+        "CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t;",
+    );
+    for (from, to) in [(1, 1000), (1001, 2000), (2001, 3000)] {
+        setup.push_str(&format!(
+            "INSERT INTO fg SELECT value, to_timestamp(1704067200 + value), value * 1.0 \
+             FROM generate_series({from}, {to});"
+        ));
+    }
+    setup.push_str("INSERT INTO fg VALUES (1500, to_timestamp(1704067200 + 1500), -1.0);");
+    session.sql(&setup).await.expect("setup");
+
+    // 40 keys, 50 to 2000 in steps of 50.
+    let sql = "SELECT count(f.v), sum(f.v) FROM \
+               (SELECT value * 50 AS k, TIMESTAMP '2025-01-01 00:00:00' AS ts \
+                FROM generate_series(1, 40)) l \
+               ASOF JOIN fg f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k";
+    let frame = pitlake::session::sql_dataframe(session.context(), sql)
+        .await
+        .expect("plan");
+    let task = frame.task_ctx();
+    let plan = frame.create_physical_plan().await.expect("physical plan");
+    let batches = collect(plan.clone(), Arc::new(task)).await.expect("runs");
+    // 50 * (1 + ... + 40) = 41000, with 1500's correction to -1.
+    assert_eq!(cells(&batches).expect("cells"), vec![vec!["40", "39499.0"]]);
+    // The 40 keys' rows and the correction, not the 1951 rows of 50 to 2000.
+    let read = right_rows(&plan).expect("right_rows metric");
+    assert_eq!(read, 41, "right rows the join read, of 3001");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_of_a_plain_table_reads_only_the_rows_its_keys_can_match() {
     let dir = tempfile::tempdir().expect("tempdir");
