@@ -23,6 +23,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "governance.slt",
         include_str!("../sql_examples/governance.slt"),
     ),
+    ("sharing.slt", include_str!("../sql_examples/sharing.slt")),
     ("views.slt", include_str!("../sql_examples/views.slt")),
     (
         "temporary_tables.slt",

@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::access::{AuditLog, Grants, Policies, Principals};
+use crate::access::{AuditLog, Grants, Policies, Principals, Sharing};
 use crate::catalog::Warehouse;
 use crate::error::Result;
 use crate::ingest::WritePath;
@@ -31,6 +31,7 @@ pub struct Store {
     principals: Principals,
     grants: Grants,
     policies: Policies,
+    sharing: Sharing,
     audit: AuditLog,
     online: Arc<OnlineStore>,
     streams: Arc<Streams>,
@@ -54,6 +55,7 @@ impl Store {
         let principals = Principals::open(warehouse.db().clone()).await?;
         let grants = Grants::open(warehouse.db().clone()).await?;
         let policies = Policies::open(warehouse.db().clone()).await?;
+        let sharing = Sharing::open(warehouse.db().clone()).await?;
         let audit = AuditLog::open(warehouse.root()).await?;
         let online = OnlineStore::new(warehouse.clone());
         let streams = Streams::new(warehouse.clone(), online.clone());
@@ -62,6 +64,7 @@ impl Store {
             principals,
             grants,
             policies,
+            sharing,
             audit,
             online,
             streams,
@@ -76,6 +79,11 @@ impl Store {
     /// The row filters and column masks of the warehouse's tables.
     pub fn policies(&self) -> &Policies {
         &self.policies
+    }
+
+    /// Published feature groups and requests for access to them.
+    pub fn sharing(&self) -> &Sharing {
+        &self.sharing
     }
 
     /// Who did what (see [`AuditLog`]).

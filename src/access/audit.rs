@@ -1,6 +1,7 @@
 //! The audit log: who did what to which object, and whether they were let.
 //!
 //! Sign-ins and failed ones, DDL, grants and revokes, row filters and masks,
+//! publications, access requests and their decisions,
 //! user switches, reads of tables (with the snapshot read), writes (with the
 //! snapshot after), and denials. Read as `system.audit_log`: admins read every
 //! row, other users their own.
@@ -53,6 +54,8 @@ pub enum AuditAction {
     Grant,
     /// Row filters and masks set or dropped.
     Policy,
+    /// Feature groups published, access requested, requests decided.
+    Sharing,
     /// `SET SESSION AUTHORIZATION`.
     SwitchUser,
     Read,
@@ -69,6 +72,7 @@ impl AuditAction {
             AuditAction::Ddl => "ddl",
             AuditAction::Grant => "grant",
             AuditAction::Policy => "policy",
+            AuditAction::Sharing => "sharing",
             AuditAction::SwitchUser => "switch_user",
             AuditAction::Read => "read",
             AuditAction::Write => "write",

@@ -83,17 +83,23 @@ pub enum Grantee {
 }
 
 impl Grantee {
-    fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Grantee::User(_) => "user",
             Grantee::Role(_) => "role",
         }
     }
 
-    fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         match self {
             Grantee::User(n) | Grantee::Role(n) => n,
         }
+    }
+}
+
+impl std::fmt::Display for Grantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind(), self.name())
     }
 }
 
@@ -114,6 +120,8 @@ pub struct Access {
     /// The user asked about (for messages).
     user: String,
     admin: bool,
+    /// The user's roles.
+    roles: HashSet<String>,
     /// (kind, object, privilege) granted to the user or one of their roles.
     granted: HashSet<(String, String, Privilege)>,
     /// (kind, object) the user owns.
@@ -126,6 +134,7 @@ impl Access {
         Access {
             user: String::new(),
             admin: true,
+            roles: HashSet::new(),
             granted: HashSet::new(),
             owned: HashSet::new(),
         }
@@ -136,6 +145,7 @@ impl Access {
         Access {
             user: String::new(),
             admin: false,
+            roles: HashSet::new(),
             granted: HashSet::new(),
             owned: HashSet::new(),
         }
@@ -148,6 +158,11 @@ impl Access {
 
     pub fn is_admin(&self) -> bool {
         self.admin
+    }
+
+    /// Whether the user is a member of `role`.
+    pub fn is_member(&self, role: &str) -> bool {
+        self.admin && role == super::ADMIN_ROLE || self.roles.contains(role)
     }
 
     fn has(&self, object: &Securable, privilege: Privilege) -> bool {
@@ -177,6 +192,35 @@ impl Access {
     pub fn may_manage(&self, object: &Securable) -> bool {
         self.admin || self.has(object, Privilege::All)
     }
+}
+
+/// Stores one grant (a grant already there stays as it is), through
+/// `executor`: the pool, or a transaction that does more.
+pub(super) async fn insert_grant<'e, E>(
+    executor: E,
+    privilege: Privilege,
+    object: &Securable,
+    grantee: &Grantee,
+    by: &str,
+) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT OR IGNORE INTO pitlake_grants
+         (object_kind, object, privilege, grantee_kind, grantee, granted_by)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(object.kind())
+    .bind(object.name())
+    .bind(privilege.as_str())
+    .bind(grantee.kind())
+    .bind(grantee.name())
+    .bind(by)
+    .execute(executor)
+    .await
+    .map_err(db_error(format!("cannot grant on {object}")))?;
+    Ok(())
 }
 
 /// The grants and owners of one warehouse.
@@ -247,6 +291,7 @@ impl Grants {
         Ok(Access {
             user: principal.user.clone(),
             admin: false,
+            roles: principal.roles.iter().cloned().collect(),
             granted,
             owned,
         })
@@ -260,20 +305,7 @@ impl Grants {
         by: &str,
     ) -> Result<()> {
         for privilege in privileges {
-            sqlx::query(
-                "INSERT OR IGNORE INTO pitlake_grants
-                 (object_kind, object, privilege, grantee_kind, grantee, granted_by)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(object.kind())
-            .bind(object.name())
-            .bind(privilege.as_str())
-            .bind(grantee.kind())
-            .bind(grantee.name())
-            .bind(by)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error(format!("cannot grant on {object}")))?;
+            insert_grant(&self.pool, *privilege, object, grantee, by).await?;
         }
         Ok(())
     }

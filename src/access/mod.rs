@@ -8,9 +8,13 @@ mod grants;
 mod password;
 mod policies;
 mod principals;
+mod sharing;
 
 pub use audit::{AUDIT_DB, AuditAction, AuditEvent, AuditLog};
 pub use grants::{Access, GrantRow, Grantee, Grants, Privilege, Securable};
 pub use password::MAX_PASSWORD_BYTES;
 pub use policies::{Policies, PolicyChange, PolicySet, TablePolicy};
 pub use principals::{ADMIN_ROLE, Principal, Principals};
+pub use sharing::{
+    AccessRequest, MAX_REASON_CHARS, Publication, Published, RequestStatus, Sharing,
+};

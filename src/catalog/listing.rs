@@ -21,11 +21,13 @@ struct Listed {
 }
 
 /// One row per feature group of `schema` (or of every schema) for which
-/// `visible(schema, table)` holds.
+/// `visible(schema, table)` holds; `published(schema, table)` fills the
+/// `published` column.
 pub async fn show_feature_groups(
     warehouse: &Warehouse,
     schema: Option<&str>,
     visible: &(dyn Fn(&str, &str) -> bool + Send + Sync),
+    published: &(dyn Fn(&str, &str) -> bool + Send + Sync),
 ) -> Result<RecordBatch> {
     let schemas = match schema {
         Some(s) => {
@@ -76,6 +78,9 @@ pub async fn show_feature_groups(
         text(&|r| r.fg.description.clone()),
         text(&|r| r.fg.owner.clone()),
         text(&|r| (!r.fg.tags.is_empty()).then(|| r.fg.tags.join(","))),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|r| Some(published(&r.schema, &r.name))),
+        )),
     ];
     let schema = Schema::new(vec![
         Field::new("schema_name", DataType::Utf8, false),
@@ -87,6 +92,7 @@ pub async fn show_feature_groups(
         Field::new("description", DataType::Utf8, true),
         Field::new("owner", DataType::Utf8, true),
         Field::new("tags", DataType::Utf8, true),
+        Field::new("published", DataType::Boolean, false),
     ]);
     RecordBatch::try_new(Arc::new(schema), columns).map_err(Error::arrow("listing feature groups"))
 }

@@ -11,8 +11,9 @@ use sqlparser::ast;
 
 use super::Session;
 use crate::access::{AuditAction, AuditEvent};
+use crate::catalog::TableName;
 use crate::error::{Error, Result};
-use crate::sql::Statement;
+use crate::sql::{SharingStatement, Statement};
 use crate::tables::versioned;
 
 /// How a statement ended, as the audit log tells it.
@@ -63,6 +64,33 @@ impl Session {
         }
     }
 
+    /// Records a write to `table` (`what`: the statement, or the Flight
+    /// call), with the snapshot it left current.
+    pub(super) async fn audit_write(&self, table: &TableName, what: &str) {
+        let mut detail = what.to_string();
+        if let Ok(Some(loaded)) = self
+            .warehouse()
+            .try_load_table(&table.schema, &table.table)
+            .await
+            && let Some(id) = loaded.metadata().current_snapshot_id()
+        {
+            detail = format!("{detail} (snapshot {id})");
+        }
+        self.audit(AuditAction::Write, table.to_string(), detail, true)
+            .await;
+    }
+
+    /// Records a query refused for want of a privilege (its reads are
+    /// recorded as it runs). Its text is not kept: queries are not printed
+    /// on the path that runs them.
+    pub(super) async fn audit_query_denial(&self, error: Option<&Error>) {
+        if let Some(Error::Denied { action, .. }) = error {
+            let detail = format!("a query: may not {action}");
+            self.audit(AuditAction::Denied, String::new(), detail, false)
+                .await;
+        }
+    }
+
     /// Records a statement other than a query once it finished: what it
     /// changed, or that it was refused. Queries record their reads instead.
     pub(super) async fn audit_statement(
@@ -84,17 +112,13 @@ impl Session {
         let Some((action, object)) = self.audited(statement) else {
             return;
         };
-        let mut detail = text.to_string();
         if action == AuditAction::Write
             && let Ok(name) = self.resolve_name(&object)
-            && let Ok(Some(table)) = self
-                .warehouse()
-                .try_load_table(&name.schema, &name.table)
-                .await
-            && let Some(id) = table.metadata().current_snapshot_id()
         {
-            detail = format!("{detail} (snapshot {id})");
+            self.audit_write(&name, text).await;
+            return;
         }
+        let detail = text.to_string();
         let object = self
             .resolve_name(&object)
             .map(|n| n.to_string())
@@ -109,6 +133,15 @@ impl Session {
         Some(match statement {
             Statement::Principal(_) => (AuditAction::Grant, none),
             Statement::Policy(p) => (AuditAction::Policy, p.table.clone()),
+            Statement::Sharing(s) => match s {
+                SharingStatement::ShowRequests => return None,
+                SharingStatement::Publish { group, .. }
+                | SharingStatement::Unpublish { group }
+                | SharingStatement::Request { group, .. } => (AuditAction::Sharing, group.clone()),
+                SharingStatement::Approve { .. } | SharingStatement::Reject { .. } => {
+                    (AuditAction::Sharing, none)
+                }
+            },
             Statement::CreateFeatureGroup(c) => (AuditAction::Ddl, c.name.clone()),
             Statement::DropFeatureGroup { name, .. }
             | Statement::AlterFeatureGroup { name, .. } => (AuditAction::Ddl, name.clone()),

@@ -68,28 +68,66 @@ impl Session {
         done()
     }
 
-    /// The feature groups the principal may read.
+    /// The feature groups the principal may read, and the published ones.
     pub(super) async fn show_feature_groups(
         &self,
         schema: Option<&Ident>,
     ) -> Result<SendableRecordBatchStream> {
         let schema = schema.map(catalog::types::normalize);
         let access = self.access().await?;
-        let visible = move |schema: &str, table: &str| {
-            TableName::new(schema, table).is_ok_and(|t| access.may(Privilege::Select, &t))
+        let published = self.store.sharing().published().await?;
+        let is_published =
+            move |schema: &str, table: &str| published.contains_key(&format!("{schema}.{table}"));
+        let visible = |schema: &str, table: &str| {
+            is_published(schema, table)
+                || TableName::new(schema, table).is_ok_and(|t| access.may(Privilege::Select, &t))
         };
         one_batch(
-            catalog::show_feature_groups(self.warehouse(), schema.as_deref(), &visible).await?,
+            catalog::show_feature_groups(
+                self.warehouse(),
+                schema.as_deref(),
+                &visible,
+                &is_published,
+            )
+            .await?,
         )
     }
 
+    /// A feature group the principal may read; of a published one they may
+    /// not read, what publishing shows (not its current snapshot or where
+    /// its files are).
     pub(super) async fn describe_feature_group(
         &self,
         name: &ObjectName,
     ) -> Result<SendableRecordBatchStream> {
         let name = self.resolve_name(name)?;
-        self.require_read(&name).await?;
-        one_batch(catalog::describe_feature_group(self.warehouse(), &name).await?)
+        let readable = self.access().await?.may(Privilege::Select, &name);
+        let published = self
+            .store
+            .sharing()
+            .published()
+            .await?
+            .contains_key(&name.to_string());
+        if !readable && !published {
+            self.require_read(&name).await?;
+        }
+        let described = catalog::describe_feature_group(self.warehouse(), &name).await?;
+        if readable {
+            return one_batch(described);
+        }
+        let properties = described
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .ok_or_else(|| Error::Internal("DESCRIBE without its property column".into()))?;
+        let shown: arrow::array::BooleanArray = properties
+            .iter()
+            .map(|p| Some(!matches!(p, Some("current_snapshot" | "location"))))
+            .collect();
+        one_batch(
+            arrow::compute::filter_record_batch(&described, &shown)
+                .map_err(Error::arrow("describing a published feature group"))?,
+        )
     }
 
     /// `CREATE SCHEMA [IF NOT EXISTS] s` (admins only).

@@ -26,6 +26,7 @@ mod prepare;
 mod principals;
 mod results;
 mod run;
+mod sharing;
 mod views;
 mod writes;
 
@@ -233,6 +234,7 @@ impl Session {
             Statement::Sql(statement) => self.execute_sql(*statement).await,
             Statement::Principal(statement) => self.execute_principal(statement).await,
             Statement::Policy(statement) => self.execute_policy(*statement).await,
+            Statement::Sharing(statement) => self.execute_sharing(statement).await,
             Statement::CreateFeatureGroup(create) => self.create_feature_group(create).await,
             Statement::DropFeatureGroup { name, if_exists } => {
                 self.drop_feature_group(&name, if_exists).await

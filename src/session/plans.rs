@@ -209,9 +209,7 @@ impl Session {
         number_placeholders(&mut statement);
         self.prepare(&mut statement).await?;
         let plan = self
-            .ctx
-            .state()
-            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .plan_statement(DFStatement::Statement(Box::new(statement)))
             .await?;
         let plan = Arc::new(QueryPlan::new(plan)?);
         self.plans.keep(sql, version, &plan);

@@ -133,8 +133,9 @@ impl Session {
         Ok(data_type)
     }
 
-    /// Reads the policies again when the catalog database changed since
-    /// they were read (a policy set by this or another process).
+    /// Reads the policies and the published feature groups again when the
+    /// catalog database changed since they were read (by this or another
+    /// process).
     pub(super) async fn refresh_policies(&self) -> Result<()> {
         let version = self.store.warehouse().version().await;
         {
@@ -148,6 +149,8 @@ impl Session {
         }
         let policies = self.store.policies().load().await?;
         self.catalog.set_policies(Arc::new(policies));
+        let published = self.store.sharing().published().await?;
+        self.catalog.set_published(Arc::new(published));
         *self
             .policies_read_at
             .lock()

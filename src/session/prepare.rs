@@ -22,10 +22,16 @@ impl Session {
     /// temporary tables qualified, views expanded, time travel pinned to
     /// snapshot ids, ASOF JOINs wrapped. Every path that plans a query goes
     /// through here, so none can skip one.
+    /// A refusal for want of a privilege is recorded in the audit log.
     pub(super) async fn prepare(&self, statement: &mut ast::Statement) -> Result<()> {
         self.qualify_temporary(statement);
-        self.expand_views(statement).await?;
-        self.pin_time_travel(statement).await?;
+        let passes = async {
+            self.expand_views(statement).await?;
+            self.pin_time_travel(statement).await
+        };
+        let passed = passes.await;
+        self.audit_query_denial(passed.as_ref().err()).await;
+        passed?;
         wrap_asof_joins(statement);
         Ok(())
     }
@@ -69,9 +75,7 @@ impl as_of::Evaluate for Session {
         let table = Session::resolve_name(self, name)?;
         // Time travel reads snapshots: only of what the principal may read.
         if !self.catalog.may_read(&table) {
-            return Err(Error::TableNotFound {
-                table: table.to_string(),
-            });
+            return Err(self.catalog.unreadable(&table));
         }
         Ok(table)
     }

@@ -201,14 +201,12 @@ impl Session {
     }
 
     /// Not found unless the principal may read `table` (what it may not read
-    /// does not exist for it).
+    /// does not exist for it), denied when it is a published feature group.
     pub(super) async fn require_read(&self, table: &TableName) -> Result<()> {
         if self.access().await?.may(Privilege::Select, table) {
             return Ok(());
         }
-        Err(Error::TableNotFound {
-            table: table.to_string(),
-        })
+        Err(self.catalog.unreadable(table))
     }
 
     /// Rows may be added to `table`: not found when the principal cannot see
@@ -229,17 +227,30 @@ impl Session {
     /// `table` may be dropped or altered: by its owner, one granted ALL on
     /// it, or an admin.
     pub(super) async fn require_manage(&self, table: &TableName) -> Result<()> {
+        self.require_manage_to(table, || {
+            format!("drop or alter {table} (its owner or an admin may)")
+        })
+        .await
+    }
+
+    /// As [`Session::require_manage`], denied as `action`. A published
+    /// feature group is there for everyone.
+    pub(super) async fn require_manage_to(
+        &self,
+        table: &TableName,
+        action: impl FnOnce() -> String,
+    ) -> Result<()> {
         let access = self.access().await?;
         let object = Securable::Table(table.clone());
-        if !access.may_manage(&object) && !access.may(Privilege::Select, table) {
+        let seen = access.may_manage(&object)
+            || access.may(Privilege::Select, table)
+            || self.catalog.is_published(table);
+        if !seen {
             return Err(Error::TableNotFound {
                 table: table.to_string(),
             });
         }
-        self.require(access.may_manage(&object), || {
-            format!("drop or alter {table} (its owner or an admin may)")
-        })
-        .await
+        self.require(access.may_manage(&object), action).await
     }
 
     /// Something may be made as `name`: CREATE on its schema, or an admin.
@@ -264,6 +275,7 @@ impl Session {
         self.store.grants().forget(&object).await?;
         if let Securable::Table(table) = &object {
             self.store.policies().forget(table).await?;
+            self.store.sharing().forget(table).await?;
         }
         self.store.principals().touch();
         Ok(())

@@ -49,9 +49,7 @@ impl Session {
         let mut statement = *statement;
         self.prepare(&mut statement).await?;
         let plan = self
-            .ctx
-            .state()
-            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .plan_statement(DFStatement::Statement(Box::new(statement)))
             .await?;
         let types = plan.get_parameter_types()?;
         let mut params: Vec<Option<DataType>> = Vec::new();
@@ -83,9 +81,21 @@ impl Session {
         &self,
         statement: DFStatement,
     ) -> Result<SendableRecordBatchStream> {
-        let state = self.ctx.state();
-        let plan = state.statement_to_plan(statement).await?;
+        let plan = self.plan_statement(statement).await?;
         self.run_plan(plan).await
+    }
+
+    /// Plans `statement`; a refusal for want of a privilege (a table the
+    /// principal may not read) is recorded in the audit log.
+    pub(super) async fn plan_statement(&self, statement: DFStatement) -> Result<LogicalPlan> {
+        let planned = self
+            .ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(Error::from);
+        self.audit_query_denial(planned.as_ref().err()).await;
+        planned
     }
 
     pub(super) async fn run_plan(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
@@ -136,12 +146,14 @@ impl Session {
                 .and_then(|(schema, name)| TableName::new(schema, name).ok())
                 .is_some_and(|t| access.may_manage(&Securable::Table(t)));
             if !managed {
-                return Err(Error::Denied {
+                let denied = Error::Denied {
                     user: self.principal().await?.user,
                     action: format!(
                         "explain a query of {table}: it has a row filter or column masks"
                     ),
-                });
+                };
+                self.audit_query_denial(Some(&denied)).await;
+                return Err(denied);
             }
         }
         Ok(())

@@ -81,6 +81,8 @@ impl Session {
         }
         let mode = IngestMode { create, append };
         let rows = self.store.writes().ingest(&name, mode, input).await?;
+        self.audit_write(&name, &format!("bulk ingest of {rows} rows"))
+            .await;
         if !exists {
             self.record_owner(Securable::Table(name)).await?;
         }

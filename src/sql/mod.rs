@@ -7,6 +7,7 @@ mod params;
 mod parser;
 mod policies;
 mod principals;
+mod sharing;
 mod statement;
 pub mod time_travel_tokens;
 
@@ -15,4 +16,5 @@ pub use params::{bind_parameters, count_parameters, number_placeholders};
 pub use parser::{name_parts, parse_expr, parse_sql};
 pub use policies::{PolicyClause, PolicyStatement};
 pub use principals::{GrantObject, GrantTarget, PrincipalStatement};
+pub use sharing::SharingStatement;
 pub use statement::{CreateFeatureGroup, Statement};

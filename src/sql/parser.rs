@@ -91,6 +91,9 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
     if let Some(policy) = super::policies::parse_policy(parser)? {
         return Ok(Statement::Policy(Box::new(policy)));
     }
+    if let Some(sharing) = super::sharing::parse_sharing(parser)? {
+        return Ok(Statement::Sharing(sharing));
+    }
     if peek_words(parser, &["CREATE", "FEATURE", "GROUP"]) {
         advance(parser, 3);
         return parse_create_feature_group(parser).map(Statement::CreateFeatureGroup);

@@ -7,6 +7,7 @@ use sqlparser::ast::{ColumnDef, Ident, ObjectName};
 
 use super::policies::PolicyStatement;
 use super::principals::PrincipalStatement;
+use super::sharing::SharingStatement;
 
 /// One parsed statement.
 #[derive(Debug, Clone)]
@@ -15,6 +16,9 @@ pub enum Statement {
     Principal(PrincipalStatement),
     /// Row filters and column masks (`ALTER ... SET ROW FILTER`, `... SET MASK`).
     Policy(Box<PolicyStatement>),
+    /// Publishing feature groups and access requests (`PUBLISH FEATURE GROUP`,
+    /// `REQUEST ACCESS`, `APPROVE ACCESS REQUEST`, …).
+    Sharing(SharingStatement),
     /// Standard SQL, planned by DataFusion (with pitlake's relation planners).
     Sql(Box<sqlparser::ast::Statement>),
     /// `CREATE FEATURE GROUP ...`
@@ -75,6 +79,7 @@ impl fmt::Display for Statement {
             Statement::Sql(s) => write!(f, "{s}"),
             Statement::Principal(p) => write!(f, "{p}"),
             Statement::Policy(p) => write!(f, "{p}"),
+            Statement::Sharing(s) => write!(f, "{s}"),
             Statement::CreateFeatureGroup(c) => {
                 write!(f, "CREATE FEATURE GROUP ")?;
                 if c.if_not_exists {

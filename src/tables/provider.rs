@@ -26,9 +26,9 @@ use super::system::{SYSTEM_SCHEMA, SystemSchema};
 use super::table::IcebergTable;
 use super::temporary::{TempSchema, TempTables};
 use super::view::ViewTable;
-use crate::access::{Access, PolicySet, Privilege, Securable, TablePolicy};
+use crate::access::{Access, PolicySet, Privilege, Published, Securable, TablePolicy};
 use crate::catalog::CatalogVersion;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::shared::TEMP_SCHEMA;
 use crate::shared::TableName;
 use crate::store::Store;
@@ -51,6 +51,9 @@ pub struct WarehouseCatalog {
     policies: PolicyGate,
     /// Parses their expressions.
     parse: ExprParser,
+    /// Published feature groups: one the principal may not read is there
+    /// for them, its rows denied.
+    published: PublishedGate,
     /// The catalog's version `names` were listed at.
     listed: Arc<RwLock<Option<CatalogVersion>>>,
 }
@@ -60,6 +63,9 @@ type Gate = Arc<RwLock<Access>>;
 
 /// The policies in force, shared with the schemas handed to DataFusion.
 type PolicyGate = Arc<RwLock<Arc<PolicySet>>>;
+
+/// The published feature groups, shared with the schemas handed to DataFusion.
+type PublishedGate = Arc<RwLock<Arc<Published>>>;
 
 impl WarehouseCatalog {
     /// The warehouse, plus one session's temporary tables as schema `temp`.
@@ -72,6 +78,7 @@ impl WarehouseCatalog {
             access: Arc::new(RwLock::new(Access::everything())),
             policies: Arc::default(),
             parse,
+            published: Arc::default(),
             listed: Arc::default(),
         }
     }
@@ -88,6 +95,24 @@ impl WarehouseCatalog {
         if let Ok(mut gate) = self.policies.write() {
             *gate = policies;
         }
+    }
+
+    /// The feature groups published from now on.
+    pub fn set_published(&self, published: Arc<Published>) {
+        if let Ok(mut gate) = self.published.write() {
+            *gate = published;
+        }
+    }
+
+    /// Whether `name` is a published feature group.
+    pub fn is_published(&self, name: &TableName) -> bool {
+        is_published(&self.published, name)
+    }
+
+    /// The error of reading `name`, which the principal may not read: it
+    /// does not exist for them, unless it is published.
+    pub fn unreadable(&self, name: &TableName) -> Error {
+        unreadable(&self.access, &self.published, name)
     }
 
     /// The row filter and masks of `name`, if it has any.
@@ -195,6 +220,7 @@ impl CatalogProvider for WarehouseCatalog {
                 access: self.access.clone(),
                 policies: self.policies.clone(),
                 parse: self.parse,
+                published: self.published.clone(),
             }) as Arc<dyn SchemaProvider>
         })
     }
@@ -209,6 +235,29 @@ struct WarehouseSchema {
     access: Gate,
     policies: PolicyGate,
     parse: ExprParser,
+    published: PublishedGate,
+}
+
+fn is_published(gate: &PublishedGate, name: &TableName) -> bool {
+    gate.read().is_ok_and(|p| p.contains_key(&name.to_string()))
+}
+
+fn unreadable(access: &Gate, published: &PublishedGate, name: &TableName) -> Error {
+    if !is_published(published, name) {
+        return Error::TableNotFound {
+            table: name.to_string(),
+        };
+    }
+    Error::Denied {
+        user: access
+            .read()
+            .map(|a| a.user().to_string())
+            .unwrap_or_default(),
+        action: format!(
+            "read feature group {name} (needs SELECT; it is published: \
+             REQUEST ACCESS ON FEATURE GROUP {name} REASON '...' asks its owner)"
+        ),
+    }
 }
 
 fn may_read(gate: &Gate, name: &TableName) -> bool {
@@ -259,7 +308,7 @@ impl SchemaProvider for WarehouseSchema {
         // The one gate of reads: what the principal may not read is not there.
         let base = name.split_once('$').map_or(name, |(base, _)| base);
         if !self.readable(base) {
-            return Ok(None);
+            return self.published_but_unreadable(base);
         }
         if let Some(split) = MetadataTable::split(name) {
             let (base, kind) = split?;
@@ -297,6 +346,19 @@ impl SchemaProvider for WarehouseSchema {
 impl WarehouseSchema {
     fn readable(&self, table: &str) -> bool {
         TableName::new(self.schema.clone(), table).is_ok_and(|t| may_read(&self.access, &t))
+    }
+
+    /// A table the principal may not read does not exist for them, unless
+    /// it is a published feature group: then reading it is denied, saying
+    /// how to ask for access.
+    fn published_but_unreadable(&self, table: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let Ok(name) = TableName::new(self.schema.clone(), table) else {
+            return Ok(None);
+        };
+        match unreadable(&self.access, &self.published, &name) {
+            Error::TableNotFound { .. } => Ok(None),
+            denied => Err(denied.into()),
+        }
     }
 
     /// A table's metadata tables (`$files`, `$snapshots`, ...) hold values and

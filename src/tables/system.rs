@@ -5,6 +5,9 @@
 //! - `system.online_status`: per loaded online group, entities and memory.
 //! - `system.audit_log`: who did what (`access::audit`); admins read every
 //!   event, other users their own.
+//! - `system.access_requests`, `system.subscriptions`: requests for access to
+//!   published feature groups, and the approved ones whose grant stands
+//!   (`access::sharing`), as far as the principal may see them.
 
 use std::any::Any;
 use std::sync::{Arc, RwLock};
@@ -23,7 +26,13 @@ use crate::store::Store;
 
 pub use crate::shared::SYSTEM_SCHEMA;
 
-const TABLES: [&str; 3] = ["ingest_status", "online_status", "audit_log"];
+const TABLES: [&str; 5] = [
+    "ingest_status",
+    "online_status",
+    "audit_log",
+    "access_requests",
+    "subscriptions",
+];
 
 #[derive(Debug)]
 pub struct SystemSchema {
@@ -65,6 +74,14 @@ impl SystemSchema {
             .map_err(Error::arrow("the rows of a system table"))
     }
 
+    /// A copy of what the principal may do.
+    fn access(&self) -> Result<Access> {
+        self.access
+            .read()
+            .map(|a| a.clone())
+            .map_err(|_| Error::Internal("the session's access poisoned".into()))
+    }
+
     /// The audit log as the principal may read it.
     async fn audit_log(&self) -> Result<RecordBatch> {
         let (admin, user) = {
@@ -94,6 +111,14 @@ impl SchemaProvider for SystemSchema {
             "ingest_status" => self.readable_rows(self.store.streams().status()?)?,
             "online_status" => self.readable_rows(online_status(&self.store)?)?,
             "audit_log" => self.audit_log().await?,
+            "access_requests" => {
+                let access = self.access()?;
+                self.store.sharing().requests_table(&access).await?
+            }
+            "subscriptions" => {
+                let access = self.access()?;
+                self.store.sharing().subscriptions_table(&access).await?
+            }
             _ => return Ok(None),
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;

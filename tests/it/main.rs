@@ -24,6 +24,7 @@ mod stream_kill;
 mod temporary;
 mod time_travel;
 mod views;
+mod workflow;
 mod writes;
 
 /// The first cell of the first result of `sql`, as text.
