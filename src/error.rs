@@ -31,6 +31,11 @@ pub enum Error {
     #[error("{kind} {name} does not exist")]
     PrincipalNotFound { kind: String, name: String },
 
+    /// An access request that does not exist (or that the principal may not
+    /// see).
+    #[error("there is no access request {id}")]
+    RequestNotFound { id: i64 },
+
     /// A statement its principal may not run.
     #[error("permission denied: {user} may not {action}")]
     Denied { user: String, action: String },
@@ -265,6 +270,7 @@ impl Error {
             Error::TableNotFound { .. }
             | Error::WarehouseNotFound { .. }
             | Error::PrincipalNotFound { .. }
+            | Error::RequestNotFound { .. }
             | Error::SchemaNotFound { .. }
             | Error::SnapshotNotFound { .. }
             | Error::RefNotFound { .. } => Cause::NotFound,

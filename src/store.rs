@@ -23,6 +23,9 @@ use crate::ingest::WritePath;
 use crate::ingest::stream::Streams;
 use crate::online::OnlineStore;
 
+/// The folder of the warehouse queries spill into (a name no schema can have).
+pub const SPILL_DIR: &str = ".spill";
+
 /// A warehouse with its online store and stream logs. Cheap to clone; the
 /// committers and the online follower stop when the last clone goes.
 #[derive(Debug, Clone)]
@@ -79,6 +82,18 @@ impl Store {
     /// The row filters and column masks of the warehouse's tables.
     pub fn policies(&self) -> &Policies {
         &self.policies
+    }
+
+    /// Where queries spill: inside the warehouse folder, so whatever
+    /// protects the warehouse (an encrypted volume, its mode) protects the
+    /// rows spilled too. Made when first asked for.
+    pub fn spill_dir(&self) -> Result<std::path::PathBuf> {
+        let dir = self.warehouse.root().join(SPILL_DIR);
+        std::fs::create_dir_all(&dir).map_err(|source| crate::Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(dir)
     }
 
     /// Published feature groups and requests for access to them.

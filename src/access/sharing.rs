@@ -41,7 +41,8 @@ pub enum RequestStatus {
     Pending,
     Approved,
     Rejected,
-    /// Its group was dropped while it was pending.
+    /// Its group was unpublished, or its grantee dropped, while it was
+    /// pending.
     Cancelled,
 }
 
@@ -191,8 +192,9 @@ impl Sharing {
         Ok(())
     }
 
-    /// Unpublishes `group`; an error when it was not published. Grants made
-    /// by approvals stay (revoke them to end the subscriptions).
+    /// Unpublishes `group` and cancels its pending requests; an error when it
+    /// was not published. Grants made by approvals stay (revoke them to end
+    /// the subscriptions).
     pub async fn unpublish(&self, group: &TableName) -> Result<()> {
         let removed = sqlx::query("DELETE FROM pitlake_published WHERE object = ?")
             .bind(group.to_string())
@@ -205,11 +207,18 @@ impl Sharing {
                 "feature group {group} is not published"
             )));
         }
-        Ok(())
+        self.cancel(
+            "object = ?",
+            &[&group.to_string()],
+            "the feature group was unpublished",
+        )
+        .await
     }
 
     /// Records a pending request; its number. A second pending request for
-    /// the same group and grantee is refused, naming the first.
+    /// the same group and grantee is refused, naming the first. One
+    /// statement, so concurrent requesters wait for the write lock instead
+    /// of failing to upgrade a read.
     pub async fn request(
         &self,
         group: &TableName,
@@ -217,30 +226,13 @@ impl Sharing {
         by: &str,
         reason: &str,
     ) -> Result<i64> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db_error("cannot record the access request"))?;
-        let pending: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM pitlake_access_requests WHERE object = ? AND grantee_kind = ?
-             AND grantee = ? AND status = 'pending' ORDER BY id LIMIT 1",
-        )
-        .bind(group.to_string())
-        .bind(grantee.kind())
-        .bind(grantee.name())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error("cannot read the access requests"))?;
-        if let Some(id) = pending {
-            return Err(Error::Invalid(format!(
-                "access request {id} for {grantee} on feature group {group} is already pending"
-            )));
-        }
-        let id: i64 = sqlx::query_scalar(
+        let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO pitlake_access_requests
              (object, requested_by, grantee_kind, grantee, reason, status, requested_at)
-             VALUES (?, ?, ?, ?, ?, 'pending', ?) RETURNING id",
+             SELECT ?1, ?2, ?3, ?4, ?5, 'pending', ?6 WHERE NOT EXISTS (
+               SELECT 1 FROM pitlake_access_requests WHERE object = ?1 AND grantee_kind = ?3
+               AND grantee = ?4 AND status = 'pending')
+             RETURNING id",
         )
         .bind(group.to_string())
         .bind(by)
@@ -248,13 +240,28 @@ impl Sharing {
         .bind(grantee.name())
         .bind(reason)
         .bind(now_micros())
-        .fetch_one(&mut *tx)
+        .fetch_optional(&self.pool)
         .await
         .map_err(db_error("cannot record the access request"))?;
-        tx.commit()
-            .await
-            .map_err(db_error("cannot record the access request"))?;
-        Ok(id)
+        if let Some(id) = inserted {
+            return Ok(id);
+        }
+        let pending: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM pitlake_access_requests WHERE object = ? AND grantee_kind = ?
+             AND grantee = ? AND status = 'pending' ORDER BY id LIMIT 1",
+        )
+        .bind(group.to_string())
+        .bind(grantee.kind())
+        .bind(grantee.name())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("cannot read the access requests"))?;
+        Err(Error::Invalid(match pending {
+            Some(id) => format!(
+                "access request {id} for {grantee} on feature group {group} is already pending"
+            ),
+            None => format!("a request for {grantee} on feature group {group} was just decided"),
+        }))
     }
 
     /// Request `id`, if there is one.
@@ -356,31 +363,60 @@ impl Sharing {
                 .map_err(db_error("cannot read the access request"))?;
         Err(match now {
             Some(status) => Error::Invalid(format!("access request {id} is already {status}")),
-            None => Error::Invalid(format!("there is no access request {id}")),
+            None => Error::RequestNotFound { id },
         })
     }
 
-    /// Unpublishes a dropped group and cancels its pending requests, so a new
-    /// group of the same name starts unpublished and without them.
+    /// Forgets the publication and the requests of a dropped group (the
+    /// audit log keeps their history), so a group made later under the same
+    /// name starts unpublished and without them. Also run when a group is
+    /// made, against what a drop racing a PUBLISH or APPROVE left.
     pub async fn forget(&self, group: &TableName) -> Result<()> {
         let object = group.to_string();
-        sqlx::query("DELETE FROM pitlake_published WHERE object = ?")
-            .bind(&object)
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db_error("cannot forget a dropped feature group"))?;
+        for sql in [
+            "DELETE FROM pitlake_published WHERE object = ?",
+            "DELETE FROM pitlake_access_requests WHERE object = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(&object)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("cannot forget a dropped feature group"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(db_error("cannot forget a dropped feature group"))
+    }
+
+    /// Cancels the pending requests for a dropped user or role: approving one
+    /// later would grant to whoever takes the name next.
+    pub async fn forget_grantee(&self, grantee: &Grantee) -> Result<()> {
+        self.cancel(
+            "grantee_kind = ? AND grantee = ?",
+            &[grantee.kind(), grantee.name()],
+            &format!("{grantee} was dropped"),
+        )
+        .await
+    }
+
+    async fn cancel(&self, filter: &str, values: &[&str], why: &str) -> Result<()> {
+        let sql = format!(
+            "UPDATE pitlake_access_requests SET status = 'cancelled', decided_at = ?,
+             decision_reason = ? WHERE status = 'pending' AND {filter}"
+        );
+        let mut query = sqlx::query(&sql).bind(now_micros()).bind(why);
+        for value in values {
+            query = query.bind(*value);
+        }
+        query
             .execute(&self.pool)
             .await
-            .map_err(db_error("cannot unpublish a dropped feature group"))?;
-        sqlx::query(
-            "UPDATE pitlake_access_requests SET status = 'cancelled', decided_at = ?,
-             decision_reason = 'the feature group was dropped'
-             WHERE object = ? AND status = 'pending'",
-        )
-        .bind(now_micros())
-        .bind(&object)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error(
-            "cannot cancel the requests of a dropped feature group",
-        ))?;
+            .map_err(db_error("cannot cancel access requests"))?;
         Ok(())
     }
 
@@ -401,7 +437,10 @@ impl Sharing {
     pub async fn subscriptions_table(&self, access: &Access) -> Result<RecordBatch> {
         let rows = sqlx::query(&format!(
             "SELECT {REQUEST_COLUMNS} FROM pitlake_access_requests r
-             WHERE status = 'approved' AND EXISTS (SELECT 1 FROM pitlake_grants g
+             WHERE status = 'approved' AND id = (SELECT max(id) FROM pitlake_access_requests l
+               WHERE l.object = r.object AND l.grantee_kind = r.grantee_kind
+               AND l.grantee = r.grantee AND l.status = 'approved')
+             AND EXISTS (SELECT 1 FROM pitlake_grants g
                WHERE g.object_kind = 'table' AND g.object = r.object
                AND g.grantee_kind = r.grantee_kind AND g.grantee = r.grantee
                AND g.privilege IN ('SELECT', 'ALL'))
@@ -529,7 +568,8 @@ mod tests {
 
     /// Two approvers at once: one approves, the other is told it already
     /// was; the grant is made once, and a second pending request for the
-    /// same grantee is refused. Dropping the group cancels what is pending.
+    /// same grantee is refused. Dropping the grantee cancels what is pending
+    /// for them; dropping the group forgets its requests.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_is_decided_once() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -588,9 +628,11 @@ mod tests {
             .request(&group, &carol, "carol", "a report")
             .await
             .expect("request");
-        sharing.forget(&group).await.expect("forget");
+        sharing.forget_grantee(&carol).await.expect("carol dropped");
         let cancelled = sharing.get(pending).await.expect("get").expect("request");
         assert_eq!(cancelled.status, RequestStatus::Cancelled);
+        sharing.forget(&group).await.expect("forget");
+        assert!(sharing.get(id).await.expect("get").is_none());
         assert!(sharing.published().await.expect("published").is_empty());
     }
 }

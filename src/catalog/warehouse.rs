@@ -76,13 +76,26 @@ impl Warehouse {
         Self::open(dir).await
     }
 
-    /// Opens (creating if needed) the warehouse in `dir`.
+    /// Opens (creating if needed) the warehouse in `dir`. A folder it
+    /// creates is its owner's alone (mode 0700): other users of the host
+    /// cannot reach the files inside, whatever their own modes.
     pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        if !dir.is_dir() {
+            let io = |source| Error::Io {
+                path: dir.display().to_string(),
+                source,
+            };
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                // Made by another process meanwhile: theirs to have made.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                other => other.map_err(io)?,
+            }
+        }
         let root = dir.canonicalize().map_err(|source| Error::Io {
             path: dir.display().to_string(),
             source,

@@ -109,7 +109,7 @@ impl Session {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
             .with_information_schema(true);
-        let ctx = new_context(config);
+        let ctx = new_context_with_runtime(config, spilling_into(&store)?);
         let catalog = Arc::new(WarehouseCatalog::new(
             store.clone(),
             temp.clone(),
@@ -336,4 +336,15 @@ impl Session {
         ))?;
         self.lookup(&name, keys, columns).await
     }
+}
+
+/// A runtime whose queries spill into the warehouse's spill folder (each
+/// session a temporary folder of its own there, removed with it).
+fn spilling_into(store: &Store) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    let disk = DiskManagerBuilder::default()
+        .with_mode(DiskManagerMode::Directories(vec![store.spill_dir()?]));
+    Ok(datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_disk_manager_builder(disk)
+        .build_arc()?)
 }

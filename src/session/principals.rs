@@ -206,6 +206,8 @@ impl Session {
         if self.access().await?.may(Privilege::Select, table) {
             return Ok(());
         }
+        // Whether it is published, as of now.
+        self.refresh_policies().await?;
         Err(self.catalog.unreadable(table))
     }
 
@@ -214,9 +216,12 @@ impl Session {
     pub(super) async fn require_insert(&self, table: &TableName) -> Result<()> {
         let access = self.access().await?;
         if !access.may(Privilege::Insert, table) && !access.may(Privilege::Select, table) {
-            return Err(Error::TableNotFound {
-                table: table.to_string(),
-            });
+            self.refresh_policies().await?;
+            if !self.catalog.is_published(table) {
+                return Err(Error::TableNotFound {
+                    table: table.to_string(),
+                });
+            }
         }
         self.require(access.may(Privilege::Insert, table), || {
             format!("insert into {table}")
@@ -262,9 +267,17 @@ impl Session {
         .await
     }
 
-    /// Records the principal as the owner of what it just made.
+    /// Records the principal as the owner of what it just made, which starts
+    /// with no grant, policy, publication or request: a drop that raced a
+    /// GRANT, PUBLISH or APPROVE of an older object of the name may have
+    /// left one.
     pub(super) async fn record_owner(&self, object: Securable) -> Result<()> {
         let user = self.principal().await?.user;
+        if let Securable::Table(table) = &object {
+            self.store.sharing().forget(table).await?;
+            self.store.policies().forget(table).await?;
+        }
+        self.store.grants().forget(&object).await?;
         self.store.grants().set_owner(&object, &user).await?;
         self.store.principals().touch();
         Ok(())
@@ -272,11 +285,13 @@ impl Session {
 
     /// Forgets the grants and owner of a dropped object.
     pub(super) async fn forget_grants(&self, object: Securable) -> Result<()> {
-        self.store.grants().forget(&object).await?;
+        // Requests first: an APPROVE racing the drop then either granted
+        // before the grants are forgotten, or finds its request gone.
         if let Securable::Table(table) = &object {
-            self.store.policies().forget(table).await?;
             self.store.sharing().forget(table).await?;
+            self.store.policies().forget(table).await?;
         }
+        self.store.grants().forget(&object).await?;
         self.store.principals().touch();
         Ok(())
     }
@@ -408,6 +423,10 @@ impl Session {
                         name,
                     });
                 }
+                self.store
+                    .sharing()
+                    .forget_grantee(&Grantee::User(name))
+                    .await?;
             }
             PrincipalStatement::CreateRole {
                 name,
@@ -429,6 +448,10 @@ impl Session {
                         name,
                     });
                 }
+                self.store
+                    .sharing()
+                    .forget_grantee(&Grantee::Role(name))
+                    .await?;
             }
             PrincipalStatement::GrantRole { role, user } => {
                 let (role, user) = (normalize(&role), normalize(&user));
@@ -469,6 +492,19 @@ impl Session {
                     Some(o) => Some(self.securable(o).await?),
                     None => None,
                 };
+                // A table the principal cannot see does not exist here either.
+                if let Some(Securable::Table(table)) = &object {
+                    let access = self.access().await?;
+                    let seen = access.may(Privilege::Select, table)
+                        || access.may(Privilege::Insert, table)
+                        || access.may_manage(&Securable::Table(table.clone()))
+                        || self.catalog.is_published(table);
+                    if !seen {
+                        return Err(Error::TableNotFound {
+                            table: table.to_string(),
+                        });
+                    }
+                }
                 let grantee = match &grantee {
                     Some(g) => Some(self.grantee(g).await?),
                     None => None,

@@ -20,7 +20,7 @@ use sqlparser::ast::{Ident, ObjectName};
 use super::Session;
 use super::results::{done, one_batch};
 use crate::access::{
-    AccessRequest, Grantee, MAX_REASON_CHARS, Privilege, RequestStatus, Securable,
+    AccessRequest, Grantee, MAX_REASON_CHARS, Principal, Privilege, RequestStatus, Securable,
 };
 use crate::catalog::types::normalize;
 use crate::catalog::{FeatureGroup, TableName};
@@ -77,7 +77,9 @@ impl Session {
                 done()
             }
             SharingStatement::Reject { id, reason } => {
-                let reason = reason.map(|r| checked_reason(&r)).transpose()?;
+                let reason = reason
+                    .map(|r| checked_reason(&r, "why the request is rejected"))
+                    .transpose()?;
                 let request = self.decidable(id).await?;
                 let by = self.principal().await?.user;
                 self.store
@@ -126,7 +128,7 @@ impl Session {
         role: Option<&Ident>,
         reason: &str,
     ) -> Result<SendableRecordBatchStream> {
-        let reason = checked_reason(reason)?;
+        let reason = checked_reason(reason, "why access is needed")?;
         let name = self.feature_group(group).await?;
         let principal = self.principal().await?;
         let grantee = match role {
@@ -137,6 +139,11 @@ impl Session {
                         user: principal.user,
                         action: format!("request access for role {role} (only its members may)"),
                     });
+                }
+                if self.role_may_read(&role, &name).await? {
+                    return Err(Error::Invalid(format!(
+                        "role {role} may already read feature group {name}"
+                    )));
                 }
                 Grantee::Role(role)
             }
@@ -163,6 +170,7 @@ impl Session {
             .await?;
         let mut status = RequestStatus::Pending;
         if publication.auto_approve
+            && self.still_manages(&publication.published_by, &name).await?
             && let Some(request) = sharing.get(id).await?
         {
             sharing.approve(&request, &publication.published_by).await?;
@@ -184,11 +192,41 @@ impl Session {
         one_batch(batch)
     }
 
+    /// Whether `user` (who published with auto_approve) still exists and may
+    /// manage `group`: a publisher who lost the group approves nothing.
+    async fn still_manages(&self, user: &str, group: &TableName) -> Result<bool> {
+        let Ok(publisher) = self.store.principals().principal(user).await else {
+            // The embedded admin (`pitlake sql`) is no stored user.
+            return Ok(user == Principal::local_admin().user);
+        };
+        let access = self.store.grants().access(&publisher).await?;
+        Ok(access.may_manage(&Securable::Table(group.clone())))
+    }
+
+    /// Whether a grant to `role` (on the group or its schema) lets it read.
+    async fn role_may_read(&self, role: &str, group: &TableName) -> Result<bool> {
+        let grantee = Grantee::Role(role.to_string());
+        let grants = self.store.grants();
+        for object in [
+            Securable::Table(group.clone()),
+            Securable::Schema(group.schema.clone()),
+        ] {
+            let rows = grants.list(Some(&object), Some(&grantee)).await?;
+            if rows
+                .iter()
+                .any(|g| g.privilege == "SELECT" || g.privilege == "ALL")
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Request `id`, which the principal may decide: one they cannot see is
     /// not there for them; one they can see but not decide is denied.
     async fn decidable(&self, id: i64) -> Result<AccessRequest> {
         let access = self.access().await?;
-        let missing = || Error::Invalid(format!("there is no access request {id}"));
+        let missing = || Error::RequestNotFound { id };
         let request = self
             .store
             .sharing()
@@ -209,6 +247,13 @@ impl Session {
                 request.status.as_str()
             )));
         }
+        // A user or role dropped since: the grant would go to whoever takes
+        // the name next.
+        let principals = self.store.principals();
+        match &request.grantee {
+            Grantee::User(user) => principals.expect_user(user).await?,
+            Grantee::Role(role) => principals.expect_role(role).await?,
+        }
         if self
             .warehouse()
             .try_load_table(&table.schema, &table.table)
@@ -223,14 +268,26 @@ impl Session {
     }
 }
 
-/// A request's or rejection's reason: not blank, not longer than
-/// [`MAX_REASON_CHARS`].
-fn checked_reason(reason: &str) -> Result<String> {
+/// A request's or rejection's reason (`what` it must say): not blank, not
+/// longer than [`MAX_REASON_CHARS`], without control or bidirectional
+/// formatting characters (which would show an approver other text than is
+/// stored).
+fn checked_reason(reason: &str, what: &str) -> Result<String> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(Error::Invalid(
-            "a reason must say why access is needed (REASON '...')".into(),
-        ));
+        return Err(Error::Invalid(format!(
+            "a reason must say {what} (REASON '...')"
+        )));
+    }
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if let Some(c) = reason.chars().find(|c| hidden(*c)) {
+        return Err(Error::Invalid(format!(
+            "a reason may not hold the control or text-direction character U+{:04X}",
+            u32::from(c)
+        )));
     }
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(Error::Invalid(format!(

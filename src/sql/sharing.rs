@@ -95,7 +95,7 @@ fn request_id(parser: &mut Parser) -> Result<i64, ParserError> {
 pub fn parse_sharing(parser: &mut Parser) -> Result<Option<SharingStatement>, ParserError> {
     if words(parser, &["PUBLISH", "FEATURE", "GROUP"]) {
         let group = parser.parse_object_name(false)?;
-        let mut auto_approve = false;
+        let mut auto_approve = None;
         if parser.parse_keyword(Keyword::WITH) {
             parser.expect_token(&Token::LParen)?;
             loop {
@@ -107,7 +107,12 @@ pub fn parse_sharing(parser: &mut Parser) -> Result<Option<SharingStatement>, Pa
                         "PUBLISH takes the option auto_approve, not {key}"
                     )));
                 }
-                auto_approve = match value {
+                if auto_approve.is_some() {
+                    return Err(ParserError::ParserError(
+                        "PUBLISH takes auto_approve once".into(),
+                    ));
+                }
+                auto_approve = Some(match value {
                     Value::Boolean(b) => b,
                     Value::SingleQuotedString(s) if s.eq_ignore_ascii_case("true") => true,
                     Value::SingleQuotedString(s) if s.eq_ignore_ascii_case("false") => false,
@@ -116,7 +121,7 @@ pub fn parse_sharing(parser: &mut Parser) -> Result<Option<SharingStatement>, Pa
                             "auto_approve is true or false, not {other}"
                         )));
                     }
-                };
+                });
                 if !parser.consume_token(&Token::Comma) {
                     break;
                 }
@@ -125,7 +130,7 @@ pub fn parse_sharing(parser: &mut Parser) -> Result<Option<SharingStatement>, Pa
         }
         return Ok(Some(SharingStatement::Publish {
             group,
-            auto_approve,
+            auto_approve: auto_approve.unwrap_or(false),
         }));
     }
     if words(parser, &["UNPUBLISH", "FEATURE", "GROUP"]) {

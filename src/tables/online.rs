@@ -110,7 +110,10 @@ impl SchemaProvider for OnlineSchema {
             return Ok(None);
         };
         if !self.gate.may_read(&table_name) {
-            return Ok(None);
+            return match self.gate.unreadable(&table_name) {
+                crate::error::Error::TableNotFound { .. } => Ok(None),
+                denied => Err(denied.into()),
+            };
         }
         if !self.inner.table_exist(name)
             && self

@@ -4,6 +4,7 @@ mod abuse;
 mod asof_fuzz;
 mod asof_oracle;
 mod asof_pruning;
+mod at_rest;
 mod auth_abuse;
 mod dbapi;
 mod flight;

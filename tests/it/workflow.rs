@@ -22,3 +22,36 @@ async fn admin_producer_and_consumer_play_the_governed_workflow() {
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
 }
+
+/// A drop that races a PUBLISH can leave the publication behind (the
+/// publisher checked the group before the drop and wrote after its cleanup):
+/// a group made later under the name must not inherit it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_group_does_not_inherit_what_a_racing_drop_left() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = pitlake::Session::open(dir.path().join("wh"))
+        .await
+        .expect("open");
+    let name = pitlake::catalog::TableName::new("s", "g").expect("name");
+    let sharing = session.store().sharing();
+    // What the race leaves: a publication with auto_approve, a pending
+    // request, for a name with no group.
+    sharing
+        .publish(&name, true, "pitlake")
+        .await
+        .expect("publish");
+    let carol = pitlake::access::Grantee::User("carol".into());
+    sharing
+        .request(&name, &carol, "carol", "left over")
+        .await
+        .expect("request");
+    session
+        .sql(
+            "CREATE SCHEMA s; \
+             CREATE FEATURE GROUP s.g (k BIGINT, t TIMESTAMP) ENTITY KEY (k) EVENT TIME t",
+        )
+        .await
+        .expect("create");
+    assert!(sharing.published().await.expect("published").is_empty());
+    assert!(sharing.list().await.expect("requests").is_empty());
+}
