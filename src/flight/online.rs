@@ -87,6 +87,8 @@ pub async fn lookup(session: &Session, body: &[u8]) -> Result<Vec<u8>> {
 pub async fn stream_target(session: &Session, table: &str) -> Result<TableName> {
     let name = group_name(session, table)?;
     session.authorize(Privilege::Insert, &name).await?;
+    // Its records commit later, by the batch: the log records who opened it.
+    session.audit_stream(&name).await;
     Ok(name)
 }
 

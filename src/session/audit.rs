@@ -80,6 +80,18 @@ impl Session {
             .await;
     }
 
+    /// Records a stream of records opened into `table` (Flight DoPut): its
+    /// records commit in batches after, with no statement to record.
+    pub async fn audit_stream(&self, table: &TableName) {
+        self.audit(
+            AuditAction::Write,
+            table.to_string(),
+            "stream opened".into(),
+            true,
+        )
+        .await;
+    }
+
     /// Records a query refused for want of a privilege (its reads are
     /// recorded as it runs). Its text is not kept: queries are not printed
     /// on the path that runs them.
@@ -108,6 +120,19 @@ impl Session {
                     .await;
                 return;
             }
+        }
+        // A decision names a request: the log names its group.
+        if let Statement::Sharing(
+            SharingStatement::Approve { id } | SharingStatement::Reject { id, .. },
+        ) = statement
+        {
+            let group = match self.store.sharing().get(*id).await {
+                Ok(Some(request)) => request.group,
+                _ => String::new(),
+            };
+            self.audit(AuditAction::Sharing, group, text.to_string(), true)
+                .await;
+            return;
         }
         let Some((action, object)) = self.audited(statement) else {
             return;
