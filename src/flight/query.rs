@@ -219,6 +219,26 @@ impl PitlakeFlightSql {
                     ticket: ticket.to_vec(),
                 };
                 let permit = self.slot().await?;
+                // A small kept plan (SELECT 1, an online lookup) runs here:
+                // handing it to the execution runtime and its batches back
+                // cost more thread switches than the query itself.
+                if let Some(values) = plan_values(params.as_ref())
+                    && let Ok(Some(plan)) = session.kept_plan(&sql).await
+                    && plan.is_small()
+                    && plan.binds(&values)
+                {
+                    let stream = session
+                        .execute_plan(&plan, values)
+                        .await
+                        .map_err(to_status)?;
+                    let schema = stream.schema();
+                    let held = (permit, finished);
+                    let batches = stream.map(move |batch| {
+                        let _held = &held;
+                        batch.map_err(|e| FlightError::Tonic(Box::new(df_status(e))))
+                    });
+                    return Ok(Response::new(encode_result(schema, batches)));
+                }
                 // Batches cross to the gRPC runtime through a small channel: the
                 // query runs ahead by two batches at most, and stops when the
                 // client goes away (the receiver is dropped) or time is up.

@@ -47,6 +47,7 @@ pub struct QueryPlan {
     schema: SchemaRef,
     params: Vec<Option<DataType>>,
     reusable: bool,
+    small: bool,
 }
 
 impl QueryPlan {
@@ -55,9 +56,18 @@ impl QueryPlan {
         Ok(QueryPlan {
             schema: Arc::new(plan.schema().as_arrow().clone()),
             reusable: reusable(&plan),
+            small: small(&plan),
             plan,
             params,
         })
+    }
+
+    /// Whether it is answered in about the time it takes to plan: it reads
+    /// no table, or only online tables through a filter (lookups of
+    /// entities), and does not recurse. A server may run such a plan where
+    /// the request arrived, without handing it to its execution threads.
+    pub fn is_small(&self) -> bool {
+        self.small
     }
 
     /// The schema of its result.
@@ -126,6 +136,51 @@ fn reusable(plan: &LogicalPlan) -> bool {
         })
     });
     reusable
+}
+
+/// See [`QueryPlan::is_small`]: every table it reads is an online table
+/// under a filter (the plan as planned, before the optimizer pushes the
+/// filter into the scan, or after).
+fn small(plan: &LogicalPlan) -> bool {
+    let online = |node: &LogicalPlan| match node {
+        LogicalPlan::TableScan(scan) => source_as_provider(&scan.source)
+            .is_ok_and(|provider| is_online_table(provider.as_ref())),
+        _ => false,
+    };
+    let mut small = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        let ok = match node {
+            LogicalPlan::TableScan(scan) => !scan.filters.is_empty() && online(node),
+            // A filtered online scan: fine, and the scan below is seen
+            // here (a subquery in the filter is not: it is judged as a plan).
+            LogicalPlan::Filter(filter)
+                if online(&filter.input) && !has_subquery(&filter.predicate) =>
+            {
+                return Ok(TreeNodeRecursion::Jump);
+            }
+            LogicalPlan::RecursiveQuery(_) | LogicalPlan::Unnest(_) => false,
+            _ => true,
+        };
+        small &= ok;
+        Ok(if ok {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    small
+}
+
+fn has_subquery(expr: &datafusion::logical_expr::Expr) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::Expr;
+    expr.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
+        ))
+    })
+    .unwrap_or(true)
 }
 
 /// A session's kept plans, by SQL text, oldest forgotten first.

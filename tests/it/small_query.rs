@@ -284,3 +284,42 @@ async fn kept_plans_hold_while_the_catalog_does() {
     let result = session.sql("SELECT count(*) FROM t").await.expect("count");
     assert_eq!(rows(&result[0].batches), [["2"]]);
 }
+
+/// Which kept plans a server may answer where the request arrived: those
+/// that read nothing, or look entities up in an online table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_lookups_and_plans_without_tables_are_small() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("session");
+    session
+        .sql(
+            "CREATE FEATURE GROUP g (k BIGINT, t TIMESTAMP, f DOUBLE) ENTITY KEY (k) \
+             EVENT TIME t ONLINE; INSERT INTO g VALUES (1, '2026-01-01', 1.0)",
+        )
+        .await
+        .expect("setup");
+    for (sql, small) in [
+        ("SELECT 1", true),
+        ("SELECT * FROM online.default.g WHERE k = $1", true),
+        ("SELECT * FROM online.default.g WHERE k = 1", true),
+        ("SELECT * FROM online.default.g", false),
+        ("SELECT count(*) FROM generate_series(1, 10)", false),
+        ("SELECT unnest([1, 2, 3])", false),
+        (
+            "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r WHERE n < 3) \
+             SELECT * FROM r",
+            false,
+        ),
+        (
+            "SELECT * FROM online.default.g WHERE k = (SELECT max(k) FROM generate_series(1, 10) s(k))",
+            false,
+        ),
+    ] {
+        let plan = session
+            .plan_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .expect("a query");
+        assert_eq!(plan.is_small(), small, "{sql}");
+    }
+}
