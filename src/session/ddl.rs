@@ -1,6 +1,8 @@
 //! Statements that make, change, drop and describe schemas, tables and
 //! feature groups, each checked against the principal's rights first.
 
+use std::sync::Arc;
+
 use datafusion::execution::SendableRecordBatchStream;
 use sqlparser::ast::{Ident, ObjectName, ObjectType, SchemaName, Use};
 
@@ -95,38 +97,63 @@ impl Session {
 
     /// A feature group the principal may read; of a published one they may
     /// not read, what publishing shows (not its current snapshot or where
-    /// its files are).
+    /// its files are). A `published` row after `tags` says whether, by whom,
+    /// and whether requests are approved as they come.
     pub(super) async fn describe_feature_group(
         &self,
         name: &ObjectName,
     ) -> Result<SendableRecordBatchStream> {
         let name = self.resolve_name(name)?;
         let readable = self.access().await?.may(Privilege::Select, &name);
-        let published = self
+        let publication = self
             .store
             .sharing()
             .published()
             .await?
-            .contains_key(&name.to_string());
-        if !readable && !published {
+            .remove(&name.to_string());
+        if !readable && publication.is_none() {
             self.require_read(&name).await?;
         }
         let described = catalog::describe_feature_group(self.warehouse(), &name).await?;
-        if readable {
-            return one_batch(described);
-        }
+        let published = match publication {
+            None => "no".to_string(),
+            Some(p) if p.auto_approve => {
+                format!("by {}, requests approved as made", p.published_by)
+            }
+            Some(p) => format!("by {}", p.published_by),
+        };
         let properties = described
             .column(0)
             .as_any()
             .downcast_ref::<arrow::array::StringArray>()
             .ok_or_else(|| Error::Internal("DESCRIBE without its property column".into()))?;
-        let shown: arrow::array::BooleanArray = properties
-            .iter()
-            .map(|p| Some(!matches!(p, Some("current_snapshot" | "location"))))
-            .collect();
+        let mut rows: Vec<(String, String)> = Vec::with_capacity(described.num_rows() + 1);
+        let values = described
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .ok_or_else(|| Error::Internal("DESCRIBE without its value column".into()))?;
+        for (property, value) in properties.iter().zip(values.iter()) {
+            let (property, value) = (property.unwrap_or_default(), value.unwrap_or_default());
+            if !readable && matches!(property, "current_snapshot" | "location") {
+                continue;
+            }
+            rows.push((property.to_string(), value.to_string()));
+            if property == "tags" {
+                rows.push(("published".to_string(), published.clone()));
+            }
+        }
+        let columns: Vec<arrow::array::ArrayRef> = vec![
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                rows.iter().map(|r| r.0.as_str()),
+            )),
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                rows.iter().map(|r| r.1.as_str()),
+            )),
+        ];
         one_batch(
-            arrow::compute::filter_record_batch(&described, &shown)
-                .map_err(Error::arrow("describing a published feature group"))?,
+            arrow::array::RecordBatch::try_new(described.schema(), columns)
+                .map_err(Error::arrow("describing a feature group"))?,
         )
     }
 

@@ -117,6 +117,7 @@ assert [(r["feature_group"], r["published"], r["description"]) for r in listed] 
 described = {r["property"]: r["value"] for r in rows(c, "DESCRIBE FEATURE GROUP airlines.carrier_delays")}
 assert described["description"] == "Daily share of delayed flights per carrier", described
 assert "location" not in described, described
+assert described["published"] == "by pat", described
 
 # ... and every path to its rows is refused, saying which privilege on what.
 labels = ("(SELECT * FROM (VALUES ('LH', TIMESTAMP '2026-01-05 00:00:00'), "
