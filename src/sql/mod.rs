@@ -10,6 +10,7 @@ mod principals;
 mod sharing;
 mod statement;
 pub mod time_travel_tokens;
+mod words;
 
 pub use dialect::PitlakeDialect;
 pub use params::{bind_parameters, count_parameters, number_placeholders};

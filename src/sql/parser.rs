@@ -10,6 +10,7 @@ use super::dialect::PitlakeDialect;
 use super::limits::{PARSER_RECURSION_LIMIT, check_depth};
 use super::statement::{CreateFeatureGroup, Statement};
 use super::time_travel_tokens;
+use super::words::peek_words;
 use crate::error::Result;
 
 /// Parses one or more `;`-separated statements.
@@ -248,14 +249,6 @@ fn is_copy_from(parser: &Parser) -> bool {
             _ => return false,
         }
     }
-}
-
-/// True when the next tokens are the given unquoted words (case-insensitive).
-fn peek_words(parser: &Parser, words: &[&str]) -> bool {
-    words.iter().enumerate().all(|(n, word)| {
-        matches!(&parser.peek_nth_token_ref(n).token,
-            Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
-    })
 }
 
 fn advance(parser: &mut Parser, n: usize) {

@@ -16,6 +16,8 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Token;
 
+use super::words::expect_words;
+
 /// A change to a table's row filter or a column's mask.
 #[derive(Debug, Clone)]
 pub struct PolicyStatement {
@@ -42,22 +44,6 @@ enum Head {
     DropMask,
 }
 
-fn word(parser: &mut Parser, word: &str) -> bool {
-    let found = matches!(&parser.peek_token_ref().token,
-        Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
-    if found {
-        parser.next_token();
-    }
-    found
-}
-
-fn expect_word(parser: &mut Parser, expected: &str) -> Result<(), ParserError> {
-    if word(parser, expected) {
-        return Ok(());
-    }
-    parser.expected(expected, parser.peek_token())
-}
-
 /// A row-filter or mask statement, if the tokens ahead are one; the parser
 /// is left where it was when they are not.
 pub fn parse_policy(parser: &mut Parser) -> Result<Option<PolicyStatement>, ParserError> {
@@ -66,8 +52,7 @@ pub fn parse_policy(parser: &mut Parser) -> Result<Option<PolicyStatement>, Pars
         let feature_group = if p.parse_keyword(Keyword::TABLE) {
             false
         } else {
-            expect_word(p, "FEATURE")?;
-            expect_word(p, "GROUP")?;
+            expect_words(p, &["FEATURE", "GROUP"])?;
             true
         };
         let table = p.parse_object_name(false)?;
@@ -84,7 +69,7 @@ pub fn parse_policy(parser: &mut Parser) -> Result<Option<PolicyStatement>, Pars
                 p.expect_keyword(Keyword::DROP)?;
                 Head::DropMask
             };
-            expect_word(p, "MASK")?;
+            expect_words(p, &["MASK"])?;
             (head, Some(column))
         };
         Ok((table, feature_group, head, column))

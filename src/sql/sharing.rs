@@ -14,6 +14,8 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Token;
 
+use super::words::{expect_words, take_words};
+
 /// One statement about publishing and access requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SharingStatement {
@@ -40,37 +42,6 @@ pub enum SharingStatement {
     },
 }
 
-fn word(parser: &mut Parser, word: &str) -> bool {
-    let found = matches!(&parser.peek_token_ref().token,
-        Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word));
-    if found {
-        parser.next_token();
-    }
-    found
-}
-
-fn words(parser: &mut Parser, expected: &[&str]) -> bool {
-    let all = expected.iter().enumerate().all(|(i, w)| {
-        matches!(&parser.peek_nth_token_ref(i).token,
-            Token::Word(t) if t.quote_style.is_none() && t.value.eq_ignore_ascii_case(w))
-    });
-    if all {
-        for _ in expected {
-            parser.next_token();
-        }
-    }
-    all
-}
-
-fn expect_words(parser: &mut Parser, expected: &[&str]) -> Result<(), ParserError> {
-    for w in expected {
-        if !word(parser, w) {
-            return parser.expected(w, parser.peek_token());
-        }
-    }
-    Ok(())
-}
-
 fn string(parser: &mut Parser, what: &str) -> Result<String, ParserError> {
     match parser.next_token().token {
         Token::SingleQuotedString(s) => Ok(s),
@@ -93,7 +64,7 @@ fn request_id(parser: &mut Parser) -> Result<i64, ParserError> {
 /// A publishing or access-request statement, if the tokens ahead are one;
 /// the parser is left where it was when they are not.
 pub fn parse_sharing(parser: &mut Parser) -> Result<Option<SharingStatement>, ParserError> {
-    if words(parser, &["PUBLISH", "FEATURE", "GROUP"]) {
+    if take_words(parser, &["PUBLISH", "FEATURE", "GROUP"]) {
         let group = parser.parse_object_name(false)?;
         let mut auto_approve = None;
         if parser.parse_keyword(Keyword::WITH) {
@@ -133,11 +104,11 @@ pub fn parse_sharing(parser: &mut Parser) -> Result<Option<SharingStatement>, Pa
             auto_approve: auto_approve.unwrap_or(false),
         }));
     }
-    if words(parser, &["UNPUBLISH", "FEATURE", "GROUP"]) {
+    if take_words(parser, &["UNPUBLISH", "FEATURE", "GROUP"]) {
         let group = parser.parse_object_name(false)?;
         return Ok(Some(SharingStatement::Unpublish { group }));
     }
-    if words(parser, &["REQUEST", "ACCESS"]) {
+    if take_words(parser, &["REQUEST", "ACCESS"]) {
         expect_words(parser, &["ON", "FEATURE", "GROUP"])?;
         let group = parser.parse_object_name(false)?;
         let role = match parser.parse_keyword(Keyword::FOR) {
@@ -155,16 +126,16 @@ pub fn parse_sharing(parser: &mut Parser) -> Result<Option<SharingStatement>, Pa
             reason,
         }));
     }
-    if words(parser, &["SHOW", "ACCESS", "REQUESTS"]) {
+    if take_words(parser, &["SHOW", "ACCESS", "REQUESTS"]) {
         return Ok(Some(SharingStatement::ShowRequests));
     }
-    if words(parser, &["APPROVE", "ACCESS", "REQUEST"]) {
+    if take_words(parser, &["APPROVE", "ACCESS", "REQUEST"]) {
         let id = request_id(parser)?;
         return Ok(Some(SharingStatement::Approve { id }));
     }
-    if words(parser, &["REJECT", "ACCESS", "REQUEST"]) {
+    if take_words(parser, &["REJECT", "ACCESS", "REQUEST"]) {
         let id = request_id(parser)?;
-        let reason = match word(parser, "REASON") {
+        let reason = match take_words(parser, &["REASON"]) {
             true => Some(string(parser, "the reason")?),
             false => None,
         };

@@ -8,6 +8,20 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use pitlake::Session;
 use pitlake::output::cells;
 
+/// The result of `sql` on `ctx`, and the plan that ran (for its metrics).
+async fn run(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> (Vec<arrow::array::RecordBatch>, Arc<dyn ExecutionPlan>) {
+    let frame = pitlake::session::sql_dataframe(ctx, sql)
+        .await
+        .expect("plan");
+    let task = frame.task_ctx();
+    let plan = frame.create_physical_plan().await.expect("physical plan");
+    let batches = collect(plan.clone(), Arc::new(task)).await.expect("runs");
+    (batches, plan)
+}
+
 /// The right rows the plan's ASOF JOIN took in.
 fn right_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
     if plan.name() == "AsOfJoinExec" {
@@ -19,17 +33,13 @@ fn right_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
     plan.children().into_iter().find_map(right_rows)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_probe_reads_only_the_files_its_keys_can_match() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let session = Session::open(dir.path().join("warehouse"))
-        .await
-        .expect("open");
+/// Feature group `fg`: three files of disjoint keys (1-1000, 1001-2000,
+/// 2001-3000, `v` = the key), then a correction of key 1500 at the same
+/// event time (`v` = -1), in a fourth file.
+async fn three_files_and_a_correction(session: &Session) {
     let mut setup = String::from(
         "CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t;",
     );
-    // Three files of disjoint keys, then a correction of key 1500 at the
-    // same event time, in a fourth file.
     for (from, to) in [(1, 1000), (1001, 2000), (2001, 3000)] {
         setup.push_str(&format!(
             "INSERT INTO fg SELECT value, to_timestamp(1704067200 + value), value * 1.0 \
@@ -38,16 +48,20 @@ async fn a_probe_reads_only_the_files_its_keys_can_match() {
     }
     setup.push_str("INSERT INTO fg VALUES (1500, to_timestamp(1704067200 + 1500), -1.0);");
     session.sql(&setup).await.expect("setup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_reads_only_the_files_its_keys_can_match() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path().join("warehouse"))
+        .await
+        .expect("open");
+    three_files_and_a_correction(&session).await;
 
     let sql = "SELECT l.k, f.v FROM (VALUES (1500, TIMESTAMP '2025-01-01 00:00:00'), \
                (7, TIMESTAMP '2025-01-01 00:00:00')) l(k, ts) \
                ASOF JOIN fg f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k ORDER BY l.k";
-    let frame = pitlake::session::sql_dataframe(session.context(), sql)
-        .await
-        .expect("plan");
-    let task = frame.task_ctx();
-    let plan = frame.create_physical_plan().await.expect("physical plan");
-    let batches = collect(plan.clone(), Arc::new(task)).await.expect("runs");
+    let (batches, plan) = run(session.context(), sql).await;
     assert_eq!(
         cells(&batches).expect("cells"),
         vec![vec!["7", "7.0"], vec!["1500", "-1.0"]]
@@ -67,29 +81,14 @@ async fn a_probe_of_many_keys_reads_only_their_rows() {
     let session = Session::open(dir.path().join("warehouse"))
         .await
         .expect("open");
-    let mut setup = String::from(
-        "CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t;",
-    );
-    for (from, to) in [(1, 1000), (1001, 2000), (2001, 3000)] {
-        setup.push_str(&format!(
-            "INSERT INTO fg SELECT value, to_timestamp(1704067200 + value), value * 1.0 \
-             FROM generate_series({from}, {to});"
-        ));
-    }
-    setup.push_str("INSERT INTO fg VALUES (1500, to_timestamp(1704067200 + 1500), -1.0);");
-    session.sql(&setup).await.expect("setup");
+    three_files_and_a_correction(&session).await;
 
     // 40 keys, 50 to 2000 in steps of 50.
     let sql = "SELECT count(f.v), sum(f.v) FROM \
                (SELECT value * 50 AS k, TIMESTAMP '2025-01-01 00:00:00' AS ts \
                 FROM generate_series(1, 40)) l \
                ASOF JOIN fg f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k";
-    let frame = pitlake::session::sql_dataframe(session.context(), sql)
-        .await
-        .expect("plan");
-    let task = frame.task_ctx();
-    let plan = frame.create_physical_plan().await.expect("physical plan");
-    let batches = collect(plan.clone(), Arc::new(task)).await.expect("runs");
+    let (batches, plan) = run(session.context(), sql).await;
     // 50 * (1 + ... + 40) = 41000, with 1500's correction to -1.
     assert_eq!(cells(&batches).expect("cells"), vec![vec!["40", "39499.0"]]);
     // The 40 keys' rows and the correction, not the 1951 rows of 50 to 2000.
@@ -114,12 +113,7 @@ async fn a_probe_of_a_plain_table_reads_only_the_rows_its_keys_can_match() {
     let sql = "SELECT l.k, f.v FROM (VALUES (1500, TIMESTAMP '2025-01-01 00:00:00'), \
                (7, TIMESTAMP '2025-01-01 00:00:00')) l(k, ts) \
                ASOF JOIN history f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k ORDER BY l.k";
-    let frame = pitlake::session::sql_dataframe(session.context(), sql)
-        .await
-        .expect("plan");
-    let task = frame.task_ctx();
-    let plan = frame.create_physical_plan().await.expect("physical plan");
-    let batches = collect(plan.clone(), Arc::new(task)).await.expect("runs");
+    let (batches, plan) = run(session.context(), sql).await;
     assert_eq!(
         cells(&batches).expect("cells"),
         vec![vec!["7", "7.0"], vec!["1500", "1500.0"]]
@@ -154,12 +148,7 @@ async fn a_probe_of_a_parquet_file_decodes_only_rows_its_keys_can_match() {
     let sql = "SELECT l.k, f.v FROM (VALUES (1500, TIMESTAMP '2025-01-01 00:00:00'), \
                (7, TIMESTAMP '2025-01-01 00:00:00')) l(k, ts) \
                ASOF JOIN fg f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k ORDER BY l.k";
-    let frame = pitlake::session::sql_dataframe(&ctx, sql)
-        .await
-        .expect("plan");
-    let task = frame.task_ctx();
-    let plan = frame.create_physical_plan().await.expect("physical plan");
-    let batches = collect(plan.clone(), Arc::new(task)).await.expect("runs");
+    let (batches, plan) = run(&ctx, sql).await;
     assert_eq!(
         cells(&batches).expect("cells"),
         vec![vec!["7", "7.0"], vec!["1500", "1500.0"]]
