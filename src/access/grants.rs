@@ -367,6 +367,34 @@ impl Grants {
         Ok(())
     }
 
+    /// Forgets the grants to a dropped user or role, and hands what a
+    /// dropped user owned to `heir`: a user or role made later under the
+    /// same name starts with nothing.
+    pub async fn forget_grantee(&self, grantee: &Grantee, heir: &str) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db_error("cannot forget the grants of a dropped principal"))?;
+        sqlx::query("DELETE FROM pitlake_grants WHERE grantee_kind = ? AND grantee = ?")
+            .bind(grantee.kind())
+            .bind(grantee.name())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("cannot forget the grants of a dropped principal"))?;
+        if let Grantee::User(user) = grantee {
+            sqlx::query("UPDATE pitlake_owners SET owner = ? WHERE owner = ?")
+                .bind(heir)
+                .bind(user)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("cannot hand over what a dropped user owned"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(db_error("cannot forget the grants of a dropped principal"))
+    }
+
     /// Every grant, optionally on one object or to one grantee.
     pub async fn list(
         &self,

@@ -423,10 +423,10 @@ impl Session {
                         name,
                     });
                 }
-                self.store
-                    .sharing()
-                    .forget_grantee(&Grantee::User(name))
-                    .await?;
+                let grantee = Grantee::User(name);
+                let heir = self.principal().await?.user;
+                self.store.grants().forget_grantee(&grantee, &heir).await?;
+                self.store.sharing().forget_grantee(&grantee).await?;
             }
             PrincipalStatement::CreateRole {
                 name,
@@ -448,10 +448,10 @@ impl Session {
                         name,
                     });
                 }
-                self.store
-                    .sharing()
-                    .forget_grantee(&Grantee::Role(name))
-                    .await?;
+                let grantee = Grantee::Role(name);
+                let heir = self.principal().await?.user;
+                self.store.grants().forget_grantee(&grantee, &heir).await?;
+                self.store.sharing().forget_grantee(&grantee).await?;
             }
             PrincipalStatement::GrantRole { role, user } => {
                 let (role, user) = (normalize(&role), normalize(&user));
