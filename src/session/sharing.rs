@@ -47,6 +47,22 @@ impl Session {
                     .sharing()
                     .publish(&name, auto_approve, &by)
                     .await?;
+                // Checked again after the write: a DROP and a CREATE of the
+                // name by someone else in between must not find the new group
+                // published by who may not manage it.
+                let still = match self.feature_group(&group).await {
+                    Ok(_) => self
+                        .access()
+                        .await?
+                        .may_manage(&Securable::Table(name.clone())),
+                    Err(_) => false,
+                };
+                if !still {
+                    let _ = self.store.sharing().unpublish(&name).await;
+                    return Err(Error::Invalid(format!(
+                        "feature group {name} was dropped while it was being published"
+                    )));
+                }
                 self.refresh_policies().await?;
                 done()
             }
