@@ -64,19 +64,20 @@ pub async fn create_table(
 
 /// `CREATE FEATURE GROUP`: validates keys and event time against the
 /// columns, then creates the table with the feature-group properties.
+/// False when `if_not_exists` found one there already.
 pub async fn create_feature_group(
     warehouse: &Warehouse,
     name: &TableName,
     fg: &FeatureGroup,
     columns: &[ColumnDef],
     if_not_exists: bool,
-) -> Result<()> {
+) -> Result<bool> {
     let schema = schema_from_columns(&name.to_string(), columns, |c| fg.is_required(c))?;
     let arrow = iceberg::arrow::schema_to_arrow_schema(&schema)
         .map_err(Error::iceberg(format!("invalid schema for {name}")))?;
     fg.validate(&name.to_string(), &arrow)?;
-    create_table(warehouse, name, schema, fg.to_properties(), if_not_exists).await?;
-    Ok(())
+    let made = create_table(warehouse, name, schema, fg.to_properties(), if_not_exists).await?;
+    Ok(made.is_some())
 }
 
 /// `ALTER FEATURE GROUP`: switches the online flag and sets options, as one

@@ -32,7 +32,7 @@ impl Session {
             create.online,
             &create.options,
         )?;
-        catalog::create_feature_group(
+        let made = catalog::create_feature_group(
             self.warehouse(),
             &name,
             &fg,
@@ -40,7 +40,11 @@ impl Session {
             create.if_not_exists,
         )
         .await?;
-        self.record_owner(Securable::Table(name)).await?;
+        // IF NOT EXISTS on a group already there changes nothing of it: not
+        // its owner, grants or policies.
+        if made {
+            self.record_owner(Securable::Table(name)).await?;
+        }
         done()
     }
 

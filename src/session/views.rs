@@ -29,6 +29,13 @@ impl Session {
         }
         let name = self.resolve_name(&create.name)?;
         self.require_create_in(&name).await?;
+        // Replacing a view is changing it: for who may manage it, and it
+        // keeps its owner and grants.
+        let replacing =
+            create.or_replace && self.warehouse().views().kind_of(&name).await? == Some("view");
+        if replacing {
+            self.require_manage(&name).await?;
+        }
         if !self.warehouse().schema_exists(&name.schema).await? {
             return Err(Error::SchemaNotFound {
                 schema: name.schema.clone(),
@@ -73,7 +80,9 @@ impl Session {
             Err(Error::AlreadyExists { kind: "view", .. }) if create.if_not_exists => {}
             other => {
                 other?;
-                self.record_owner(Securable::Table(name)).await?;
+                if !replacing {
+                    self.record_owner(Securable::Table(name)).await?;
+                }
             }
         }
         self.catalog.refresh().await?;
