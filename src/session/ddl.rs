@@ -81,7 +81,7 @@ impl Session {
     ) -> Result<SendableRecordBatchStream> {
         let schema = schema.map(catalog::types::normalize);
         let access = self.access().await?;
-        let published = self.store.sharing().published().await?;
+        let published = self.catalog.published();
         let is_published =
             move |schema: &str, table: &str| published.contains_key(&format!("{schema}.{table}"));
         let visible = |schema: &str, table: &str| {
@@ -109,12 +109,7 @@ impl Session {
     ) -> Result<SendableRecordBatchStream> {
         let name = self.resolve_name(name)?;
         let readable = self.access().await?.may(Privilege::Select, &name);
-        let publication = self
-            .store
-            .sharing()
-            .published()
-            .await?
-            .remove(&name.to_string());
+        let publication = self.catalog.published().get(&name.to_string()).cloned();
         if !readable && publication.is_none() {
             self.require_read(&name).await?;
         }

@@ -214,19 +214,32 @@ impl Session {
     /// Rows may be added to `table`: not found when the principal cannot see
     /// it, denied when it can but may not insert.
     pub(super) async fn require_insert(&self, table: &TableName) -> Result<()> {
+        self.require_seen(table).await?;
         let access = self.access().await?;
-        if !access.may(Privilege::Insert, table) && !access.may(Privilege::Select, table) {
-            self.refresh_policies().await?;
-            if !self.catalog.is_published(table) {
-                return Err(Error::TableNotFound {
-                    table: table.to_string(),
-                });
-            }
-        }
         self.require(access.may(Privilege::Insert, table), || {
             format!("insert into {table}")
         })
         .await
+    }
+
+    /// Not found unless `table` is there for the principal: they hold a
+    /// privilege on it (or its schema), or it is a published feature group.
+    pub(super) async fn require_seen(&self, table: &TableName) -> Result<()> {
+        let access = self.access().await?;
+        let granted = access.may(Privilege::Select, table)
+            || access.may(Privilege::Insert, table)
+            || access.may_manage(&Securable::Table(table.clone()));
+        if granted {
+            return Ok(());
+        }
+        // Whether it is published, as of now.
+        self.refresh_policies().await?;
+        if self.catalog.is_published(table) {
+            return Ok(());
+        }
+        Err(Error::TableNotFound {
+            table: table.to_string(),
+        })
     }
 
     /// `table` may be dropped or altered: by its owner, one granted ALL on
@@ -245,17 +258,10 @@ impl Session {
         table: &TableName,
         action: impl FnOnce() -> String,
     ) -> Result<()> {
+        self.require_seen(table).await?;
         let access = self.access().await?;
-        let object = Securable::Table(table.clone());
-        let seen = access.may_manage(&object)
-            || access.may(Privilege::Select, table)
-            || self.catalog.is_published(table);
-        if !seen {
-            return Err(Error::TableNotFound {
-                table: table.to_string(),
-            });
-        }
-        self.require(access.may_manage(&object), action).await
+        self.require(access.may_manage(&Securable::Table(table.clone())), action)
+            .await
     }
 
     /// Something may be made as `name`: CREATE on its schema, or an admin.
@@ -494,16 +500,7 @@ impl Session {
                 };
                 // A table the principal cannot see does not exist here either.
                 if let Some(Securable::Table(table)) = &object {
-                    let access = self.access().await?;
-                    let seen = access.may(Privilege::Select, table)
-                        || access.may(Privilege::Insert, table)
-                        || access.may_manage(&Securable::Table(table.clone()))
-                        || self.catalog.is_published(table);
-                    if !seen {
-                        return Err(Error::TableNotFound {
-                            table: table.to_string(),
-                        });
-                    }
+                    self.require_seen(table).await?;
                 }
                 let grantee = match &grantee {
                     Some(g) => Some(self.grantee(g).await?),

@@ -114,14 +114,7 @@ impl Session {
         let not_found = || Error::TableNotFound {
             table: name.to_string(),
         };
-        let access = self.access().await?;
-        let visible = access.may(Privilege::Select, &name)
-            || access.may(Privilege::Insert, &name)
-            || access.may_manage(&Securable::Table(name.clone()))
-            || self.catalog.is_published(&name);
-        if !visible {
-            return Err(not_found());
-        }
+        self.require_seen(&name).await?;
         let Some(table) = self
             .warehouse()
             .try_load_table(&name.schema, &name.table)
@@ -173,7 +166,7 @@ impl Session {
                 Grantee::User(principal.user.clone())
             }
         };
-        let published = self.store.sharing().published().await?;
+        let published = self.catalog.published();
         let Some(publication) = published.get(&name.to_string()) else {
             return Err(Error::Invalid(format!(
                 "feature group {name} is not published: its owner may GRANT SELECT on it, \

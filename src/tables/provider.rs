@@ -109,6 +109,14 @@ impl WarehouseCatalog {
         is_published(&self.published, name)
     }
 
+    /// The published feature groups, as of the last refresh.
+    pub fn published(&self) -> Arc<Published> {
+        self.published
+            .read()
+            .map(|p| Arc::clone(&p))
+            .unwrap_or_default()
+    }
+
     /// The error of reading `name`, which the principal may not read: it
     /// does not exist for them, unless it is published.
     pub fn unreadable(&self, name: &TableName) -> Error {
