@@ -10,6 +10,7 @@ use arrow_flight::Action as FlightAction;
 use futures::TryStreamExt;
 
 use crate::flight::{query, try_query, update};
+use crate::small_query::run_prepared;
 use crate::stream_kill::ServeProcess;
 
 /// What a hidden row holds; no answer to the reader may contain any of it.
@@ -184,19 +185,7 @@ async fn a_reader_under_a_row_filter_never_meets_a_hidden_row() {
         .prepare("SELECT * FROM s.fg WHERE k = $1".into(), None)
         .await
         .expect("prepare");
-    let params = RecordBatch::try_from_iter([(
-        "$1",
-        std::sync::Arc::new(Int64Array::from(vec![2])) as arrow::array::ArrayRef,
-    )])
-    .expect("params");
-    prepared.set_parameters(params).expect("bind");
-    let info = prepared.execute().await.expect("execute");
-    let ticket = info.endpoint[0].ticket.clone().expect("ticket");
-    let rows: Vec<RecordBatch> = carol
-        .do_get(ticket)
-        .await
-        .expect("do_get")
-        .try_collect()
+    let rows = run_prepared(&mut prepared, &mut carol, 2)
         .await
         .expect("rows");
     clean(&text(&rows), "a prepared statement");

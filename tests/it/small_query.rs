@@ -59,7 +59,7 @@ fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
 }
 
 /// Executes a prepared statement with one BIGINT parameter.
-async fn run_prepared(
+pub async fn run_prepared(
     prepared: &mut arrow_flight::sql::client::PreparedStatement<Channel>,
     client: &mut FlightSqlServiceClient<Channel>,
     value: i64,
