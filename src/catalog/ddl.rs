@@ -2,7 +2,7 @@
 
 use iceberg::spec::Schema;
 use iceberg::table::Table;
-use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent, TableUpdate};
 use sqlparser::ast::ColumnDef;
 
 use super::feature_group::FeatureGroup;
@@ -102,23 +102,28 @@ pub async fn alter_feature_group(
     }
     fg.set_options(options)?;
     let properties = fg.to_properties();
-    let tx = iceberg::transaction::Transaction::new(&table);
-    let mut update = tx.update_table_properties();
-    for key in FeatureGroup::property_keys() {
-        if !properties.contains_key(key) && table.metadata().properties().contains_key(key) {
-            update = update.remove(key.to_string());
-        }
+    let current = table.metadata().properties();
+    let removals: Vec<String> = FeatureGroup::property_keys()
+        .iter()
+        .filter(|key| !properties.contains_key(**key) && current.contains_key(**key))
+        .map(|key| key.to_string())
+        .collect();
+    let mut updates = vec![TableUpdate::SetProperties {
+        updates: properties,
+    }];
+    if !removals.is_empty() {
+        updates.push(TableUpdate::RemoveProperties { removals });
     }
-    for (key, value) in properties {
-        update = update.set(key, value);
-    }
-    use iceberg::transaction::ApplyTransactionAction;
-    let tx = update
-        .apply(tx)
-        .map_err(Error::iceberg(format!("cannot alter {name}")))?;
-    tx.commit(warehouse.catalog().as_ref())
-        .await
-        .map_err(Error::iceberg(format!("cannot alter {name}")))?;
+    let updates = &updates;
+    super::commit(warehouse, name, |_: Table| {
+        Box::pin(async move {
+            Ok(super::Staged {
+                change: super::Change::Updates(updates.clone()),
+                written: Vec::new(),
+            })
+        })
+    })
+    .await?;
     Ok(())
 }
 

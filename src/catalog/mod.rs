@@ -2,6 +2,8 @@
 //! metadata, DDL, views, listings and time-travel resolution. Reading tables is
 //! `tables/`.
 
+mod commit;
+mod commit_lock;
 mod ddl;
 mod feature_group;
 mod listing;
@@ -12,6 +14,8 @@ mod version;
 mod views;
 mod warehouse;
 
+pub use commit::{Change, Staged, commit, metadata_dir};
+pub use commit_lock::CommitLock;
 pub use ddl::{TableName, alter_feature_group, create_feature_group, create_table, drop_table};
 pub use feature_group::FeatureGroup;
 pub use listing::{describe_feature_group, show_feature_groups};

@@ -676,12 +676,12 @@ async fn commit(
     // Encoding Parquet is long CPU work between awaits: on a blocking thread
     // it cannot hold a runtime worker (and the DoPut streams waiting on it
     // for their acknowledgements) for the hundreds of milliseconds it takes.
-    let catalog = warehouse.catalog().clone();
+    let warehouse = warehouse.clone();
     let runtime = tokio::runtime::Handle::current();
-    let writing = name.clone();
+    let writing = stream.name.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         runtime.block_on(write_snapshot(
-            catalog.as_ref(),
+            &warehouse,
             &writing,
             &table,
             futures::stream::iter(batches),

@@ -36,11 +36,6 @@ pub fn data_dir(table: &Table) -> Option<PathBuf> {
     local_path(&location)
 }
 
-/// The folder of a table's metadata files, where that is local.
-pub fn metadata_dir(table: &Table) -> Option<PathBuf> {
-    local_path(table.metadata().location()).map(|dir| dir.join("metadata"))
-}
-
 /// The local path of a `file://` location; `None` for any other storage.
 fn local_path(location: &str) -> Option<PathBuf> {
     location.strip_prefix("file://").map(PathBuf::from)

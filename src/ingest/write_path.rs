@@ -61,14 +61,7 @@ impl WritePath {
     ) -> Result<WriteOutcome> {
         let mut properties = properties;
         properties.insert(OPERATION.into(), operation.into());
-        let outcome = write_snapshot(
-            self.warehouse.catalog().as_ref(),
-            &name.to_string(),
-            table,
-            input,
-            properties,
-        )
-        .await?;
+        let outcome = write_snapshot(&self.warehouse, name, table, input, properties).await?;
         self.committed(name).await?;
         Ok(outcome)
     }

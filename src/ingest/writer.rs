@@ -1,7 +1,7 @@
 //! Writing rows into a table as one Iceberg snapshot, or not at all.
 //!
 //! ```text
-//!  batches ─► conform (cast, check) ─► Parquet data files ─► fast append ─► one snapshot
+//!  batches ─► conform (cast, check) ─► Parquet data files ─► append commit ─► one snapshot
 //!                 │ error                    │ error                 │ error
 //!                 └──────────────► delete the files written ◄────────┘
 //! ```
@@ -10,11 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use iceberg::arrow::{FieldMatchMode, schema_to_arrow_schema};
-use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::spec::{DataFile, DataFileFormat, Operation};
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
@@ -22,15 +21,15 @@ use iceberg::writer::file_writer::location_generator::{
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use iceberg::{Catalog, ErrorKind};
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::claim::{Claim, CommitLock};
+use super::claim::Claim;
 use super::conform::{Target, conform};
-use super::vacuum::{data_dir, metadata_dir};
-use crate::catalog::FeatureGroup;
+use super::vacuum::data_dir;
+use crate::catalog::{self, Change, FeatureGroup, Staged, TableName, Warehouse};
 use crate::error::{Error, Result};
+use crate::storage::{SnapshotWriter, current_manifests};
 
 type ParquetDataFileWriter =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
@@ -79,8 +78,8 @@ pub fn target_of(name: &str, table: &Table) -> Result<Target> {
 /// On any error, in the input, a bad row, the write or the commit, the files
 /// already written are deleted and nothing is committed.
 pub async fn write_snapshot<S>(
-    catalog: &dyn Catalog,
-    name: &str,
+    warehouse: &Warehouse,
+    table_name: &TableName,
     table: &Table,
     input: S,
     properties: HashMap<String, String>,
@@ -88,6 +87,7 @@ pub async fn write_snapshot<S>(
 where
     S: Stream<Item = Result<RecordBatch>> + Send,
 {
+    let name = &table_name.to_string();
     let target = target_of(name, table)?;
     // A bad codec or row-group property fails here, before any file exists.
     let parquet_properties = writer_properties(name, table)?;
@@ -122,7 +122,7 @@ where
             snapshot_id: None,
         });
     }
-    match commit(catalog, name, table, files, properties).await {
+    match commit(warehouse, table_name, files, properties).await {
         Ok(snapshot_id) => Ok(WriteOutcome {
             rows,
             snapshot_id: Some(snapshot_id),
@@ -305,66 +305,53 @@ where
 /// Rows handed to the Parquet writer at a time (see `write_all`).
 const WRITE_SLICE_ROWS: usize = 8192;
 
-/// Attempts at a commit that keeps losing to concurrent ones, each after
-/// Iceberg's own retries.
-const COMMIT_ATTEMPTS: u32 = 8;
-
-/// Appends `files` as one snapshot. An append conflicts with no other commit
-/// of rows, so one that loses the race to the catalog row is applied again on
-/// the table as it now is, after a random pause (two writers in step would
-/// otherwise collide again), a bounded number of times.
+/// Appends `files` as one snapshot through the commit path, which applies
+/// it again on the table as it is after losing a race: an append conflicts
+/// with no other commit.
 async fn commit(
-    catalog: &dyn Catalog,
-    name: &str,
-    table: &Table,
+    warehouse: &Warehouse,
+    name: &TableName,
     files: Vec<DataFile>,
     properties: HashMap<String, String>,
 ) -> Result<i64> {
-    let context = || format!("cannot commit to {name}");
-    let mut table = table.clone();
-    let mut attempt = 1;
-    loop {
-        let tx = Transaction::new(&table);
-        let append = tx
-            .fast_append()
-            .add_data_files(files.clone())
-            .set_snapshot_properties(properties.clone());
-        let tx = append.apply(tx).map_err(Error::iceberg(context()))?;
-        let lock = match metadata_dir(&table) {
-            Some(dir) => CommitLock::acquire(&dir).await,
-            None => None,
-        };
-        let committed = tx.commit(catalog).await;
-        drop(lock);
-        match committed {
-            Ok(committed) => {
-                return committed.metadata().current_snapshot_id().ok_or_else(|| {
-                    Error::Internal(format!("{name}: the commit left no current snapshot"))
-                });
-            }
-            Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => {
-                if attempt == COMMIT_ATTEMPTS {
-                    return Err(Error::CommitConflict {
-                        table: name.to_string(),
-                        attempts: attempt,
-                    });
+    let label = name.to_string();
+    let (label, files, properties) = (&label, &files, &properties);
+    let committed = catalog::commit(warehouse, name, |table: Table| {
+        async move {
+            let mut snapshot = SnapshotWriter::new(label, &table)?;
+            let built = async {
+                for manifest in current_manifests(label, &table).await? {
+                    snapshot.keep(manifest);
                 }
-                let pause = 10 + rand_below(20 << attempt.min(6));
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                table = catalog
-                    .load_table(table.identifier())
-                    .await
-                    .map_err(Error::iceberg(context()))?;
-                attempt += 1;
+                snapshot.add_files(files.clone()).await
             }
-            Err(e) => return Err(Error::iceberg(context())(e)),
+            .await;
+            if let Err(e) = built {
+                delete_files(&table, snapshot.written()).await;
+                return Err(e);
+            }
+            let (updates, written) = snapshot
+                .finish(Operation::Append, properties.clone())
+                .await?;
+            Ok(Staged {
+                change: Change::Updates(updates),
+                written,
+            })
         }
-    }
+        .boxed()
+    })
+    .await?;
+    committed
+        .metadata()
+        .current_snapshot_id()
+        .ok_or_else(|| Error::Internal(format!("{name}: the commit left no current snapshot")))
 }
 
-/// A number in `0..bound` that differs between processes and calls.
-fn rand_below(bound: u64) -> u64 {
-    u64::from(uuid::Uuid::new_v4().as_fields().0) % bound.max(1)
+/// Best effort: files of an attempt that will not be committed.
+pub(crate) async fn delete_files(table: &Table, paths: &[String]) {
+    for path in paths {
+        let _ = table.file_io().delete(path).await;
+    }
 }
 
 /// Best effort: deletes every data file of a failed write, finished or

@@ -2,10 +2,13 @@
 //! snapshots, rows in the order they were ingested (file, then row), and the
 //! commit protocol that ties a snapshot to the stream log records it holds.
 //! The online store, the ingestion-order scan and the stream committer all
-//! build on it; it depends on nothing of pitlake but its errors.
+//! build on it, and every commit writes its snapshot's manifests with it; it
+//! depends on nothing of pitlake but its errors.
 
+mod snapshot_writer;
 mod snapshots;
 
+pub use snapshot_writer::{Rewritten, SnapshotWriter, current_manifests};
 pub use snapshots::{
     Changes, ScanPiece, WAL_FIRST_LSN, WAL_LAST_LSN, changes_since, committed_lsn, plan_pieces,
     read_pieces, read_rows, wal_lsn_range,
