@@ -137,6 +137,15 @@ pub enum Error {
     )]
     CommitConflict { table: String, attempts: u32 },
 
+    /// Rows a statement was rewriting changed under it (another writer
+    /// deleted or rewrote their files meanwhile).
+    #[error("{table} changed while {statement} ran: {reason}; nothing was changed, run it again")]
+    Changed {
+        table: String,
+        statement: &'static str,
+        reason: String,
+    },
+
     /// A `SET` the session may not make (`settings.rs`).
     #[error("cannot set {name}: {reason}")]
     Setting { name: String, reason: String },
@@ -288,7 +297,9 @@ impl Error {
             | Error::InvalidInput { .. } => Cause::Mistake,
             Error::FileDenied { .. } | Error::Denied { .. } => Cause::Denied,
             Error::NotSupported(_) => Cause::Unsupported,
-            Error::CommitConflict { .. } | Error::Locked { .. } => Cause::Conflict,
+            Error::CommitConflict { .. } | Error::Changed { .. } | Error::Locked { .. } => {
+                Cause::Conflict
+            }
             Error::ResourceExhausted(_) => Cause::Exhausted,
             Error::Corrupt(_) => Cause::Corrupt,
             Error::Io { .. } | Error::Unavailable { .. } => Cause::Unavailable,

@@ -26,6 +26,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("sharing.slt", include_str!("../sql_examples/sharing.slt")),
     ("views.slt", include_str!("../sql_examples/views.slt")),
     (
+        "lifecycle.slt",
+        include_str!("../sql_examples/lifecycle.slt"),
+    ),
+    (
         "temporary_tables.slt",
         include_str!("../sql_examples/temporary_tables.slt"),
     ),

@@ -35,6 +35,7 @@ pub mod file_access;
 pub mod flight;
 pub mod ingest;
 pub mod key_map;
+pub mod lifecycle;
 pub mod online;
 pub mod options;
 pub mod planning;

@@ -91,6 +91,7 @@ where
                 }
                 match failure {
                     Failure::Lost if attempt < COMMIT_ATTEMPTS => {
+                        tracing::debug!(table = %name, attempt, "another commit moved the table first; building again");
                         let pause = 10 + rand_below(20 << attempt.min(6));
                         tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                         attempt += 1;

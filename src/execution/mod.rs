@@ -6,4 +6,5 @@ mod scan_predicate;
 mod snapshot_scan;
 
 pub use asof_join::AsOfJoinExec;
+pub use scan_predicate::iceberg_predicate;
 pub use snapshot_scan::SnapshotScanExec;

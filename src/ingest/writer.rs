@@ -87,36 +87,17 @@ pub async fn write_snapshot<S>(
 where
     S: Stream<Item = Result<RecordBatch>> + Send,
 {
-    let name = &table_name.to_string();
-    let target = target_of(name, table)?;
-    // A bad codec or row-group property fails here, before any file exists.
-    let parquet_properties = writer_properties(name, table)?;
-    // Every file of this write starts with this prefix: on failure, the ones
-    // the writer finished and the one it was in the middle of are found by it.
-    let prefix = uuid::Uuid::new_v4().to_string();
-    // Held until the files are committed or deleted: VACUUM leaves them be.
-    let _claim = match data_dir(table) {
-        Some(dir) => Some(Claim::take(&dir, &prefix)?),
-        None => None,
-    };
-    let written = async {
-        let mut writer = open_writer(name, table, &prefix, parquet_properties).await?;
-        let rows = write_all(&target, &mut writer, input).await;
-        let files = writer.close().await.map_err(Error::iceberg(format!(
-            "cannot finish writing data files of {name}"
-        )));
-        Ok::<_, Error>((rows?, files?))
-    }
-    .await;
-    let (rows, files) = match written {
+    let name = table_name.to_string();
+    let pending = PendingFiles::start(&name, table)?;
+    let (rows, files) = match pending.write(input).await {
         Ok(done) => done,
         Err(e) => {
-            delete_written(table, &prefix);
+            pending.discard();
             return Err(e);
         }
     };
     if rows == 0 {
-        delete_written(table, &prefix);
+        pending.discard();
         return Ok(WriteOutcome {
             rows,
             snapshot_id: None,
@@ -128,9 +109,73 @@ where
             snapshot_id: Some(snapshot_id),
         }),
         Err(e) => {
-            delete_written(table, &prefix);
+            pending.discard();
             Err(e)
         }
+    }
+}
+
+/// Data files being written for one commit, not yet in any snapshot.
+/// Every file starts with the write's prefix, so that on failure the ones
+/// finished and the one in the middle are found by it; the prefix is claimed
+/// until this is dropped, so VACUUM leaves them be meanwhile.
+#[derive(Debug)]
+pub struct PendingFiles {
+    name: String,
+    table: Table,
+    target: Target,
+    properties: WriterProperties,
+    prefix: String,
+    /// Writers opened so far (each names its files `<prefix>-<n>-…`).
+    writers: std::sync::atomic::AtomicUsize,
+    _claim: Option<Claim>,
+}
+
+impl PendingFiles {
+    /// Claims a new prefix in `table`'s data folder. A bad codec or
+    /// row-group property fails here, before any file exists.
+    pub fn start(name: &str, table: &Table) -> Result<Self> {
+        let target = target_of(name, table)?;
+        let properties = writer_properties(name, table)?;
+        let prefix = uuid::Uuid::new_v4().to_string();
+        let claim = match data_dir(table) {
+            Some(dir) => Some(Claim::take(&dir, &prefix)?),
+            None => None,
+        };
+        Ok(PendingFiles {
+            name: name.to_string(),
+            table: table.clone(),
+            target,
+            properties,
+            prefix,
+            writers: std::sync::atomic::AtomicUsize::new(0),
+            _claim: claim,
+        })
+    }
+
+    /// Writes `input` (columns in table order, checked against the table)
+    /// into new data files of their own; returns the rows and the files.
+    pub async fn write<S>(&self, input: S) -> Result<(u64, Vec<DataFile>)>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send,
+    {
+        let n = self
+            .writers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = format!("{}-{n}", self.prefix);
+        let mut writer =
+            open_writer(&self.name, &self.table, &prefix, self.properties.clone()).await?;
+        let rows = write_all(&self.target, &mut writer, input).await;
+        let files = writer.close().await.map_err(Error::iceberg(format!(
+            "cannot finish writing data files of {}",
+            self.name
+        )));
+        Ok((rows?, files?))
+    }
+
+    /// Deletes every file written, finished or partial.
+    pub fn discard(self) {
+        delete_written(&self.table, &self.prefix);
     }
 }
 
@@ -348,7 +393,7 @@ async fn commit(
 }
 
 /// Best effort: files of an attempt that will not be committed.
-pub(crate) async fn delete_files(table: &Table, paths: &[String]) {
+pub async fn delete_files(table: &Table, paths: &[String]) {
     for path in paths {
         let _ = table.file_io().delete(path).await;
     }

@@ -18,6 +18,7 @@
 mod audit;
 mod context;
 mod ddl;
+mod lifecycle;
 mod listing;
 mod names;
 mod plans;
@@ -297,6 +298,7 @@ impl Session {
                 self.copy_to(source, filename, format).await
             }
             ast::Statement::Insert(insert) => self.insert(insert).await,
+            ast::Statement::Delete(delete) => self.delete(delete).await,
             ast::Statement::Use(target) => self.use_schema(&target).await,
             ast::Statement::Prepare { .. }
             | ast::Statement::Execute { .. }

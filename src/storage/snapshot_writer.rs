@@ -117,19 +117,28 @@ impl<'a> SnapshotWriter<'a> {
         self.manifests.push(manifest);
     }
 
-    /// Carries `manifest` over with the live files named in `replace` marked
-    /// deleted and, where the map gives one, a replacement file in their
-    /// place (with their data sequence number). Entries deleted by earlier
-    /// snapshots are left out, as Iceberg's writers do.
-    pub async fn rewrite(
+    /// Carries `manifest` over: unchanged when it lists none of the live
+    /// files named in `replace`, else rewritten with them marked deleted
+    /// and their replacements (if any) in their place, with their data
+    /// sequence number. Entries deleted by earlier snapshots are left out of
+    /// a rewritten manifest, as Iceberg's writers do.
+    pub async fn carry(
         &mut self,
-        manifest: &ManifestFile,
-        replace: &HashMap<String, Option<DataFile>>,
+        manifest: ManifestFile,
+        replace: &HashMap<String, Vec<DataFile>>,
     ) -> Result<Rewritten> {
         let loaded = manifest
             .load_manifest(self.table.file_io())
             .await
             .map_err(Error::iceberg(self.context()))?;
+        let touched = loaded
+            .entries()
+            .iter()
+            .any(|e| e.is_alive() && replace.contains_key(e.file_path()));
+        if !touched {
+            self.keep(manifest);
+            return Ok(Rewritten::default());
+        }
         let (entries, meta) = loaded.into_parts();
         let mut writer =
             self.manifest_writer(meta.schema().clone(), meta.partition_spec().clone())?;
@@ -156,13 +165,13 @@ impl<'a> SnapshotWriter<'a> {
                         .add_existing_file(file, added_by, sequence, file_sequence)
                         .map_err(Error::iceberg(context.clone()))?;
                 }
-                Some(replacement) => {
+                Some(replacements) => {
                     done.files += 1;
                     self.count_removed(&file);
                     writer
                         .add_delete_file(file, sequence, file_sequence)
                         .map_err(Error::iceberg(context.clone()))?;
-                    if let Some(new) = replacement {
+                    for new in replacements {
                         self.count_added(new);
                         writer
                             .add_file(new.clone(), sequence)

@@ -26,7 +26,7 @@ async fn query(session: &Session, sql: &str) -> Vec<RecordBatch> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pyiceberg_reads_every_snapshot_pitlake_wrote() {
+async fn pyiceberg_reads_every_snapshot_pitlake_wrote_deletes_included() {
     let dir = tempfile::tempdir().expect("tempdir");
     let warehouse = dir.path().join("warehouse");
     let session = Session::open(&warehouse).await.expect("open");
@@ -42,6 +42,8 @@ async fn pyiceberg_reads_every_snapshot_pitlake_wrote() {
                  ('DL', 'ATL', '2024-01-01 06:30:00', NULL, 0.12, false, NULL);
              INSERT INTO airlines.features VALUES ('AA', 'JFK', '2024-02-01', 1300, NULL, NULL, '2024-02-01');
              INSERT INTO airlines.features SELECT carrier, 'LAX', event_time, arr_flights * 2, delay_rate, on_time, day FROM airlines.features;
+             DELETE FROM airlines.features WHERE carrier = 'DL' AND airport = 'ATL';
+             DELETE FROM airlines.features WHERE airport = 'LAX' AND arr_flights > 2500;
              CREATE VIEW airlines.busy AS SELECT * FROM airlines.features WHERE arr_flights > 1000;",
         )
         .await
@@ -66,8 +68,8 @@ async fn pyiceberg_reads_every_snapshot_pitlake_wrote() {
         .collect();
     assert_eq!(
         ids.len(),
-        3,
-        "pyiceberg sees the three snapshots: {printed}"
+        5,
+        "pyiceberg sees the five snapshots (three appends, two deletes): {printed}"
     );
 
     for id in ids {

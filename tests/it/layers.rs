@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "ingest",
     "store",
     "execution",
+    "lifecycle",
     "tables",
     "planning",
     "sql",

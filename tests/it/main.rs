@@ -11,6 +11,7 @@ mod flight;
 mod grants;
 mod interop;
 mod layers;
+mod lifecycle;
 mod online;
 mod online_concurrency;
 mod online_example;

@@ -1,0 +1,139 @@
+//! Which data files of a snapshot hold rows a predicate matches, and those
+//! files rewritten without them.
+//!
+//! ```text
+//!  snapshot's files ─► pruned by the predicate's Iceberg form (statistics)
+//!    ─► each left read whole, the predicate evaluated: rows it matches
+//!  a file with matches ─► its other rows, in order, into new files
+//! ```
+//!
+//! A row matches where the predicate is TRUE; FALSE and NULL rows stay, as
+//! SQL's `DELETE … WHERE` keeps them.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, RecordBatch};
+use arrow::compute::kernels::boolean::not;
+use arrow::compute::{filter_record_batch, prep_null_mask_filter};
+use arrow::datatypes::Schema;
+use datafusion::physical_expr::{PhysicalExpr, split_conjunction};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use iceberg::scan::FileScanTask;
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
+
+use crate::error::{Error, Result};
+use crate::execution::iceberg_predicate;
+use crate::ingest::PendingFiles;
+
+/// A data file with rows that match.
+#[derive(Debug)]
+pub struct Matching {
+    pub task: FileScanTask,
+    pub rows: u64,
+}
+
+/// The files of `snapshot_id` with rows `predicate` matches (over the
+/// table's columns as `schema`), with how many each.
+pub async fn matching_files(
+    name: &str,
+    table: &Table,
+    snapshot_id: i64,
+    predicate: &Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> Result<Vec<Matching>> {
+    let context = || format!("cannot find the rows to remove from {name}");
+    let mut builder = table.scan().snapshot_id(snapshot_id).select_all();
+    let conjuncts: Vec<Arc<dyn PhysicalExpr>> =
+        split_conjunction(predicate).into_iter().cloned().collect();
+    if let Some(pruning) = iceberg_predicate(&conjuncts, schema) {
+        builder = builder.with_filter(pruning);
+    }
+    let tasks: Vec<FileScanTask> = builder
+        .build()
+        .map_err(Error::iceberg(context()))?
+        .plan_files()
+        .await
+        .map_err(Error::iceberg(context()))?
+        .try_collect()
+        .await
+        .map_err(Error::iceberg(context()))?;
+    let mut found = Vec::new();
+    for mut task in tasks {
+        // The predicate only chose the files; each is read whole.
+        task.predicate = None;
+        let mut rows = 0u64;
+        let mut batches = read_file(name, table, task.clone())?;
+        while let Some(batch) = batches.next().await {
+            rows += matches(predicate, &batch?)?.true_count() as u64;
+        }
+        if rows > 0 {
+            found.push(Matching { task, rows });
+        }
+    }
+    Ok(found)
+}
+
+/// Writes the rows of `file` that `predicate` does not match into new
+/// files of `pending`, in their order; no files when none is left.
+pub async fn rewrite_without(
+    name: &str,
+    table: &Table,
+    file: &Matching,
+    predicate: &Arc<dyn PhysicalExpr>,
+    pending: &PendingFiles,
+) -> Result<Vec<DataFile>> {
+    let predicate = predicate.clone();
+    let kept = read_file(name, table, file.task.clone())?.map(move |batch| {
+        let batch = batch?;
+        let matched = matches(&predicate, &batch)?;
+        // NULL counts as not matched (prep_null_mask_filter needs nulls).
+        let matched = if matched.null_count() > 0 {
+            prep_null_mask_filter(&matched)
+        } else {
+            matched
+        };
+        let keep = not(&matched).map_err(Error::arrow("the rows to keep"))?;
+        filter_record_batch(&batch, &keep).map_err(Error::arrow("the rows to keep"))
+    });
+    let (_, files) = pending.write(kept).await?;
+    Ok(files)
+}
+
+/// The rows of one data file, in order.
+fn read_file(
+    name: &str,
+    table: &Table,
+    task: FileScanTask,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let label = format!("cannot read {} of {name}", task.data_file_path);
+    let stream = table
+        .reader_builder()
+        .with_data_file_concurrency_limit(1)
+        .build()
+        .read(futures::stream::iter([Ok(task)]).boxed())
+        .map_err(Error::iceberg(label.clone()))?
+        .stream();
+    Ok(stream
+        .map_err(move |e| Error::iceberg(label.clone())(e))
+        .boxed())
+}
+
+/// Where `predicate` is TRUE, FALSE or NULL for each row of `batch`.
+fn matches(predicate: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanArray> {
+    let value = predicate
+        .evaluate(batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(Error::from)?;
+    value
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .cloned()
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "the WHERE condition is a {}, not a boolean",
+                value.data_type()
+            ))
+        })
+}
