@@ -62,6 +62,8 @@ pub enum AuditAction {
     Write,
     /// A statement refused for want of a privilege.
     Denied,
+    /// Rows erased from every snapshot (ERASE).
+    Erase,
 }
 
 impl AuditAction {
@@ -76,6 +78,7 @@ impl AuditAction {
             AuditAction::SwitchUser => "switch_user",
             AuditAction::Read => "read",
             AuditAction::Write => "write",
+            AuditAction::Erase => "erase",
             AuditAction::Denied => "denied",
         }
     }

@@ -343,6 +343,19 @@ impl Streams {
         Ok(())
     }
 
+    /// Commits everything acknowledged in `name` and deletes every log
+    /// segment it was in, the one being written included: after an ERASE no
+    /// record of the log may still hold erased values.
+    pub async fn purge(&self, name: &str) -> Result<()> {
+        let stream = self.tables().get(name).cloned();
+        let Some(stream) = stream else {
+            return Ok(());
+        };
+        stream.flush().await?;
+        let committed = stream.lock().committed_lsn;
+        stream.wal.purge_through(committed).await
+    }
+
     /// Forgets the stream of a dropped table and deletes its log: its
     /// records have nowhere to go.
     pub fn drop_table(&self, name: &TableName) {

@@ -43,6 +43,25 @@ pub async fn matching_files(
     predicate: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
 ) -> Result<Vec<Matching>> {
+    let mut found = Vec::new();
+    for task in candidates(name, table, snapshot_id, predicate, schema).await? {
+        let rows = count_matches(name, table, &task, predicate).await?;
+        if rows > 0 {
+            found.push(Matching { task, rows });
+        }
+    }
+    Ok(found)
+}
+
+/// The files of `snapshot_id` whose statistics do not rule out a row
+/// `predicate` matches, each as a task that reads it whole.
+pub async fn candidates(
+    name: &str,
+    table: &Table,
+    snapshot_id: i64,
+    predicate: &Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> Result<Vec<FileScanTask>> {
     let context = || format!("cannot find the rows to remove from {name}");
     let mut builder = table.scan().snapshot_id(snapshot_id).select_all();
     let conjuncts: Vec<Arc<dyn PhysicalExpr>> =
@@ -50,7 +69,7 @@ pub async fn matching_files(
     if let Some(pruning) = iceberg_predicate(&conjuncts, schema) {
         builder = builder.with_filter(pruning);
     }
-    let tasks: Vec<FileScanTask> = builder
+    let mut tasks: Vec<FileScanTask> = builder
         .build()
         .map_err(Error::iceberg(context()))?
         .plan_files()
@@ -59,20 +78,26 @@ pub async fn matching_files(
         .try_collect()
         .await
         .map_err(Error::iceberg(context()))?;
-    let mut found = Vec::new();
-    for mut task in tasks {
+    for task in &mut tasks {
         // The predicate only chose the files; each is read whole.
         task.predicate = None;
-        let mut rows = 0u64;
-        let mut batches = read_file(name, table, task.clone())?;
-        while let Some(batch) = batches.next().await {
-            rows += matches(predicate, &batch?)?.true_count() as u64;
-        }
-        if rows > 0 {
-            found.push(Matching { task, rows });
-        }
     }
-    Ok(found)
+    Ok(tasks)
+}
+
+/// How many rows of the file `task` reads `predicate` matches.
+pub async fn count_matches(
+    name: &str,
+    table: &Table,
+    task: &FileScanTask,
+    predicate: &Arc<dyn PhysicalExpr>,
+) -> Result<u64> {
+    let mut rows = 0u64;
+    let mut batches = read_file(name, table, task.clone())?;
+    while let Some(batch) = batches.next().await {
+        rows += matches(predicate, &batch?)?.true_count() as u64;
+    }
+    Ok(rows)
 }
 
 /// Writes the rows of `file` that `predicate` does not match into new

@@ -39,7 +39,9 @@ use super::applied::Applied;
 use super::table::OnlineTable;
 use crate::catalog::{FeatureGroup, TableName, Warehouse};
 use crate::error::{Error, Result};
-use crate::storage::{Changes, changes_since, committed_lsn, read_rows, wal_lsn_range};
+use crate::storage::{
+    Changes, HISTORY_PROPERTY, changes_since, committed_lsn, read_rows, wal_lsn_range,
+};
 
 /// How often the follower looks for commits made by other processes.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
@@ -77,6 +79,9 @@ pub struct OnlineGroup {
     /// Nanoseconds per unit of the event-time column's physical value.
     time_unit_nanos: i64,
     max_age_nanos: Option<i64>,
+    /// The table's history mark at the build: an ERASE rewrites history
+    /// under the same snapshot ids and changes it.
+    history: Option<String>,
     state: RwLock<GroupState>,
 }
 
@@ -398,6 +403,7 @@ impl OnlineGroup {
             time_column,
             time_unit_nanos,
             max_age_nanos,
+            history: metadata.properties().get(HISTORY_PROPERTY).cloned(),
             state: RwLock::new(state),
         })
     }
@@ -427,7 +433,9 @@ impl OnlineGroup {
             (state.snapshot_id, state.schema_id)
         };
         let current_fg = FeatureGroup::from_properties(table.metadata().properties())?;
-        if current_fg.as_ref() != Some(&self.feature_group) {
+        if current_fg.as_ref() != Some(&self.feature_group)
+            || table.metadata().properties().get(HISTORY_PROPERTY) != self.history.as_ref()
+        {
             return Ok(Some(Self::build(&self.name, table, store).await?));
         }
         let appended = match changes_since(table, from, schema_id) {

@@ -46,7 +46,13 @@ impl Session {
         self
     }
 
-    async fn audit(&self, action: AuditAction, object: String, detail: String, allowed: bool) {
+    pub(super) async fn audit(
+        &self,
+        action: AuditAction,
+        object: String,
+        detail: String,
+        allowed: bool,
+    ) {
         let user = match self.principal().await {
             Ok(principal) => principal.user,
             Err(_) => return,
@@ -172,6 +178,8 @@ impl Session {
             | Statement::AlterFeatureGroup { name, .. } => (AuditAction::Ddl, name.clone()),
             Statement::CopyFrom { table, .. } => (AuditAction::Write, table.clone()),
             Statement::Vacuum { .. } => (AuditAction::Ddl, none),
+            // Recorded by the erase itself, with what it did.
+            Statement::Erase(_) => return None,
             Statement::ShowFeatureGroups { .. } | Statement::DescribeFeatureGroup { .. } => {
                 return None;
             }
@@ -179,6 +187,17 @@ impl Session {
                 ast::Statement::Insert(insert) => match &insert.table {
                     ast::TableObject::TableName(name) => (AuditAction::Write, name.clone()),
                     _ => (AuditAction::Write, none),
+                },
+                ast::Statement::Delete(delete) => match &delete.from {
+                    ast::FromTable::WithFromKeyword(from)
+                    | ast::FromTable::WithoutKeyword(from) => {
+                        match from.first().map(|t| &t.relation) {
+                            Some(ast::TableFactor::Table { name, .. }) => {
+                                (AuditAction::Write, name.clone())
+                            }
+                            _ => (AuditAction::Write, none),
+                        }
+                    }
                 },
                 ast::Statement::CreateTable(create) if create.query.is_some() => {
                     (AuditAction::Write, create.name.clone())

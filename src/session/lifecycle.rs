@@ -1,5 +1,5 @@
-//! DELETE: the statement checked and turned into a predicate over the
-//! table's columns; `lifecycle/` removes the rows.
+//! DELETE and ERASE: the statement checked and turned into a predicate over
+//! the table's columns; `lifecycle/` removes the rows.
 
 use std::sync::Arc;
 
@@ -13,52 +13,124 @@ use sqlparser::ast::{self, FromTable, TableFactor};
 
 use super::Session;
 use super::results::count;
+use crate::access::AuditAction;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::lifecycle;
+
+/// The table a DELETE or ERASE removes rows from, and which rows.
+struct Removal {
+    name: TableName,
+    schema: arrow::datatypes::Schema,
+    predicate: Arc<dyn PhysicalExpr>,
+}
 
 impl Session {
     /// `DELETE FROM t [WHERE …]`: the rows where the condition is TRUE
     /// leave the current snapshot (history keeps them); the online store
     /// follows. By those who manage `t`.
     pub(super) async fn delete(&self, delete: ast::Delete) -> Result<SendableRecordBatchStream> {
+        let target = self.removal(&delete, "DELETE").await?;
+        let removed = lifecycle::delete_rows(
+            self.warehouse(),
+            &target.name,
+            &target.predicate,
+            &target.schema,
+        )
+        .await?;
+        if removed.snapshot_id.is_some() {
+            self.store.writes().committed(&target.name).await?;
+        }
+        count(removed.rows)
+    }
+
+    /// `ERASE FROM t [WHERE …]`: the rows where the condition is TRUE leave
+    /// every snapshot, the files that held them the disk, and the online
+    /// store; the audit log says who erased how many rows with which
+    /// condition (its literals as `?`) from which snapshots. By those who
+    /// manage `t`.
+    pub(super) async fn erase(&self, erase: ast::Delete) -> Result<SendableRecordBatchStream> {
+        let target = self.removal(&erase, "ERASE").await?;
+        let erased = lifecycle::erase_rows(
+            self.warehouse(),
+            &target.name,
+            &target.predicate,
+            &target.schema,
+        )
+        .await?;
+        // The snapshot ids stayed: the online store rebuilds from the new
+        // history (here at once; other processes at their next refresh).
+        self.store.online().forget(&target.name.to_string());
+        self.store.writes().committed(&target.name).await?;
+        let statement = crate::sql::Statement::Erase(Box::new(erase));
+        let detail = format!(
+            "{statement}: {} rows from {} files in {} snapshots ({}); {} files deleted",
+            erased.rows,
+            erased.files,
+            erased.snapshots.len(),
+            erased
+                .snapshots
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            erased.deleted_files
+        );
+        self.audit(AuditAction::Erase, target.name.to_string(), detail, true)
+            .await;
+        count(erased.rows)
+    }
+
+    /// What a DELETE or ERASE removes rows from, checked: one table the
+    /// principal manages, not a view or temporary table, with the condition
+    /// as a predicate over its columns. Rows acknowledged to its stream are
+    /// committed first, so the removal sees them (for an ERASE, the log
+    /// files that held them are deleted too).
+    async fn removal(&self, delete: &ast::Delete, statement: &str) -> Result<Removal> {
         if !delete.tables.is_empty()
             || delete.using.is_some()
             || delete.returning.is_some()
             || !delete.order_by.is_empty()
             || delete.limit.is_some()
         {
-            return Err(Error::NotSupported(
-                "DELETE with USING, RETURNING, ORDER BY, LIMIT or several tables: \
-                 write DELETE FROM t WHERE <condition>"
-                    .into(),
-            ));
+            return Err(Error::NotSupported(format!(
+                "{statement} with USING, RETURNING, ORDER BY, LIMIT or several tables: \
+                 write {statement} FROM t WHERE <condition>"
+            )));
         }
         let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
         let [only] = from.as_slice() else {
-            return Err(Error::NotSupported("DELETE from several tables".into()));
+            return Err(Error::NotSupported(format!(
+                "{statement} from several tables"
+            )));
         };
         let TableFactor::Table { name, alias, .. } = &only.relation else {
-            return Err(Error::NotSupported(
-                "DELETE from anything but a table".into(),
-            ));
+            return Err(Error::NotSupported(format!(
+                "{statement} from anything but a table"
+            )));
         };
         if !only.joins.is_empty() {
-            return Err(Error::NotSupported("DELETE with a join".into()));
+            return Err(Error::NotSupported(format!("{statement} with a join")));
         }
         if self.temporary_name(name).is_some() {
-            return Err(Error::NotSupported(
-                "DELETE from a temporary table: create it again from the rows to keep".into(),
-            ));
+            return Err(Error::NotSupported(format!(
+                "{statement} from a temporary table: create it again from the rows to keep"
+            )));
         }
         let name = self.resolve_name(name)?;
+        let verb = if statement == "ERASE" {
+            "erase rows of"
+        } else {
+            "delete rows from"
+        };
         self.require_manage_to(&name, || {
-            format!("delete rows from {name} (its owner, one granted ALL on it, or an admin may)")
+            format!("{verb} {name} (its owner, one granted ALL on it, or an admin may)")
         })
         .await?;
         if self.is_view(&name) {
             return Err(Error::Invalid(format!(
-                "{name} is a view: delete from the tables it reads"
+                "{name} is a view: {} the tables it reads",
+                verb.replace(" rows", "").replace(" of", " from")
             )));
         }
         let table = self
@@ -72,17 +144,24 @@ impl Session {
             .map(|a| a.name.value.clone())
             .unwrap_or_else(|| name.table.clone());
         let predicate = match &delete.selection {
-            Some(condition) => self.row_predicate(&name, &qualifier, &schema, condition)?,
+            Some(condition) => {
+                self.row_predicate(&name, statement, &qualifier, &schema, condition)?
+            }
             None => lit(true),
         };
-        // Rows acknowledged to a stream are rows of the table: committed
-        // first, so the delete sees them.
-        self.store.streams().flush(Some(&name.to_string())).await?;
-        let removed = lifecycle::delete_rows(self.warehouse(), &name, &predicate, &schema).await?;
-        if removed.snapshot_id.is_some() {
-            self.store.writes().committed(&name).await?;
+        let streams = self.store.streams();
+        if statement == "ERASE" {
+            // Committed, and the log files that held them deleted: erased
+            // values must not stay in the log.
+            streams.purge(&name.to_string()).await?;
+        } else {
+            streams.flush(Some(&name.to_string())).await?;
         }
-        count(removed.rows)
+        Ok(Removal {
+            name,
+            schema,
+            predicate,
+        })
     }
 
     /// `condition` as an expression over the rows of `name` (columns as
@@ -90,6 +169,7 @@ impl Session {
     fn row_predicate(
         &self,
         name: &TableName,
+        statement: &str,
         qualifier: &str,
         schema: &arrow::datatypes::Schema,
         condition: &ast::Expr,
@@ -106,12 +186,12 @@ impl Session {
         });
         if subquery {
             return Err(Error::NotSupported(format!(
-                "a subquery in the condition of a DELETE from {name}: list the values, or \
+                "a subquery in the condition of {statement} FROM {name}: list the values, or \
                  compute them first"
             )));
         }
         let context = |e: datafusion::error::DataFusionError| {
-            Error::Invalid(format!("the condition of the DELETE from {name}: {e}"))
+            Error::Invalid(format!("the condition of {statement} FROM {name}: {e}"))
         };
         let df_schema = DFSchema::try_from_qualified_schema(qualifier, schema).map_err(context)?;
         let state = self.ctx.state();
@@ -124,7 +204,7 @@ impl Session {
             arrow::datatypes::DataType::Boolean | arrow::datatypes::DataType::Null
         ) {
             return Err(Error::Invalid(format!(
-                "the condition of the DELETE from {name} is a {typed}, not a boolean"
+                "the condition of {statement} FROM {name} is a {typed}, not a boolean"
             )));
         }
         state

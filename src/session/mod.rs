@@ -222,7 +222,7 @@ impl Session {
         // It may change the current schema or the settings plans were made
         // under.
         self.plans.clear();
-        let text = statement.to_string();
+        let text = statement.without_values();
         let kept = statement.clone();
         let result = self.route(statement).await;
         let outcome = audit::Outcome::of(&result);
@@ -251,6 +251,7 @@ impl Session {
             Statement::DescribeFeatureGroup { name } => self.describe_feature_group(&name).await,
             Statement::CopyFrom { table, path } => self.copy_from(&table, &path).await,
             Statement::Vacuum { table } => self.vacuum(table.as_ref()).await,
+            Statement::Erase(erase) => self.erase(*erase).await,
         }
     }
 

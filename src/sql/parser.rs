@@ -153,6 +153,15 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
             options,
         });
     }
+    if peek_words(parser, &["ERASE", "FROM"]) {
+        let erase = parser.next_token();
+        return match parser.parse_delete(erase)? {
+            sqlparser::ast::Statement::Delete(delete) => Ok(Statement::Erase(Box::new(delete))),
+            other => Err(ParserError::ParserError(format!(
+                "ERASE FROM parsed as {other}"
+            ))),
+        };
+    }
     if peek_words(parser, &["VACUUM"]) {
         advance(parser, 1);
         let table = match parser.peek_token_ref().token {

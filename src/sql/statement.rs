@@ -31,6 +31,10 @@ pub enum Statement {
     DescribeFeatureGroup { name: ObjectName },
     /// `COPY name FROM 'path'`
     CopyFrom { table: ObjectName, path: String },
+    /// `ERASE FROM name [WHERE …]`: the rows leave every snapshot and the
+    /// disk. Printed with its literals as `?`: the values erased must not
+    /// live on in logs.
+    Erase(Box<sqlparser::ast::Delete>),
     /// `VACUUM [name]`: removes data files no snapshot references and no
     /// running write claims (of one table, or of every table).
     Vacuum { table: Option<ObjectName> },
@@ -42,7 +46,44 @@ pub enum Statement {
     },
 }
 
+/// `node` with every literal printed as `?`.
+fn without_values<T: Clone + sqlparser::ast::VisitMut>(node: &T) -> T {
+    let mut masked = node.clone();
+    let _ = sqlparser::ast::visit_expressions_mut(&mut masked, |e| {
+        match e {
+            sqlparser::ast::Expr::Value(value) => {
+                value.value = sqlparser::ast::Value::Placeholder("?".into());
+            }
+            sqlparser::ast::Expr::TypedString(typed) => {
+                typed.value.value = sqlparser::ast::Value::Placeholder("?".into());
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    masked
+}
+
 impl Statement {
+    /// The statement as logs keep it: the literals of statements that
+    /// write or remove rows (INSERT, UPDATE, DELETE, MERGE, ERASE) printed
+    /// as `?`, since they are data, which an ERASE must be able to take
+    /// back; every other statement as written.
+    pub fn without_values(&self) -> String {
+        use sqlparser::ast::Statement as S;
+        match self {
+            Statement::Sql(s)
+                if matches!(
+                    **s,
+                    S::Insert(_) | S::Update { .. } | S::Delete(_) | S::Merge { .. }
+                ) =>
+            {
+                without_values(&**s).to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// True for statements that create a schema, table, view or feature
     /// group: the ones that may also create the warehouse they run in. A
     /// temporary table lives in memory, so it is not one of them.
@@ -77,6 +118,11 @@ impl fmt::Display for Statement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Statement::Sql(s) => write!(f, "{s}"),
+            Statement::Erase(delete) => {
+                let text = without_values(&**delete).to_string();
+                let rest = text.strip_prefix("DELETE").unwrap_or(&text);
+                write!(f, "ERASE{rest}")
+            }
             Statement::Principal(p) => write!(f, "{p}"),
             Statement::Policy(p) => write!(f, "{p}"),
             Statement::Sharing(s) => write!(f, "{s}"),

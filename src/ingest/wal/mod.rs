@@ -277,7 +277,24 @@ impl Wal {
     /// segments it deletes were synced and closed before that failure.
     pub async fn truncate_through(&self, lsn: u64) -> Result<()> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Truncate { lsn, reply })?;
+        self.send(Request::Truncate {
+            lsn,
+            seal: false,
+            reply,
+        })?;
+        answer.await.map_err(|_| self.writer_gone())?
+    }
+
+    /// As [`Wal::truncate_through`], and the segment being written goes too
+    /// when all its records are through `lsn` (appends then start a new
+    /// one): no record through `lsn` is left on disk. For ERASE.
+    pub async fn purge_through(&self, lsn: u64) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Truncate {
+            lsn,
+            seal: true,
+            reply,
+        })?;
         answer.await.map_err(|_| self.writer_gone())?
     }
 

@@ -21,6 +21,9 @@ pub(super) enum Request {
     Append(Append),
     Truncate {
         lsn: u64,
+        /// Also close the segment being written when all its records are
+        /// through `lsn`, so that it goes too.
+        seal: bool,
         reply: oneshot::Sender<Result<()>>,
     },
     Shutdown,
@@ -129,9 +132,12 @@ impl Writer {
             while let Some(request) = next {
                 match request {
                     Request::Append(append) => round.push(append),
-                    Request::Truncate { lsn, reply } => {
+                    Request::Truncate { lsn, seal, reply } => {
                         // Appends queued before it are handled before it.
                         self.append_round(&mut round);
+                        if seal {
+                            self.seal_through(lsn);
+                        }
                         let _ = reply.send(self.truncate_through(lsn));
                     }
                     Request::Shutdown => {
@@ -294,6 +300,19 @@ impl Writer {
             bytes: MAGIC.len() as u64,
         });
         Ok(())
+    }
+
+    /// Closes the current segment (synced with every round) when it holds
+    /// records, all through `lsn`; the next append starts a new one.
+    fn seal_through(&mut self, lsn: u64) {
+        if let Some(current) = self.current.take_if(|c| c.records > 0 && c.last_lsn <= lsn) {
+            self.closed.push_back(ClosedSegment {
+                path: current.path,
+                last_lsn: current.last_lsn,
+                bytes: current.bytes,
+            });
+            self.closed_bytes += current.bytes;
+        }
     }
 
     fn truncate_through(&mut self, lsn: u64) -> Result<()> {
