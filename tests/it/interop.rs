@@ -11,13 +11,13 @@ use pitlake::output::cells;
 use crate::python::run_script;
 
 /// Rows as sorted lists of cell text, so order and physical types don't matter.
-fn sorted_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+pub(crate) fn sorted_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let mut rows = cells(batches).expect("cells");
     rows.sort();
     rows
 }
 
-async fn query(session: &Session, sql: &str) -> Vec<RecordBatch> {
+pub(crate) async fn query(session: &Session, sql: &str) -> Vec<RecordBatch> {
     let mut results = session
         .sql(sql)
         .await
