@@ -165,7 +165,7 @@ impl Judged {
                 let rows = match self.matches.get(&path) {
                     Some(rows) => *rows,
                     None => {
-                        let rows = count_matches(name, table, &task, predicate).await?;
+                        let rows = count_matches(name, table, &task, predicate, schema).await?;
                         if rows > 0 {
                             let file = Matching { task, rows };
                             let files =

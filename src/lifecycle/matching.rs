@@ -16,6 +16,7 @@ use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::compute::kernels::boolean::not;
 use arrow::compute::{filter_record_batch, prep_null_mask_filter};
 use arrow::datatypes::Schema;
+use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
 use datafusion::physical_expr::{PhysicalExpr, split_conjunction};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -45,7 +46,7 @@ pub async fn matching_files(
 ) -> Result<Vec<Matching>> {
     let mut found = Vec::new();
     for task in candidates(name, table, snapshot_id, predicate, schema).await? {
-        let rows = count_matches(name, table, &task, predicate).await?;
+        let rows = count_matches(name, table, &task, predicate, schema).await?;
         if rows > 0 {
             found.push(Matching { task, rows });
         }
@@ -85,17 +86,49 @@ pub async fn candidates(
     Ok(tasks)
 }
 
-/// How many rows of the file `task` reads `predicate` matches.
+/// How many rows of the file `task` reads `predicate` (over the table's
+/// columns as `schema`) matches. Only the columns it names are read.
 pub async fn count_matches(
     name: &str,
     table: &Table,
     task: &FileScanTask,
     predicate: &Arc<dyn PhysicalExpr>,
+    schema: &Schema,
 ) -> Result<u64> {
+    let mut named: Vec<usize> = collect_columns(predicate)
+        .iter()
+        .map(|c| c.index())
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let iceberg_schema = table.metadata().current_schema();
+    let ids: Option<Vec<i32>> = named
+        .iter()
+        .map(|i| {
+            iceberg_schema
+                .field_by_name(schema.field(*i).name())
+                .map(|f| f.id)
+        })
+        .collect();
+    let projected = schema
+        .project(&named)
+        .map_err(Error::arrow("the columns of the condition"))?;
+    let (mut task, predicate) = match ids {
+        Some(ids) if !ids.is_empty() => {
+            let mut task = task.clone();
+            task.project_field_ids = ids;
+            let predicate = reassign_expr_columns(predicate.clone(), &projected)?;
+            (task, predicate)
+        }
+        // No column (a constant condition), or one the schema cannot name:
+        // every column.
+        _ => (task.clone(), predicate.clone()),
+    };
+    task.predicate = None;
     let mut rows = 0u64;
-    let mut batches = read_file(name, table, task.clone())?;
+    let mut batches = read_file(name, table, task)?;
     while let Some(batch) = batches.next().await {
-        rows += matches(predicate, &batch?)?.true_count() as u64;
+        rows += matches(&predicate, &batch?)?.true_count() as u64;
     }
     Ok(rows)
 }
