@@ -5,7 +5,13 @@
 
 mod delete;
 mod erase;
+mod expire;
 mod matching;
+mod rollback;
+mod tags;
 
 pub use delete::{Removed, delete_rows};
 pub use erase::{Erased, erase_rows};
+pub use expire::{Expired, expire_snapshots};
+pub use rollback::rollback_to_snapshot;
+pub use tags::{NewTag, create_tag, drop_tag};

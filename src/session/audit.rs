@@ -180,6 +180,7 @@ impl Session {
             Statement::Vacuum { .. } => (AuditAction::Ddl, none),
             // Recorded by the erase itself, with what it did.
             Statement::Erase(_) => return None,
+            Statement::Ref(r) => (AuditAction::Ddl, r.table().clone()),
             Statement::ShowFeatureGroups { .. } | Statement::DescribeFeatureGroup { .. } => {
                 return None;
             }
@@ -204,6 +205,7 @@ impl Session {
                 }
                 ast::Statement::CreateTable(create) => (AuditAction::Ddl, create.name.clone()),
                 ast::Statement::CreateView(create) => (AuditAction::Ddl, create.name.clone()),
+                ast::Statement::Call(_) => (AuditAction::Ddl, none),
                 ast::Statement::CreateSchema { .. } | ast::Statement::Drop { .. } => {
                     (AuditAction::Ddl, none)
                 }

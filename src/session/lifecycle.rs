@@ -12,11 +12,12 @@ use iceberg::arrow::schema_to_arrow_schema;
 use sqlparser::ast::{self, FromTable, TableFactor};
 
 use super::Session;
-use super::results::count;
+use super::results::{count, one_batch};
 use crate::access::AuditAction;
 use crate::catalog::TableName;
 use crate::error::{Error, Result};
 use crate::lifecycle;
+use crate::sql::RefStatement;
 
 /// The table a DELETE or ERASE removes rows from, and which rows.
 struct Removal {
@@ -79,6 +80,62 @@ impl Session {
         self.audit(AuditAction::Erase, target.name.to_string(), detail, true)
             .await;
         count(erased.rows)
+    }
+
+    /// `ALTER TABLE t CREATE TAG …` / `DROP TAG …` (or `ALTER FEATURE
+    /// GROUP`): one row, the tag and its snapshot (NULL when nothing
+    /// changed). By those who manage `t`.
+    pub(super) async fn tag(&self, statement: RefStatement) -> Result<SendableRecordBatchStream> {
+        let name = self.resolve_name(statement.table())?;
+        self.require_manage_to(&name, || {
+            format!("tag versions of {name} (its owner, one granted ALL on it, or an admin may)")
+        })
+        .await?;
+        if self.is_view(&name) {
+            return Err(Error::Invalid(format!(
+                "{name} is a view: tag the tables it reads"
+            )));
+        }
+        let warehouse = self.warehouse();
+        let (tag, snapshot) = match statement {
+            RefStatement::CreateTag {
+                tag,
+                snapshot,
+                retain_ms,
+                replace,
+                if_not_exists,
+                ..
+            } => {
+                let new = lifecycle::NewTag {
+                    name: tag.value.clone(),
+                    snapshot,
+                    retain_ms,
+                    replace,
+                    if_not_exists,
+                };
+                (
+                    tag.value,
+                    lifecycle::create_tag(warehouse, &name, &new).await?,
+                )
+            }
+            RefStatement::DropTag { tag, if_exists, .. } => {
+                lifecycle::drop_tag(warehouse, &name, &tag.value, if_exists).await?;
+                (tag.value, None)
+            }
+        };
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("tag", arrow::datatypes::DataType::Utf8, false),
+            arrow::datatypes::Field::new("snapshot_id", arrow::datatypes::DataType::Int64, true),
+        ]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(arrow::array::StringArray::from(vec![tag])),
+                Arc::new(arrow::array::Int64Array::from(vec![snapshot])),
+            ],
+        )
+        .map_err(Error::arrow("the tag statement's result"))?;
+        one_batch(batch)
     }
 
     /// What a DELETE or ERASE removes rows from, checked: one table the

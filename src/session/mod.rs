@@ -25,6 +25,7 @@ mod plans;
 mod policies;
 mod prepare;
 mod principals;
+mod procedures;
 mod results;
 mod run;
 mod sharing;
@@ -252,6 +253,7 @@ impl Session {
             Statement::CopyFrom { table, path } => self.copy_from(&table, &path).await,
             Statement::Vacuum { table } => self.vacuum(table.as_ref()).await,
             Statement::Erase(erase) => self.erase(*erase).await,
+            Statement::Ref(tag) => self.tag(tag).await,
         }
     }
 
@@ -300,6 +302,7 @@ impl Session {
             }
             ast::Statement::Insert(insert) => self.insert(insert).await,
             ast::Statement::Delete(delete) => self.delete(delete).await,
+            ast::Statement::Call(call) => self.call(call).await,
             ast::Statement::Use(target) => self.use_schema(&target).await,
             ast::Statement::Prepare { .. }
             | ast::Statement::Execute { .. }

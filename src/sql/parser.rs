@@ -95,6 +95,9 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
     if let Some(sharing) = super::sharing::parse_sharing(parser)? {
         return Ok(Statement::Sharing(sharing));
     }
+    if let Some(tag) = super::refs::parse_ref(parser)? {
+        return Ok(Statement::Ref(tag));
+    }
     if peek_words(parser, &["CREATE", "FEATURE", "GROUP"]) {
         advance(parser, 3);
         return parse_create_feature_group(parser).map(Statement::CreateFeatureGroup);

@@ -7,6 +7,7 @@ use sqlparser::ast::{ColumnDef, Ident, ObjectName};
 
 use super::policies::PolicyStatement;
 use super::principals::PrincipalStatement;
+use super::refs::RefStatement;
 use super::sharing::SharingStatement;
 
 /// One parsed statement.
@@ -19,6 +20,8 @@ pub enum Statement {
     /// Publishing feature groups and access requests (`PUBLISH FEATURE GROUP`,
     /// `REQUEST ACCESS`, `APPROVE ACCESS REQUEST`, …).
     Sharing(SharingStatement),
+    /// Tags on a table's snapshots (`ALTER TABLE t CREATE TAG q1`, …).
+    Ref(RefStatement),
     /// Standard SQL, planned by DataFusion (with pitlake's relation planners).
     Sql(Box<sqlparser::ast::Statement>),
     /// `CREATE FEATURE GROUP ...`
@@ -126,6 +129,7 @@ impl fmt::Display for Statement {
             Statement::Principal(p) => write!(f, "{p}"),
             Statement::Policy(p) => write!(f, "{p}"),
             Statement::Sharing(s) => write!(f, "{s}"),
+            Statement::Ref(r) => write!(f, "{r}"),
             Statement::CreateFeatureGroup(c) => {
                 write!(f, "CREATE FEATURE GROUP ")?;
                 if c.if_not_exists {

@@ -6,10 +6,12 @@
 //! depends on nothing of pitlake but its errors.
 
 mod history_writer;
+mod refs;
 mod snapshot_writer;
 mod snapshots;
 
 pub use history_writer::{HISTORY_PROPERTY, History, rewrite_history};
+pub use refs::{TableRef, table_refs};
 pub use snapshot_writer::{Rewritten, SnapshotWriter, current_manifests};
 pub use snapshots::{
     Changes, ScanPiece, WAL_FIRST_LSN, WAL_LAST_LSN, changes_since, committed_lsn, plan_pieces,

@@ -18,6 +18,7 @@ use datafusion::datasource::MemTable;
 use iceberg::table::Table;
 
 use crate::error::{Error, Result};
+use crate::storage::table_refs;
 
 /// The metadata tables a table name may carry after `$`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,11 +177,8 @@ fn history(table: &Table) -> Result<RecordBatch> {
     )
 }
 
-/// `$refs`: branches and tags. The refs are read from the metadata's JSON form,
-/// the only place iceberg-rust exposes all of them.
+/// `$refs`: branches and tags.
 fn refs(table: &Table) -> Result<RecordBatch> {
-    let json = serde_json::to_value(table.metadata())
-        .map_err(|e| Error::Internal(format!("cannot serialize table metadata: {e}")))?;
     struct Ref {
         name: String,
         kind: String,
@@ -189,25 +187,17 @@ fn refs(table: &Table) -> Result<RecordBatch> {
         min_snapshots: Option<i32>,
         max_snapshot_age: Option<i64>,
     }
-    let mut rows: Vec<Ref> = Vec::new();
-    if let Some(refs) = json.get("refs").and_then(|r| r.as_object()) {
-        for (name, r) in refs {
-            let int = |k: &str| r.get(k).and_then(serde_json::Value::as_i64);
-            rows.push(Ref {
-                name: name.clone(),
-                kind: r
-                    .get("type")
-                    .and_then(|t| t.as_str())
-                    .unwrap_or("branch")
-                    .to_uppercase(),
-                snapshot_id: int("snapshot-id").unwrap_or_default(),
-                max_ref_age: int("max-ref-age-ms"),
-                min_snapshots: int("min-snapshots-to-keep").and_then(|v| i32::try_from(v).ok()),
-                max_snapshot_age: int("max-snapshot-age-ms"),
-            });
-        }
-    }
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let rows: Vec<Ref> = table_refs(table)?
+        .into_iter()
+        .map(|r| Ref {
+            kind: if r.is_branch { "BRANCH" } else { "TAG" }.to_string(),
+            name: r.name,
+            snapshot_id: r.snapshot_id,
+            max_ref_age: r.max_ref_age_ms,
+            min_snapshots: r.min_snapshots_to_keep,
+            max_snapshot_age: r.max_snapshot_age_ms,
+        })
+        .collect();
     batch(
         vec![
             Field::new("name", DataType::Utf8, false),

@@ -353,5 +353,5 @@ async fn erase_takes_rows_out_of_every_snapshot_and_off_the_disk() {
         );
     }
     // Before the erase, that search finds it (the test can fail).
-    assert!(!parquet_holding(&out.path().to_path_buf(), "ann@example.com").is_empty());
+    assert!(!parquet_holding(out.path(), "ann@example.com").is_empty());
 }

@@ -1,0 +1,241 @@
+//! `CALL system.<procedure>(…)`: table maintenance with Iceberg's procedure
+//! names and arguments (positional, or named with `=>`).
+//!
+//! ```sql
+//! CALL system.rollback_to_snapshot('s.fg', 4348501234567);
+//! CALL system.expire_snapshots(table => 's.fg', older_than => TIMESTAMP '2025-01-01', retain_last => 5);
+//! ```
+
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::TryStreamExt;
+use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName};
+
+use super::Session;
+use super::results::one_batch;
+use crate::error::{Error, Result};
+use crate::lifecycle;
+
+/// Snapshots younger than this stay when `older_than` is not given
+/// (Iceberg's default).
+const DEFAULT_EXPIRY_MS: i64 = 5 * 86_400_000;
+
+impl Session {
+    pub(super) async fn call(&self, call: ast::Function) -> Result<SendableRecordBatchStream> {
+        let procedure = crate::sql::name_parts(&call.name)
+            .join(".")
+            .to_ascii_lowercase();
+        let params: &[&str] = match procedure.as_str() {
+            "system.rollback_to_snapshot" => &["table", "snapshot_id"],
+            "system.expire_snapshots" => &["table", "older_than", "retain_last"],
+            _ => {
+                return Err(Error::NotSupported(format!(
+                    "CALL {}: the procedures are system.rollback_to_snapshot(table, snapshot_id) \
+                     and system.expire_snapshots(table, older_than, retain_last)",
+                    call.name
+                )));
+            }
+        };
+        let args = self.arguments(&procedure, params, &call.args).await?;
+        let table_text = match args.first() {
+            Some(Some(ScalarValue::Utf8(Some(text)))) => text.clone(),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{procedure}: table is the table's name as a string, as in table => 's.fg'"
+                )));
+            }
+        };
+        let name = self.resolve_name(&ObjectName::from(
+            table_text.split('.').map(Ident::new).collect::<Vec<_>>(),
+        ))?;
+        self.require_manage_to(&name, || {
+            format!("run {procedure} on {name} (its owner, one granted ALL on it, or an admin may)")
+        })
+        .await?;
+        if self.is_view(&name) {
+            return Err(Error::Invalid(format!("{name} is a view, not a table")));
+        }
+        self.warehouse()
+            .load_table(&name.schema, &name.table)
+            .await?;
+        match procedure.as_str() {
+            "system.rollback_to_snapshot" => {
+                let id = integer(&procedure, "snapshot_id", args.get(1))?.ok_or_else(|| {
+                    Error::Invalid(format!("{procedure}: snapshot_id is required"))
+                })?;
+                self.store.streams().flush(Some(&name.to_string())).await?;
+                let previous = lifecycle::rollback_to_snapshot(self.warehouse(), &name, id).await?;
+                self.store.writes().committed(&name).await?;
+                rows(
+                    &["previous_snapshot_id", "current_snapshot_id"],
+                    vec![previous, Some(id)],
+                )
+            }
+            _ => {
+                let older_than = match args.get(1).cloned().flatten() {
+                    None => chrono::Utc::now().timestamp_millis() - DEFAULT_EXPIRY_MS,
+                    Some(value) => millis(&procedure, value)?,
+                };
+                let retain_last = integer(&procedure, "retain_last", args.get(2))?.unwrap_or(1);
+                let retain_last = usize::try_from(retain_last).map_err(|_| {
+                    Error::Invalid(format!("{procedure}: retain_last is at least 1"))
+                })?;
+                let expired =
+                    lifecycle::expire_snapshots(self.warehouse(), &name, older_than, retain_last)
+                        .await?;
+                let count = |n: usize| Some(n as i64);
+                rows(
+                    &[
+                        "expired_snapshots_count",
+                        "deleted_data_files_count",
+                        "deleted_manifest_files_count",
+                        "deleted_manifest_lists_count",
+                    ],
+                    vec![
+                        count(expired.snapshots),
+                        count(expired.data_files),
+                        count(expired.manifests),
+                        count(expired.manifest_lists),
+                    ],
+                )
+            }
+        }
+    }
+
+    /// The procedure's arguments in `params` order (`None` where not
+    /// given), each a constant.
+    async fn arguments(
+        &self,
+        procedure: &str,
+        params: &[&str],
+        args: &FunctionArguments,
+    ) -> Result<Vec<Option<ScalarValue>>> {
+        let list = match args {
+            FunctionArguments::None => Vec::new(),
+            FunctionArguments::List(list) => list.args.clone(),
+            FunctionArguments::Subquery(_) => {
+                return Err(Error::NotSupported(format!("{procedure} with a subquery")));
+            }
+        };
+        let mut values: Vec<Option<ScalarValue>> = vec![None; params.len()];
+        for (position, arg) in list.iter().enumerate() {
+            let (slot, expr) = match arg {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => (position, expr),
+                FunctionArg::Named {
+                    name,
+                    arg: FunctionArgExpr::Expr(expr),
+                    ..
+                } => {
+                    let wanted = name.value.to_ascii_lowercase();
+                    let slot = params.iter().position(|p| *p == wanted).ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "{procedure} has no argument {}; its arguments are {}",
+                            name.value,
+                            params.join(", ")
+                        ))
+                    })?;
+                    (slot, expr)
+                }
+                other => {
+                    return Err(Error::Invalid(format!("{procedure}: argument {other}")));
+                }
+            };
+            if slot >= params.len() {
+                return Err(Error::Invalid(format!(
+                    "{procedure} takes at most {} arguments ({})",
+                    params.len(),
+                    params.join(", ")
+                )));
+            }
+            if values[slot].is_some() {
+                return Err(Error::Invalid(format!(
+                    "{procedure}: {} is given twice",
+                    params[slot]
+                )));
+            }
+            values[slot] = Some(self.constant(procedure, expr).await?);
+        }
+        Ok(values)
+    }
+
+    /// The value of an argument: a constant (`'s.fg'`, `42`,
+    /// `TIMESTAMP '2025-01-01'`, `now() - INTERVAL '7 days'`) or a scalar
+    /// subquery, evaluated as the query `SELECT <expr>` of this session.
+    async fn constant(&self, procedure: &str, expr: &ast::Expr) -> Result<ScalarValue> {
+        let fail =
+            |reason: String| Error::Invalid(format!("{procedure}: argument {expr}: {reason}"));
+        let mut parsed = crate::sql::parse_sql(&format!("SELECT {expr}"))?;
+        let (Some(crate::sql::Statement::Sql(query)), true) = (parsed.pop(), parsed.is_empty())
+        else {
+            return Err(fail("not one expression".into()));
+        };
+        let stream = self.run_query(*query).await?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+            return Err(fail("no value".into()));
+        };
+        if rows != 1 {
+            return Err(fail(format!("{rows} values, not one")));
+        }
+        ScalarValue::try_from_array(batch.column(0), 0).map_err(|e| fail(e.to_string()))
+    }
+}
+
+fn integer(
+    procedure: &str,
+    param: &str,
+    value: Option<&Option<ScalarValue>>,
+) -> Result<Option<i64>> {
+    let Some(Some(value)) = value else {
+        return Ok(None);
+    };
+    let cast = value.cast_to(&DataType::Int64).ok().and_then(|v| match v {
+        ScalarValue::Int64(n) => n,
+        _ => None,
+    });
+    match cast {
+        Some(n) if !matches!(value, ScalarValue::Utf8(_) | ScalarValue::Float64(_)) => Ok(Some(n)),
+        _ => Err(Error::Invalid(format!(
+            "{procedure}: {param} is a whole number, not {value}"
+        ))),
+    }
+}
+
+/// Milliseconds since the epoch of a timestamp argument (UTC when it has no
+/// zone).
+fn millis(procedure: &str, value: ScalarValue) -> Result<i64> {
+    let as_ms = value
+        .cast_to(&DataType::Timestamp(
+            arrow::datatypes::TimeUnit::Millisecond,
+            None,
+        ))
+        .ok();
+    match as_ms {
+        Some(ScalarValue::TimestampMillisecond(Some(ms), _)) => Ok(ms),
+        _ => Err(Error::Invalid(format!(
+            "{procedure}: older_than is a timestamp, not {value}"
+        ))),
+    }
+}
+
+/// One row of nullable BIGINT columns.
+fn rows(names: &[&str], values: Vec<Option<i64>>) -> Result<SendableRecordBatchStream> {
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Int64, true))
+            .collect::<Vec<_>>(),
+    ));
+    let columns = values
+        .into_iter()
+        .map(|v| Arc::new(Int64Array::from(vec![v])) as arrow::array::ArrayRef)
+        .collect();
+    let batch =
+        RecordBatch::try_new(schema, columns).map_err(Error::arrow("a procedure's result"))?;
+    one_batch(batch)
+}
