@@ -343,15 +343,34 @@ impl Streams {
         Ok(())
     }
 
-    /// Commits everything acknowledged in `name` and deletes every log
-    /// segment it was in, the one being written included: after an ERASE no
-    /// record of the log may still hold erased values.
-    pub async fn purge(&self, name: &str) -> Result<()> {
-        let stream = self.tables().get(name).cloned();
-        let Some(stream) = stream else {
-            return Ok(());
+    /// Commits everything acknowledged in `name` and, with `purge`, deletes
+    /// every log segment it was in, the one being written included: after
+    /// an ERASE no record of the log may still hold erased values. A log
+    /// left on disk is opened (and its records committed) first; one
+    /// another process owns is an error naming it: its records are out of
+    /// reach of the DELETE or ERASE that must see them.
+    pub async fn settle(&self, name: &TableName, purge: bool) -> Result<()> {
+        let open = self.tables().get(&name.to_string()).cloned();
+        let stream = match open {
+            Some(stream) => stream,
+            None if log_dir(self.warehouse.root(), name)?.is_dir() => match self.open(name).await {
+                Ok(stream) => stream,
+                Err(Error::Locked { .. }) => {
+                    return Err(Error::Locked {
+                        what: format!(
+                            "the stream log of {name} (its acknowledged records must be \
+                                 removed too: run the statement through the server that owns it)"
+                        ),
+                    });
+                }
+                Err(e) => return Err(e),
+            },
+            None => return Ok(()),
         };
         stream.flush().await?;
+        if !purge {
+            return Ok(());
+        }
         let committed = stream.lock().committed_lsn;
         stream.wal.purge_through(committed).await
     }

@@ -4,19 +4,23 @@
 //! ```text
 //!  every snapshot ─► files whose statistics allow a match ─► each file once:
 //!    rows matched? ─► rewritten without them (same order)
-//!  commit (catalog/commit): history rewritten (storage/history_writer):
-//!    same snapshot ids, parents, sequence numbers, timestamps; manifests
-//!    and manifest lists that listed a rewritten file written anew
-//!  then deleted: the old data files, manifests, manifest lists and every
-//!    earlier metadata file
+//!  commit (catalog/commit), under the table's commit lock: snapshots that
+//!    landed meanwhile looked at the same way, then history rewritten
+//!    (storage/history_writer): same snapshot ids, parents, sequence numbers,
+//!    timestamps; manifests and manifest lists that listed a rewritten file
+//!    written anew; a journal of the files the old history used
+//!  then (after the caller's audit record) deleted: those files (old data
+//!    files, manifests, manifest lists, every older metadata file), then the
+//!    journal
 //! ```
 //!
-//! A commit that lands during the erase makes it look again: files it has
-//! already judged are not read twice, new ones are, and the history is
-//! rewritten on the newer table, so a row written meanwhile is erased too or
-//! was never there to erase.
+//! A process killed between the commit and the deletions leaves the journal:
+//! the next ERASE of the table, or VACUUM, finishes the deletions. A
+//! commit that lands during the erase is looked at inside the commit, so a
+//! row written meanwhile is erased too; the erase never fails for it.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::datatypes::Schema;
@@ -26,10 +30,10 @@ use iceberg::spec::DataFile;
 use iceberg::table::Table;
 
 use super::matching::{Matching, candidates, count_matches, rewrite_without};
-use crate::catalog::{self, Change, Staged, TableName, Warehouse};
+use crate::catalog::{self, Change, Staged, TableName, Warehouse, metadata_dir};
 use crate::error::{Error, Result};
 use crate::ingest::PendingFiles;
-use crate::storage::rewrite_history;
+use crate::storage::{HISTORY_PROPERTY, rewrite_history};
 
 /// What an ERASE did (no values: this is what the audit log keeps).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,84 +44,131 @@ pub struct Erased {
     pub files: usize,
     /// Snapshots whose manifest list was rewritten, oldest first.
     pub snapshots: Vec<i64>,
-    /// Files deleted from the disk.
-    pub deleted_files: usize,
+    /// Files of the old history to delete (see [`Erasure::finish`]).
+    pub obsolete: usize,
 }
 
-/// Times the erase looks again after commits landed meanwhile.
-const ROUNDS: u32 = 5;
+/// A committed erasure whose old files are still on disk.
+#[derive(Debug)]
+pub struct Erasure {
+    pub erased: Erased,
+    table: Option<Table>,
+    journal: Option<PathBuf>,
+    obsolete: Vec<String>,
+}
+
+impl Erasure {
+    /// Deletes the old history's files, then the journal; returns how many
+    /// files went.
+    pub async fn finish(self) -> usize {
+        let Some(table) = self.table else {
+            return 0;
+        };
+        let deleted = delete_all(&table, &self.obsolete).await;
+        if let Some(journal) = self.journal {
+            let _ = std::fs::remove_file(journal);
+        }
+        deleted
+    }
+}
 
 /// Erases the rows `predicate` (over the table's columns as `schema`)
-/// matches from every snapshot of `name`.
+/// matches from every snapshot of `name`. The old files stay until
+/// [`Erasure::finish`].
 pub async fn erase_rows(
     warehouse: &Warehouse,
     name: &TableName,
     predicate: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
-) -> Result<Erased> {
+) -> Result<Erasure> {
     let label = name.to_string();
     let table = warehouse.load_table(&name.schema, &name.table).await?;
+    finish_journals(&table).await;
     let pending = PendingFiles::start(&label, &table)?;
-    let mut judged = Judged::default();
-    let mut round = 1;
-    let outcome = loop {
-        let table = warehouse.load_table(&name.schema, &name.table).await?;
-        let attempt = async {
-            judged
-                .look(&label, &table, predicate, schema, &pending)
-                .await?;
-            if judged.replace.is_empty() {
-                return Ok(None);
-            }
-            commit_history(warehouse, name, &table, &judged)
-                .await
-                .map(Some)
-        }
+    let judged = tokio::sync::Mutex::new(Judged::default());
+    let looked = judged
+        .lock()
+        .await
+        .look(&label, &table, predicate, schema, &pending)
         .await;
-        match attempt {
-            Err(Error::Changed { .. }) if round < ROUNDS => round += 1,
-            other => break other,
-        }
-    };
-    let committed = match outcome {
-        Ok(Some(committed)) => committed,
-        Ok(None) => {
-            pending.discard();
-            return Ok(Erased {
+    if let Err(e) = looked {
+        pending.discard();
+        return Err(e);
+    }
+    if judged.lock().await.replace.is_empty() {
+        pending.discard();
+        return Ok(Erasure {
+            erased: Erased {
                 rows: 0,
                 files: 0,
                 snapshots: Vec::new(),
-                deleted_files: 0,
-            });
-        }
-        Err(e) => {
-            pending.discard();
-            return Err(e);
-        }
-    };
-    // Committed: what the old history held is garbage now, and must go.
-    let old = &committed.before;
-    let mut obsolete: Vec<String> = judged.replace.keys().cloned().collect();
-    obsolete.extend(committed.replaced.iter().cloned());
-    obsolete.extend(
-        old.metadata()
-            .metadata_log()
-            .iter()
-            .map(|entry| entry.metadata_file.clone()),
-    );
-    obsolete.extend(old.metadata_location().map(str::to_string));
-    let mut deleted_files = 0;
-    for path in &obsolete {
-        if old.file_io().delete(path).await.is_ok() {
-            deleted_files += 1;
-        }
+                obsolete: 0,
+            },
+            table: None,
+            journal: None,
+            obsolete: Vec::new(),
+        });
     }
-    Ok(Erased {
-        rows: judged.rows,
-        files: judged.replace.len(),
-        snapshots: committed.snapshots,
-        deleted_files,
+    let outcome = std::sync::Mutex::new(None::<(History, Table)>);
+    let (label_ref, judged_ref, outcome_ref, pending_ref) = (&label, &judged, &outcome, &pending);
+    let committed = catalog::commit(warehouse, name, |fresh: Table| {
+        async move {
+            let mut judged = judged_ref.lock().await;
+            // Commits that landed since: their files judged too.
+            judged
+                .look(label_ref, &fresh, predicate, schema, pending_ref)
+                .await?;
+            let history =
+                rewrite_history(label_ref, &fresh, &judged.replace, &judged.per_snapshot).await?;
+            let mut obsolete: Vec<String> = judged.replace.keys().cloned().collect();
+            obsolete.extend(history.replaced.iter().cloned());
+            obsolete.extend(older_metadata(&fresh));
+            let mut written = history.written.clone();
+            let journal = write_journal(&fresh, &history.mark, &obsolete)?;
+            if let Some(journal) = &journal {
+                written.push(format!("file://{}", journal.display()));
+            }
+            let done = History {
+                obsolete,
+                snapshots: history.snapshots.clone(),
+                journal,
+            };
+            *outcome_ref.lock().unwrap_or_else(|e| e.into_inner()) = Some((done, fresh));
+            Ok(Staged {
+                change: Change::Replace(Box::new(history.metadata)),
+                written,
+            })
+        }
+        .boxed()
     })
+    .await;
+    if let Err(e) = committed {
+        pending.discard();
+        return Err(e);
+    }
+    let (done, _before) = outcome
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .ok_or_else(|| Error::Internal(format!("{label}: the erase committed nothing")))?;
+    let judged = judged.into_inner();
+    Ok(Erasure {
+        erased: Erased {
+            rows: judged.rows,
+            files: judged.replace.len(),
+            snapshots: done.snapshots,
+            obsolete: done.obsolete.len(),
+        },
+        table: Some(table),
+        journal: done.journal,
+        obsolete: done.obsolete,
+    })
+}
+
+/// What the landed attempt rewrote and left to delete.
+struct History {
+    obsolete: Vec<String>,
+    snapshots: Vec<i64>,
+    journal: Option<PathBuf>,
 }
 
 /// What the erase knows of the files it has looked at.
@@ -186,61 +237,121 @@ impl Judged {
     }
 }
 
-/// The old history's files a rewrite replaced, and the snapshots it rewrote.
-type Rewrote = (Vec<String>, Vec<i64>);
+/// File name prefix of an erase's journal, in the table's metadata folder.
+const JOURNAL_PREFIX: &str = ".erase-";
 
-/// A rewritten history, committed.
-struct Committed {
-    /// The table as it was.
-    before: Table,
-    /// Manifests and manifest lists of the old history.
-    replaced: Vec<String>,
-    /// Snapshots rewritten, oldest first.
-    snapshots: Vec<i64>,
+/// Writes (durably) the journal of an erase about to commit: its history
+/// mark and the files to delete once it has. `None` for a table whose
+/// metadata is not in a local folder (its old files are then deleted only
+/// by the erase itself).
+fn write_journal(table: &Table, mark: &str, obsolete: &[String]) -> Result<Option<PathBuf>> {
+    let Some(dir) = metadata_dir(table) else {
+        return Ok(None);
+    };
+    let path = dir.join(format!("{JOURNAL_PREFIX}{mark}.json"));
+    let text = serde_json::json!({ "mark": mark, "obsolete": obsolete }).to_string();
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::create(&path).map_err(io)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(Some(path))
 }
 
-/// Commits `table`'s history with the judged files replaced. A commit that landed after `table` was loaded
-/// sends the erase round again ([`Error::Changed`]).
-async fn commit_history(
-    warehouse: &Warehouse,
-    name: &TableName,
-    table: &Table,
-    judged: &Judged,
-) -> Result<Committed> {
-    let label = name.to_string();
-    let expected = table.metadata_location().map(str::to_string);
-    // What the attempt that landed replaced and rewrote.
-    let outcome = std::sync::Mutex::new(None::<Rewrote>);
-    let (label_ref, expected_ref, outcome_ref) = (&label, &expected, &outcome);
-    catalog::commit(warehouse, name, |fresh: Table| {
-        async move {
-            if fresh.metadata_location().map(str::to_string) != *expected_ref {
-                return Err(Error::Changed {
-                    table: label_ref.clone(),
-                    statement: "ERASE",
-                    reason: "another commit landed".into(),
-                });
-            }
-            let history =
-                rewrite_history(label_ref, &fresh, &judged.replace, &judged.per_snapshot).await?;
-            *outcome_ref.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((history.replaced, history.snapshots));
-            Ok(Staged {
-                change: Change::Replace(Box::new(history.metadata)),
-                written: history.written,
-            })
+/// Finishes the erasures of `table` a killed process left: a journal whose
+/// mark the table carries committed, and its files go; any other never
+/// committed, and only the journal goes.
+pub async fn finish_journals(table: &Table) -> usize {
+    let Some(dir) = metadata_dir(table) else {
+        return 0;
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let current = table.metadata().properties().get(HISTORY_PROPERTY).cloned();
+    let mut deleted = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().to_string();
+        if !file_name.starts_with(JOURNAL_PREFIX) {
+            continue;
         }
-        .boxed()
-    })
-    .await?;
-    let (replaced, snapshots) = outcome
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .ok_or_else(|| Error::Internal(format!("{label}: the erase committed nothing")))?;
-    Ok(Committed {
-        before: table.clone(),
-        replaced,
-        snapshots,
-    })
+        let path = entry.path();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(journal) = serde_json::from_str::<serde_json::Value>(&text) else {
+            // Torn: written before its commit could start, so never committed.
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        let mark = journal.get("mark").and_then(|m| m.as_str());
+        if mark.is_some() && mark == current.as_deref() {
+            let obsolete: Vec<String> = journal
+                .get("obsolete")
+                .and_then(|o| o.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            deleted += delete_all(table, &obsolete).await;
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    deleted
+}
+
+/// The metadata files of `table` up to its current one: after an erase
+/// commits, every one of them names files (and row counts) of the old
+/// history.
+fn older_metadata(table: &Table) -> Vec<String> {
+    let Some(current) = table.metadata_location() else {
+        return Vec::new();
+    };
+    let Some(version) = metadata_version(current) else {
+        return vec![current.to_string()];
+    };
+    let Some(dir) = metadata_dir(table) else {
+        let mut old: Vec<String> = table
+            .metadata()
+            .metadata_log()
+            .iter()
+            .map(|entry| entry.metadata_file.clone())
+            .collect();
+        old.push(current.to_string());
+        return old;
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return vec![current.to_string()];
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| metadata_version(&path.to_string_lossy()).is_some_and(|v| v <= version))
+        .map(|path| format!("file://{}", path.display()))
+        .collect()
+}
+
+/// The version number of a metadata file (`00042-<uuid>.metadata.json`).
+fn metadata_version(location: &str) -> Option<u64> {
+    let file = Path::new(location).file_name()?.to_str()?;
+    if !file.contains(".metadata.json") {
+        return None;
+    }
+    let (digits, _) = file.split_once('-')?;
+    digits.parse().ok()
+}
+
+/// Best effort: deletes `paths`; returns how many went.
+async fn delete_all(table: &Table, paths: &[String]) -> usize {
+    let mut deleted = 0;
+    for path in paths {
+        if table.file_io().delete(path).await.is_ok() {
+            deleted += 1;
+        }
+    }
+    deleted
 }

@@ -65,8 +65,21 @@ pub async fn candidates(
 ) -> Result<Vec<FileScanTask>> {
     let context = || format!("cannot find the rows to remove from {name}");
     let mut builder = table.scan().snapshot_id(snapshot_id).select_all();
-    let conjuncts: Vec<Arc<dyn PhysicalExpr>> =
-        split_conjunction(predicate).into_iter().cloned().collect();
+    // Conjuncts over floating-point columns do not prune: a file's bounds
+    // leave NaN out, which the condition (NaN sorts above every number)
+    // may match.
+    let conjuncts: Vec<Arc<dyn PhysicalExpr>> = split_conjunction(predicate)
+        .into_iter()
+        .filter(|c| {
+            !collect_columns(c).iter().any(|col| {
+                schema
+                    .fields()
+                    .get(col.index())
+                    .is_some_and(|f| f.data_type().is_floating())
+            })
+        })
+        .cloned()
+        .collect();
     if let Some(pruning) = iceberg_predicate(&conjuncts, schema) {
         builder = builder.with_filter(pruning);
     }

@@ -11,7 +11,7 @@ mod rollback;
 mod tags;
 
 pub use delete::{Removed, delete_rows};
-pub use erase::{Erased, erase_rows};
+pub use erase::{Erased, Erasure, erase_rows, finish_journals};
 pub use expire::{Expired, expire_snapshots};
 pub use rollback::rollback_to_snapshot;
 pub use tags::{NewTag, create_tag, drop_tag};

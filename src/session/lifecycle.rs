@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::common::DFSchema;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::physical_expr::PhysicalExpr;
@@ -52,7 +53,7 @@ impl Session {
     /// manage `t`.
     pub(super) async fn erase(&self, erase: ast::Delete) -> Result<SendableRecordBatchStream> {
         let target = self.removal(&erase, "ERASE").await?;
-        let erased = lifecycle::erase_rows(
+        let erasure = lifecycle::erase_rows(
             self.warehouse(),
             &target.name,
             &target.predicate,
@@ -63,9 +64,10 @@ impl Session {
         // history (here at once; other processes at their next refresh).
         self.store.online().forget(&target.name.to_string());
         self.store.writes().committed(&target.name).await?;
+        let erased = erasure.erased.clone();
         let statement = crate::sql::Statement::Erase(Box::new(erase));
         let detail = format!(
-            "{statement}: {} rows from {} files in {} snapshots ({}); {} files deleted",
+            "{statement}: {} rows from {} files in {} snapshots ({}); {} files of the old history deleted",
             erased.rows,
             erased.files,
             erased.snapshots.len(),
@@ -75,10 +77,14 @@ impl Session {
                 .map(i64::to_string)
                 .collect::<Vec<_>>()
                 .join(", "),
-            erased.deleted_files
+            erased.obsolete
         );
+        // Recorded before the old files go: a process killed in between
+        // leaves them to the next ERASE or VACUUM (the erase's journal), and
+        // the record is there.
         self.audit(AuditAction::Erase, target.name.to_string(), detail, true)
             .await;
+        erasure.finish().await;
         count(erased.rows)
     }
 
@@ -206,14 +212,12 @@ impl Session {
             }
             None => lit(true),
         };
-        let streams = self.store.streams();
-        if statement == "ERASE" {
-            // Committed, and the log files that held them deleted: erased
-            // values must not stay in the log.
-            streams.purge(&name.to_string()).await?;
-        } else {
-            streams.flush(Some(&name.to_string())).await?;
-        }
+        // For an ERASE, the log files that held them are deleted too: erased
+        // values must not stay in the log.
+        self.store
+            .streams()
+            .settle(&name, statement == "ERASE")
+            .await?;
         Ok(Removal {
             name,
             schema,
@@ -254,6 +258,30 @@ impl Session {
         let state = self.ctx.state();
         let expr = state
             .create_logical_expr(&condition.to_string(), &df_schema)
+            .map_err(context)?;
+        if expr
+            .exists(|e| {
+                Ok(matches!(
+                    e,
+                    datafusion::logical_expr::Expr::AggregateFunction(_)
+                        | datafusion::logical_expr::Expr::WindowFunction(_)
+                ))
+            })
+            .unwrap_or(false)
+        {
+            return Err(Error::Invalid(format!(
+                "the condition of {statement} FROM {name} holds an aggregate or window function: \
+                 it is evaluated row by row"
+            )));
+        }
+        // Functions that only exist to be rewritten (coalesce, now()) are
+        // rewritten here, as a query's planning would.
+        let simplify = datafusion::logical_expr::simplify::SimplifyContext::default()
+            .with_schema(Arc::new(df_schema.clone()))
+            .with_config_options(Arc::new(state.config_options().as_ref().clone()))
+            .with_current_time();
+        let expr = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(simplify)
+            .simplify(expr)
             .map_err(context)?;
         let typed = expr.get_type(&df_schema).map_err(context)?;
         if !matches!(

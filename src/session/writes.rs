@@ -471,6 +471,31 @@ impl Session {
                 self.require_admin(|| "vacuum every table".into()).await?;
             }
         }
+        // Erasures a killed process committed but did not clean up finish
+        // first: their old files are no snapshot's, but may hold erased values.
+        let names = match &table {
+            Some(name) => vec![name.clone()],
+            None => {
+                let mut names = Vec::new();
+                for schema in self.warehouse().list_schemas().await? {
+                    for t in self.warehouse().list_tables(&schema).await? {
+                        if let Ok(name) = TableName::new(schema.clone(), t) {
+                            names.push(name);
+                        }
+                    }
+                }
+                names
+            }
+        };
+        for name in &names {
+            if let Some(loaded) = self
+                .warehouse()
+                .try_load_table(&name.schema, &name.table)
+                .await?
+            {
+                crate::lifecycle::finish_journals(&loaded).await;
+            }
+        }
         one_batch(self.store.writes().vacuum(table).await?)
     }
 

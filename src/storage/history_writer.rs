@@ -36,6 +36,8 @@ pub struct History {
     pub replaced: Vec<String>,
     /// The snapshots whose manifest list was rewritten, oldest first.
     pub snapshots: Vec<i64>,
+    /// The new [`HISTORY_PROPERTY`] value.
+    pub mark: String,
 }
 
 /// `table`'s history with the files keyed in `replace` swapped for their
@@ -157,6 +159,7 @@ async fn rewrite(
         written: std::mem::take(written),
         replaced: replaced.into_iter().collect(),
         snapshots: rewritten,
+        mark: commit_id.to_string(),
     })
 }
 

@@ -355,3 +355,66 @@ async fn erase_takes_rows_out_of_every_snapshot_and_off_the_disk() {
     // Before the erase, that search finds it (the test can fail).
     assert!(!parquet_holding(out.path(), "ann@example.com").is_empty());
 }
+
+/// A process killed after its ERASE committed, before it deleted the old
+/// history's files (here: the library's erase, never finished), leaves a
+/// journal; VACUUM finishes the deletions, so no file holds the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_finishes_an_erase_a_killed_process_committed() {
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{binary, col, lit};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warehouse = dir.path().join("wh");
+    let session = Session::open(&warehouse).await.expect("open");
+    session
+        .sql(&format!(
+            "CREATE TABLE t (email VARCHAR, n INT);
+             INSERT INTO t VALUES ('{ERASED}', 1), ('keep@example.com', 2);
+             INSERT INTO t VALUES ('{ERASED}', 3)"
+        ))
+        .await
+        .expect("setup");
+    let name =
+        pitlake::catalog::TableName::new("default".to_string(), "t".to_string()).expect("name");
+    let table = session
+        .warehouse()
+        .load_table("default", "t")
+        .await
+        .expect("load");
+    let schema =
+        iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema()).expect("schema");
+    let predicate = binary(
+        col("email", &schema).expect("column"),
+        Operator::Eq,
+        lit(ERASED),
+        &schema,
+    )
+    .expect("predicate");
+    let erasure = pitlake::lifecycle::erase_rows(session.warehouse(), &name, &predicate, &schema)
+        .await
+        .expect("erase");
+    assert_eq!(erasure.erased.rows, 2);
+    // Killed here: committed, old files still there.
+    drop(erasure);
+    let root = session.warehouse().root().to_path_buf();
+    assert!(
+        !parquet_holding(&root, ERASED).is_empty(),
+        "the old files are still there"
+    );
+    assert_eq!(one_cell(&session, "SELECT count(*) FROM t").await, "1");
+
+    session.sql("VACUUM t").await.expect("vacuum");
+    assert_eq!(
+        parquet_holding(&root, ERASED),
+        Vec::<std::path::PathBuf>::new()
+    );
+    for path in files_under(&root) {
+        let bytes = std::fs::read(&path).expect("read");
+        assert!(
+            !bytes.windows(ERASED.len()).any(|w| w == ERASED.as_bytes()),
+            "{} holds the erased value",
+            path.display()
+        );
+    }
+    assert_eq!(one_cell(&session, "SELECT count(*) FROM t").await, "1");
+}
