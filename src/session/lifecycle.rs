@@ -190,6 +190,18 @@ impl Session {
             format!("{verb} {name} (its owner, one granted ALL on it, or an admin may)")
         })
         .await?;
+        // A condition reads the rows as stored: under a row filter or masks
+        // it would find (and remove) rows and values hidden from the caller.
+        self.refresh_policies().await?;
+        if self.catalog.policy_of(&name).is_some() {
+            self.require_admin(|| {
+                format!(
+                    "{verb} {name}, which has a row filter or column masks (its condition would \
+                     read rows and values they hide; an admin may, or drop the policy first)"
+                )
+            })
+            .await?;
+        }
         if self.is_view(&name) {
             return Err(Error::Invalid(format!(
                 "{name} is a view: {} the tables it reads",
