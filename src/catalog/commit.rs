@@ -66,8 +66,7 @@ where
     let context = || format!("cannot commit to {name}");
     let mut attempt = 1;
     loop {
-        // Where the table lives, from the statement's (cached) view of it;
-        // what is committed on is loaded afresh under the lock.
+        // Where the table lives, from the statement's (cached) view of it.
         let lock = match warehouse.try_load_table(&name.schema, &name.table).await? {
             Some(seen) => match metadata_dir(&seen) {
                 Some(dir) => CommitLock::acquire(&dir).await,
@@ -75,11 +74,18 @@ where
             },
             None => None,
         };
-        let table = warehouse
-            .catalog()
-            .load_table(&ident)
-            .await
-            .map_err(Error::iceberg(context()))?;
+        // What is committed on, as of now (under the lock): the warehouse
+        // reloads it when the catalog changed since it was read (see
+        // `Warehouse::try_load_table`); a stale one only loses the swap.
+        let table = if attempt == 1 {
+            warehouse.load_table(&name.schema, &name.table).await?
+        } else {
+            warehouse
+                .catalog()
+                .load_table(&ident)
+                .await
+                .map_err(Error::iceberg(context()))?
+        };
         let staged = build(table.clone()).await?;
         let swapped = swap(warehouse, name, &ident, &table, staged.change).await;
         drop(lock);
