@@ -53,12 +53,41 @@ async fn logged<T>(
             peer,
             code = ?status.code(),
             micros,
-            // Debug-quoted: a message quotes the client's text, whose line
-            // breaks must not start lines of their own in the log.
-            error = ?status.message()
+            // Quoted text masked: a message quotes the client's literals
+            // (a failed cast names its value), which an ERASE must be able
+            // to take back, and which logs keep. Debug-quoted: no line
+            // break of the client's starts a log line.
+            error = ?without_quoted(status.message())
         ),
     }
     result
+}
+
+/// `message` with the text inside each pair of single or double quotes
+/// replaced by `?` (an unclosed quote masks the rest).
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(quote) if c == quote => {
+                out.push('?');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '\'' || c == '"' {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        out.push('?');
+    }
+    out
 }
 
 #[tonic::async_trait]
@@ -189,5 +218,23 @@ impl FlightService for Guarded {
             FlightService::list_actions(&self.0, request).await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_quoted;
+
+    #[test]
+    fn logged_messages_keep_no_quoted_text() {
+        assert_eq!(
+            without_quoted("Cannot cast string 'SECRET' to value of Int32"),
+            "Cannot cast string '?' to value of Int32"
+        );
+        assert_eq!(
+            without_quoted("table \"a\nb\" not found; 'open"),
+            "table \"?\" not found; '?"
+        );
+        assert_eq!(without_quoted("syntax error at 3"), "syntax error at 3");
     }
 }

@@ -53,9 +53,10 @@ async fn every_call_leaves_one_line_with_its_code() {
         .filter(|l| l.contains("code=InvalidArgument") && l.contains("syntax error"))
         .collect();
     assert_eq!(refused.len(), 1, "{log}");
+    // Quoted text is masked in the log (it may be data), line breaks and all.
     assert!(
-        log.contains("FORGED line") && !log.lines().any(|l| l.starts_with("FORGED")),
-        "a client's line break started a log line:\n{log}"
+        !log.contains("FORGED"),
+        "a client's quoted text reached the log:\n{log}"
     );
     // The client's mistake is not the server's error.
     assert!(
