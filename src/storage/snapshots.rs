@@ -393,6 +393,9 @@ async fn parquet_footer(
 /// with skips row groups and drops the rows it rejects (a superset of its
 /// rows is read); the places of the rows kept still order them as their
 /// ingestion did.
+///
+/// A file deleted while it is read (by ERASE, expiry or VACUUM of the
+/// snapshot the query pinned) is said to be so: the query can run again.
 pub fn read_pieces(
     name: &str,
     table: &Table,
@@ -408,15 +411,15 @@ pub fn read_pieces(
     futures::stream::iter(pieces)
         .then(move |piece| {
             let (reader, label) = (reader.clone(), label.clone());
+            let path = piece.task.data_file_path.clone();
             async move {
                 let batches = reader
                     .read(futures::stream::iter([Ok(piece.task)]).boxed())
-                    .map_err(Error::iceberg(format!("cannot read {label}")))?
+                    .map_err(|e| read_error(&label, &path, e))?
                     .stream();
                 let mut next = piece.first;
                 Ok::<_, Error>(batches.map(move |batch| {
-                    let batch =
-                        batch.map_err(|e| Error::iceberg(format!("cannot read {label}"))(e))?;
+                    let batch = batch.map_err(|e| read_error(&label, &path, e))?;
                     let n = batch.num_rows() as i64;
                     let order = Int64Array::from_iter_values(next..next + n);
                     next += n;
@@ -426,4 +429,21 @@ pub fn read_pieces(
         })
         .try_flatten()
         .boxed()
+}
+
+/// The error of a failed read of the data file at `path` of `table`.
+fn read_error(table: &str, path: &str, source: iceberg::Error) -> Error {
+    let gone = path
+        .strip_prefix("file://")
+        .is_some_and(|local| !std::path::Path::new(local).exists());
+    if gone {
+        return Error::Unavailable {
+            context: format!(
+                "cannot read {table}: its data file {path} was deleted while the query read it \
+                 (by ERASE, expire_snapshots or VACUUM); run the query again"
+            ),
+            source: Box::new(source),
+        };
+    }
+    Error::iceberg(format!("cannot read {table}"))(source)
 }
