@@ -7,11 +7,13 @@ mod delete;
 mod erase;
 mod expire;
 mod matching;
+mod orphans;
 mod rollback;
 mod tags;
 
 pub use delete::{Removed, delete_rows};
 pub use erase::{Erased, Erasure, erase_rows, finish_journals};
 pub use expire::{Expired, expire_snapshots};
+pub use orphans::remove_orphan_files;
 pub use rollback::rollback_to_snapshot;
 pub use tags::{NewTag, create_tag, drop_tag};

@@ -4,6 +4,7 @@
 //! ```sql
 //! CALL system.rollback_to_snapshot('s.fg', 4348501234567);
 //! CALL system.expire_snapshots(table => 's.fg', older_than => TIMESTAMP '2025-01-01', retain_last => 5);
+//! CALL system.remove_orphan_files(table => 's.fg', dry_run => true);
 //! ```
 
 use std::sync::Arc;
@@ -24,6 +25,10 @@ use crate::lifecycle;
 /// (Iceberg's default).
 const DEFAULT_EXPIRY_MS: i64 = 5 * 86_400_000;
 
+/// Files younger than this are never orphans when `older_than` is not given
+/// (Iceberg's default): a commit under way may not have named them yet.
+const DEFAULT_ORPHAN_AGE_MS: i64 = 3 * 86_400_000;
+
 impl Session {
     pub(super) async fn call(&self, call: ast::Function) -> Result<SendableRecordBatchStream> {
         let procedure = crate::sql::name_parts(&call.name)
@@ -32,10 +37,12 @@ impl Session {
         let params: &[&str] = match procedure.as_str() {
             "system.rollback_to_snapshot" => &["table", "snapshot_id"],
             "system.expire_snapshots" => &["table", "older_than", "retain_last"],
+            "system.remove_orphan_files" => &["table", "older_than", "dry_run"],
             _ => {
                 return Err(Error::NotSupported(format!(
-                    "CALL {}: the procedures are system.rollback_to_snapshot(table, snapshot_id) \
-                     and system.expire_snapshots(table, older_than, retain_last)",
+                    "CALL {}: the procedures are system.rollback_to_snapshot(table, snapshot_id), \
+                     system.expire_snapshots(table, older_than, retain_last) and \
+                     system.remove_orphan_files(table, older_than, dry_run)",
                     call.name
                 )));
             }
@@ -74,6 +81,36 @@ impl Session {
                     &["previous_snapshot_id", "current_snapshot_id"],
                     vec![previous, Some(id)],
                 )
+            }
+            "system.remove_orphan_files" => {
+                let older_than = match args.get(1).cloned().flatten() {
+                    None => chrono::Utc::now().timestamp_millis() - DEFAULT_ORPHAN_AGE_MS,
+                    Some(value) => millis(&procedure, value)?,
+                };
+                let dry_run = match args.get(2).cloned().flatten() {
+                    None => false,
+                    Some(ScalarValue::Boolean(Some(b))) => b,
+                    Some(other) => {
+                        return Err(Error::Invalid(format!(
+                            "{procedure}: dry_run is true or false, not {other}"
+                        )));
+                    }
+                };
+                let orphans =
+                    lifecycle::remove_orphan_files(self.warehouse(), &name, older_than, dry_run)
+                        .await?;
+                let schema = Arc::new(Schema::new(vec![Field::new(
+                    "orphan_file_location",
+                    DataType::Utf8,
+                    false,
+                )]));
+                let paths: Vec<String> = orphans.iter().map(|p| p.display().to_string()).collect();
+                let batch = RecordBatch::try_new(
+                    schema,
+                    vec![Arc::new(arrow::array::StringArray::from(paths))],
+                )
+                .map_err(Error::arrow("remove_orphan_files' result"))?;
+                one_batch(batch)
             }
             _ => {
                 let older_than = match args.get(1).cloned().flatten() {

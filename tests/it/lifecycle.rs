@@ -418,3 +418,85 @@ async fn vacuum_finishes_an_erase_a_killed_process_committed() {
     }
     assert_eq!(one_cell(&session, "SELECT count(*) FROM t").await, "1");
 }
+
+/// remove_orphan_files deletes the old files no metadata names (a killed
+/// write's data file, a failed commit's manifest and metadata file) and
+/// nothing else: young orphans stay by default, `dry_run` deletes nothing,
+/// and every snapshot still reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_orphan_files_deletes_only_old_unreferenced_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warehouse = dir.path().join("wh");
+    let session = Session::open(&warehouse).await.expect("open");
+    session
+        .sql("CREATE TABLE t (a INT); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)")
+        .await
+        .expect("setup");
+    let table_dir = session.warehouse().root().join("default").join("t");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10 * 86_400);
+    let orphan = |path: std::path::PathBuf, age: Option<std::time::SystemTime>| {
+        std::fs::write(&path, b"junk").expect("orphan");
+        if let Some(at) = age {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open")
+                .set_modified(at)
+                .expect("mtime");
+        }
+        path
+    };
+    let old_data = orphan(table_dir.join("data/killed-0-00000.parquet"), Some(old));
+    let old_manifest = orphan(table_dir.join("metadata/failed-m0.avro"), Some(old));
+    let old_metadata = orphan(
+        table_dir.join("metadata/00099-lost.metadata.json"),
+        Some(old),
+    );
+    let young = orphan(table_dir.join("data/running-0-00000.parquet"), None);
+    // Every referenced file made old too: age alone must not make an orphan.
+    for path in files_under(&table_dir) {
+        if ![&old_data, &old_manifest, &old_metadata, &young].contains(&&path)
+            && !path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open")
+                .set_modified(old)
+                .expect("mtime");
+        }
+    }
+    let before = files_under(&table_dir).len();
+    let listed = session
+        .sql("CALL system.remove_orphan_files(table => 'default.t', dry_run => true)")
+        .await
+        .expect("dry run");
+    let rows = crate::interop::sorted_rows(&listed[0].batches);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        files_under(&table_dir).len(),
+        before,
+        "a dry run deletes nothing"
+    );
+
+    session
+        .sql("CALL system.remove_orphan_files('default.t')")
+        .await
+        .expect("remove");
+    for gone in [&old_data, &old_manifest, &old_metadata] {
+        assert!(!gone.exists(), "{} stays", gone.display());
+    }
+    assert!(young.exists(), "a young orphan may be a commit under way");
+    assert_eq!(files_under(&table_dir).len(), before - 3);
+    assert_eq!(one_cell(&session, "SELECT count(*) FROM t").await, "2");
+    assert_eq!(
+        one_cell(
+            &session,
+            "SELECT count(*) FROM t FOR VERSION AS OF (SELECT snapshot_id FROM \"t$snapshots\" ORDER BY sequence_number LIMIT 1)"
+        )
+        .await,
+        "1"
+    );
+}
