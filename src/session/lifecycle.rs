@@ -20,6 +20,17 @@ use crate::error::{Error, Result};
 use crate::lifecycle;
 use crate::sql::RefStatement;
 
+/// System tables (the audit log, grants, …) change only through pitlake's
+/// own statements.
+pub(super) fn read_only(name: &TableName) -> Result<()> {
+    if name.schema == crate::shared::SYSTEM_SCHEMA {
+        return Err(Error::Invalid(format!(
+            "{name} is a system table: it is read-only"
+        )));
+    }
+    Ok(())
+}
+
 /// The table a DELETE or ERASE removes rows from, and which rows.
 struct Removal {
     name: TableName,
@@ -93,6 +104,7 @@ impl Session {
     /// changed). By those who manage `t`.
     pub(super) async fn tag(&self, statement: RefStatement) -> Result<SendableRecordBatchStream> {
         let name = self.resolve_name(statement.table())?;
+        read_only(&name)?;
         self.require_manage_to(&name, || {
             format!("tag versions of {name} (its owner, one granted ALL on it, or an admin may)")
         })
@@ -181,6 +193,7 @@ impl Session {
             )));
         }
         let name = self.resolve_name(name)?;
+        read_only(&name)?;
         let verb = if statement == "ERASE" {
             "erase rows of"
         } else {

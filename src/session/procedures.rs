@@ -59,6 +59,7 @@ impl Session {
         let name = self.resolve_name(&ObjectName::from(
             table_text.split('.').map(Ident::new).collect::<Vec<_>>(),
         ))?;
+        super::lifecycle::read_only(&name)?;
         self.require_manage_to(&name, || {
             format!("run {procedure} on {name} (its owner, one granted ALL on it, or an admin may)")
         })
