@@ -247,6 +247,12 @@ fn integer(
 /// Milliseconds since the epoch of a timestamp argument (UTC when it has no
 /// zone).
 fn millis(procedure: &str, value: ScalarValue) -> Result<i64> {
+    // A number is no time (it would read as milliseconds since 1970).
+    if value.data_type().is_numeric() {
+        return Err(Error::Invalid(format!(
+            "{procedure}: older_than is a timestamp, not the number {value}"
+        )));
+    }
     let as_ms = value
         .cast_to(&DataType::Timestamp(
             arrow::datatypes::TimeUnit::Millisecond,
