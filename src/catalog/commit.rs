@@ -29,6 +29,7 @@ use iceberg::{Catalog, MetadataLocation, TableIdent, TableUpdate};
 use super::warehouse::{CATALOG_NAME, Warehouse};
 use super::{TableName, commit_lock::CommitLock};
 use crate::error::{Error, Result};
+use crate::storage::{delete_files, local_path};
 
 /// What one attempt would commit, built against the table as loaded.
 #[derive(Debug)]
@@ -92,9 +93,7 @@ where
         match swapped {
             Ok(committed) => return Ok(committed),
             Err(failure) => {
-                for path in &staged.written {
-                    let _ = table.file_io().delete(path).await;
-                }
+                delete_files(&table, &staged.written).await;
                 match failure {
                     Failure::Lost if attempt < COMMIT_ATTEMPTS => {
                         tracing::debug!(table = %name, attempt, "another commit moved the table first; building again");
@@ -203,11 +202,7 @@ async fn swap(
 
 /// The folder of a table's metadata files, where that is local.
 pub fn metadata_dir(table: &Table) -> Option<PathBuf> {
-    table
-        .metadata()
-        .location()
-        .strip_prefix("file://")
-        .map(|dir| PathBuf::from(dir).join("metadata"))
+    local_path(table.metadata().location()).map(|dir| dir.join("metadata"))
 }
 
 /// A number in `0..bound` that differs between processes and calls.

@@ -12,4 +12,4 @@ mod writer;
 
 pub use conform::{Target, by_name, conform};
 pub use write_path::{IngestMode, WritePath};
-pub use writer::{PendingFiles, WriteOutcome, delete_files, target_of, write_snapshot};
+pub use writer::{PendingFiles, WriteOutcome, target_of, write_snapshot};

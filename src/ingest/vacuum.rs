@@ -16,6 +16,7 @@ use iceberg::table::Table;
 
 use super::claim::{CLAIM_PREFIX, Claim};
 use crate::error::{Error, Result};
+use crate::storage::{local_path, snapshot_files};
 
 /// A file VACUUM removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +35,6 @@ pub fn data_dir(table: &Table) -> Option<PathBuf> {
         .cloned()
         .unwrap_or_else(|| format!("{}/data", metadata.location()));
     local_path(&location)
-}
-
-/// The local path of a `file://` location; `None` for any other storage.
-fn local_path(location: &str) -> Option<PathBuf> {
-    location.strip_prefix("file://").map(PathBuf::from)
 }
 
 /// Removes the unreferenced, unclaimed data files of `table`; `load` reads
@@ -101,28 +97,10 @@ where
 /// Every data file any snapshot of `table` references (time travel reads
 /// them all), as local paths.
 async fn referenced_files(name: &str, table: &Table) -> Result<HashSet<PathBuf>> {
-    let context = || format!("cannot read the manifests of {name}");
-    let mut manifests = HashSet::new();
-    let mut referenced = HashSet::new();
-    for snapshot in table.metadata().snapshots() {
-        let list = table
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .map_err(Error::iceberg(context()))?;
-        for manifest_file in list.entries() {
-            if !manifests.insert(manifest_file.manifest_path.clone()) {
-                continue;
-            }
-            let manifest = manifest_file
-                .load_manifest(table.file_io())
-                .await
-                .map_err(Error::iceberg(context()))?;
-            for entry in manifest.entries() {
-                let path = entry.data_file().file_path();
-                referenced.insert(local_path(path).unwrap_or_else(|| PathBuf::from(path)));
-            }
-        }
-    }
-    Ok(referenced)
+    let files = snapshot_files(name, table, |_| true).await?;
+    Ok(files
+        .data
+        .iter()
+        .map(|path| local_path(path).unwrap_or_else(|| PathBuf::from(path)))
+        .collect())
 }

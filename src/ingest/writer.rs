@@ -29,7 +29,7 @@ use super::conform::{Target, conform};
 use super::vacuum::data_dir;
 use crate::catalog::{self, Change, FeatureGroup, Staged, TableName, Warehouse};
 use crate::error::{Error, Result};
-use crate::storage::{SnapshotWriter, current_manifests};
+use crate::storage::{SnapshotWriter, current_manifests, delete_files};
 
 type ParquetDataFileWriter =
     DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
@@ -390,13 +390,6 @@ async fn commit(
         .metadata()
         .current_snapshot_id()
         .ok_or_else(|| Error::Internal(format!("{name}: the commit left no current snapshot")))
-}
-
-/// Best effort: files of an attempt that will not be committed.
-pub async fn delete_files(table: &Table, paths: &[String]) {
-    for path in paths {
-        let _ = table.file_io().delete(path).await;
-    }
 }
 
 /// Best effort: deletes every data file of a failed write, finished or

@@ -25,8 +25,8 @@ use iceberg::table::Table;
 use super::matching::{matching_files, rewrite_without};
 use crate::catalog::{self, Change, Staged, TableName, Warehouse};
 use crate::error::{Error, Result};
-use crate::ingest::{PendingFiles, delete_files};
-use crate::storage::{SnapshotWriter, current_manifests};
+use crate::ingest::PendingFiles;
+use crate::storage::{SnapshotWriter, current_manifests, delete_files};
 
 /// What a DELETE did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

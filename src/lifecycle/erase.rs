@@ -33,7 +33,7 @@ use super::matching::{Matching, candidates, count_matches, rewrite_without};
 use crate::catalog::{self, Change, Staged, TableName, Warehouse, metadata_dir};
 use crate::error::{Error, Result};
 use crate::ingest::PendingFiles;
-use crate::storage::{HISTORY_PROPERTY, rewrite_history};
+use crate::storage::{HISTORY_PROPERTY, delete_files, rewrite_history};
 
 /// What an ERASE did (no values: this is what the audit log keeps).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl Erasure {
         let Some(table) = self.table else {
             return 0;
         };
-        let deleted = delete_all(&table, &self.obsolete).await;
+        let deleted = delete_files(&table, &self.obsolete).await;
         if let Some(journal) = self.journal {
             let _ = std::fs::remove_file(journal);
         }
@@ -297,7 +297,7 @@ pub async fn finish_journals(table: &Table) -> usize {
                         .collect()
                 })
                 .unwrap_or_default();
-            deleted += delete_all(table, &obsolete).await;
+            deleted += delete_files(table, &obsolete).await;
         }
         let _ = std::fs::remove_file(&path);
     }
@@ -343,15 +343,4 @@ fn metadata_version(location: &str) -> Option<u64> {
     }
     let (digits, _) = file.split_once('-')?;
     digits.parse().ok()
-}
-
-/// Best effort: deletes `paths`; returns how many went.
-async fn delete_all(table: &Table, paths: &[String]) -> usize {
-    let mut deleted = 0;
-    for path in paths {
-        if table.file_io().delete(path).await.is_ok() {
-            deleted += 1;
-        }
-    }
-    deleted
 }

@@ -16,7 +16,7 @@ use iceberg::table::Table;
 
 use crate::catalog::{self, Change, Staged, TableName, Warehouse};
 use crate::error::{Error, Result};
-use crate::storage::{table_refs, wal_lsn_range};
+use crate::storage::{delete_files, snapshot_files, table_refs, wal_lsn_range};
 
 /// What an expiry removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -128,63 +128,16 @@ fn choose(
 /// Deletes the data files, manifests and manifest lists that the expired
 /// snapshots of `before` used and no remaining snapshot does.
 async fn delete_unreferenced(name: &str, before: &Table, expired: &[i64]) -> Result<Expired> {
-    let context = || format!("cannot list the files of {name}'s snapshots");
     let expired: HashSet<i64> = expired.iter().copied().collect();
-    let (mut kept, mut gone) = (Files::default(), Files::default());
-    for snapshot in before.metadata().snapshots() {
-        let files = if expired.contains(&snapshot.snapshot_id()) {
-            &mut gone
-        } else {
-            &mut kept
-        };
-        files.lists.insert(snapshot.manifest_list().to_string());
-        let list = before
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .map_err(Error::iceberg(context()))?;
-        for manifest in list.entries() {
-            if !files.manifests.insert(manifest.manifest_path.clone()) {
-                continue;
-            }
-            let loaded = manifest
-                .load_manifest(before.file_io())
-                .await
-                .map_err(Error::iceberg(context()))?;
-            for entry in loaded.entries() {
-                files.data.insert(entry.file_path().to_string());
-            }
-        }
-    }
-    let mut expired_files = Expired {
+    let gone = snapshot_files(name, before, |id| expired.contains(&id)).await?;
+    let kept = snapshot_files(name, before, |id| !expired.contains(&id)).await?;
+    Ok(Expired {
         snapshots: expired.len(),
-        ..Expired::default()
-    };
-    let io = before.file_io();
-    for path in gone.data.difference(&kept.data) {
-        if io.delete(path).await.is_ok() {
-            expired_files.data_files += 1;
-        }
-    }
-    for path in gone.manifests.difference(&kept.manifests) {
-        if io.delete(path).await.is_ok() {
-            expired_files.manifests += 1;
-        }
-    }
-    for path in gone.lists.difference(&kept.lists) {
-        if io.delete(path).await.is_ok() {
-            expired_files.manifest_lists += 1;
-        }
-    }
-    Ok(expired_files)
-}
-
-/// The files some snapshots use.
-#[derive(Default)]
-struct Files {
-    lists: HashSet<String>,
-    manifests: HashSet<String>,
-    data: HashSet<String>,
+        data_files: delete_files(before, gone.data.difference(&kept.data)).await,
+        manifests: delete_files(before, gone.manifests.difference(&kept.manifests)).await,
+        manifest_lists: delete_files(before, gone.manifest_lists.difference(&kept.manifest_lists))
+            .await,
+    })
 }
 
 fn now_ms() -> i64 {

@@ -15,6 +15,7 @@ use iceberg::table::Table;
 
 use crate::catalog::{TableName, Warehouse};
 use crate::error::{Error, Result};
+use crate::storage::{local_path, snapshot_files};
 
 /// Finds (and unless `dry_run`, deletes) the orphan files of `name` last
 /// modified before `older_than_ms`; returns their paths, sorted.
@@ -25,12 +26,11 @@ pub async fn remove_orphan_files(
     dry_run: bool,
 ) -> Result<Vec<PathBuf>> {
     let table = warehouse.load_table(&name.schema, &name.table).await?;
-    let Some(root) = table.metadata().location().strip_prefix("file://") else {
+    let Some(root) = local_path(table.metadata().location()) else {
         return Err(Error::NotSupported(format!(
             "remove_orphan_files on {name}: its files are not in a local folder"
         )));
     };
-    let root = PathBuf::from(root);
     // Listed before the references are read: a file committed meanwhile is
     // then referenced, never taken for an orphan.
     let cutoff = SystemTime::UNIX_EPOCH + Duration::from_millis(older_than_ms.max(0) as u64);
@@ -90,45 +90,30 @@ fn list_files(dir: &Path, found: &mut Vec<(PathBuf, SystemTime)>) {
 /// files, each snapshot's manifest list, their manifests and data files,
 /// statistics files.
 async fn referenced(name: &str, table: &Table) -> Result<HashSet<String>> {
-    let context = || format!("cannot list the files of {name}");
-    let local = |location: &str| {
-        location
-            .strip_prefix("file://")
-            .unwrap_or(location)
-            .to_string()
-    };
     let metadata = table.metadata();
-    let mut found = HashSet::new();
-    if let Some(location) = table.metadata_location() {
-        found.insert(local(location));
-    }
-    for entry in metadata.metadata_log() {
-        found.insert(local(&entry.metadata_file));
-    }
-    for statistics in metadata.statistics_iter() {
-        found.insert(local(&statistics.statistics_path));
-    }
-    let mut manifests = HashSet::new();
-    for snapshot in metadata.snapshots() {
-        found.insert(local(snapshot.manifest_list()));
-        let list = table
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .map_err(Error::iceberg(context()))?;
-        for manifest in list.entries() {
-            if !manifests.insert(manifest.manifest_path.clone()) {
-                continue;
-            }
-            found.insert(local(&manifest.manifest_path));
-            let loaded = manifest
-                .load_manifest(table.file_io())
-                .await
-                .map_err(Error::iceberg(context()))?;
-            for entry in loaded.entries() {
-                found.insert(local(entry.file_path()));
-            }
-        }
-    }
-    Ok(found)
+    let files = snapshot_files(name, table, |_| true).await?;
+    let named = table
+        .metadata_location()
+        .into_iter()
+        .chain(
+            metadata
+                .metadata_log()
+                .iter()
+                .map(|e| e.metadata_file.as_str()),
+        )
+        .chain(
+            metadata
+                .statistics_iter()
+                .map(|s| s.statistics_path.as_str()),
+        )
+        .chain(files.manifest_lists.iter().map(String::as_str))
+        .chain(files.manifests.iter().map(String::as_str))
+        .chain(files.data.iter().map(String::as_str));
+    Ok(named
+        .map(|location| {
+            local_path(location)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| location.to_string())
+        })
+        .collect())
 }

@@ -232,12 +232,8 @@ fn integer(
     let Some(Some(value)) = value else {
         return Ok(None);
     };
-    let cast = value.cast_to(&DataType::Int64).ok().and_then(|v| match v {
-        ScalarValue::Int64(n) => n,
-        _ => None,
-    });
-    match cast {
-        Some(n) if !matches!(value, ScalarValue::Utf8(_) | ScalarValue::Float64(_)) => Ok(Some(n)),
+    match value.cast_to(&DataType::Int64) {
+        Ok(ScalarValue::Int64(Some(n))) if value.data_type().is_integer() => Ok(Some(n)),
         _ => Err(Error::Invalid(format!(
             "{procedure}: {param} is a whole number, not {value}"
         ))),

@@ -19,6 +19,7 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 
+use super::files::delete_files;
 use crate::error::{Error, Result};
 
 /// Table property that changes whenever history is rewritten: whoever
@@ -52,9 +53,7 @@ pub async fn rewrite_history(
     let mut written = Vec::new();
     let result = rewrite(name, table, replace, removed_rows, &mut written).await;
     if result.is_err() {
-        for path in &written {
-            let _ = table.file_io().delete(path).await;
-        }
+        delete_files(table, &written).await;
     }
     result
 }

@@ -5,11 +5,13 @@
 //! build on it, and every commit writes its snapshot's manifests with it; it
 //! depends on nothing of pitlake but its errors.
 
+mod files;
 mod history_writer;
 mod refs;
 mod snapshot_writer;
 mod snapshots;
 
+pub use files::{SnapshotFiles, delete_files, local_path, snapshot_files};
 pub use history_writer::{HISTORY_PROPERTY, History, rewrite_history};
 pub use refs::{TableRef, table_refs};
 pub use snapshot_writer::{Rewritten, SnapshotWriter, current_manifests};

@@ -433,9 +433,7 @@ pub fn read_pieces(
 
 /// The error of a failed read of the data file at `path` of `table`.
 fn read_error(table: &str, path: &str, source: iceberg::Error) -> Error {
-    let gone = path
-        .strip_prefix("file://")
-        .is_some_and(|local| !std::path::Path::new(local).exists());
+    let gone = super::files::local_path(path).is_some_and(|local| !local.exists());
     if gone {
         return Error::Unavailable {
             context: format!(

@@ -188,6 +188,23 @@ fn parquet_holding(dir: &std::path::Path, value: &str) -> Vec<std::path::PathBuf
     holding
 }
 
+/// No Parquet file under `root`, decoded, and no byte of any file there
+/// holds `value`.
+fn assert_no_file_holds(root: &std::path::Path, value: &str) {
+    assert_eq!(
+        parquet_holding(root, value),
+        Vec::<std::path::PathBuf>::new()
+    );
+    for path in files_under(root) {
+        let bytes = std::fs::read(&path).expect("read");
+        assert!(
+            !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+            "{} holds the erased value",
+            path.display()
+        );
+    }
+}
+
 /// ERASE takes a person's rows out of every snapshot: pitlake's time travel
 /// and pyiceberg's scan of every snapshot agree and lack them, every other
 /// row of every snapshot (and a pinned ASOF training set) is as before, the
@@ -340,18 +357,7 @@ async fn erase_takes_rows_out_of_every_snapshot_and_off_the_disk() {
 
     // No file holds the value.
     let root = session.warehouse().root().to_path_buf();
-    assert_eq!(
-        parquet_holding(&root, ERASED),
-        Vec::<std::path::PathBuf>::new()
-    );
-    for path in files_under(&root) {
-        let bytes = std::fs::read(&path).expect("read");
-        assert!(
-            !bytes.windows(ERASED.len()).any(|w| w == ERASED.as_bytes()),
-            "{} holds the erased value",
-            path.display()
-        );
-    }
+    assert_no_file_holds(&root, ERASED);
     // Before the erase, that search finds it (the test can fail).
     assert!(!parquet_holding(out.path(), "ann@example.com").is_empty());
 }
@@ -404,18 +410,7 @@ async fn vacuum_finishes_an_erase_a_killed_process_committed() {
     assert_eq!(one_cell(&session, "SELECT count(*) FROM t").await, "1");
 
     session.sql("VACUUM t").await.expect("vacuum");
-    assert_eq!(
-        parquet_holding(&root, ERASED),
-        Vec::<std::path::PathBuf>::new()
-    );
-    for path in files_under(&root) {
-        let bytes = std::fs::read(&path).expect("read");
-        assert!(
-            !bytes.windows(ERASED.len()).any(|w| w == ERASED.as_bytes()),
-            "{} holds the erased value",
-            path.display()
-        );
-    }
+    assert_no_file_holds(&root, ERASED);
     assert_eq!(one_cell(&session, "SELECT count(*) FROM t").await, "1");
 }
 
