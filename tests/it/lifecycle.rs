@@ -495,3 +495,41 @@ async fn remove_orphan_files_deletes_only_old_unreferenced_files() {
         "1"
     );
 }
+
+/// An ERASE that cannot reach a stream log's acknowledged records (another
+/// process, here another store, owns the log) refuses, naming it, instead
+/// of erasing around them; DELETE too. Nothing is changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_refuses_when_another_process_owns_the_stream_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warehouse = dir.path().join("wh");
+    let owner = Session::open(&warehouse).await.expect("open");
+    owner
+        .sql(&format!(
+            "CREATE FEATURE GROUP g (email VARCHAR NOT NULL, ts TIMESTAMP NOT NULL) ENTITY KEY (email) EVENT TIME ts ONLINE;
+             INSERT INTO g VALUES ('{ERASED}', TIMESTAMP '2024-01-01 00:00:00')"
+        ))
+        .await
+        .expect("streamed insert");
+    let other = Session::open(&warehouse).await.expect("second store");
+    for statement in ["ERASE", "DELETE"] {
+        let refused = other
+            .sql(&format!("{statement} FROM g WHERE email = '{ERASED}'"))
+            .await
+            .expect_err("the log is another's");
+        let message = refused.to_string();
+        assert!(
+            message.contains("the stream log of default.g")
+                && message.contains("another pitlake process"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        one_cell(
+            &owner,
+            &format!("SELECT count(*) FROM g WHERE email = '{ERASED}'")
+        )
+        .await,
+        "1"
+    );
+}
