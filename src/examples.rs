@@ -30,6 +30,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../sql_examples/lifecycle.slt"),
     ),
     (
+        "schema_evolution.slt",
+        include_str!("../sql_examples/schema_evolution.slt"),
+    ),
+    (
         "temporary_tables.slt",
         include_str!("../sql_examples/temporary_tables.slt"),
     ),

@@ -136,7 +136,8 @@ pub async fn describe_feature_group(
     ];
     let schema = iceberg::arrow::schema_to_arrow_schema(metadata.current_schema())
         .map_err(Error::iceberg(format!("cannot read the schema of {name}")))?;
-    for field in schema.fields() {
+    let docs = metadata.current_schema().as_struct().fields().iter();
+    for (field, doc) in schema.fields().iter().zip(docs.map(|f| f.doc.as_deref())) {
         let role = if fg.entity_key.contains(field.name()) {
             ", entity key"
         } else if &fg.event_time == field.name() {
@@ -145,9 +146,10 @@ pub async fn describe_feature_group(
             ""
         };
         let null = if field.is_nullable() { "" } else { " NOT NULL" };
+        let doc = doc.map(|d| format!(" -- {d}")).unwrap_or_default();
         rows.push((
             format!("column {}", field.name()),
-            format!("{}{null}{role}", sql_type_name(field.data_type())),
+            format!("{}{null}{role}{doc}", sql_type_name(field.data_type())),
         ));
     }
     let schema = Schema::new(vec![

@@ -2,6 +2,7 @@
 //! metadata, DDL, views, listings and time-travel resolution. Reading tables is
 //! `tables/`.
 
+mod columns;
 mod commit;
 mod commit_lock;
 mod ddl;
@@ -14,6 +15,7 @@ mod version;
 mod views;
 mod warehouse;
 
+pub use columns::{ColumnChange, change_columns};
 pub use commit::{Change, Staged, commit, metadata_dir};
 pub use commit_lock::CommitLock;
 pub use ddl::{TableName, alter_feature_group, create_feature_group, create_table, drop_table};

@@ -49,7 +49,7 @@ use iceberg::table::Table;
 
 use super::scan_predicate::{iceberg_predicate, reading_predicate};
 use crate::error::Error;
-use crate::storage::{ScanPiece, plan_pieces, read_pieces};
+use crate::storage::{ReadAt, ScanPiece, plan_pieces, read_pieces};
 
 pub use crate::shared::INGEST_ORDER_COLUMN;
 
@@ -73,7 +73,9 @@ struct Planned {
 pub struct IngestOrderScanExec {
     name: String,
     table: Table,
-    snapshot_id: Option<i64>,
+    /// The snapshot read and the schema it is read with; None for a table
+    /// with no snapshot yet.
+    at: Option<ReadAt>,
     /// Table columns read, by name, in output order (the order column, when
     /// projected, is last).
     columns: Vec<String>,
@@ -94,7 +96,7 @@ impl IngestOrderScanExec {
     pub fn new(
         name: String,
         table: Table,
-        snapshot_id: Option<i64>,
+        at: Option<ReadAt>,
         columns: Vec<String>,
         with_order: bool,
         pending: Vec<RecordBatch>,
@@ -105,7 +107,7 @@ impl IngestOrderScanExec {
         IngestOrderScanExec {
             name,
             table,
-            snapshot_id,
+            at,
             columns,
             with_order,
             pending,
@@ -138,8 +140,8 @@ impl IngestOrderScanExec {
 impl DisplayAs for IngestOrderScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "IngestOrderScanExec: table={}", self.name)?;
-        if let Some(id) = self.snapshot_id {
-            write!(f, ", snapshot_id={id}")?;
+        if let Some(at) = &self.at {
+            write!(f, ", snapshot_id={}", at.snapshot_id)?;
         }
         // What Iceberg prunes with, as far as it is known when the plan is
         // shown (a join's filter is set only once its labels are read).
@@ -196,7 +198,7 @@ impl ExecutionPlan for IngestOrderScanExec {
         let mut scan = IngestOrderScanExec::new(
             self.name.clone(),
             self.table.clone(),
-            self.snapshot_id,
+            self.at.clone(),
             self.columns.clone(),
             self.with_order,
             self.pending.clone(),
@@ -215,11 +217,11 @@ impl ExecutionPlan for IngestOrderScanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        let (name, table, snapshot_id) = (self.name.clone(), self.table.clone(), self.snapshot_id);
+        let (name, table, at) = (self.name.clone(), self.table.clone(), self.at.clone());
         // With no column asked for (count(*)), the first is read for the row
         // counts.
-        let columns = match (self.columns.is_empty(), snapshot_id) {
-            (true, Some(id)) => first_column(&table, id).into_iter().collect(),
+        let columns = match (self.columns.is_empty(), &at) {
+            (true, Some(at)) => first_column(&at.schema).into_iter().collect(),
             _ => self.columns.clone(),
         };
         let (filters, output) = (self.filters.clone(), self.schema.clone());
@@ -227,7 +229,7 @@ impl ExecutionPlan for IngestOrderScanExec {
         let batch_size = context.session_config().batch_size();
         // Run at the first poll: by then a join's dynamic filter is set.
         let files = futures::stream::once(async move {
-            let Some(id) = snapshot_id else {
+            let Some(at) = at else {
                 return Ok::<_, Error>(futures::stream::empty().boxed());
             };
             let planned = shares
@@ -240,7 +242,7 @@ impl ExecutionPlan for IngestOrderScanExec {
                     };
                     let pieces = (predicate, reading);
                     let shares =
-                        plan_pieces(&name, &table, id, &columns, pieces, partitions).await?;
+                        plan_pieces(&name, &table, &at, &columns, pieces, partitions).await?;
                     Ok::<_, Error>(Planned { shares, exact })
                 })
                 .await?;
@@ -318,12 +320,7 @@ fn keep_passing(batch: RecordBatch, exact: &Arc<dyn PhysicalExpr>) -> DFResult<R
     Ok(filter_record_batch(&batch, mask)?)
 }
 
-/// The name of the first column of a snapshot's schema.
-fn first_column(table: &Table, snapshot_id: i64) -> Option<String> {
-    let metadata = table.metadata();
-    let schema = metadata
-        .snapshot_by_id(snapshot_id)?
-        .schema(metadata)
-        .ok()?;
+/// The name of the first column of the schema read with.
+fn first_column(schema: &iceberg::spec::Schema) -> Option<String> {
     schema.as_struct().fields().first().map(|f| f.name.clone())
 }

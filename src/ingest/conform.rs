@@ -143,16 +143,19 @@ fn display_value(array: &ArrayRef, row: usize) -> String {
     }
 }
 
-/// Reorders `batch`'s columns by name to the target's order; `what` names the
-/// input in messages ("file x.parquet").
+/// Reorders `batch`'s columns by name to the target's order; a column that
+/// may be NULL and is not given is all NULL (a producer written before the
+/// column was added keeps working). `what` names the input in messages
+/// ("file x.parquet").
 pub fn by_name(target: &Target, batch: &RecordBatch, what: &str) -> Result<RecordBatch> {
     let schema = batch.schema();
     let missing: Vec<&str> = target
         .schema
         .fields()
         .iter()
-        .map(|f| f.name().as_str())
-        .filter(|name| schema.index_of(name).is_err())
+        .zip(&target.required)
+        .filter(|(f, required)| **required && schema.index_of(f.name()).is_err())
+        .map(|(f, _)| f.name().as_str())
         .collect();
     let extra: Vec<&str> = schema
         .fields()
@@ -180,7 +183,10 @@ pub fn by_name(target: &Target, batch: &RecordBatch, what: &str) -> Result<Recor
         .schema
         .fields()
         .iter()
-        .map(|f| Arc::clone(batch.column(schema.index_of(f.name()).unwrap_or_default())))
+        .map(|f| match schema.index_of(f.name()) {
+            Ok(at) => Arc::clone(batch.column(at)),
+            Err(_) => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+        })
         .collect();
     let fields: Vec<_> = target
         .schema

@@ -36,7 +36,7 @@ use crate::catalog::{TableName, Warehouse};
 use crate::error::{Error, Result};
 use crate::online::{OnlineStore, PendingRecords};
 use crate::shared::warehouse_path;
-use crate::storage::{WAL_FIRST_LSN, WAL_LAST_LSN, committed_lsn};
+use crate::storage::{WAL_FIRST_LSN, WAL_LAST_LSN, committed_lsn, with_schema_of};
 
 /// Folder of the write-ahead logs, inside the warehouse.
 pub const STREAMS_DIR: &str = "_streams";
@@ -148,7 +148,9 @@ pub struct Streams {
 #[derive(Debug)]
 struct Stream {
     name: TableName,
-    target: Target,
+    /// What appends are checked against: the table's columns as this
+    /// process last saw them (see [`Streams::retarget`]).
+    target: std::sync::RwLock<Arc<Target>>,
     wal: Wal,
     pending: Mutex<Pending>,
     /// Wakes the committer (enough rows, or a flush).
@@ -227,7 +229,13 @@ impl Streams {
         batch: &RecordBatch,
     ) -> Result<Ack> {
         let stream = self.open(name).await?;
-        let batch = conform(&stream.target, batch, 1)?;
+        let batch = match conform(&stream.target(), batch, 1) {
+            Ok(batch) => batch,
+            Err(e) if self.retargeted(&stream).await? => {
+                conform(&stream.target(), batch, 1).map_err(|_| e)?
+            }
+            Err(e) => return Err(e),
+        };
         let queued = self.queue(Prepared::new(stream, batch)?).await?;
         acknowledged(queued).await
     }
@@ -255,6 +263,21 @@ impl Streams {
     /// errors count from the first batch.
     pub async fn prepare(&self, name: &TableName, batches: Vec<RecordBatch>) -> Result<Prepared> {
         let stream = self.open(name).await?;
+        match self.prepare_for(stream.clone(), batches.clone()).await {
+            // Columns changed by another process since this one saw them.
+            Err(e) if self.retargeted(&stream).await? => {
+                self.prepare_for(stream, batches).await.map_err(|_| e)
+            }
+            done => done,
+        }
+    }
+
+    async fn prepare_for(
+        &self,
+        stream: Arc<Stream>,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Prepared> {
+        let name = stream.name.clone();
         tokio::task::spawn_blocking(move || {
             let batch = match batches.as_slice() {
                 [one] => one.clone(),
@@ -262,13 +285,14 @@ impl Streams {
                     let schema = batches
                         .first()
                         .map(RecordBatch::schema)
-                        .unwrap_or_else(|| stream.target.schema.clone());
+                        .unwrap_or_else(|| stream.target().schema.clone());
                     arrow::compute::concat_batches(&schema, &batches)
                         .map_err(Error::arrow(format!("stream into {}", stream.name)))?
                 }
             };
             let what = "streamed record".to_string();
-            let batch = conform(&stream.target, &by_name(&stream.target, &batch, &what)?, 1)?;
+            let target = stream.target();
+            let batch = conform(&target, &by_name(&target, &batch, &what)?, 1)?;
             Prepared::new(stream, batch)
         })
         .await
@@ -307,18 +331,28 @@ impl Streams {
         stream.map(|s| s.pending_after(after)).unwrap_or_default()
     }
 
-    /// [`Self::pending`] for a table as loaded: the rows its snapshot lacks.
-    pub fn pending_for(&self, name: &str, table: &iceberg::table::Table) -> Vec<RecordBatch> {
+    /// [`Self::pending`] for a table as loaded: the rows its snapshot lacks,
+    /// with its current columns (records logged before a change of them
+    /// are matched to them by field id).
+    pub fn pending_for(
+        &self,
+        name: &str,
+        table: &iceberg::table::Table,
+    ) -> Result<Vec<RecordBatch>> {
         let Some(stream) = self.tables().get(name).cloned() else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         if stream.lock().records.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
+        let schema = Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
+                .map_err(Error::iceberg(format!("cannot read the schema of {name}")))?,
+        );
         stream
             .pending_after(committed_lsn(table))
             .into_iter()
-            .map(|(_, batch)| batch)
+            .map(|(_, batch)| with_schema_of(&batch, &schema))
             .collect()
     }
 
@@ -373,6 +407,32 @@ impl Streams {
         }
         let committed = stream.lock().committed_lsn;
         stream.wal.purge_through(committed).await
+    }
+
+    /// Checks appends to `name`'s stream against the table's columns as
+    /// they are now (after a change of its columns).
+    pub async fn retarget(&self, name: &TableName) -> Result<()> {
+        let open = self.tables().get(&name.to_string()).cloned();
+        if let Some(stream) = open {
+            self.retargeted(&stream).await?;
+        }
+        Ok(())
+    }
+
+    /// Reloads the table of `stream`; true when its columns changed since
+    /// the stream last saw them (appends are then checked against the new).
+    async fn retargeted(&self, stream: &Stream) -> Result<bool> {
+        let table = self
+            .warehouse
+            .load_table(&stream.name.schema, &stream.name.table)
+            .await?;
+        let target = target_of(&stream.name.to_string(), &table)?;
+        let mut current = stream.target.write().unwrap_or_else(|e| e.into_inner());
+        if current.schema == target.schema {
+            return Ok(false);
+        }
+        *current = Arc::new(target);
+        Ok(true)
     }
 
     /// Forgets the stream of a dropped table and deletes its log: its
@@ -521,7 +581,7 @@ impl Streams {
         }
         let stream = Arc::new(Stream {
             name: name.clone(),
-            target,
+            target: std::sync::RwLock::new(Arc::new(target)),
             wal,
             pending: Mutex::new(pending),
             wake: Notify::new(),
@@ -541,6 +601,13 @@ impl Streams {
 }
 
 impl Stream {
+    fn target(&self) -> Arc<Target> {
+        self.target
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -704,7 +771,12 @@ async fn commit(
         (WAL_FIRST_LSN.to_string(), first.to_string()),
         (WAL_LAST_LSN.to_string(), last.to_string()),
     ]);
-    let batches: Vec<Result<RecordBatch>> = run.iter().map(|(_, b)| Ok(b.clone())).collect();
+    // Records logged before a change of the table's columns, as they are now.
+    let target = target_of(&name, &table)?;
+    let batches: Vec<Result<RecordBatch>> = run
+        .iter()
+        .map(|(_, b)| with_schema_of(b, &target.schema))
+        .collect();
     // Encoding Parquet is long CPU work between awaits: on a blocking thread
     // it cannot hold a runtime worker (and the DoPut streams waiting on it
     // for their acknowledgements) for the hundreds of milliseconds it takes.

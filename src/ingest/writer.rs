@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use futures::{FutureExt, Stream, StreamExt};
 use iceberg::arrow::{FieldMatchMode, schema_to_arrow_schema};
-use iceberg::spec::{DataFile, DataFileFormat, Operation};
+use iceberg::spec::{DataFile, DataFileFormat, Operation, SchemaRef};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use iceberg::writer::file_writer::ParquetWriterBuilder;
@@ -159,13 +159,55 @@ impl PendingFiles {
     where
         S: Stream<Item = Result<RecordBatch>> + Send,
     {
+        let schema = self.table.metadata().current_schema().clone();
+        self.write_with(&self.target, schema, input).await
+    }
+
+    /// Writes `input`, rows of a data file written under an older schema
+    /// and in its columns, into new files of that same `schema`: a rewrite
+    /// of history (an erasure) keeps what each old snapshot reads.
+    pub async fn write_as<S>(&self, schema: SchemaRef, input: S) -> Result<(u64, Vec<DataFile>)>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send,
+    {
+        let arrow = Arc::new(
+            schema_to_arrow_schema(&schema).map_err(Error::iceberg(format!(
+                "cannot read a schema of {}",
+                self.name
+            )))?,
+        );
+        let required: Vec<bool> = arrow.fields().iter().map(|f| !f.is_nullable()).collect();
+        let target = Target {
+            table: self.name.clone(),
+            required_reason: vec!["the column is NOT NULL"; required.len()],
+            required,
+            schema: arrow,
+        };
+        self.write_with(&target, schema, input).await
+    }
+
+    async fn write_with<S>(
+        &self,
+        target: &Target,
+        schema: SchemaRef,
+        input: S,
+    ) -> Result<(u64, Vec<DataFile>)>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send,
+    {
         let n = self
             .writers
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let prefix = format!("{}-{n}", self.prefix);
-        let mut writer =
-            open_writer(&self.name, &self.table, &prefix, self.properties.clone()).await?;
-        let rows = write_all(&self.target, &mut writer, input).await;
+        let mut writer = open_writer(
+            &self.name,
+            &self.table,
+            schema,
+            &prefix,
+            self.properties.clone(),
+        )
+        .await?;
+        let rows = write_all(target, &mut writer, input).await;
         let files = writer.close().await.map_err(Error::iceberg(format!(
             "cannot finish writing data files of {}",
             self.name
@@ -182,6 +224,7 @@ impl PendingFiles {
 async fn open_writer(
     name: &str,
     table: &Table,
+    schema: SchemaRef,
     prefix: &str,
     properties: WriterProperties,
 ) -> Result<ParquetDataFileWriter> {
@@ -189,8 +232,8 @@ async fn open_writer(
     let context = || format!("cannot start writing to {name}");
     let locations = DefaultLocationGenerator::new(metadata).map_err(Error::iceberg(context()))?;
     let names = DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet);
-    let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone())
-        .with_match_mode(FieldMatchMode::Name);
+    let parquet =
+        ParquetWriterBuilder::new(properties, schema).with_match_mode(FieldMatchMode::Name);
     let rolling = RollingFileWriterBuilder::new_with_default_file_size(
         parquet,
         table.file_io().clone(),

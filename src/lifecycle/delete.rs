@@ -86,7 +86,7 @@ async fn delete_once(
     let rewritten = async {
         let mut replace: HashMap<String, Vec<DataFile>> = HashMap::new();
         for file in &found {
-            let files = rewrite_without(&label, table, file, predicate, &pending).await?;
+            let files = rewrite_without(&label, table, file, (predicate, schema), &pending).await?;
             replace.insert(file.task.data_file_path.clone(), files);
         }
         Ok::<_, Error>(replace)

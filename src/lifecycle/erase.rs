@@ -196,20 +196,13 @@ impl Judged {
         schema: &Schema,
         pending: &PendingFiles,
     ) -> Result<()> {
-        let metadata = table.metadata();
-        let current_schema = metadata.current_schema_id();
-        let snapshots: Vec<(i64, Option<i32>)> = metadata
+        let snapshots: Vec<i64> = table
+            .metadata()
             .snapshots()
-            .map(|s| (s.snapshot_id(), s.schema_id()))
-            .filter(|(id, _)| !self.seen.contains(id))
+            .map(|s| s.snapshot_id())
+            .filter(|id| !self.seen.contains(id))
             .collect();
-        for (snapshot_id, schema_id) in snapshots {
-            if schema_id.is_some_and(|id| id != current_schema) {
-                return Err(Error::NotSupported(format!(
-                    "ERASE from {name}: snapshot {snapshot_id} has an older schema; erasing \
-                     across schema changes is not supported yet"
-                )));
-            }
+        for snapshot_id in snapshots {
             let mut live = 0;
             for task in candidates(name, table, snapshot_id, predicate, schema).await? {
                 let path = task.data_file_path.clone();
@@ -220,7 +213,8 @@ impl Judged {
                         if rows > 0 {
                             let file = Matching { task, rows };
                             let files =
-                                rewrite_without(name, table, &file, predicate, pending).await?;
+                                rewrite_without(name, table, &file, (predicate, schema), pending)
+                                    .await?;
                             self.replace.insert(path.clone(), files);
                             self.rows += rows;
                         }

@@ -9,6 +9,11 @@
 //!
 //! A row matches where the predicate is TRUE; FALSE and NULL rows stay, as
 //! SQL's `DELETE … WHERE` keeps them.
+//!
+//! The predicate is over the table's columns as they are now; every file,
+//! whichever schema it was written under, is judged with them (matched by
+//! field id: a column added since is NULL in it) and rewritten with its own
+//! columns, so a snapshot of an older schema reads its other rows as before.
 
 use std::sync::Arc;
 
@@ -27,6 +32,7 @@ use iceberg::table::Table;
 use crate::error::{Error, Result};
 use crate::execution::iceberg_predicate;
 use crate::ingest::PendingFiles;
+use crate::storage::{ReadAt, file_schema, plan_tasks, with_schema_of};
 
 /// A data file with rows that match.
 #[derive(Debug)]
@@ -63,8 +69,6 @@ pub async fn candidates(
     predicate: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
 ) -> Result<Vec<FileScanTask>> {
-    let context = || format!("cannot find the rows to remove from {name}");
-    let mut builder = table.scan().snapshot_id(snapshot_id).select_all();
     // Conjuncts over floating-point columns do not prune: a file's bounds
     // leave NaN out, which the condition (NaN sorts above every number)
     // may match.
@@ -80,23 +84,12 @@ pub async fn candidates(
         })
         .cloned()
         .collect();
-    if let Some(pruning) = iceberg_predicate(&conjuncts, schema) {
-        builder = builder.with_filter(pruning);
-    }
-    let mut tasks: Vec<FileScanTask> = builder
-        .build()
-        .map_err(Error::iceberg(context()))?
-        .plan_files()
-        .await
-        .map_err(Error::iceberg(context()))?
-        .try_collect()
-        .await
-        .map_err(Error::iceberg(context()))?;
-    for task in &mut tasks {
-        // The predicate only chose the files; each is read whole.
-        task.predicate = None;
-    }
-    Ok(tasks)
+    let at = ReadAt {
+        snapshot_id,
+        schema: table.metadata().current_schema().clone(),
+    };
+    let pruning = iceberg_predicate(&conjuncts, schema);
+    plan_tasks(name, table, &at, None, pruning).await
 }
 
 /// How many rows of the file `task` reads `predicate` (over the table's
@@ -114,11 +107,10 @@ pub async fn count_matches(
         .collect();
     named.sort_unstable();
     named.dedup();
-    let iceberg_schema = table.metadata().current_schema();
     let ids: Option<Vec<i32>> = named
         .iter()
         .map(|i| {
-            iceberg_schema
+            task.schema
                 .field_by_name(schema.field(*i).name())
                 .map(|f| f.id)
         })
@@ -146,19 +138,25 @@ pub async fn count_matches(
     Ok(rows)
 }
 
-/// Writes the rows of `file` that `predicate` does not match into new
-/// files of `pending`, in their order; no files when none is left.
+/// Writes the rows of `file` that `predicate` (over the table's columns as
+/// `schema`) does not match into new files of `pending`, in their order and
+/// with the file's own columns; no files when none is left.
 pub async fn rewrite_without(
     name: &str,
     table: &Table,
     file: &Matching,
-    predicate: &Arc<dyn PhysicalExpr>,
+    (predicate, schema): (&Arc<dyn PhysicalExpr>, &Schema),
     pending: &PendingFiles,
 ) -> Result<Vec<DataFile>> {
-    let predicate = predicate.clone();
-    let kept = read_file(name, table, file.task.clone())?.map(move |batch| {
+    let own = file_schema(name, table, &file.task).await?;
+    let mut task = file.task.clone();
+    task.project_field_ids = own.as_struct().fields().iter().map(|f| f.id).collect();
+    task.schema = own.clone();
+    task.predicate = None;
+    let (predicate, judged) = (predicate.clone(), Arc::new(schema.clone()));
+    let kept = read_file(name, table, task)?.map(move |batch| {
         let batch = batch?;
-        let matched = matches(&predicate, &batch)?;
+        let matched = matches(&predicate, &with_schema_of(&batch, &judged)?)?;
         // NULL counts as not matched (prep_null_mask_filter needs nulls).
         let matched = if matched.null_count() > 0 {
             prep_null_mask_filter(&matched)
@@ -168,7 +166,7 @@ pub async fn rewrite_without(
         let keep = not(&matched).map_err(Error::arrow("the rows to keep"))?;
         filter_record_batch(&batch, &keep).map_err(Error::arrow("the rows to keep"))
     });
-    let (_, files) = pending.write(kept).await?;
+    let (_, files) = pending.write_as(own, kept).await?;
     Ok(files)
 }
 

@@ -41,6 +41,7 @@ use crate::catalog::{FeatureGroup, TableName, Warehouse};
 use crate::error::{Error, Result};
 use crate::storage::{
     Changes, HISTORY_PROPERTY, changes_since, committed_lsn, read_rows, wal_lsn_range,
+    with_schema_of,
 };
 
 /// How often the follower looks for commits made by other processes.
@@ -269,7 +270,9 @@ impl GroupState {
         if self.applied.contains(lsn) {
             return Ok(());
         }
-        self.table.apply(batch, record_pos(lsn))?;
+        // A record logged before a change of the table's columns.
+        let batch = with_schema_of(batch, self.table.schema())?;
+        self.table.apply(&batch, record_pos(lsn))?;
         self.applied.insert(lsn);
         Ok(())
     }

@@ -181,6 +181,7 @@ impl Session {
             // Recorded by the erase itself, with what it did.
             Statement::Erase(_) => return None,
             Statement::Ref(r) => (AuditAction::Ddl, r.table().clone()),
+            Statement::Columns(c) => (AuditAction::Ddl, c.table.clone()),
             Statement::ShowFeatureGroups { .. } | Statement::DescribeFeatureGroup { .. } => {
                 return None;
             }

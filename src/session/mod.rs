@@ -16,6 +16,7 @@
 //! `listing.rs` answers Flight's catalog listings.
 
 mod audit;
+mod columns;
 mod context;
 mod ddl;
 mod lifecycle;
@@ -254,6 +255,7 @@ impl Session {
             Statement::Vacuum { table } => self.vacuum(table.as_ref()).await,
             Statement::Erase(erase) => self.erase(*erase).await,
             Statement::Ref(tag) => self.tag(tag).await,
+            Statement::Columns(columns) => self.change_columns(columns).await,
         }
     }
 

@@ -1,6 +1,7 @@
 //! SQL text to statements: pitlake's dialect, its time-travel token pass, and
 //! the feature-group and principal statements DataFusion does not know.
 
+mod columns;
 mod dialect;
 pub mod limits;
 mod params;
@@ -13,6 +14,7 @@ mod statement;
 pub mod time_travel_tokens;
 mod words;
 
+pub use columns::ColumnsStatement;
 pub use dialect::PitlakeDialect;
 pub use params::{bind_parameters, count_parameters, number_placeholders};
 pub use parser::{name_parts, parse_expr, parse_sql};

@@ -98,6 +98,9 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
     if let Some(tag) = super::refs::parse_ref(parser)? {
         return Ok(Statement::Ref(tag));
     }
+    if let Some(columns) = super::columns::parse_columns(parser)? {
+        return Ok(Statement::Columns(columns));
+    }
     if peek_words(parser, &["CREATE", "FEATURE", "GROUP"]) {
         advance(parser, 3);
         return parse_create_feature_group(parser).map(Statement::CreateFeatureGroup);
@@ -180,7 +183,11 @@ fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
         let path = parser.parse_literal_string()?;
         return Ok(Statement::CopyFrom { table, path });
     }
-    Ok(Statement::Sql(Box::new(parser.parse_statement()?)))
+    let statement = parser.parse_statement()?;
+    if let Some(columns) = super::columns::from_alter_table(&statement) {
+        return Ok(Statement::Columns(columns));
+    }
+    Ok(Statement::Sql(Box::new(statement)))
 }
 
 fn parse_create_feature_group(parser: &mut Parser) -> Result<CreateFeatureGroup, ParserError> {

@@ -13,7 +13,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Token;
 
-use super::words::{expect_words, peek_words, take_words};
+use super::words::{after_name, expect_words, peek_words, take_words, words_at};
 
 /// A statement about a table's tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,27 +122,11 @@ pub fn parse_ref(parser: &mut Parser) -> Result<Option<RefStatement>, ParserErro
 /// True when `CREATE [OR REPLACE] TAG` or `DROP TAG` follows the object
 /// name that starts `prefix` tokens ahead.
 fn tag_after_name(parser: &Parser, prefix: usize) -> bool {
-    let word = |n: usize| match &parser.peek_nth_token_ref(n).token {
-        Token::Word(w) => Some(w.clone()),
-        _ => None,
-    };
-    let mut n = prefix;
-    if word(n).is_none() {
+    let Some(n) = after_name(parser, prefix) else {
         return false;
-    }
-    n += 1;
-    while parser.peek_nth_token_ref(n).token == Token::Period {
-        if word(n + 1).is_none() {
-            return false;
-        }
-        n += 2;
-    }
-    let is = |n: usize, text: &str| {
-        word(n).is_some_and(|w| w.quote_style.is_none() && w.value.eq_ignore_ascii_case(text))
     };
-    (is(n, "DROP") && is(n + 1, "TAG"))
-        || (is(n, "CREATE") && is(n + 1, "TAG"))
-        || (is(n, "CREATE") && is(n + 1, "OR") && is(n + 2, "REPLACE") && is(n + 3, "TAG"))
+    let is = |words: &[&str]| words_at(parser, n, words);
+    is(&["DROP", "TAG"]) || is(&["CREATE", "TAG"]) || is(&["CREATE", "OR", "REPLACE", "TAG"])
 }
 
 fn parse_number(parser: &mut Parser, what: &str) -> Result<i64, ParserError> {

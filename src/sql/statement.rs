@@ -5,6 +5,7 @@ use std::fmt;
 
 use sqlparser::ast::{ColumnDef, Ident, ObjectName};
 
+use super::columns::ColumnsStatement;
 use super::policies::PolicyStatement;
 use super::principals::PrincipalStatement;
 use super::refs::RefStatement;
@@ -22,6 +23,8 @@ pub enum Statement {
     Sharing(SharingStatement),
     /// Tags on a table's snapshots (`ALTER TABLE t CREATE TAG q1`, …).
     Ref(RefStatement),
+    /// Column changes (`ALTER TABLE t ADD COLUMN c INT`, `RENAME COLUMN`, …).
+    Columns(ColumnsStatement),
     /// Standard SQL, planned by DataFusion (with pitlake's relation planners).
     Sql(Box<sqlparser::ast::Statement>),
     /// `CREATE FEATURE GROUP ...`
@@ -130,6 +133,7 @@ impl fmt::Display for Statement {
             Statement::Policy(p) => write!(f, "{p}"),
             Statement::Sharing(s) => write!(f, "{s}"),
             Statement::Ref(r) => write!(f, "{r}"),
+            Statement::Columns(c) => write!(f, "{c}"),
             Statement::CreateFeatureGroup(c) => {
                 write!(f, "CREATE FEATURE GROUP ")?;
                 if c.if_not_exists {

@@ -32,3 +32,30 @@ pub(super) fn expect_words(parser: &mut Parser, words: &[&str]) -> Result<(), Pa
     }
     Ok(())
 }
+
+/// The position of the token after the (possibly dotted) name that starts
+/// `prefix` tokens ahead; None when no name is there. The parser does not
+/// move.
+pub(super) fn after_name(parser: &Parser, prefix: usize) -> Option<usize> {
+    let is_word = |n: usize| matches!(parser.peek_nth_token_ref(n).token, Token::Word(_));
+    let mut n = prefix;
+    if !is_word(n) {
+        return None;
+    }
+    n += 1;
+    while parser.peek_nth_token_ref(n).token == Token::Period {
+        if !is_word(n + 1) {
+            return None;
+        }
+        n += 2;
+    }
+    Some(n)
+}
+
+/// True when the tokens `n` ahead are `words`; the parser does not move.
+pub(super) fn words_at(parser: &Parser, n: usize, words: &[&str]) -> bool {
+    words.iter().enumerate().all(|(i, word)| {
+        matches!(&parser.peek_nth_token_ref(n + i).token,
+            Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+    })
+}

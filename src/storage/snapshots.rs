@@ -8,6 +8,8 @@ use arrow::array::{Int64Array, RecordBatch};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::expr::{Bind, Predicate};
+
+use super::read_at::{ReadAt, for_reader, plan_tasks};
 use iceberg::scan::FileScanTask;
 use iceberg::spec::{ManifestStatus, Operation};
 use iceberg::table::Table;
@@ -102,16 +104,16 @@ pub fn committed_lsn(table: &Table) -> u64 {
 }
 
 /// The rows of the current snapshot (`added_by` = `None`) or only those the
-/// given snapshots added, in ingestion order.
+/// given snapshots added, in ingestion order, with the current schema.
 pub async fn read_rows(
     name: &str,
     table: &Table,
     added_by: Option<&HashSet<i64>>,
 ) -> Result<Vec<RecordBatch>> {
-    let Some(snapshot_id) = table.metadata().current_snapshot_id() else {
+    let Some(at) = ReadAt::current(table) else {
         return Ok(Vec::new());
     };
-    read_in_order(name, table, snapshot_id, None, added_by)
+    read_in_order(name, table, &at, None, added_by)
         .await?
         .try_collect()
         .await
@@ -170,33 +172,21 @@ async fn file_ranks(
 /// Streams the rows of a snapshot (all of them, or those `added_by` the
 /// given snapshots) in ingestion order: files by data sequence number, then
 /// as their commit listed them, one file at a time. `columns` selects
-/// columns by name (all when `None`).
+/// columns of `at`'s schema by name (all when `None`).
 pub async fn read_in_order(
     name: &str,
     table: &Table,
-    snapshot_id: i64,
+    at: &ReadAt,
     columns: Option<&[String]>,
     added_by: Option<&HashSet<i64>>,
 ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
     let context = || format!("cannot read {name} in ingestion order");
-    let order = file_ranks(name, table, snapshot_id, added_by).await?;
+    let order = file_ranks(name, table, at.snapshot_id, added_by).await?;
     if order.is_empty() {
         return Ok(futures::stream::empty().boxed());
     }
-    let builder = table.scan().snapshot_id(snapshot_id);
-    let builder = match columns {
-        Some(columns) => builder.select(columns.iter()),
-        None => builder.select_all(),
-    };
-    let scan = builder.build().map_err(Error::iceberg(context()))?;
-    let mut tasks: Vec<_> = scan
-        .plan_files()
-        .await
-        .map_err(Error::iceberg(context()))?
-        .try_filter(|t| futures::future::ready(order.contains_key(&t.data_file_path)))
-        .try_collect()
-        .await
-        .map_err(Error::iceberg(context()))?;
+    let mut tasks = plan_tasks(name, table, at, columns, None).await?;
+    tasks.retain(|t| order.contains_key(&t.data_file_path));
     tasks.sort_by_key(|t| (order[&t.data_file_path], t.start));
     let reader = table
         .reader_builder()
@@ -237,52 +227,33 @@ pub struct ScanPiece {
 pub async fn plan_pieces(
     name: &str,
     table: &Table,
-    snapshot_id: i64,
+    at: &ReadAt,
     columns: &[String],
     (filter, reading): (Option<Predicate>, Option<Predicate>),
     partitions: usize,
 ) -> Result<Vec<Vec<ScanPiece>>> {
-    let context = || format!("cannot plan the scan of {name}");
     let partitions = partitions.max(1);
-    let rank = file_ranks(name, table, snapshot_id, None).await?;
-    let scan = table
-        .scan()
-        .snapshot_id(snapshot_id)
-        .select(columns.iter().map(String::as_str));
-    let scan = match filter {
-        Some(filter) => scan.with_filter(filter),
-        None => scan,
-    };
-    let scan = scan.build().map_err(Error::iceberg(context()))?;
-    let mut tasks: Vec<(i64, FileScanTask)> = scan
-        .plan_files()
-        .await
-        .map_err(Error::iceberg(context()))?
-        .map_err(|e| Error::iceberg(format!("cannot plan the scan of {name}"))(e))
-        .and_then(|task| {
-            let found = rank.get(&task.data_file_path).copied().ok_or_else(|| {
-                Error::Internal(format!(
-                    "{name}: {} is not in the snapshot",
-                    task.data_file_path
-                ))
-            });
-            futures::future::ready(found.map(|r| (r, task)))
+    let rank = file_ranks(name, table, at.snapshot_id, None).await?;
+    let mut tasks: Vec<(i64, FileScanTask)> = plan_tasks(name, table, at, Some(columns), filter)
+        .await?
+        .into_iter()
+        .map(|task| match rank.get(&task.data_file_path) {
+            Some(r) => Ok((*r, task)),
+            None => Err(Error::Internal(format!(
+                "{name}: {} is not in the snapshot",
+                task.data_file_path
+            ))),
         })
-        .try_collect()
-        .await?;
+        .collect::<Result<_>>()?;
     tasks.sort_by_key(|(rank, task)| (*rank, task.start));
     let mut pieces = Vec::new();
     for (rank, mut task) in tasks {
-        // Bound as the scan bound `filter`: against the snapshot's schema.
-        // Should that fail, the reader keeps `filter`, which is as exact.
-        match &reading {
-            None => task.predicate = None,
-            Some(reading) => {
-                if let Ok(bound) = reading.bind(task.schema.clone(), true) {
-                    task.predicate = Some(bound);
-                }
-            }
-        }
+        // Bound to the schema the rows are read with; a predicate that does
+        // not bind filters nothing here (whoever pushed it applies it).
+        task.predicate = reading
+            .as_ref()
+            .and_then(|r| for_reader(table, &at.schema, r))
+            .and_then(|r| r.bind(at.schema.clone(), true).ok());
         if partitions > 1 && task.length >= 2 * MIN_PIECE_BYTES {
             pieces.extend(split_by_row_groups(name, table, rank, task).await?);
         } else {
@@ -355,7 +326,7 @@ async fn split_by_row_groups(
 }
 
 /// The Parquet footer of a data file.
-async fn parquet_footer(
+pub(super) async fn parquet_footer(
     table: &Table,
     path: &str,
     size: u64,

@@ -340,7 +340,7 @@ impl SchemaProvider for WarehouseSchema {
             return self.view(name).await;
         };
         let qualified = format!("{}.{name}", self.schema);
-        let pending = self.store.streams().pending_for(&qualified, &table);
+        let pending = self.store.streams().pending_for(&qualified, &table)?;
         let provider = Arc::new(IcebergTable::current(qualified, table)?.with_pending(pending));
         let name = TableName::new(self.schema.clone(), name)?;
         Ok(Some(governed(&self.policies, self.parse, &name, provider)))

@@ -18,6 +18,7 @@ use crate::catalog::FeatureGroup;
 use crate::error::{Error, Result};
 use crate::execution::SnapshotScanExec;
 use crate::execution::ingest_order::{INGEST_ORDER_COLUMN, IngestOrderScanExec};
+use crate::storage::ReadAt;
 
 /// An Iceberg table as loaded at planning time, pinned to one snapshot.
 ///
@@ -200,7 +201,7 @@ impl IcebergTable {
             IngestOrderScanExec::new(
                 self.name.clone(),
                 self.table.clone(),
-                self.snapshot_id,
+                self.read_at()?,
                 names,
                 with_order,
                 pending,
@@ -232,6 +233,22 @@ impl IcebergTable {
 
     pub fn table(&self) -> &Table {
         &self.table
+    }
+
+    /// The snapshot read and the schema it is read with: its own for time
+    /// travel, the table's current one otherwise (the columns as they are
+    /// now, whichever schema the snapshot was committed under).
+    fn read_at(&self) -> Result<Option<ReadAt>> {
+        let Some(snapshot_id) = self.snapshot_id else {
+            return Ok(None);
+        };
+        if self.pinned {
+            return ReadAt::snapshot(&self.name, &self.table, snapshot_id).map(Some);
+        }
+        Ok(Some(ReadAt {
+            snapshot_id,
+            schema: self.table.metadata().current_schema().clone(),
+        }))
     }
 
     pub fn snapshot_id(&self) -> Option<i64> {

@@ -138,7 +138,7 @@ async fn deletes_inserts_and_pyiceberg_appends_at_once_lose_nothing() {
 }
 
 /// The value erased: distinctive, so a byte search finds any copy.
-const ERASED: &str = "erase-me-7f3a@example.com";
+pub(crate) const ERASED: &str = "erase-me-7f3a@example.com";
 
 /// Every file under `dir`, recursively.
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -190,7 +190,7 @@ fn parquet_holding(dir: &std::path::Path, value: &str) -> Vec<std::path::PathBuf
 
 /// No Parquet file under `root`, decoded, and no byte of any file there
 /// holds `value`.
-fn assert_no_file_holds(root: &std::path::Path, value: &str) {
+pub(crate) fn assert_no_file_holds(root: &std::path::Path, value: &str) {
     assert_eq!(
         parquet_holding(root, value),
         Vec::<std::path::PathBuf>::new()

@@ -19,6 +19,7 @@ mod parallel_scan;
 mod policies;
 mod principals;
 mod python;
+mod schema_evolution;
 mod server_log;
 mod shell;
 mod small_query;
