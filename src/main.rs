@@ -105,6 +105,10 @@ struct ServeArgs {
     /// ... or as soon as this many streamed rows wait.
     #[arg(long, default_value_t = 500_000)]
     commit_rows: usize,
+    /// After this many commits of a group's stream, its small files and
+    /// manifests are compacted (0: never).
+    #[arg(long, default_value_t = 100)]
+    compact_every: u64,
     /// The one folder clients may COPY ... FROM (none by default).
     #[arg(long)]
     import_dir: Option<PathBuf>,
@@ -286,6 +290,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .set_policy(pitlake::ingest::stream::CommitPolicy {
             interval: std::time::Duration::from_millis(args.commit_interval_ms.max(1)),
             rows: args.commit_rows.max(1),
+            compact_every: args.compact_every,
             ..Default::default()
         });
     let (listener, addr) = pitlake::flight::bind(&args.listen).await?;

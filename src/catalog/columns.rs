@@ -261,18 +261,13 @@ fn widens(from: &PrimitiveType, to: &PrimitiveType) -> bool {
                 precision: q,
                 scale: t,
             },
-        ) => s == t && q >= p,
+        ) => s == t && q >= p && *q <= 38,
         _ => false,
     }
 }
 
 fn valid_name(table: &str, column: &str) -> Result<()> {
-    if column.is_empty() || column.contains('.') {
-        return Err(Error::Invalid(format!(
-            "'{column}' cannot name a column of {table}: a column name is not empty and has no '.'"
-        )));
-    }
-    Ok(())
+    super::types::check_column_name(table, column)
 }
 
 /// A type as SQL spells it, for messages.

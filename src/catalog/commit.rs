@@ -189,6 +189,7 @@ async fn swap(
         let _ = table.file_io().delete(&location).await;
         return Err(failure);
     }
+    forget_old_metadata(table, &current, &metadata, &location).await;
     let runtime = iceberg::Runtime::try_current().map_err(failed("cannot open the committed"))?;
     Table::builder()
         .runtime(runtime)
@@ -198,6 +199,46 @@ async fn swap(
         .file_io(table.file_io().clone())
         .build()
         .map_err(failed("cannot open the committed"))
+}
+
+/// Iceberg's table property: delete the metadata files that fall out of
+/// the metadata log (which keeps `write.metadata.previous-versions-max`).
+const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+
+/// Deletes the metadata files the committed `metadata` (at `location`) no
+/// longer lists in its log, unless the table says not to. pitlake deletes
+/// them by default, unlike Iceberg: every commit writes the whole history
+/// of snapshots, and a stream commits every few seconds, so keeping every
+/// file grew a warehouse by gigabytes a day. Time travel needs only the
+/// current file.
+async fn forget_old_metadata(
+    table: &Table,
+    previous: &str,
+    metadata: &TableMetadata,
+    location: &str,
+) {
+    let enabled = metadata
+        .properties()
+        .get(DELETE_AFTER_COMMIT)
+        .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+    if !enabled {
+        return;
+    }
+    let kept: std::collections::HashSet<&str> = metadata
+        .metadata_log()
+        .iter()
+        .map(|l| l.metadata_file.as_str())
+        .chain([location])
+        .collect();
+    let dropped: Vec<String> = table
+        .metadata()
+        .metadata_log()
+        .iter()
+        .map(|l| l.metadata_file.clone())
+        .chain([previous.to_string()])
+        .filter(|f| !kept.contains(f.as_str()))
+        .collect();
+    delete_files(table, &dropped).await;
 }
 
 /// The folder of a table's metadata files, where that is local.

@@ -50,6 +50,11 @@ pub fn sql_to_iceberg(column: &str, sql: &SqlType) -> Result<PrimitiveType> {
                 ExactNumberInfo::Precision(p) => (*p, 0),
                 ExactNumberInfo::PrecisionAndScale(p, s) => (*p, u64::try_from(*s).unwrap_or(0)),
             };
+            if precision == 0 || precision > 38 || scale > precision {
+                return Err(Error::Invalid(format!(
+                    "type {sql} of column {column}: DECIMAL(P,S) takes 1 <= P <= 38 and S <= P"
+                )));
+            }
             PrimitiveType::Decimal {
                 precision: u32::try_from(precision).unwrap_or(38),
                 scale: u32::try_from(scale).unwrap_or(0),
@@ -100,6 +105,27 @@ pub fn normalize(ident: &Ident) -> String {
     }
 }
 
+/// Refuses a name no column may have: empty, with a `.` (Iceberg reads it
+/// as a path into a struct), or one of pitlake's hidden columns.
+pub fn check_column_name(table: &str, column: &str) -> Result<()> {
+    if column.is_empty() || column.contains('.') {
+        return Err(Error::Invalid(format!(
+            "'{column}' cannot name a column of {table}: a column name is not empty and has no '.'"
+        )));
+    }
+    check_not_hidden(table, column)
+}
+
+/// Refuses the names pitlake gives the columns it adds to what it reads.
+fn check_not_hidden(table: &str, column: &str) -> Result<()> {
+    if column.starts_with("__pitlake") {
+        return Err(Error::Invalid(format!(
+            "'{column}' cannot name a column of {table}: names starting with __pitlake are pitlake's own"
+        )));
+    }
+    Ok(())
+}
+
 /// An Iceberg schema from column definitions; `force_required` makes columns NOT NULL.
 pub fn schema_from_columns(
     table: &str,
@@ -109,6 +135,7 @@ pub fn schema_from_columns(
     let mut fields = Vec::with_capacity(columns.len());
     for (i, column) in columns.iter().enumerate() {
         let name = normalize(&column.name);
+        check_column_name(table, &name)?;
         if columns[..i].iter().any(|c| normalize(&c.name) == name) {
             return Err(Error::Invalid(format!(
                 "column {name} of {table} is declared twice"
@@ -134,6 +161,7 @@ pub fn schema_from_columns(
 pub fn schema_from_arrow(table: &str, schema: &arrow::datatypes::Schema) -> Result<Schema> {
     let mut fields = Vec::with_capacity(schema.fields().len());
     for (i, field) in schema.fields().iter().enumerate() {
+        check_not_hidden(table, field.name())?;
         let ty = Type::Primitive(arrow_to_iceberg(field.name(), field.data_type())?);
         let id = i32::try_from(i + 1).unwrap_or(i32::MAX);
         fields.push(Into::into(NestedField::optional(id, field.name(), ty)));

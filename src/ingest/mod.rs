@@ -3,6 +3,7 @@
 //! VACUUM.
 
 mod claim;
+pub mod compact;
 mod conform;
 pub mod stream;
 pub mod vacuum;

@@ -52,6 +52,9 @@ pub struct CommitPolicy {
     pub max_pending_rows: usize,
     /// How long an append waits for room before it fails.
     pub max_wait: Duration,
+    /// After this many commits the committer compacts the table (its small
+    /// files and its manifests; see `compact.rs`); 0: never.
+    pub compact_every: u64,
 }
 
 impl Default for CommitPolicy {
@@ -61,6 +64,7 @@ impl Default for CommitPolicy {
             rows: 500_000,
             max_pending_rows: 10_000_000,
             max_wait: Duration::from_secs(60),
+            compact_every: 100,
         }
     }
 }
@@ -144,13 +148,17 @@ pub struct Streams {
     policy: Mutex<CommitPolicy>,
 }
 
+/// The schema id and properties (entity key, event time) a target is of.
+type TargetOf = (i32, HashMap<String, String>);
+
 /// The stream into one table.
 #[derive(Debug)]
 struct Stream {
     name: TableName,
     /// What appends are checked against: the table's columns as this
-    /// process last saw them (see [`Streams::retarget`]).
-    target: std::sync::RwLock<Arc<Target>>,
+    /// process last saw them, with the schema id and properties they are
+    /// of (see [`Streams::retarget`]).
+    target: std::sync::RwLock<(TargetOf, Arc<Target>)>,
     wal: Wal,
     pending: Mutex<Pending>,
     /// Wakes the committer (enough rows, or a flush).
@@ -158,6 +166,8 @@ struct Stream {
     /// Wakes appenders waiting for room, and flushers.
     committed: Notify,
     stats: Counters,
+    /// Commits since the committer last compacted the table.
+    since_compaction: AtomicU64,
     closed: AtomicBool,
 }
 
@@ -229,13 +239,8 @@ impl Streams {
         batch: &RecordBatch,
     ) -> Result<Ack> {
         let stream = self.open(name).await?;
-        let batch = match conform(&stream.target(), batch, 1) {
-            Ok(batch) => batch,
-            Err(e) if self.retargeted(&stream).await? => {
-                conform(&stream.target(), batch, 1).map_err(|_| e)?
-            }
-            Err(e) => return Err(e),
-        };
+        self.retarget_stream(&stream).await?;
+        let batch = conform(&stream.target(), batch, 1)?;
         let queued = self.queue(Prepared::new(stream, batch)?).await?;
         acknowledged(queued).await
     }
@@ -263,13 +268,8 @@ impl Streams {
     /// errors count from the first batch.
     pub async fn prepare(&self, name: &TableName, batches: Vec<RecordBatch>) -> Result<Prepared> {
         let stream = self.open(name).await?;
-        match self.prepare_for(stream.clone(), batches.clone()).await {
-            // Columns changed by another process since this one saw them.
-            Err(e) if self.retargeted(&stream).await? => {
-                self.prepare_for(stream, batches).await.map_err(|_| e)
-            }
-            done => done,
-        }
+        self.retarget_stream(&stream).await?;
+        self.prepare_for(stream, batches).await
     }
 
     async fn prepare_for(
@@ -414,25 +414,29 @@ impl Streams {
     pub async fn retarget(&self, name: &TableName) -> Result<()> {
         let open = self.tables().get(&name.to_string()).cloned();
         if let Some(stream) = open {
-            self.retargeted(&stream).await?;
+            self.retarget_stream(&stream).await?;
         }
         Ok(())
     }
 
-    /// Reloads the table of `stream`; true when its columns changed since
-    /// the stream last saw them (appends are then checked against the new).
-    async fn retargeted(&self, stream: &Stream) -> Result<bool> {
+    /// Checks the table of `stream` (as cached until the catalog changes):
+    /// when its columns changed since the stream last saw them, by this
+    /// process or another, appends are checked against the new ones. Before
+    /// every append: a record conformed to columns since dropped would lose
+    /// its values at commit.
+    async fn retarget_stream(&self, stream: &Stream) -> Result<()> {
         let table = self
             .warehouse
             .load_table(&stream.name.schema, &stream.name.table)
             .await?;
-        let target = target_of(&stream.name.to_string(), &table)?;
+        let metadata = table.metadata();
+        let seen = (metadata.current_schema_id(), metadata.properties().clone());
         let mut current = stream.target.write().unwrap_or_else(|e| e.into_inner());
-        if current.schema == target.schema {
-            return Ok(false);
+        if current.0 == seen {
+            return Ok(());
         }
-        *current = Arc::new(target);
-        Ok(true)
+        *current = (seen, Arc::new(target_of(&stream.name.to_string(), &table)?));
+        Ok(())
     }
 
     /// Forgets the stream of a dropped table and deletes its log: its
@@ -581,12 +585,19 @@ impl Streams {
         }
         let stream = Arc::new(Stream {
             name: name.clone(),
-            target: std::sync::RwLock::new(Arc::new(target)),
+            target: std::sync::RwLock::new((
+                (
+                    table.metadata().current_schema_id(),
+                    table.metadata().properties().clone(),
+                ),
+                Arc::new(target),
+            )),
             wal,
             pending: Mutex::new(pending),
             wake: Notify::new(),
             committed: Notify::new(),
             stats: Counters::default(),
+            since_compaction: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
         self.tables().insert(key, stream.clone());
@@ -605,6 +616,7 @@ impl Stream {
         self.target
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .1
             .clone()
     }
 
@@ -735,13 +747,41 @@ async fn commit_loop(
         }
         // Woken (enough rows, a flush, shutdown) or due: commit what is there.
         match commit(&stream, &warehouse, &online, &run).await {
-            Ok(()) => {}
+            Ok(()) => {
+                let commits = stream.since_compaction.fetch_add(1, Ordering::Relaxed) + 1;
+                if policy.compact_every > 0 && commits >= policy.compact_every {
+                    stream.since_compaction.store(0, Ordering::Relaxed);
+                    compact(&stream.name, &warehouse).await;
+                }
+            }
             Err(e) => {
                 stream.lock().last_error = Some(e.to_string());
                 stream.committed.notify_waiters();
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Compacts a streamed table between commits, so a day of commits every
+/// few seconds does not leave tens of thousands of files and manifests. A
+/// failure (another writer removed a file meanwhile) waits for the next turn.
+async fn compact(name: &TableName, warehouse: &Warehouse) {
+    let label = name.to_string();
+    let compacted = async {
+        let table = warehouse.load_table(&name.schema, &name.table).await?;
+        let options = super::compact::CompactOptions::of(&label, &table)?;
+        super::compact::rewrite_data_files(warehouse, name, options).await
+    }
+    .await;
+    match compacted {
+        Ok(done) => tracing::debug!(
+            table = %label,
+            files = done.rewritten_files,
+            manifests = done.manifests_before,
+            "stream compacted"
+        ),
+        Err(e) => tracing::warn!("stream into {label}: compaction failed, tried again later: {e}"),
     }
 }
 

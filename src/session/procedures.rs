@@ -5,6 +5,7 @@
 //! CALL system.rollback_to_snapshot('s.fg', 4348501234567);
 //! CALL system.expire_snapshots(table => 's.fg', older_than => TIMESTAMP '2025-01-01', retain_last => 5);
 //! CALL system.remove_orphan_files(table => 's.fg', dry_run => true);
+//! CALL system.rewrite_data_files(table => 's.fg', target_file_size_bytes => 134217728, min_input_files => 5);
 //! ```
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, FunctionArguments, Iden
 use super::Session;
 use super::results::one_batch;
 use crate::error::{Error, Result};
+use crate::ingest::compact::{CompactOptions, rewrite_data_files};
 use crate::lifecycle;
 
 /// Snapshots younger than this stay when `older_than` is not given
@@ -38,11 +40,13 @@ impl Session {
             "system.rollback_to_snapshot" => &["table", "snapshot_id"],
             "system.expire_snapshots" => &["table", "older_than", "retain_last"],
             "system.remove_orphan_files" => &["table", "older_than", "dry_run"],
+            "system.rewrite_data_files" => &["table", "target_file_size_bytes", "min_input_files"],
             _ => {
                 return Err(Error::NotSupported(format!(
                     "CALL {}: the procedures are system.rollback_to_snapshot(table, snapshot_id), \
-                     system.expire_snapshots(table, older_than, retain_last) and \
-                     system.remove_orphan_files(table, older_than, dry_run)",
+                     system.expire_snapshots(table, older_than, retain_last), \
+                     system.remove_orphan_files(table, older_than, dry_run) and \
+                     system.rewrite_data_files(table, target_file_size_bytes, min_input_files)",
                     call.name
                 )));
             }
@@ -81,6 +85,50 @@ impl Session {
                 rows(
                     &["previous_snapshot_id", "current_snapshot_id"],
                     vec![previous, Some(id)],
+                )
+            }
+            "system.rewrite_data_files" => {
+                let table = self
+                    .warehouse()
+                    .load_table(&name.schema, &name.table)
+                    .await?;
+                let mut options = CompactOptions::of(&name.to_string(), &table)?;
+                if let Some(bytes) = integer(&procedure, "target_file_size_bytes", args.get(1))? {
+                    options.target_bytes = u64::try_from(bytes)
+                        .ok()
+                        .filter(|b| *b > 0)
+                        .ok_or_else(|| {
+                            Error::Invalid(format!(
+                                "{procedure}: target_file_size_bytes is a positive number of bytes"
+                            ))
+                        })?;
+                }
+                if let Some(files) = integer(&procedure, "min_input_files", args.get(2))? {
+                    options.min_input_files = usize::try_from(files)
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            Error::Invalid(format!("{procedure}: min_input_files is at least 1"))
+                        })?;
+                }
+                // Rows acknowledged to the stream are compacted with the rest.
+                self.store.streams().flush(Some(&name.to_string())).await?;
+                let done = rewrite_data_files(self.warehouse(), &name, options).await?;
+                if done.rewritten_files > 0 {
+                    self.store.writes().committed(&name).await?;
+                }
+                let count = |n: u64| i64::try_from(n).ok();
+                rows(
+                    &[
+                        "rewritten_data_files_count",
+                        "added_data_files_count",
+                        "rewritten_bytes_count",
+                    ],
+                    vec![
+                        count(done.rewritten_files),
+                        count(done.added_files),
+                        count(done.rewritten_bytes),
+                    ],
                 )
             }
             "system.remove_orphan_files" => {

@@ -19,5 +19,5 @@ pub use refs::{TableRef, table_refs};
 pub use snapshot_writer::{Rewritten, SnapshotWriter, current_manifests};
 pub use snapshots::{
     Changes, ScanPiece, WAL_FIRST_LSN, WAL_LAST_LSN, changes_since, committed_lsn, plan_pieces,
-    read_pieces, read_rows, wal_lsn_range,
+    read_files, read_pieces, read_rows, wal_lsn_range,
 };

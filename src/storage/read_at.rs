@@ -233,22 +233,23 @@ fn translate(
 /// widened one cast. A batch already of `schema`'s columns comes back as is.
 pub fn with_schema_of(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<RecordBatch> {
     let given = batch.schema();
-    let same = given.fields().len() == schema.fields().len()
-        && given
-            .fields()
-            .iter()
-            .zip(schema.fields())
-            .all(|(g, s)| g.name() == s.name() && g.data_type() == s.data_type());
-    if same {
-        return RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-            .map_err(Error::arrow("rows of an older schema"));
-    }
     let id = |field: &arrow::datatypes::Field| {
         field
             .metadata()
             .get(PARQUET_FIELD_ID_META_KEY)
             .and_then(|id| id.parse::<i32>().ok())
     };
+    // Names alone are not enough: a column dropped and added again under
+    // its name is another column.
+    let same =
+        given.fields().len() == schema.fields().len()
+            && given.fields().iter().zip(schema.fields()).all(|(g, s)| {
+                g.name() == s.name() && g.data_type() == s.data_type() && id(g) == id(s)
+            });
+    if same {
+        return RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+            .map_err(Error::arrow("rows of an older schema"));
+    }
     let columns = schema
         .fields()
         .iter()

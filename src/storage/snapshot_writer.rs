@@ -12,9 +12,11 @@
 //!
 //! A replacement file keeps the data sequence number of the file it
 //! replaces and its place in the manifest, so rows keep their ingestion
-//! order (ASOF JOIN's tie-break) through a delete.
+//! order (ASOF JOIN's tie-break) through a delete. A compaction merges every
+//! manifest into one and gives each new file the data sequence number of
+//! the newest commit it holds rows of.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use iceberg::TableUpdate;
 use iceberg::spec::{
@@ -186,6 +188,90 @@ impl<'a> SnapshotWriter<'a> {
             .map_err(Error::iceberg(context))?;
         self.manifests.push(written);
         Ok(done)
+    }
+
+    /// Carries every live file of `manifests` into one manifest per
+    /// partition spec (merging them), the files named in `remove` marked
+    /// deleted, and adds `add` after them, each file with the data sequence
+    /// number it is to have.
+    pub async fn merge(
+        &mut self,
+        manifests: Vec<ManifestFile>,
+        remove: &HashSet<String>,
+        add: Vec<(DataFile, i64)>,
+    ) -> Result<()> {
+        let context = self.context();
+        let mut writers: Vec<(i32, ManifestWriter)> = Vec::new();
+        for manifest in manifests {
+            let loaded = manifest
+                .load_manifest(self.table.file_io())
+                .await
+                .map_err(Error::iceberg(context.clone()))?;
+            let (entries, meta) = loaded.into_parts();
+            let spec_id = meta.partition_spec().spec_id();
+            let at = match writers.iter().position(|(id, _)| *id == spec_id) {
+                Some(at) => at,
+                None => {
+                    let writer =
+                        self.manifest_writer(meta.schema().clone(), meta.partition_spec().clone())?;
+                    writers.push((spec_id, writer));
+                    writers.len() - 1
+                }
+            };
+            for entry in entries {
+                if entry.status == ManifestStatus::Deleted {
+                    continue;
+                }
+                let file = entry.data_file.clone();
+                let sequence = entry.sequence_number.ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "{}: manifest {} lists {} without a sequence number",
+                        self.name,
+                        manifest.manifest_path,
+                        file.file_path()
+                    ))
+                })?;
+                let file_sequence = entry.file_sequence_number.or(Some(sequence));
+                let writer = &mut writers[at].1;
+                if remove.contains(file.file_path()) {
+                    self.count_removed(&file);
+                    writer
+                        .add_delete_file(file, sequence, file_sequence)
+                        .map_err(Error::iceberg(context.clone()))?;
+                } else {
+                    let added_by = entry.snapshot_id.unwrap_or(manifest.added_snapshot_id);
+                    writer
+                        .add_existing_file(file, added_by, sequence, file_sequence)
+                        .map_err(Error::iceberg(context.clone()))?;
+                }
+            }
+        }
+        let metadata = self.table.metadata();
+        let default = metadata.default_partition_spec().as_ref().clone();
+        let at = match writers.iter().position(|(id, _)| *id == default.spec_id()) {
+            Some(at) => at,
+            None => {
+                let schema = metadata.current_schema().clone();
+                let writer = self.manifest_writer(schema, default.clone())?;
+                writers.push((default.spec_id(), writer));
+                writers.len() - 1
+            }
+        };
+        for (file, sequence) in add {
+            self.count_added(&file);
+            writers[at]
+                .1
+                .add_file(file, sequence)
+                .map_err(Error::iceberg(context.clone()))?;
+        }
+        for (_, writer) in writers {
+            let written = writer
+                .write_manifest_file()
+                .await
+                .map_err(Error::iceberg(context.clone()))?;
+            self.manifests.push(written);
+        }
+        Ok(())
     }
 
     /// Writes the manifest list; returns the updates that add the snapshot,

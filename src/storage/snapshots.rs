@@ -29,7 +29,7 @@ pub enum Changes {
     None,
     /// Only appends: these snapshots, oldest first.
     Appends(Vec<i64>),
-    /// Anything else (a rewrite, a rollback, a schema change): read it all.
+    /// Anything else (a delete, a rollback, a schema change): read it all.
     Everything,
 }
 
@@ -37,13 +37,15 @@ pub enum Changes {
 pub fn changes_since(table: &Table, from: Option<i64>, schema_id: i32) -> Changes {
     let metadata = table.metadata();
     let current = metadata.current_snapshot_id();
-    if current == from {
-        return Changes::None;
-    }
+    // A change of columns commits no snapshot.
     if metadata.current_schema_id() != schema_id {
         return Changes::Everything;
     }
+    if current == from {
+        return Changes::None;
+    }
     let mut appended = Vec::new();
+    let mut compacted = false;
     let mut cursor = current;
     while cursor != from {
         let Some(id) = cursor else {
@@ -53,10 +55,15 @@ pub fn changes_since(table: &Table, from: Option<i64>, schema_id: i32) -> Change
         let Some(snapshot) = metadata.snapshot_by_id(id) else {
             return Changes::Everything;
         };
-        if snapshot.summary().operation != Operation::Append {
-            return Changes::Everything;
+        match snapshot.summary().operation {
+            // An append before a compaction: its files may be gone into
+            // the compaction's, whose rows are not told apart.
+            Operation::Append if compacted => return Changes::Everything,
+            Operation::Append => appended.push(id),
+            // The same rows in other files (a compaction): nothing to read.
+            Operation::Replace => compacted = true,
+            _ => return Changes::Everything,
         }
-        appended.push(id);
         cursor = snapshot.parent_snapshot_id();
     }
     appended.reverse();
@@ -199,6 +206,44 @@ pub async fn read_in_order(
     let label = name.to_string();
     Ok(stream
         .map_err(move |e| Error::iceberg(format!("cannot read {label} in ingestion order"))(e))
+        .boxed())
+}
+
+/// Streams the rows of the data files `paths` of `at`'s snapshot, file
+/// after file in the order given, with `at`'s schema.
+pub async fn read_files(
+    name: &str,
+    table: &Table,
+    at: &ReadAt,
+    paths: &[String],
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+    let context = || format!("cannot read data files of {name}");
+    let order: HashMap<&str, usize> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_str(), i))
+        .collect();
+    let mut tasks = plan_tasks(name, table, at, None, None).await?;
+    tasks.retain(|t| order.contains_key(t.data_file_path.as_str()));
+    if tasks.len() != paths.len() {
+        return Err(Error::Changed {
+            table: name.to_string(),
+            statement: "a rewrite of data files",
+            reason: "a file to read is no longer in the snapshot".into(),
+        });
+    }
+    tasks.sort_by_key(|t| (order[t.data_file_path.as_str()], t.start));
+    let reader = table
+        .reader_builder()
+        .with_data_file_concurrency_limit(1)
+        .build();
+    let stream = reader
+        .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())
+        .map_err(Error::iceberg(context()))?
+        .stream();
+    let label = name.to_string();
+    Ok(stream
+        .map_err(move |e| Error::iceberg(format!("cannot read data files of {label}"))(e))
         .boxed())
 }
 

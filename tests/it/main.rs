@@ -6,6 +6,7 @@ mod asof_oracle;
 mod asof_pruning;
 mod at_rest;
 mod auth_abuse;
+mod compaction;
 mod dbapi;
 mod flight;
 mod grants;

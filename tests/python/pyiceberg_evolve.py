@@ -1,5 +1,6 @@
 """Changes the columns of a pitlake table with pyiceberg, committing no
-snapshot: adds `note`, renames `score` to `points`, widens `n` to a long.
+snapshot. Mode `evolve` (the default): adds `note`, renames `score` to
+`points`, widens `n` to a long. Mode `replace`: drops `s` and adds `s2`.
 Prints the new schema id."""
 import sys
 
@@ -7,6 +8,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.types import LongType, StringType
 
 warehouse, table_name = sys.argv[1:3]
+mode = sys.argv[3] if len(sys.argv) > 3 else "evolve"
 catalog = SqlCatalog(
     "pitlake",
     uri=f"sqlite:///{warehouse}/catalog.db",
@@ -14,7 +16,11 @@ catalog = SqlCatalog(
 )
 table = catalog.load_table(table_name)
 with table.update_schema() as update:
-    update.add_column("note", StringType())
-    update.rename_column("score", "points")
-    update.update_column("n", LongType())
+    if mode == "replace":
+        update.delete_column("s")
+        update.add_column("s2", StringType())
+    else:
+        update.add_column("note", StringType())
+        update.rename_column("score", "points")
+        update.update_column("n", LongType())
 print(catalog.load_table(table_name).schema().schema_id)
