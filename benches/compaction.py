@@ -5,7 +5,7 @@ batch:  --commits INSERT statements of --rows rows each into a feature group,
         run by one `pitlake sql -f` (each INSERT is one commit); then
         `CALL system.rewrite_data_files`.
 stream: `pitlake serve --commit-rows 1` and one Flight DoPut stream of
-        --commits single-record batches into an ONLINE group, each awaited
+        --stream-records single-record batches into an ONLINE group, each awaited
         (each acknowledgement is fsync'd; the committer commits whatever
         waits), once with --compact-every 0 and once with the default.
 
@@ -124,12 +124,16 @@ def stream_path(binary, commits, tmp, compact_every):
     )
     try:
         client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
-        for _ in range(100):
+        for attempt in range(100):
             try:
                 header = client.authenticate_basic_token("bench", "bench-password")
                 break
-            except flight.FlightUnavailableError:
-                time.sleep(0.1)
+            except flight.FlightError:
+                # Not listening yet.
+                if attempt == 99:
+                    raise
+                time.sleep(0.2)
+                client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
         options = flight.FlightCallOptions(headers=[header])
         schema = pa.schema([("k", pa.int64()), ("ts", pa.timestamp("us")),
                             ("f1", pa.float64()), ("f2", pa.float64())])
@@ -158,6 +162,8 @@ def main():
     parser.add_argument("--pitlake-bin", required=True)
     parser.add_argument("--commits", type=int, default=10000)
     parser.add_argument("--rows", type=int, default=10)
+    parser.add_argument("--stream-records", type=int, default=None,
+                        help="records for the stream path (default: --commits)")
     parser.add_argument("--paths", default="batch,stream")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="pitlake-compaction-")
@@ -169,7 +175,7 @@ def main():
             shutil.rmtree(os.path.join(tmp, "batch"))
         if "stream" in args.paths:
             for every in (0, 100):
-                stream_path(args.pitlake_bin, args.commits, tmp, every)
+                stream_path(args.pitlake_bin, args.stream_records or args.commits, tmp, every)
                 shutil.rmtree(os.path.join(tmp, f"stream-{every}"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -30,6 +30,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../sql_examples/lifecycle.slt"),
     ),
     (
+        "rich_types.slt",
+        include_str!("../sql_examples/rich_types.slt"),
+    ),
+    (
         "schema_evolution.slt",
         include_str!("../sql_examples/schema_evolution.slt"),
     ),

@@ -21,7 +21,8 @@ pub enum ColumnChange {
     /// A new column, NULL in every row written before it.
     Add {
         name: String,
-        ty: PrimitiveType,
+        /// Nested fields are numbered again when the column is added.
+        ty: Type,
         comment: Option<String>,
         if_not_exists: bool,
     },
@@ -131,13 +132,22 @@ pub fn evolve(
                         "{name} already has a column {column}"
                     )));
                 }
-                let field = NestedField::optional(next_id, column, Type::Primitive(ty.clone()));
+                if !ty.is_primitive() && metadata.current_snapshot().is_some() {
+                    return Err(Error::NotSupported(format!(
+                        "adding {column}, an ARRAY, STRUCT or MAP column, to {name}, which has \
+                         rows: the files written before it cannot be read with it yet (create \
+                         the table with the column, or add it before the first write)"
+                    )));
+                }
+                let id = next_id;
+                next_id += 1;
+                let ty = super::types::with_fresh_ids(ty, &mut next_id);
+                let field = NestedField::optional(id, column, ty);
                 let field = match comment {
                     Some(doc) => field.with_doc(doc),
                     None => field,
                 };
                 fields.push(Arc::new(field));
-                next_id += 1;
             }
             ColumnChange::Rename { from, to } => {
                 let at = position(&fields, from).ok_or_else(|| missing(from))?;

@@ -4,6 +4,7 @@ pub mod asof_join;
 pub mod ingest_order;
 mod scan_predicate;
 mod snapshot_scan;
+pub mod vectors;
 
 pub use asof_join::AsOfJoinExec;
 pub use scan_predicate::iceberg_predicate;

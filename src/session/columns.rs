@@ -91,7 +91,7 @@ impl Session {
 /// One `ALTER TABLE` operation as a column change, or why it is not one
 /// pitlake makes.
 fn column_change(table: &str, op: &AlterTableOperation) -> Result<ColumnChange> {
-    use catalog::types::{normalize, sql_to_iceberg};
+    use catalog::types::{normalize, sql_to_iceberg, sql_to_iceberg_type};
     let unsupported = |what: &str| {
         Error::NotSupported(format!(
             "{what} in ALTER TABLE {table} (pitlake adds, renames, widens and drops columns, \
@@ -124,7 +124,8 @@ fn column_change(table: &str, op: &AlterTableOperation) -> Result<ColumnChange> 
                 }
             }
             ColumnChange::Add {
-                ty: sql_to_iceberg(&name, &column_def.data_type)?,
+                // Numbered for good when the change is committed.
+                ty: sql_to_iceberg_type(&name, &column_def.data_type, &mut 1)?,
                 name,
                 comment,
                 if_not_exists: *if_not_exists,

@@ -69,7 +69,11 @@ pub fn new_context_with_runtime(config: SessionConfig, runtime: Arc<RuntimeEnv>)
         .with_query_planner(Arc::new(PitlakeQueryPlanner))
         .with_relation_planners(vec![Arc::new(TimeTravelPlanner), Arc::new(AsOfJoinPlanner)])
         .build();
-    SessionContext::new_with_state(state)
+    let ctx = SessionContext::new_with_state(state);
+    for function in crate::execution::vectors::vector_functions() {
+        ctx.register_udf(function);
+    }
+    ctx
 }
 
 /// Plans one query with pitlake's SQL (ASOF JOIN, literal `VERSION AS OF`) on

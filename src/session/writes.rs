@@ -597,10 +597,13 @@ fn text_values(query: &mut ast::Query, positions: &[Option<usize>], table: &Sche
                 .position(|p| *p == Some(value_index))
                 .map(|column| table.field(column).data_type())
                 .is_some_and(|t| {
-                    matches!(
-                        t,
-                        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
-                    )
+                    // Not through text: bytes, and nested values (arrays,
+                    // structs, maps), which text does not cast back to.
+                    t.is_nested()
+                        || matches!(
+                            t,
+                            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+                        )
                 })
         })
         .collect();

@@ -20,6 +20,7 @@ mod parallel_scan;
 mod policies;
 mod principals;
 mod python;
+mod rich_types;
 mod schema_evolution;
 mod server_log;
 mod shell;
