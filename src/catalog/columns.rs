@@ -132,13 +132,6 @@ pub fn evolve(
                         "{name} already has a column {column}"
                     )));
                 }
-                if !ty.is_primitive() && metadata.current_snapshot().is_some() {
-                    return Err(Error::NotSupported(format!(
-                        "adding {column}, an ARRAY, STRUCT or MAP column, to {name}, which has \
-                         rows: the files written before it cannot be read with it yet (create \
-                         the table with the column, or add it before the first write)"
-                    )));
-                }
                 let id = next_id;
                 next_id += 1;
                 let ty = super::types::with_fresh_ids(ty, &mut next_id);

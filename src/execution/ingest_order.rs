@@ -49,7 +49,7 @@ use iceberg::table::Table;
 
 use super::scan_predicate::{iceberg_predicate, reading_predicate};
 use crate::error::Error;
-use crate::storage::{ReadAt, ScanPiece, plan_pieces, read_pieces};
+use crate::storage::{ReadAt, ScanPiece, plan_pieces, read_pieces, read_schema};
 
 pub use crate::shared::INGEST_ORDER_COLUMN;
 
@@ -247,7 +247,8 @@ impl ExecutionPlan for IngestOrderScanExec {
                 })
                 .await?;
             let pieces = planned.shares.get(partition).cloned().unwrap_or_default();
-            Ok(read_pieces(&name, &table, pieces, batch_size))
+            let schema = read_schema(&name, &at, Some(&columns))?;
+            Ok(read_pieces(&name, &table, (pieces, schema), batch_size))
         })
         .try_flatten();
         // Streamed rows come after every file, in the last partition.

@@ -107,12 +107,64 @@ pub async fn plan_tasks(
         .try_collect()
         .await
         .map_err(Error::iceberg(context()))?;
+    let late = late_nested(table, &at.schema);
+    let late_read = field_ids.iter().any(|id| late.contains(id));
     for task in &mut tasks {
         task.schema = at.schema.clone();
         task.project_field_ids = field_ids.clone();
         task.predicate = None;
+        if late_read {
+            // Iceberg reads a missing column as NULLs only if it is of a
+            // primitive type: the reader leaves such a nested one out and
+            // [`fill`] adds it.
+            let own = file_schema(name, table, task).await?;
+            task.project_field_ids
+                .retain(|id| !late.contains(id) || own.field_by_id(*id).is_some());
+        }
     }
     Ok(tasks)
+}
+
+/// The ids of the ARRAY, STRUCT and MAP columns of `schema` that an earlier
+/// schema of the table lacks: older files may not have them.
+fn late_nested(table: &Table, schema: &Schema) -> std::collections::HashSet<i32> {
+    let schemas: Vec<_> = table.metadata().schemas_iter().collect();
+    schema
+        .as_struct()
+        .fields()
+        .iter()
+        .filter(|f| !f.field_type.is_primitive())
+        .filter(|f| schemas.iter().any(|s| s.field_by_id(f.id).is_none()))
+        .map(|f| f.id)
+        .collect()
+}
+
+/// The Arrow schema a read of `columns` (all when None) of `at` gives.
+pub fn read_schema(name: &str, at: &ReadAt, columns: Option<&[String]>) -> Result<ArrowSchemaRef> {
+    let all = iceberg::arrow::schema_to_arrow_schema(&at.schema)
+        .map_err(Error::iceberg(format!("cannot read the schema of {name}")))?;
+    let Some(columns) = columns else {
+        return Ok(std::sync::Arc::new(all));
+    };
+    let indices = columns
+        .iter()
+        .map(|c| {
+            all.index_of(c)
+                .map_err(|_| Error::Internal(format!("{name} has no column {c} to read")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(std::sync::Arc::new(all.project(&indices).map_err(
+        Error::arrow(format!("the columns read of {name}")),
+    )?))
+}
+
+/// A batch a task of [`plan_tasks`] read, with the nested columns its file
+/// lacked added as NULLs (as `schema`, the read's).
+pub fn fill(batch: RecordBatch, schema: &ArrowSchemaRef) -> Result<RecordBatch> {
+    if batch.num_columns() == schema.fields().len() {
+        return Ok(batch);
+    }
+    with_schema_of(&batch, schema)
 }
 
 /// The schema a data file was written with, from its Parquet footer: its

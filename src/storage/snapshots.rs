@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::expr::{Bind, Predicate};
 
-use super::read_at::{ReadAt, for_reader, plan_tasks};
+use super::read_at::{ReadAt, fill, for_reader, plan_tasks, read_schema};
 use iceberg::scan::FileScanTask;
 use iceberg::spec::{ManifestStatus, Operation};
 use iceberg::table::Table;
@@ -195,6 +195,7 @@ pub async fn read_in_order(
     let mut tasks = plan_tasks(name, table, at, columns, None).await?;
     tasks.retain(|t| order.contains_key(&t.data_file_path));
     tasks.sort_by_key(|t| (order[&t.data_file_path], t.start));
+    let schema = read_schema(name, at, columns)?;
     let reader = table
         .reader_builder()
         .with_data_file_concurrency_limit(1)
@@ -206,6 +207,7 @@ pub async fn read_in_order(
     let label = name.to_string();
     Ok(stream
         .map_err(move |e| Error::iceberg(format!("cannot read {label} in ingestion order"))(e))
+        .map(move |batch| batch.and_then(|b| fill(b, &schema)))
         .boxed())
 }
 
@@ -233,6 +235,7 @@ pub async fn read_files(
         });
     }
     tasks.sort_by_key(|t| (order[t.data_file_path.as_str()], t.start));
+    let schema = read_schema(name, at, None)?;
     let reader = table
         .reader_builder()
         .with_data_file_concurrency_limit(1)
@@ -244,6 +247,7 @@ pub async fn read_files(
     let label = name.to_string();
     Ok(stream
         .map_err(move |e| Error::iceberg(format!("cannot read data files of {label}"))(e))
+        .map(move |batch| batch.and_then(|b| fill(b, &schema)))
         .boxed())
 }
 
@@ -415,7 +419,7 @@ pub(super) async fn parquet_footer(
 pub fn read_pieces(
     name: &str,
     table: &Table,
-    pieces: Vec<ScanPiece>,
+    (pieces, schema): (Vec<ScanPiece>, arrow::datatypes::SchemaRef),
     batch_size: usize,
 ) -> BoxStream<'static, Result<(RecordBatch, Int64Array)>> {
     let reader = table
@@ -426,7 +430,7 @@ pub fn read_pieces(
     let label = name.to_string();
     futures::stream::iter(pieces)
         .then(move |piece| {
-            let (reader, label) = (reader.clone(), label.clone());
+            let (reader, label, schema) = (reader.clone(), label.clone(), schema.clone());
             let path = piece.task.data_file_path.clone();
             async move {
                 let batches = reader
@@ -435,7 +439,7 @@ pub fn read_pieces(
                     .stream();
                 let mut next = piece.first;
                 Ok::<_, Error>(batches.map(move |batch| {
-                    let batch = batch.map_err(|e| read_error(&label, &path, e))?;
+                    let batch = fill(batch.map_err(|e| read_error(&label, &path, e))?, &schema)?;
                     let n = batch.num_rows() as i64;
                     let order = Int64Array::from_iter_values(next..next + n);
                     next += n;
