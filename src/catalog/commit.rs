@@ -173,6 +173,9 @@ async fn swap(
     let lost_or_failed = match moved {
         Ok(done) if done.rows_affected() == 1 => None,
         Ok(_) => Some(Failure::Lost),
+        // The outcome is unknown: the row may have moved all the same, and
+        // then the new metadata must stay.
+        Err(_) if row_location(warehouse, name).await.as_deref() == Some(location.as_str()) => None,
         Err(e) => Some(Failure::Failed(Error::Io {
             path: warehouse
                 .root()
@@ -199,6 +202,22 @@ async fn swap(
         .file_io(table.file_io().clone())
         .build()
         .map_err(failed("cannot open the committed"))
+}
+
+/// Where the catalog row of `name` points now; None when it cannot be read.
+async fn row_location(warehouse: &Warehouse, name: &TableName) -> Option<String> {
+    sqlx::query_scalar::<_, String>(
+        "SELECT metadata_location FROM iceberg_tables \
+         WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
+           AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)",
+    )
+    .bind(CATALOG_NAME)
+    .bind(&name.schema)
+    .bind(&name.table)
+    .fetch_optional(warehouse.db())
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Iceberg's table property: delete the metadata files that fall out of

@@ -32,6 +32,35 @@ use std::time::SystemTime;
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
+/// The database file `db` as this process reads its header: opened once
+/// and never closed. Closing any descriptor of a file drops every POSIX
+/// lock the process holds on it, SQLite's own included
+/// (sqlite.org/howtocorrupt.html, 2.2): a header read that opened and closed
+/// the file let another process take a write under way here for a crash,
+/// roll it back and delete its journal, and the catalog row then named a
+/// metadata file this process had deleted. A file replaced at the same path
+/// (another inode) gets a descriptor of its own; the old one stays open.
+fn kept_open(db: &std::path::Path) -> Option<std::sync::Arc<std::fs::File>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Vec<Arc<std::fs::File>>>>> = OnceLock::new();
+    let inode = std::fs::metadata(db).ok()?.ino();
+    let mut open = OPEN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let files = open.entry(db.to_path_buf()).or_default();
+    if let Some(file) = files
+        .iter()
+        .find(|f| f.metadata().is_ok_and(|m| m.ino() == inode))
+    {
+        return Some(file.clone());
+    }
+    let file = Arc::new(std::fs::File::open(db).ok()?);
+    files.push(file.clone());
+    Some(file)
+}
+
 /// A point in the catalog's history: equal versions, equal catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatalogVersion {
@@ -88,7 +117,7 @@ impl VersionWatch {
     /// The version as the database file's header has it; `None` where the
     /// header does not keep it (WAL mode, or not a file SQLite wrote).
     fn read_header(&self) -> Option<Header> {
-        let file = std::fs::File::open(&self.db).ok()?;
+        let file = kept_open(&self.db)?;
         let mut header = [0u8; 100];
         file.read_exact_at(&mut header, 0).ok()?;
         // Format 3, read and write versions 1: the rollback journal.
