@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt64Array};
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{SortColumn, lexsort_to_indices};
 use futures::{FutureExt, TryStreamExt};
 use iceberg::spec::{DataFile, Operation};
 use iceberg::table::Table;
@@ -52,18 +52,22 @@ impl CompactOptions {
     /// The table's target size (its `write.target-file-size-bytes`) and
     /// Iceberg's default minimum of input files.
     pub fn of(name: &str, table: &Table) -> Result<Self> {
-        let target_bytes = match table.metadata().properties().get(TARGET_FILE_SIZE_PROPERTY) {
-            None => DEFAULT_TARGET_FILE_SIZE,
+        Ok(CompactOptions {
+            target_bytes: Self::target_of(name, table)?,
+            min_input_files: DEFAULT_MIN_INPUT_FILES,
+        })
+    }
+
+    /// The table's `write.target-file-size-bytes`, else the default.
+    pub fn target_of(name: &str, table: &Table) -> Result<u64> {
+        match table.metadata().properties().get(TARGET_FILE_SIZE_PROPERTY) {
+            None => Ok(DEFAULT_TARGET_FILE_SIZE),
             Some(text) => text.parse::<u64>().ok().filter(|b| *b > 0).ok_or_else(|| {
                 Error::Invalid(format!(
                     "table {name}: {TARGET_FILE_SIZE_PROPERTY} is {text:?}, not a positive number of bytes"
                 ))
-            })?,
-        };
-        Ok(CompactOptions {
-            target_bytes,
-            min_input_files: DEFAULT_MIN_INPUT_FILES,
-        })
+            }),
+        }
     }
 }
 
@@ -99,6 +103,15 @@ pub async fn rewrite_data_files(
     let Some(at) = ReadAt::current(&table) else {
         return Ok(Compacted::default());
     };
+    if table
+        .metadata()
+        .partition_specs_iter()
+        .any(|spec| !spec.is_unpartitioned())
+    {
+        return Err(Error::NotSupported(format!(
+            "compacting {label}, a partitioned table (pitlake writes unpartitioned tables)"
+        )));
+    }
     let manifests_before = current_manifests(&label, &table).await?.len() as u64;
     let live = live_files(&label, &table).await?;
     let runs = runs(&live, options);
@@ -119,22 +132,46 @@ pub async fn rewrite_data_files(
     };
     let written = async {
         for run in &runs {
-            let paths: Vec<String> = run.iter().map(|f| f.path.clone()).collect();
-            let rows: Vec<RecordBatch> = read_files(&label, &table, &at, &paths)
-                .await?
-                .try_collect()
-                .await?;
-            let sorted = sorted(&label, rows, feature_group.as_ref())?;
-            let (_, files) = pending
-                .write(futures::stream::iter(sorted.into_iter().map(Ok)))
-                .await?;
-            let sequence = run.iter().map(|f| f.sequence).max().unwrap_or_default();
-            done.added_files += files.len() as u64;
-            added.extend(files.into_iter().map(|f| (f, sequence)));
-            for file in run {
-                done.rewritten_files += 1;
-                done.rewritten_bytes += file.bytes;
-                remove.insert(file.path.clone());
+            // A run is read commit by commit, and written out whenever what
+            // it holds in memory passes MAX_RUN_MEMORY (rows that compress
+            // well take far more memory than their files' bytes).
+            let mut part: Vec<Live> = Vec::new();
+            let mut rows: Vec<RecordBatch> = Vec::new();
+            let mut held = 0usize;
+            let commits = run.chunk_by(|a, b| a.sequence == b.sequence);
+            let count = run.chunk_by(|a, b| a.sequence == b.sequence).count();
+            for (i, commit) in commits.enumerate() {
+                let paths: Vec<String> = commit.iter().map(|f| f.path.clone()).collect();
+                let read: Vec<RecordBatch> = read_files(&label, &table, &at, &paths)
+                    .await?
+                    .try_collect()
+                    .await?;
+                held += read
+                    .iter()
+                    .map(RecordBatch::get_array_memory_size)
+                    .sum::<usize>();
+                rows.extend(read);
+                part.extend(commit.iter().cloned());
+                let last = i + 1 == count;
+                if held < MAX_RUN_MEMORY && !last {
+                    continue;
+                }
+                // One file alone is not rewritten (unless asked to be).
+                if part.len() >= options.min_input_files.clamp(1, 2) {
+                    let sorted = sorted(&label, std::mem::take(&mut rows), feature_group.as_ref())?;
+                    let (_, files) = pending
+                        .write(futures::stream::iter(sorted.into_iter().map(Ok)))
+                        .await?;
+                    let sequence = part.iter().map(|f| f.sequence).max().unwrap_or_default();
+                    done.added_files += files.len() as u64;
+                    added.extend(files.into_iter().map(|f| (f, sequence)));
+                    for file in &part {
+                        done.rewritten_files += 1;
+                        done.rewritten_bytes += file.bytes;
+                        remove.insert(file.path.clone());
+                    }
+                }
+                (part, rows, held) = (Vec::new(), Vec::new(), 0);
             }
         }
         Ok::<_, Error>(())
@@ -159,7 +196,7 @@ pub async fn rewrite_data_files(
                 return Err(Error::Changed {
                     table: label,
                     statement: "rewrite_data_files",
-                    reason: "a file it rewrote was removed meanwhile; run it again".into(),
+                    reason: "a file it rewrote was removed meanwhile".into(),
                 });
             }
             let mut snapshot = SnapshotWriter::new(&label, &table)?;
@@ -246,7 +283,7 @@ fn runs(live: &[Live], options: CompactOptions) -> Vec<Vec<Live>> {
         run.extend(commit);
     }
     runs.push(run);
-    runs.retain(|r| r.len() >= options.min_input_files.max(2));
+    runs.retain(|r| r.len() >= options.min_input_files.max(1));
     runs
 }
 
@@ -262,30 +299,54 @@ fn sorted(
         return Ok(rows);
     };
     let schema = first.schema();
-    let all = concat_batches(&schema, &rows).map_err(Error::arrow(format!(
-        "compacting {name}: gathering a run's rows"
-    )))?;
+    let context = || format!("compacting {name}: sorting a run");
+    // Only the sort columns are gathered into one array each; the rows are
+    // then taken from the batches as they are, a slice at a time (one array
+    // of every value could pass Arrow's 2 GiB per array).
     let mut columns: Vec<SortColumn> = Vec::new();
     for column in fg.entity_key.iter().chain([&fg.event_time]) {
         let at = schema.index_of(column).map_err(|_| {
             Error::Internal(format!("compacting {name}: no column {column} to sort by"))
         })?;
+        let parts: Vec<&dyn arrow::array::Array> =
+            rows.iter().map(|b| b.column(at).as_ref()).collect();
         columns.push(SortColumn {
-            values: all.column(at).clone(),
+            values: arrow::compute::concat(&parts).map_err(Error::arrow(context()))?,
             options: None,
         });
     }
-    let order: ArrayRef = Arc::new(UInt64Array::from_iter_values(0..all.num_rows() as u64));
+    // Where each row is: (batch, row), in ingestion order.
+    let place: Vec<(usize, usize)> = rows
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+        .collect();
+    let order: ArrayRef = Arc::new(UInt64Array::from_iter_values(0..place.len() as u64));
     columns.push(SortColumn {
         values: order,
         options: None,
     });
-    let indices = lexsort_to_indices(&columns, None)
-        .map_err(Error::arrow(format!("compacting {name}: sorting a run")))?;
-    let sorted = take_record_batch(&all, &indices)
-        .map_err(Error::arrow(format!("compacting {name}: sorting a run")))?;
-    Ok(vec![sorted])
+    let indices = lexsort_to_indices(&columns, None).map_err(Error::arrow(context()))?;
+    let sorted: Vec<(usize, usize)> = indices
+        .values()
+        .iter()
+        .map(|i| place[*i as usize])
+        .collect();
+    let batches: Vec<&RecordBatch> = rows.iter().collect();
+    sorted
+        .chunks(SORTED_BATCH_ROWS)
+        .map(|chunk| {
+            arrow::compute::interleave_record_batch(&batches, chunk)
+                .map_err(Error::arrow(context()))
+        })
+        .collect()
 }
+
+/// Rows per batch of a sorted run.
+const SORTED_BATCH_ROWS: usize = 8192;
+
+/// What a run may hold in memory before it is written out.
+const MAX_RUN_MEMORY: usize = 256 << 20;
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,7 @@ use sqlparser::ast::{self, FunctionArg, FunctionArgExpr, FunctionArguments, Iden
 use super::Session;
 use super::results::one_batch;
 use crate::error::{Error, Result};
-use crate::ingest::compact::{CompactOptions, rewrite_data_files};
+use crate::ingest::compact::{CompactOptions, DEFAULT_MIN_INPUT_FILES, rewrite_data_files};
 use crate::lifecycle;
 
 /// Snapshots younger than this stay when `older_than` is not given
@@ -92,17 +92,23 @@ impl Session {
                     .warehouse()
                     .load_table(&name.schema, &name.table)
                     .await?;
-                let mut options = CompactOptions::of(&name.to_string(), &table)?;
-                if let Some(bytes) = integer(&procedure, "target_file_size_bytes", args.get(1))? {
-                    options.target_bytes = u64::try_from(bytes)
-                        .ok()
-                        .filter(|b| *b > 0)
-                        .ok_or_else(|| {
+                // An argument given wins: the table's property is read only
+                // when it is not.
+                let target_bytes = match integer(&procedure, "target_file_size_bytes", args.get(1))?
+                {
+                    Some(bytes) => u64::try_from(bytes).ok().filter(|b| *b > 0).ok_or_else(
+                        || {
                             Error::Invalid(format!(
                                 "{procedure}: target_file_size_bytes is a positive number of bytes"
                             ))
-                        })?;
-                }
+                        },
+                    )?,
+                    None => CompactOptions::target_of(&name.to_string(), &table)?,
+                };
+                let mut options = CompactOptions {
+                    target_bytes,
+                    min_input_files: DEFAULT_MIN_INPUT_FILES,
+                };
                 if let Some(files) = integer(&procedure, "min_input_files", args.get(2))? {
                     options.min_input_files = usize::try_from(files)
                         .ok()

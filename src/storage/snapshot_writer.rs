@@ -191,7 +191,7 @@ impl<'a> SnapshotWriter<'a> {
     }
 
     /// Carries every live file of `manifests` into one manifest per
-    /// partition spec (merging them), the files named in `remove` marked
+    /// partition spec and schema (merging them), the files named in `remove` marked
     /// deleted, and adds `add` after them, each file with the data sequence
     /// number it is to have.
     pub async fn merge(
@@ -201,20 +201,23 @@ impl<'a> SnapshotWriter<'a> {
         add: Vec<(DataFile, i64)>,
     ) -> Result<()> {
         let context = self.context();
-        let mut writers: Vec<(i32, ManifestWriter)> = Vec::new();
+        // One manifest per partition spec and schema: a file's bounds are
+        // encoded with the types of the schema its manifest names (a column
+        // widened since reads its old bounds wrongly under the new type).
+        let mut writers: Vec<((i32, i32), ManifestWriter)> = Vec::new();
         for manifest in manifests {
             let loaded = manifest
                 .load_manifest(self.table.file_io())
                 .await
                 .map_err(Error::iceberg(context.clone()))?;
             let (entries, meta) = loaded.into_parts();
-            let spec_id = meta.partition_spec().spec_id();
-            let at = match writers.iter().position(|(id, _)| *id == spec_id) {
+            let key = (meta.partition_spec().spec_id(), meta.schema().schema_id());
+            let at = match writers.iter().position(|(k, _)| *k == key) {
                 Some(at) => at,
                 None => {
                     let writer =
                         self.manifest_writer(meta.schema().clone(), meta.partition_spec().clone())?;
-                    writers.push((spec_id, writer));
+                    writers.push((key, writer));
                     writers.len() - 1
                 }
             };
@@ -248,12 +251,13 @@ impl<'a> SnapshotWriter<'a> {
         }
         let metadata = self.table.metadata();
         let default = metadata.default_partition_spec().as_ref().clone();
-        let at = match writers.iter().position(|(id, _)| *id == default.spec_id()) {
+        let key = (default.spec_id(), metadata.current_schema_id());
+        let at = match writers.iter().position(|(k, _)| *k == key) {
             Some(at) => at,
             None => {
                 let schema = metadata.current_schema().clone();
                 let writer = self.manifest_writer(schema, default.clone())?;
-                writers.push((default.spec_id(), writer));
+                writers.push((key, writer));
                 writers.len() - 1
             }
         };
