@@ -135,6 +135,14 @@ impl PendingFiles {
     /// Claims a new prefix in `table`'s data folder. A bad codec or
     /// row-group property fails here, before any file exists.
     pub fn start(name: &str, table: &Table) -> Result<Self> {
+        // The data file writer here writes one partition (iceberg 0.10.1
+        // panics on a partitioned table's files without their partition).
+        if !table.metadata().default_partition_spec().is_unpartitioned() {
+            return Err(Error::NotSupported(format!(
+                "writing to {name}, a partitioned table: pitlake reads partitioned tables \
+                 and writes unpartitioned ones"
+            )));
+        }
         let target = target_of(name, table)?;
         let properties = writer_properties(name, table)?;
         let prefix = uuid::Uuid::new_v4().to_string();

@@ -145,3 +145,24 @@ async fn pitlake_reads_tables_and_schema_changes_pyiceberg_wrote() {
     let snapshots = query(&session, "SELECT count(*) FROM py.\"events$snapshots\"").await;
     assert_eq!(cells(&snapshots).expect("cells"), vec![vec!["4"]]);
 }
+
+/// A table pyiceberg partitioned: pitlake reads it, and refuses to write
+/// to it or compact it, naming why, instead of panicking; nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_table_is_read_and_its_writes_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    let root = session.warehouse().root().display().to_string();
+    run_script("pyiceberg_partitioned.py", &[&root]);
+    let rows = query(&session, "SELECT count(*) FROM py.part").await;
+    assert_eq!(cells(&rows).expect("cells"), vec![vec!["4"]]);
+    for sql in [
+        "INSERT INTO py.part VALUES (3, 'z')",
+        "CALL system.rewrite_data_files(table => 'py.part', min_input_files => 1)",
+    ] {
+        let err = session.sql(sql).await.expect_err(sql).to_string();
+        assert!(err.contains("partitioned table"), "{sql}: {err}");
+    }
+    let rows = query(&session, "SELECT count(*) FROM py.\"part$snapshots\"").await;
+    assert_eq!(cells(&rows).expect("cells"), vec![vec!["2"]]);
+}
