@@ -165,6 +165,8 @@ def main():
     parser.add_argument("--stream-records", type=int, default=None,
                         help="records for the stream path (default: --commits)")
     parser.add_argument("--paths", default="batch,stream")
+    parser.add_argument("--compact-every", default="0,100",
+                        help="the stream path's --compact-every values, comma-separated")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="pitlake-compaction-")
     try:
@@ -174,7 +176,7 @@ def main():
             batch_path(args.pitlake_bin, args.commits, args.rows, tmp)
             shutil.rmtree(os.path.join(tmp, "batch"))
         if "stream" in args.paths:
-            for every in (0, 100):
+            for every in [int(e) for e in args.compact_every.split(",")]:
                 stream_path(args.pitlake_bin, args.stream_records or args.commits, tmp, every)
                 shutil.rmtree(os.path.join(tmp, f"stream-{every}"))
     finally:

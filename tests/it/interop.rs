@@ -1,5 +1,6 @@
-//! pyiceberg (the real one, from PyPI) reads what pitlake writes, and pitlake
-//! reads what pyiceberg writes, through the same SQLite catalog.
+//! pyiceberg (the real one, from PyPI) and DuckDB (with its iceberg
+//! extension, from PyPI) read what pitlake writes, and pitlake reads what
+//! pyiceberg writes, through the same SQLite catalog.
 
 use std::fs::File;
 
@@ -73,24 +74,30 @@ async fn pyiceberg_reads_every_snapshot_pitlake_wrote_deletes_included() {
     );
 
     for id in ids {
-        let file = File::open(out.path().join(format!("{id}.parquet"))).expect("pyiceberg scan");
-        let theirs: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
-            .expect("parquet")
-            .build()
-            .expect("reader")
-            .collect::<Result<_, _>>()
-            .expect("batches");
         let ours = query(
             &session,
             &format!("SELECT * FROM airlines.features FOR VERSION AS OF {id}"),
         )
         .await;
-        let (theirs, ours) = (sorted_rows(&theirs), sorted_rows(&ours));
+        let ours = sorted_rows(&ours);
         assert!(!ours.is_empty());
-        assert_eq!(
-            theirs, ours,
-            "snapshot {id}: pyiceberg and pitlake disagree"
-        );
+        for (engine, name) in [
+            ("pyiceberg", format!("{id}.parquet")),
+            ("DuckDB", format!("{id}.duckdb.parquet")),
+        ] {
+            let file = File::open(out.path().join(name)).expect("a scan");
+            let theirs: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("parquet")
+                .build()
+                .expect("reader")
+                .collect::<Result<_, _>>()
+                .expect("batches");
+            assert_eq!(
+                sorted_rows(&theirs),
+                ours,
+                "snapshot {id}: {engine} and pitlake disagree"
+            );
+        }
     }
 }
 

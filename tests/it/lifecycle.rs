@@ -342,17 +342,21 @@ async fn erase_takes_rows_out_of_every_snapshot_and_off_the_disk() {
     let theirs_ids: Vec<&str> = printed.lines().skip(1).map(str::trim).collect();
     assert_eq!(theirs_ids.len(), before.len());
     for (id, rows, _) in &before {
-        let file =
-            std::fs::File::open(out.path().join(format!("{id}.parquet"))).expect("pyiceberg scan");
-        let theirs: Vec<arrow::array::RecordBatch> =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .expect("parquet")
-                .build()
-                .expect("reader")
-                .collect::<Result<_, _>>()
-                .expect("batches");
         let expected: Vec<Vec<String>> = rows.iter().filter(|r| r[0] != ERASED).cloned().collect();
-        assert_eq!(sorted_rows(&theirs), expected, "pyiceberg at snapshot {id}");
+        for (engine, name) in [
+            ("pyiceberg", format!("{id}.parquet")),
+            ("DuckDB", format!("{id}.duckdb.parquet")),
+        ] {
+            let file = std::fs::File::open(out.path().join(name)).expect("a scan");
+            let theirs: Vec<arrow::array::RecordBatch> =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .expect("parquet")
+                    .build()
+                    .expect("reader")
+                    .collect::<Result<_, _>>()
+                    .expect("batches");
+            assert_eq!(sorted_rows(&theirs), expected, "{engine} at snapshot {id}");
+        }
     }
 
     // No file holds the value.

@@ -14,8 +14,8 @@ use pitlake::output::cells;
 use crate::interop::{query, sorted_rows};
 use crate::python::run_script;
 
-/// Every snapshot of `table` as pyiceberg scans it and as pitlake's
-/// `FOR VERSION AS OF` does: the same rows, the same columns.
+/// Every snapshot of `table` as pyiceberg and DuckDB scan it and as
+/// pitlake's `FOR VERSION AS OF` does: the same rows, the same columns.
 pub(crate) async fn every_snapshot_agrees(session: &Session, table: &str) -> usize {
     let out = tempfile::tempdir().expect("tempdir");
     let root = session.warehouse().root().display().to_string();
@@ -28,36 +28,48 @@ pub(crate) async fn every_snapshot_agrees(session: &Session, table: &str) -> usi
         .lines()
         .map(|l| l.trim().parse().expect("snapshot id"))
         .collect();
-    for id in &ids {
-        let file = File::open(out.path().join(format!("{id}.parquet"))).expect("pyiceberg scan");
-        let theirs: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+    let read = |path: std::path::PathBuf| -> Vec<RecordBatch> {
+        let file = File::open(path).expect("a scan");
+        ParquetRecordBatchReaderBuilder::try_new(file)
             .expect("parquet")
             .build()
             .expect("reader")
             .collect::<Result<_, _>>()
-            .expect("batches");
+            .expect("batches")
+    };
+    let names = |b: &[RecordBatch]| -> Vec<String> {
+        b.first()
+            .map(|b| {
+                b.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for id in &ids {
         let ours = query(
             session,
             &format!("SELECT * FROM {table} FOR VERSION AS OF {id}"),
         )
         .await;
-        let names = |b: &[RecordBatch]| -> Vec<String> {
-            b.first()
-                .map(|b| {
-                    b.schema()
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().clone())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        assert_eq!(names(&theirs), names(&ours), "snapshot {id}: columns");
-        assert_eq!(
-            sorted_rows(&theirs),
-            sorted_rows(&ours),
-            "snapshot {id}: pyiceberg and pitlake disagree"
-        );
+        for (engine, file) in [
+            ("pyiceberg", format!("{id}.parquet")),
+            ("DuckDB", format!("{id}.duckdb.parquet")),
+        ] {
+            let theirs = read(out.path().join(file));
+            assert_eq!(
+                names(&theirs),
+                names(&ours),
+                "snapshot {id}: {engine}'s columns"
+            );
+            assert_eq!(
+                sorted_rows(&theirs),
+                sorted_rows(&ours),
+                "snapshot {id}: {engine} and pitlake disagree"
+            );
+        }
     }
     ids.len()
 }
