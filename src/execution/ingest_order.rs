@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::error::{DataFusionError, Result as DFResult};
@@ -49,7 +49,7 @@ use iceberg::table::Table;
 
 use super::scan_predicate::{iceberg_predicate, reading_predicate};
 use crate::error::Error;
-use crate::storage::{ReadAt, ScanPiece, plan_pieces, read_pieces, read_schema};
+use crate::storage::{ReadAt, ScanPiece, as_declared, plan_pieces, read_pieces, read_schema};
 
 pub use crate::shared::INGEST_ORDER_COLUMN;
 
@@ -275,12 +275,20 @@ impl ExecutionPlan for IngestOrderScanExec {
             if with_order {
                 columns.push(Arc::new(order));
             }
+            // Typed as declared: nested fields without their field ids.
             let batch = RecordBatch::try_new_with_options(
-                schema.clone(),
+                Arc::new(Schema::new(
+                    columns
+                        .iter()
+                        .zip(schema.fields())
+                        .map(|(c, f)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+                        .collect::<Vec<_>>(),
+                )),
                 columns,
                 &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
             )
             .map_err(Error::arrow("ingestion-order scan"))
+            .and_then(|b| as_declared(b, &schema))
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
             // Planned by now: the files' stream plans before its first batch,
             // and the streamed rows come after it.

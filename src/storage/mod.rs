@@ -14,7 +14,9 @@ mod snapshots;
 
 pub use files::{SnapshotFiles, delete_files, local_path, snapshot_files};
 pub use history_writer::{HISTORY_PROPERTY, History, rewrite_history};
-pub use read_at::{ReadAt, file_schema, plan_tasks, read_schema, with_schema_of};
+pub use read_at::{
+    ReadAt, as_declared, file_schema, plan_tasks, read_schema, with_schema_of, without_nested_ids,
+};
 pub use refs::{TableRef, table_refs};
 pub use snapshot_writer::{Rewritten, SnapshotWriter, current_manifests};
 pub use snapshots::{

@@ -10,6 +10,7 @@
 //! to columns by field id, which no change of schema reuses.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef as ArrowSchemaRef;
@@ -320,6 +321,95 @@ pub fn with_schema_of(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<Re
         })
         .collect::<Result<Vec<_>>>()?;
     RecordBatch::try_new(schema.clone(), columns).map_err(Error::arrow("rows of an older schema"))
+}
+
+/// `schema` as pitlake declares its tables to DataFusion: the fields inside
+/// nested types (a list's element, a struct's fields) without the Iceberg
+/// field ids their metadata carries. DataFusion rebuilds such values without
+/// it (a CROSS JOIN repeats each left value through a `ScalarValue`) and
+/// then checks types exactly, so a declared type with them failed.
+pub fn without_nested_ids(schema: &arrow::datatypes::Schema) -> arrow::datatypes::Schema {
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_data_type(plain(f.data_type())))
+        .collect();
+    arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// `ty` with no metadata on the fields nested in it.
+fn plain(ty: &arrow::datatypes::DataType) -> arrow::datatypes::DataType {
+    use arrow::datatypes::{DataType as D, Field};
+    let field = |f: &Field| Arc::new(Field::new(f.name(), plain(f.data_type()), f.is_nullable()));
+    match ty {
+        D::List(f) => D::List(field(f)),
+        D::LargeList(f) => D::LargeList(field(f)),
+        D::FixedSizeList(f, n) => D::FixedSizeList(field(f), *n),
+        D::Map(f, sorted) => D::Map(field(f), *sorted),
+        D::Struct(fields) => D::Struct(fields.iter().map(|f| field(f)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// `batch` as `schema` declares it: a column whose type differs only in the
+/// names or metadata of nested fields is typed as declared (no copy).
+pub fn as_declared(batch: RecordBatch, schema: &ArrowSchemaRef) -> Result<RecordBatch> {
+    if batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .all(|(c, f)| c.data_type() == f.data_type())
+    {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                return Ok(column.clone());
+            }
+            retyped(column.to_data(), field.data_type())
+                .map(arrow::array::make_array)
+                .map_err(Error::arrow(format!("column {}", field.name())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(Error::arrow("rows as declared"))
+}
+
+/// `data` typed as `to`, a type equal to its own but for the names and
+/// metadata of nested fields, children included.
+fn retyped(
+    data: arrow::array::ArrayData,
+    to: &arrow::datatypes::DataType,
+) -> std::result::Result<arrow::array::ArrayData, arrow::error::ArrowError> {
+    use arrow::datatypes::DataType as D;
+    let children: Vec<&arrow::datatypes::DataType> = match to {
+        D::List(f) | D::LargeList(f) | D::FixedSizeList(f, _) | D::Map(f, _) => {
+            vec![f.data_type()]
+        }
+        D::Struct(fields) => fields.iter().map(|f| f.data_type()).collect(),
+        _ => Vec::new(),
+    };
+    let child_data = data
+        .child_data()
+        .iter()
+        .zip(&children)
+        .map(|(child, ty)| retyped(child.clone(), ty))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let builder = data.into_builder().data_type(to.clone());
+    let builder = if children.is_empty() {
+        builder
+    } else {
+        builder.child_data(child_data)
+    };
+    builder.build()
 }
 
 #[cfg(test)]

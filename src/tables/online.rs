@@ -37,6 +37,7 @@ use super::provider::WarehouseCatalog;
 use crate::catalog::TableName;
 use crate::error::Error;
 use crate::online::OnlineGroup;
+use crate::storage::{as_declared, without_nested_ids};
 use crate::store::Store;
 
 /// Name of the catalog holding the online groups.
@@ -167,7 +168,7 @@ impl OnlineTable {
             .map(|(i, f)| f.as_ref().clone().with_nullable(!keys.contains(&i)))
             .collect();
         OnlineTable {
-            schema: Arc::new(Schema::new(fields)),
+            schema: Arc::new(without_nested_ids(&Schema::new(fields))),
             group,
             store,
         }
@@ -436,12 +437,9 @@ impl ExecutionPlan for OnlineLookupExec {
             Some(keys) => self.group.lookup(keys, &self.projection),
             None => self.group.scan(&self.projection),
         }
-        .and_then(|batch| {
-            // The table's schema says non-key columns are nullable.
-            batch
-                .with_schema(self.schema.clone())
-                .map_err(Error::arrow("online lookup"))
-        })
+        // As the table declares it: non-key columns nullable, nested fields
+        // without their field ids.
+        .and_then(|batch| as_declared(batch, &self.schema))
         .map_err(|e| DataFusionError::External(Box::new(e)));
         let stream = futures::stream::once(async move { result });
         Ok(Box::pin(RecordBatchStreamAdapter::new(

@@ -18,7 +18,7 @@ use crate::catalog::FeatureGroup;
 use crate::error::{Error, Result};
 use crate::execution::SnapshotScanExec;
 use crate::execution::ingest_order::{INGEST_ORDER_COLUMN, IngestOrderScanExec};
-use crate::storage::ReadAt;
+use crate::storage::{ReadAt, without_nested_ids};
 
 /// An Iceberg table as loaded at planning time, pinned to one snapshot.
 ///
@@ -67,7 +67,7 @@ impl IcebergTable {
             pinned: false,
             name,
             table,
-            schema: Arc::new(schema),
+            schema: Arc::new(without_nested_ids(&schema)),
             feature_group,
             pending: Vec::new(),
             reader: Reader::Iceberg,
@@ -153,7 +153,7 @@ impl IcebergTable {
         Ok(IcebergTable {
             snapshot_id: Some(snapshot_id),
             pinned: true,
-            schema: Arc::new(schema),
+            schema: Arc::new(without_nested_ids(&schema)),
             pending: Vec::new(),
             ..self.clone()
         })
