@@ -177,3 +177,86 @@ async fn nested_values_take_every_write_path_and_read_back_everywhere() {
     // Every snapshot, nested columns included, as pyiceberg reads it.
     assert_eq!(every_snapshot_agrees(&session, "default.items").await, 3);
 }
+
+/// Embeddings of 768 values, as models make them: 100 items streamed in,
+/// each found again as its own nearest neighbour online and offline, and
+/// read back whole by pyiceberg and DuckDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_of_768_values_round_trip_and_rank() {
+    const DIM: usize = 768;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    query(
+        &session,
+        "CREATE FEATURE GROUP vecs (id BIGINT NOT NULL, ts TIMESTAMP NOT NULL, emb ARRAY<FLOAT>)
+             ENTITY KEY (id) EVENT TIME ts ONLINE",
+    )
+    .await;
+    let vector = |id: usize| -> Vec<f32> {
+        (0..DIM)
+            .map(|i| (((id * 7919 + i * 104_729) % 1000) as f32) / 1000.0 - 0.5)
+            .collect()
+    };
+    let rows: Vec<Vec<f32>> = (0..100).map(vector).collect();
+    let slices: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", arrow::datatypes::DataType::Int64, false),
+            Field::new(
+                "ts",
+                arrow::datatypes::DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Microsecond,
+                    None,
+                ),
+                false,
+            ),
+            Field::new("emb", embeddings(&[]).data_type().clone(), true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..100)),
+            Arc::new(TimestampMicrosecondArray::from(vec![0; 100])),
+            embeddings(&slices),
+        ],
+    )
+    .expect("batch");
+    let name = TableName::new("default", "vecs").expect("name");
+    session
+        .store()
+        .streams()
+        .append(&name, &batch)
+        .await
+        .expect("streamed");
+    session.store().streams().flush(None).await.expect("commit");
+    let probe = format!(
+        "[{}]",
+        vector(42)
+            .iter()
+            .map(|v| format!("{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for table in ["vecs", "online.default.vecs"] {
+        let keys = if table.starts_with("online") {
+            format!(
+                " WHERE id IN ({})",
+                (0..100)
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            String::new()
+        };
+        let nearest = query(
+            &session,
+            &format!(
+                "SELECT id, cardinality(emb), round(abs(cosine_distance(emb, {probe})), 6) AS d FROM {table}{keys} ORDER BY d LIMIT 2"
+            ),
+        )
+        .await;
+        let nearest = cells(&nearest).expect("cells");
+        assert_eq!(nearest[0], vec!["42", "768", "0.0"], "{table}");
+        assert_ne!(nearest[1][0], "42", "{table}");
+    }
+    assert_eq!(every_snapshot_agrees(&session, "default.vecs").await, 1);
+}
