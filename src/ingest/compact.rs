@@ -77,9 +77,6 @@ pub struct Compacted {
     pub rewritten_files: u64,
     pub added_files: u64,
     pub rewritten_bytes: u64,
-    /// Manifests of the current snapshot before and after.
-    pub manifests_before: u64,
-    pub manifests_after: u64,
 }
 
 /// A live data file of the current snapshot.
@@ -112,24 +109,16 @@ pub async fn rewrite_data_files(
             "compacting {label}, a partitioned table (pitlake writes unpartitioned tables)"
         )));
     }
-    let manifests_before = current_manifests(&label, &table).await?.len() as u64;
     let live = live_files(&label, &table).await?;
     let runs = runs(&live, options);
     if runs.is_empty() {
-        return Ok(Compacted {
-            manifests_before,
-            manifests_after: manifests_before,
-            ..Default::default()
-        });
+        return Ok(Compacted::default());
     }
     let feature_group = FeatureGroup::from_properties(table.metadata().properties())?;
     let pending = PendingFiles::start(&label, &table)?;
     let mut added: Vec<(DataFile, i64)> = Vec::new();
     let mut remove = HashSet::new();
-    let mut done = Compacted {
-        manifests_before,
-        ..Default::default()
-    };
+    let mut done = Compacted::default();
     let written = async {
         for run in &runs {
             // A run is read commit by commit, and written out whenever what
@@ -138,9 +127,8 @@ pub async fn rewrite_data_files(
             let mut part: Vec<Live> = Vec::new();
             let mut rows: Vec<RecordBatch> = Vec::new();
             let mut held = 0usize;
-            let commits = run.chunk_by(|a, b| a.sequence == b.sequence);
-            let count = run.chunk_by(|a, b| a.sequence == b.sequence).count();
-            for (i, commit) in commits.enumerate() {
+            let commits: Vec<&[Live]> = run.chunk_by(|a, b| a.sequence == b.sequence).collect();
+            for (i, commit) in commits.iter().enumerate() {
                 let paths: Vec<String> = commit.iter().map(|f| f.path.clone()).collect();
                 let read: Vec<RecordBatch> = read_files(&label, &table, &at, &paths)
                     .await?
@@ -152,7 +140,7 @@ pub async fn rewrite_data_files(
                     .sum::<usize>();
                 rows.extend(read);
                 part.extend(commit.iter().cloned());
-                let last = i + 1 == count;
+                let last = i + 1 == commits.len();
                 if held < MAX_RUN_MEMORY && !last {
                     continue;
                 }
@@ -217,10 +205,7 @@ pub async fn rewrite_data_files(
     })
     .await;
     match committed {
-        Ok(table) => {
-            done.manifests_after = current_manifests(&label, &table).await?.len() as u64;
-            Ok(done)
-        }
+        Ok(_) => Ok(done),
         Err(e) => {
             pending.discard();
             Err(e)

@@ -430,12 +430,16 @@ impl Streams {
             .load_table(&stream.name.schema, &stream.name.table)
             .await?;
         let metadata = table.metadata();
-        let seen = (metadata.current_schema_id(), metadata.properties().clone());
-        let mut current = stream.target.write().unwrap_or_else(|e| e.into_inner());
-        if current.0 == seen {
+        let same = |(id, properties): &TargetOf| {
+            *id == metadata.current_schema_id() && properties == metadata.properties()
+        };
+        // Every append passes here: a read lock, and no copy, when nothing changed.
+        if same(&stream.target.read().unwrap_or_else(|e| e.into_inner()).0) {
             return Ok(());
         }
-        *current = (seen, Arc::new(target_of(&stream.name.to_string(), &table)?));
+        let target = Arc::new(target_of(&stream.name.to_string(), &table)?);
+        let seen = (metadata.current_schema_id(), metadata.properties().clone());
+        *stream.target.write().unwrap_or_else(|e| e.into_inner()) = (seen, target);
         Ok(())
     }
 
@@ -778,7 +782,6 @@ async fn compact(name: &TableName, warehouse: &Warehouse) {
         Ok(done) => tracing::debug!(
             table = %label,
             files = done.rewritten_files,
-            manifests = done.manifests_before,
             "stream compacted"
         ),
         Err(e) => tracing::warn!("stream into {label}: compaction failed, tried again later: {e}"),

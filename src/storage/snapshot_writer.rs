@@ -20,9 +20,9 @@ use std::collections::{HashMap, HashSet};
 
 use iceberg::TableUpdate;
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter, ManifestStatus,
-    ManifestWriter, ManifestWriterBuilder, Operation, PartitionSpec, SchemaRef, Snapshot,
-    SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Summary,
+    DataFile, FormatVersion, ManifestContentType, ManifestEntry, ManifestFile, ManifestListWriter,
+    ManifestStatus, ManifestWriter, ManifestWriterBuilder, Operation, PartitionSpec, SchemaRef,
+    Snapshot, SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Summary,
 };
 use iceberg::table::Table;
 
@@ -150,16 +150,8 @@ impl<'a> SnapshotWriter<'a> {
             if entry.status == ManifestStatus::Deleted {
                 continue;
             }
+            let (sequence, file_sequence) = self.sequences(&manifest, &entry)?;
             let file = entry.data_file.clone();
-            let sequence = entry.sequence_number.ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "{}: manifest {} lists {} without a sequence number",
-                    self.name,
-                    manifest.manifest_path,
-                    file.file_path()
-                ))
-            })?;
-            let file_sequence = entry.file_sequence_number.or(Some(sequence));
             match replace.get(file.file_path()) {
                 None => {
                     let added_by = entry.snapshot_id.unwrap_or(manifest.added_snapshot_id);
@@ -225,16 +217,8 @@ impl<'a> SnapshotWriter<'a> {
                 if entry.status == ManifestStatus::Deleted {
                     continue;
                 }
+                let (sequence, file_sequence) = self.sequences(&manifest, &entry)?;
                 let file = entry.data_file.clone();
-                let sequence = entry.sequence_number.ok_or_else(|| {
-                    Error::Corrupt(format!(
-                        "{}: manifest {} lists {} without a sequence number",
-                        self.name,
-                        manifest.manifest_path,
-                        file.file_path()
-                    ))
-                })?;
-                let file_sequence = entry.file_sequence_number.or(Some(sequence));
                 let writer = &mut writers[at].1;
                 if remove.contains(file.file_path()) {
                     self.count_removed(&file);
@@ -368,6 +352,24 @@ impl<'a> SnapshotWriter<'a> {
             FormatVersion::V1 => builder.build_v1(),
             _ => builder.build_v2_data(),
         })
+    }
+
+    /// The data and file sequence numbers a live entry of `manifest` keeps
+    /// when it is carried into a new manifest.
+    fn sequences(
+        &self,
+        manifest: &ManifestFile,
+        entry: &ManifestEntry,
+    ) -> Result<(i64, Option<i64>)> {
+        let sequence = entry.sequence_number.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "{}: manifest {} lists {} without a sequence number",
+                self.name,
+                manifest.manifest_path,
+                entry.data_file.file_path()
+            ))
+        })?;
+        Ok((sequence, entry.file_sequence_number.or(Some(sequence))))
     }
 
     fn count_added(&mut self, file: &DataFile) {

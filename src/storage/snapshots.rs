@@ -196,17 +196,27 @@ pub async fn read_in_order(
     tasks.retain(|t| order.contains_key(&t.data_file_path));
     tasks.sort_by_key(|t| (order[&t.data_file_path], t.start));
     let schema = read_schema(name, at, columns)?;
+    read_tasks(table, tasks, schema, context())
+}
+
+/// Streams the rows `tasks` read, one file after another, each batch with
+/// `schema`'s columns (see [`fill`]); errors say `context`.
+fn read_tasks(
+    table: &Table,
+    tasks: Vec<FileScanTask>,
+    schema: arrow::datatypes::SchemaRef,
+    context: String,
+) -> Result<BoxStream<'static, Result<RecordBatch>>> {
     let reader = table
         .reader_builder()
         .with_data_file_concurrency_limit(1)
         .build();
     let stream = reader
         .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())
-        .map_err(Error::iceberg(context()))?
+        .map_err(Error::iceberg(context.clone()))?
         .stream();
-    let label = name.to_string();
     Ok(stream
-        .map_err(move |e| Error::iceberg(format!("cannot read {label} in ingestion order"))(e))
+        .map_err(move |e| Error::iceberg(context.clone())(e))
         .map(move |batch| batch.and_then(|b| fill(b, &schema)))
         .boxed())
 }
@@ -236,19 +246,7 @@ pub async fn read_files(
     }
     tasks.sort_by_key(|t| (order[t.data_file_path.as_str()], t.start));
     let schema = read_schema(name, at, None)?;
-    let reader = table
-        .reader_builder()
-        .with_data_file_concurrency_limit(1)
-        .build();
-    let stream = reader
-        .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())
-        .map_err(Error::iceberg(context()))?
-        .stream();
-    let label = name.to_string();
-    Ok(stream
-        .map_err(move |e| Error::iceberg(format!("cannot read data files of {label}"))(e))
-        .map(move |batch| batch.and_then(|b| fill(b, &schema)))
-        .boxed())
+    read_tasks(table, tasks, schema, context())
 }
 
 /// One piece of a snapshot's scan: a whole data file, or a run of row groups
@@ -295,14 +293,15 @@ pub async fn plan_pieces(
         })
         .collect::<Result<_>>()?;
     tasks.sort_by_key(|(rank, task)| (*rank, task.start));
+    // Bound to the schema the rows are read with; a predicate that does not
+    // bind filters nothing here (whoever pushed it applies it).
+    let reading = reading
+        .as_ref()
+        .and_then(|r| for_reader(table, &at.schema, r))
+        .and_then(|r| r.bind(at.schema.clone(), true).ok());
     let mut pieces = Vec::new();
     for (rank, mut task) in tasks {
-        // Bound to the schema the rows are read with; a predicate that does
-        // not bind filters nothing here (whoever pushed it applies it).
-        task.predicate = reading
-            .as_ref()
-            .and_then(|r| for_reader(table, &at.schema, r))
-            .and_then(|r| r.bind(at.schema.clone(), true).ok());
+        task.predicate = reading.clone();
         if partitions > 1 && task.length >= 2 * MIN_PIECE_BYTES {
             pieces.extend(split_by_row_groups(name, table, rank, task).await?);
         } else {

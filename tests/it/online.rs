@@ -23,6 +23,19 @@ impl Lcg {
     }
 }
 
+/// Streamed records of `session` wait in their logs until a flush (or the
+/// session's end): nothing commits on its own.
+pub(crate) fn hold_commits(session: &Session) {
+    session
+        .store()
+        .streams()
+        .set_policy(pitlake::ingest::stream::CommitPolicy {
+            interval: Duration::from_secs(3600),
+            rows: usize::MAX,
+            ..Default::default()
+        });
+}
+
 async fn run(session: &Session, sql: &str) {
     session
         .sql(sql)
@@ -197,14 +210,7 @@ async fn streamed_rows_survive_a_restart_without_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let session = Session::open(dir.path()).await.expect("open");
-        session
-            .store()
-            .streams()
-            .set_policy(pitlake::ingest::stream::CommitPolicy {
-                interval: Duration::from_secs(3600),
-                rows: usize::MAX,
-                ..Default::default()
-            });
+        hold_commits(&session);
         run(
             &session,
             "CREATE FEATURE GROUP fg (k BIGINT, t TIMESTAMP, v DOUBLE) ENTITY KEY (k) EVENT TIME t ONLINE",

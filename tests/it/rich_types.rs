@@ -3,7 +3,6 @@
 //! every snapshot and by the online store.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::{
     ArrayRef, BinaryArray, Float32Builder, Int64Array, ListBuilder, RecordBatch,
@@ -15,6 +14,7 @@ use pitlake::catalog::TableName;
 use pitlake::output::cells;
 
 use crate::interop::query;
+use crate::online::hold_commits;
 use crate::schema_evolution::every_snapshot_agrees;
 
 fn embeddings(rows: &[&[f32]]) -> ArrayRef {
@@ -26,18 +26,33 @@ fn embeddings(rows: &[&[f32]]) -> ArrayRef {
     Arc::new(list.finish())
 }
 
+/// A batch of `id`, `ts` (microseconds) and `emb` rows, as a stream takes it.
+fn vectors(ids: Vec<i64>, micros: Vec<i64>, emb: &[&[f32]]) -> RecordBatch {
+    use arrow::datatypes::{DataType, TimeUnit};
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("emb", embeddings(&[]).data_type().clone(), true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(TimestampMicrosecondArray::from(micros)),
+            embeddings(emb),
+        ],
+    )
+    .expect("batch")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_values_take_every_write_path_and_read_back_everywhere() {
     let dir = tempfile::tempdir().expect("tempdir");
     let session = Session::open(dir.path()).await.expect("open");
-    session
-        .store()
-        .streams()
-        .set_policy(pitlake::ingest::stream::CommitPolicy {
-            interval: Duration::from_secs(3600),
-            rows: usize::MAX,
-            ..Default::default()
-        });
+    hold_commits(&session);
     session
         .sql(
             "CREATE FEATURE GROUP items (id BIGINT NOT NULL, ts TIMESTAMP NOT NULL, emb ARRAY<FLOAT>,
@@ -84,26 +99,7 @@ async fn nested_values_take_every_write_path_and_read_back_everywhere() {
         "INSERT INTO items VALUES (3, '2024-01-01', [0.5, 0.6], named_struct('color', 'red', 'size', 3), MAP {'a': 1.0}, X'00')",
     )
     .await;
-    let streamed = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", arrow::datatypes::DataType::Int64, false),
-            Field::new(
-                "ts",
-                arrow::datatypes::DataType::Timestamp(
-                    arrow::datatypes::TimeUnit::Microsecond,
-                    None,
-                ),
-                false,
-            ),
-            Field::new("emb", embeddings(&[]).data_type().clone(), true),
-        ])),
-        vec![
-            Arc::new(Int64Array::from(vec![1])),
-            Arc::new(TimestampMicrosecondArray::from(vec![86_400_000_000])),
-            embeddings(&[&[0.9, 0.1]]),
-        ],
-    )
-    .expect("batch");
+    let streamed = vectors(vec![1], vec![86_400_000_000], &[&[0.9, 0.1]]);
     let name = TableName::new("default", "items").expect("name");
     session
         .store()
@@ -199,26 +195,7 @@ async fn embeddings_of_768_values_round_trip_and_rank() {
     };
     let rows: Vec<Vec<f32>> = (0..100).map(vector).collect();
     let slices: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("id", arrow::datatypes::DataType::Int64, false),
-            Field::new(
-                "ts",
-                arrow::datatypes::DataType::Timestamp(
-                    arrow::datatypes::TimeUnit::Microsecond,
-                    None,
-                ),
-                false,
-            ),
-            Field::new("emb", embeddings(&[]).data_type().clone(), true),
-        ])),
-        vec![
-            Arc::new(Int64Array::from_iter_values(0..100)),
-            Arc::new(TimestampMicrosecondArray::from(vec![0; 100])),
-            embeddings(&slices),
-        ],
-    )
-    .expect("batch");
+    let batch = vectors((0..100).collect(), vec![0; 100], &slices);
     let name = TableName::new("default", "vecs").expect("name");
     session
         .store()

@@ -4,7 +4,6 @@
 //! pitlake at once; streamed rows logged before a change commit after it.
 
 use std::fs::File;
-use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -12,6 +11,7 @@ use pitlake::Session;
 use pitlake::output::cells;
 
 use crate::interop::{query, sorted_rows};
+use crate::online::hold_commits;
 use crate::python::run_script;
 
 /// Every snapshot of `table` as pyiceberg and DuckDB scan it and as
@@ -152,14 +152,7 @@ async fn streamed_rows_logged_before_a_change_commit_after_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let session = Session::open(dir.path()).await.expect("open");
     // Nothing commits on its own: the records wait in the log.
-    session
-        .store()
-        .streams()
-        .set_policy(pitlake::ingest::stream::CommitPolicy {
-            interval: Duration::from_secs(3600),
-            rows: usize::MAX,
-            ..Default::default()
-        });
+    hold_commits(&session);
     session
         .sql(
             "CREATE FEATURE GROUP fg (k BIGINT NOT NULL, t TIMESTAMP NOT NULL, a DOUBLE, gone VARCHAR, n INT)
@@ -290,14 +283,7 @@ async fn a_stream_follows_a_change_another_process_made() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let session = Session::open(dir.path()).await.expect("open");
-    session
-        .store()
-        .streams()
-        .set_policy(pitlake::ingest::stream::CommitPolicy {
-            interval: Duration::from_secs(3600),
-            rows: usize::MAX,
-            ..Default::default()
-        });
+    hold_commits(&session);
     query(
         &session,
         "CREATE FEATURE GROUP fg (k BIGINT NOT NULL, t TIMESTAMP NOT NULL, n INT, score DOUBLE)
@@ -409,14 +395,7 @@ async fn a_stream_follows_a_change_another_process_made() {
 async fn a_pending_value_of_a_dropped_column_does_not_come_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let session = Session::open(dir.path()).await.expect("open");
-    session
-        .store()
-        .streams()
-        .set_policy(pitlake::ingest::stream::CommitPolicy {
-            interval: Duration::from_secs(3600),
-            rows: usize::MAX,
-            ..Default::default()
-        });
+    hold_commits(&session);
     session
         .sql(
             "CREATE FEATURE GROUP g (k BIGINT NOT NULL, t TIMESTAMP NOT NULL, s VARCHAR)
