@@ -40,6 +40,9 @@ use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::filter_pushdown::{
     ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
 };
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -90,6 +93,7 @@ pub struct IngestOrderScanExec {
     /// Planned at the first poll of any partition (see the module's doc).
     shares: Shares,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl IngestOrderScanExec {
@@ -116,6 +120,7 @@ impl IngestOrderScanExec {
             partitions,
             shares: Arc::default(),
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
@@ -167,6 +172,13 @@ impl ExecutionPlan for IngestOrderScanExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![]
+    }
+
+    /// Rows out and time spent producing them (reading included), per
+    /// partition; the pieces each read, and the rows the join's filter
+    /// dropped after they were read (see `Planned::exact`).
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 
     fn with_new_children(
@@ -227,6 +239,10 @@ impl ExecutionPlan for IngestOrderScanExec {
         let (filters, output) = (self.filters.clone(), self.schema.clone());
         let (shares, partitions) = (self.shares.clone(), self.partitions);
         let batch_size = context.session_config().batch_size();
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        let pieces_read = MetricBuilder::new(&self.metrics).counter("pieces", partition);
+        let dropped =
+            MetricBuilder::new(&self.metrics).counter("rows_dropped_by_filter", partition);
         // Run at the first poll: by then a join's dynamic filter is set.
         let files = futures::stream::once(async move {
             let Some(at) = at else {
@@ -247,6 +263,7 @@ impl ExecutionPlan for IngestOrderScanExec {
                 })
                 .await?;
             let pieces = planned.shares.get(partition).cloned().unwrap_or_default();
+            pieces_read.add(pieces.len());
             let schema = read_schema(&name, &at, Some(&columns))?;
             Ok(read_pieces(&name, &table, (pieces, schema), batch_size))
         })
@@ -293,15 +310,35 @@ impl ExecutionPlan for IngestOrderScanExec {
             // Planned by now: the files' stream plans before its first batch,
             // and the streamed rows come after it.
             match planned.get().and_then(|p| p.exact.as_ref()) {
-                Some(exact) => keep_passing(batch, exact),
+                Some(exact) => {
+                    let read = batch.num_rows();
+                    let kept = keep_passing(batch, exact)?;
+                    dropped.add(read - kept.num_rows());
+                    Ok(kept)
+                }
                 None => Ok(batch),
             }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
-            stream,
+            timed(stream, baseline),
         )))
     }
+}
+
+/// `stream` with its rows counted and the time spent in each poll (reading
+/// and decoding included) recorded in `baseline`.
+fn timed(
+    stream: impl futures::Stream<Item = DFResult<RecordBatch>> + Send + 'static,
+    baseline: BaselineMetrics,
+) -> impl futures::Stream<Item = DFResult<RecordBatch>> + Send + 'static {
+    let mut stream = Box::pin(stream);
+    futures::stream::poll_fn(move |cx| {
+        let timer = baseline.elapsed_compute().timer();
+        let poll = stream.as_mut().poll_next(cx);
+        timer.done();
+        baseline.record_poll(poll)
+    })
 }
 
 /// The conjunction, at their current values, of the `filters` that contain

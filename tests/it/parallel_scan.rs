@@ -148,4 +148,23 @@ async fn ties_go_to_the_row_ingested_last_at_any_number_of_partitions() {
             "{partitions} partitions"
         );
     }
+
+    // EXPLAIN ANALYZE says what the scan read: its rows and its pieces.
+    let plan = rows(&session, "EXPLAIN ANALYZE SELECT count(v) FROM g").await;
+    let scan = plan
+        .iter()
+        .flat_map(|r| r[1].lines().map(str::to_string).collect::<Vec<_>>())
+        .find(|l| l.contains("IngestOrderScanExec: table=default.g"))
+        .expect("the scan in the plan");
+    assert!(scan.contains("output_rows=601.5 K"), "{scan}");
+    let pieces: usize = scan
+        .split("pieces=")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ']']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of pieces: {scan}"));
+    assert!(
+        pieces > 4,
+        "a file of many row groups is read in pieces: {scan}"
+    );
 }

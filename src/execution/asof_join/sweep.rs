@@ -125,9 +125,8 @@ struct ArmSweep {
     bounds: Option<(Vec<Option<i64>>, bool)>,
     /// Per position, its bucket's best right row; after `finish`, the match.
     best: Vec<Best>,
-    /// Per position, the ingestion order of that row, when the right side
-    /// has one (empty otherwise).
-    best_ties: Vec<i64>,
+    /// Whether the right side has an ingestion order (see `retained_ties`).
+    by_ingest: bool,
     /// Whether many rows of the last chunk won a bucket: then the next one
     /// is held whole before it is swept (see `sweep`).
     direct: bool,
@@ -135,6 +134,12 @@ struct ArmSweep {
     live: usize,
     /// Right rows that won a bucket when they arrived (some since beaten).
     retained: BatchRows,
+    /// Per retained row, its ingestion order (empty without one). Read only
+    /// when two rows tie on the value: kept per bucket instead, it was one
+    /// more cache miss per right row, and read per row from the chunk
+    /// another (at 1M labels x 10M rows, most of the sweep's extra time on
+    /// feature groups).
+    retained_ties: Vec<i64>,
     /// Superseded rows held before a compaction, beyond one per live row,
     /// and at most this many bytes of them.
     slack: usize,
@@ -311,15 +316,16 @@ impl LeftSweep {
         if self.chunk.rows() == 0 {
             return Ok(());
         }
-        let width = self.chunk.data_bytes / self.chunk.rows() as usize;
+        // A held row's ingestion order is held beside it.
+        let tie_bytes = if self.ingest.is_some() { 8 } else { 0 };
+        let width = self.chunk.data_bytes / self.chunk.rows() as usize + tie_bytes;
         let empty = Chunk::new(self.chunk.rows.schema());
         let chunk = std::mem::replace(&mut self.chunk, empty);
         let mut scratch = std::mem::take(&mut self.scratch);
         sort_by_group(&chunk, self.groups.len(), &mut scratch);
-        let by_ingest = self.ingest.is_some();
         for arm in &mut self.arms {
             arm.row_bytes_seen(width);
-            arm.sweep(&chunk, &mut scratch, by_ingest)?;
+            arm.sweep(&chunk, &mut scratch)?;
         }
         // The buffers, emptied, serve the next chunk.
         let mut chunk = chunk;
@@ -429,25 +435,21 @@ impl ArmSweep {
             None => None,
         };
         let best = vec![EMPTY; grouped.order.len()];
-        let best_ties = match by_ingest {
-            true => vec![0; best.len()],
-            false => Vec::new(),
-        };
         let fixed_bytes = grouped.memory_bytes()
             + position.capacity() * 4
             + bounds.as_ref().map_or(0, |(b, _)| b.capacity() * 16)
-            + best.capacity() * std::mem::size_of::<Best>()
-            + best_ties.capacity() * 8;
+            + best.capacity() * std::mem::size_of::<Best>();
         Ok(ArmSweep {
             op: arm.op,
             grouped,
             position,
             bounds,
             best,
-            best_ties,
+            by_ingest,
             direct: false,
             live: 0,
             retained: BatchRows::new(held),
+            retained_ties: Vec::new(),
             slack: SLACK_ROWS / share,
             slack_bytes: SLACK_BYTES / share,
             fixed_bytes,
@@ -455,7 +457,7 @@ impl ArmSweep {
     }
 
     fn size(&self) -> usize {
-        self.fixed_bytes + self.retained.bytes()
+        self.fixed_bytes + self.retained.bytes() + self.retained_ties.capacity() * 8
     }
 
     /// Fewer superseded rows are tolerated as rows get wider: at most
@@ -466,7 +468,7 @@ impl ArmSweep {
 
     /// Sweeps the chunk, sorted by group in `scratch`, past this arm's left
     /// side, keeping the rows that win a bucket.
-    fn sweep(&mut self, chunk: &Chunk, scratch: &mut Scratch, by_ingest: bool) -> Result<()> {
+    fn sweep(&mut self, chunk: &Chunk, scratch: &mut Scratch) -> Result<()> {
         if self.best.is_empty() {
             return Ok(());
         }
@@ -490,6 +492,7 @@ impl ArmSweep {
             for batch in chunk.rows.batches() {
                 self.retained.push(batch.clone());
             }
+            self.retained_ties.extend_from_slice(&chunk.ties);
         }
         touched.clear();
         let mut won = 0usize;
@@ -505,18 +508,14 @@ impl ArmSweep {
                     continue;
                 };
                 let pos = range.start + pos;
-                let tie = chunk.ties.get(row as usize).copied().unwrap_or(0);
                 let candidate = Best {
                     value,
                     row: if direct { base + row } else { PENDING | row },
                 };
                 let current = self.best[pos];
-                if self.beats(candidate, tie, current, pos, chunk, by_ingest) {
+                if self.beats(candidate, current, chunk) {
                     self.live += usize::from(current.row == NONE);
                     self.best[pos] = candidate;
-                    if let Some(t) = self.best_ties.get_mut(pos) {
-                        *t = tie;
-                    }
                     // A bucket's first row of this chunk: later ones beat
                     // only rows of this chunk.
                     let fresh = current.row == NONE
@@ -585,6 +584,16 @@ impl ArmSweep {
                 take_rows(batch, &rows)?
             };
             self.retained.push(retained);
+            if self.by_ingest {
+                match whole {
+                    true => self
+                        .retained_ties
+                        .extend_from_slice(&chunk.ties[lo as usize..hi as usize]),
+                    false => self
+                        .retained_ties
+                        .extend(kept.iter().map(|&r| chunk.ties[r as usize])),
+                }
+            }
         }
         for &pos in touched.iter() {
             let best = &mut self.best[pos as usize];
@@ -595,18 +604,10 @@ impl ArmSweep {
         Ok(())
     }
 
-    /// Whether `candidate`, a row of `chunk` with ingestion order `tie`,
-    /// beats the `current` best of bucket `pos`: nearer, or tied and later by
-    /// the tie-break (ingestion order, else the held columns, else arrival).
-    fn beats(
-        &self,
-        candidate: Best,
-        tie: i64,
-        current: Best,
-        pos: usize,
-        chunk: &Chunk,
-        by_ingest: bool,
-    ) -> bool {
+    /// Whether `candidate`, a row of `chunk`, beats `current`, the best of
+    /// its bucket: nearer, or tied and later by the tie-break (ingestion
+    /// order, else the held columns, else arrival).
+    fn beats(&self, candidate: Best, current: Best, chunk: &Chunk) -> bool {
         if current.row == NONE {
             return true;
         }
@@ -615,17 +616,32 @@ impl ArmSweep {
         } else {
             current.value.cmp(&candidate.value)
         };
-        let current_tie = self.best_ties.get(pos).copied().unwrap_or(0);
-        match nearer.then(tie.cmp(&current_tie)) {
+        let nearer = match nearer {
+            Ordering::Equal if self.by_ingest => self
+                .tie(candidate.row, chunk)
+                .cmp(&self.tie(current.row, chunk)),
+            other => other,
+        };
+        match nearer {
             Ordering::Greater => true,
             Ordering::Less => false,
-            Ordering::Equal if by_ingest => true,
+            Ordering::Equal if self.by_ingest => true,
             Ordering::Equal => {
                 let (batch, mine) = self.row(candidate.row, chunk);
                 let (other, row) = self.row(current.row, chunk);
                 cmp_rows(batch.columns().iter().zip(other.columns()), mine, row) != Ordering::Less
             }
         }
+    }
+
+    /// The ingestion order of a right row by id: a pending row of `chunk`,
+    /// or a held one.
+    fn tie(&self, id: u32, chunk: &Chunk) -> i64 {
+        let tie = match id & PENDING != 0 {
+            true => chunk.ties.get((id & !PENDING) as usize),
+            false => self.retained_ties.get(id as usize),
+        };
+        tie.copied().unwrap_or(0)
     }
 
     /// A right row by id: a pending row of `chunk`, or a held one.
@@ -660,6 +676,12 @@ impl ArmSweep {
         }
         for best in self.best.iter_mut().filter(|b| b.row != NONE) {
             best.row = new_id[best.row as usize];
+        }
+        if self.by_ingest {
+            self.retained_ties = indices
+                .iter()
+                .map(|&(b, r)| self.retained_ties[offsets[b] as usize + r])
+                .collect();
         }
         self.retained.replace(&indices)
     }
