@@ -288,8 +288,9 @@ const COMPRESSION_LEVEL_PROPERTY: &str = "write.parquet.compression-level";
 const CODECS: &str = "zstd, lz4, snappy, gzip, uncompressed (or none)";
 /// The codec when the table does not name one, chosen by measurement (size,
 /// scan and ASOF JOIN time of zstd, lz4, snappy and none: see
-/// benches/README.md). Iceberg's own default is zstd.
-const DEFAULT_CODEC: &str = "zstd";
+/// benches/README.md): lz4 decodes fastest of those that compress, and scans
+/// are what a feature store repeats. Iceberg's own default is zstd.
+const DEFAULT_CODEC: &str = "lz4";
 /// zstd's level when the table does not set one: its fastest.
 const DEFAULT_ZSTD_LEVEL: i32 = 1;
 /// gzip's level when the table does not set one (zlib's default).

@@ -190,7 +190,7 @@ fn codecs(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<Stri
 }
 
 /// Data files are written with the table's `write.parquet.compression-codec`
-/// (zstd when unset), and a codec or level that is not one fails the write
+/// (lz4 when unset), and a codec or level that is not one fails the write
 /// with an error naming the property, leaving no file behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_files_follow_the_codec_property() {
@@ -218,7 +218,11 @@ async fn data_files_follow_the_codec_property() {
         seen = now;
         Ok(added)
     };
-    assert_eq!(write(insert).await, Ok(vec!["ZSTD".to_string()]), "default");
+    assert_eq!(
+        write(insert).await,
+        Ok(vec!["LZ4_RAW".to_string()]),
+        "default"
+    );
 
     let set = |pairs: Vec<(&'static str, &'static str)>| {
         let warehouse = session.warehouse().clone();
