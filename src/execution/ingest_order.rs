@@ -34,6 +34,7 @@ use datafusion::common::tree_node::TreeNode;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
+use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, conjunction};
 use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -52,7 +53,9 @@ use iceberg::table::Table;
 
 use super::scan_predicate::{iceberg_predicate, reading_predicate};
 use crate::error::Error;
-use crate::storage::{ReadAt, ScanPiece, as_declared, plan_pieces, read_pieces, read_schema};
+use crate::storage::{
+    ReadAt, RowTest, ScanPiece, as_declared, plan_pieces, read_pieces, read_schema,
+};
 
 pub use crate::shared::INGEST_ORDER_COLUMN;
 
@@ -68,6 +71,8 @@ struct Planned {
     /// predicate than they are (a long `IN` list as its range): the scan
     /// applies them to its rows, hashed.
     exact: Option<Arc<dyn PhysicalExpr>>,
+    /// `exact` as the Parquet reader's row filter, where a piece allows it.
+    test: Option<RowTest>,
 }
 
 /// Reads one snapshot of a table, its files shared among partitions, each row
@@ -259,13 +264,25 @@ impl ExecutionPlan for IngestOrderScanExec {
                     let pieces = (predicate, reading);
                     let shares =
                         plan_pieces(&name, &table, &at, &columns, pieces, partitions).await?;
-                    Ok::<_, Error>(Planned { shares, exact })
+                    let test = exact.as_ref().and_then(|e| row_test(e, &output));
+                    Ok::<_, Error>(Planned {
+                        shares,
+                        exact,
+                        test,
+                    })
                 })
                 .await?;
             let pieces = planned.shares.get(partition).cloned().unwrap_or_default();
             pieces_read.add(pieces.len());
             let schema = read_schema(&name, &at, Some(&columns))?;
-            Ok(read_pieces(&name, &table, (pieces, schema), batch_size))
+            let test = planned.test.clone();
+            Ok(read_pieces(
+                &name,
+                &table,
+                (pieces, schema),
+                test,
+                batch_size,
+            ))
         })
         .try_flatten();
         // Streamed rows come after every file, in the last partition.
@@ -354,6 +371,43 @@ fn unapplied_filter(filters: &[Arc<dyn PhysicalExpr>]) -> Option<Arc<dyn Physica
         .filter_map(|f| snapshot_physical_expr(Arc::clone(f)).ok())
         .collect();
     (!dynamic.is_empty()).then(|| conjunction(dynamic))
+}
+
+/// `exact` (over the scan's `output`) as a test of the rows of its own
+/// columns; None when it reads the ingestion order, which no file holds.
+fn row_test(exact: &Arc<dyn PhysicalExpr>, output: &Schema) -> Option<RowTest> {
+    let mut columns: Vec<String> = collect_columns(exact)
+        .into_iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    columns.sort();
+    columns.dedup();
+    if columns.iter().any(|c| c == INGEST_ORDER_COLUMN) {
+        return None;
+    }
+    let fields: Vec<_> = columns
+        .iter()
+        .map(|c| output.field_with_name(c).ok().cloned())
+        .collect::<Option<_>>()?;
+    let schema = Schema::new(fields);
+    let expr = reassign_expr_columns(Arc::clone(exact), &schema).ok()?;
+    let test = move |batch: &RecordBatch| {
+        let value = expr
+            .evaluate(batch)
+            .and_then(|v| v.into_array(batch.num_rows()))
+            .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))?;
+        value
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .cloned()
+            .ok_or_else(|| {
+                arrow::error::ArrowError::ComputeError("a join's filter is not boolean".into())
+            })
+    };
+    Some(RowTest {
+        columns,
+        test: Arc::new(test),
+    })
 }
 
 /// The rows of `batch`, a batch of the scan's output, that pass `exact`.

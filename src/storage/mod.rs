@@ -7,6 +7,7 @@
 
 mod files;
 mod history_writer;
+mod piece_reader;
 mod read_at;
 mod refs;
 mod snapshot_writer;
@@ -14,6 +15,7 @@ mod snapshots;
 
 pub use files::{SnapshotFiles, delete_files, local_path, snapshot_files};
 pub use history_writer::{HISTORY_PROPERTY, History, rewrite_history};
+pub use piece_reader::RowTest;
 pub use read_at::{
     ReadAt, as_declared, file_schema, plan_tasks, read_schema, with_schema_of, without_nested_ids,
 };

@@ -9,6 +9,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::expr::{Bind, Predicate};
 
+use super::piece_reader::{RowTest, read_tested};
 use super::read_at::{ReadAt, fill, for_reader, plan_tasks, read_schema};
 use iceberg::scan::FileScanTask;
 use iceberg::spec::{ManifestStatus, Operation};
@@ -411,7 +412,8 @@ pub(super) async fn parquet_footer(
 /// with its place in ingestion order. The filter the pieces were planned
 /// with skips row groups and drops the rows it rejects (a superset of its
 /// rows is read); the places of the rows kept still order them as their
-/// ingestion did.
+/// ingestion did. With a `test`, pieces that can be are read with it as
+/// their row filter (see [`RowTest`]); it only ever drops rows.
 ///
 /// A file deleted while it is read (by ERASE, expiry or VACUUM of the
 /// snapshot the query pinned) is said to be so: the query can run again.
@@ -419,6 +421,7 @@ pub fn read_pieces(
     name: &str,
     table: &Table,
     (pieces, schema): (Vec<ScanPiece>, arrow::datatypes::SchemaRef),
+    test: Option<RowTest>,
     batch_size: usize,
 ) -> BoxStream<'static, Result<(RecordBatch, Int64Array)>> {
     let reader = table
@@ -427,18 +430,37 @@ pub fn read_pieces(
         .with_batch_size(batch_size)
         .build();
     let label = name.to_string();
+    let table = table.clone();
     futures::stream::iter(pieces)
         .then(move |piece| {
             let (reader, label, schema) = (reader.clone(), label.clone(), schema.clone());
+            let (table, test) = (table.clone(), test.clone());
             let path = piece.task.data_file_path.clone();
             async move {
-                let batches = reader
-                    .read(futures::stream::iter([Ok(piece.task)]).boxed())
-                    .map_err(|e| read_error(&label, &path, e))?
-                    .stream();
+                let tested = match &test {
+                    Some(test) => read_tested(&table, &piece.task, &schema, test, batch_size)
+                        .await
+                        .map_err(|e| failed_read(&label, &path, e))?,
+                    None => None,
+                };
+                let batches = match tested {
+                    Some(batches) => batches,
+                    None => {
+                        let (label, path) = (label.clone(), path.clone());
+                        let schema = schema.clone();
+                        reader
+                            .read(futures::stream::iter([Ok(piece.task)]).boxed())
+                            .map_err(|e| read_error(&label, &path, e))?
+                            .stream()
+                            .map(move |batch| {
+                                fill(batch.map_err(|e| read_error(&label, &path, e))?, &schema)
+                            })
+                            .boxed()
+                    }
+                };
                 let mut next = piece.first;
                 Ok::<_, Error>(batches.map(move |batch| {
-                    let batch = fill(batch.map_err(|e| read_error(&label, &path, e))?, &schema)?;
+                    let batch = batch?;
                     let n = batch.num_rows() as i64;
                     let order = Int64Array::from_iter_values(next..next + n);
                     next += n;
@@ -448,6 +470,23 @@ pub fn read_pieces(
         })
         .try_flatten()
         .boxed()
+}
+
+/// The error of a failed read of the data file at `path` of `table` by
+/// [`read_tested`].
+fn failed_read(table: &str, path: &str, message: String) -> Error {
+    let gone = super::files::local_path(path).is_some_and(|local| !local.exists());
+    let context = match gone {
+        true => format!(
+            "cannot read {table}: its data file {path} was deleted while the query read it \
+             (by ERASE, expire_snapshots or VACUUM); run the query again"
+        ),
+        false => format!("cannot read {table}: its data file {path}"),
+    };
+    Error::Unavailable {
+        context,
+        source: message.into(),
+    }
 }
 
 /// The error of a failed read of the data file at `path` of `table`.

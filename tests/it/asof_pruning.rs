@@ -33,6 +33,23 @@ fn right_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
     plan.children().into_iter().find_map(right_rows)
 }
 
+/// A metric of the plan's scan of `table` (summed over its partitions).
+fn scan_metric(plan: &Arc<dyn ExecutionPlan>, table: &str, name: &str) -> Option<usize> {
+    let shown = datafusion::physical_plan::displayable(plan.as_ref())
+        .one_line()
+        .to_string();
+    if plan.name() == "IngestOrderScanExec" && shown.contains(&format!("table={table},")) {
+        let metrics = plan.metrics()?;
+        return match name {
+            "output_rows" => metrics.output_rows(),
+            _ => metrics.sum_by_name(name).map(|v| v.as_usize()),
+        };
+    }
+    plan.children()
+        .into_iter()
+        .find_map(|c| scan_metric(c, table, name))
+}
+
 /// Feature group `fg`: three files of disjoint keys (1-1000, 1001-2000,
 /// 2001-3000, `v` = the key), then a correction of key 1500 at the same
 /// event time (`v` = -1), in a fourth file.
@@ -72,9 +89,10 @@ async fn a_probe_reads_only_the_files_its_keys_can_match() {
     assert_eq!(read, 3, "right rows the join read, of 3001");
 }
 
-/// Labels of many keys: the Parquet reader filters by the keys' range (its
-/// row filter would compare every row with every key), and the scan keeps
-/// only the listed keys' rows itself; the correction still wins its tie.
+/// Labels of many keys: the Parquet reader skips row groups by the keys'
+/// range and tests each row's key against the hashed list while decoding
+/// (Iceberg's row filter would compare every row with every key), so the
+/// scan yields only the listed keys' rows; the correction still wins its tie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_of_many_keys_reads_only_their_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -94,6 +112,11 @@ async fn a_probe_of_many_keys_reads_only_their_rows() {
     // The 40 keys' rows and the correction, not the 1951 rows of 50 to 2000.
     let read = right_rows(&plan).expect("right_rows metric");
     assert_eq!(read, 41, "right rows the join read, of 3001");
+    // Dropped while decoding, not after: the scan yields only those rows.
+    let scanned = scan_metric(&plan, "default.fg", "output_rows").expect("output_rows");
+    assert_eq!(scanned, 41, "rows the scan yielded");
+    let dropped = scan_metric(&plan, "default.fg", "rows_dropped_by_filter").expect("dropped");
+    assert_eq!(dropped, 0, "rows read and dropped after decoding");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,4 +180,54 @@ async fn a_probe_of_a_parquet_file_decodes_only_rows_its_keys_can_match() {
     // keys 7 and 1500, not the row group's 3000.
     let read = right_rows(&plan).expect("right_rows metric");
     assert_eq!(read, 2, "right rows the join read, of 3000");
+}
+
+/// A probe of many keys reads files written before the columns changed
+/// (the key and a feature widened, a feature renamed, one added) with the
+/// keys tested while decoding, and answers as the table is now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_of_many_keys_reads_older_files_as_the_table_is_now() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path().join("warehouse"))
+        .await
+        .expect("open");
+    session
+        .sql(
+            "CREATE FEATURE GROUP fg (k INT, t TIMESTAMP, v INT, s VARCHAR) ENTITY KEY (k) EVENT TIME t;
+             INSERT INTO fg SELECT CAST(value AS INT) AS k, to_timestamp(1704067200 + value), CAST(value AS INT) AS v, 'old' || value
+               FROM generate_series(1, 1000);
+             ALTER FEATURE GROUP fg ALTER COLUMN k TYPE BIGINT, RENAME COLUMN v TO w, ALTER COLUMN w TYPE BIGINT;
+             ALTER FEATURE GROUP fg ADD COLUMN x DOUBLE;
+             INSERT INTO fg SELECT value, to_timestamp(1704067200 + 2000 + value), 3000000000 + value, 'new' || value, value * 0.5
+               FROM generate_series(991, 1010);",
+        )
+        .await
+        .expect("setup");
+    // 20 keys: 980..999 step 1. Keys 991-999 have a newer row (w past
+    // i32::MAX, x set); 980-990 only their first (x NULL).
+    let sql = "SELECT count(f.w), sum(f.w), count(f.x), sum(f.x), min(f.s), max(f.s) FROM \
+               (SELECT value AS k, TIMESTAMP '2025-01-01 00:00:00' AS ts FROM generate_series(980, 999)) l \
+               ASOF JOIN fg f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k";
+    let (batches, plan) = run(session.context(), sql).await;
+    let old: i64 = (980..=990).sum();
+    let new: i64 = (991..=999).map(|k| 3_000_000_000 + k).sum();
+    let x: f64 = (991..=999).map(|k| k as f64 * 0.5).sum();
+    assert_eq!(
+        cells(&batches).expect("cells"),
+        vec![vec![
+            "20".to_string(),
+            (old + new).to_string(),
+            "9".to_string(),
+            format!("{x:.1}"),
+            "new991".to_string(),
+            "old990".to_string(),
+        ]]
+    );
+    let dropped = scan_metric(&plan, "default.fg", "rows_dropped_by_filter").expect("dropped");
+    assert_eq!(dropped, 0, "rows read and dropped after decoding");
+    let scanned = scan_metric(&plan, "default.fg", "output_rows").expect("output_rows");
+    assert_eq!(
+        scanned, 29,
+        "the 20 keys' rows: 11 old, 9 old and new pairs"
+    );
 }
