@@ -27,7 +27,7 @@ use iceberg::io::FileMetadata;
 use iceberg::scan::FileScanTask;
 use iceberg::spec::{PrimitiveLiteral, PrimitiveType};
 use iceberg::table::Table;
-use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
+use parquet::arrow::arrow_reader::{ArrowPredicate, ArrowPredicateFn, RowFilter};
 use parquet::arrow::{PARQUET_FIELD_ID_META_KEY, ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::{LogicalType, TimeUnit, Type as PhysicalType};
 use parquet::file::metadata::RowGroupMetaData;
@@ -35,7 +35,8 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::SchemaDescriptor;
 
 use super::read_at::with_schema_of;
-use crate::error::{Error, Result};
+use super::snapshots::failed_read;
+use crate::error::Result;
 
 /// Which rows of a piece to keep: `test` is given batches of `columns` (by
 /// name, typed as the scan reads them) and answers per row; false and NULL
@@ -54,14 +55,16 @@ impl std::fmt::Debug for RowTest {
     }
 }
 
-/// The rows of `task`'s piece that pass `test`, as `schema` (the scan's
-/// read schema, with field ids), in batches of `batch_size`; None when the
-/// piece is not a plain one (see the module's doc).
+/// The rows of `task`'s piece (those that pass `test`, if any), as `schema`
+/// (the scan's read schema, with field ids), in batches of `batch_size`;
+/// None when the piece is not a plain one (see the module's doc). Errors
+/// name `name`, the table, and say so when the file was deleted meanwhile.
 pub(super) async fn read_tested(
+    name: &str,
     table: &Table,
     task: &FileScanTask,
     schema: &SchemaRef,
-    test: &RowTest,
+    test: Option<&RowTest>,
     batch_size: usize,
 ) -> std::result::Result<Option<BoxStream<'static, Result<RecordBatch>>>, String> {
     if !task.deletes.is_empty() {
@@ -103,57 +106,74 @@ pub(super) async fn read_tested(
             read.push(leaf);
         }
     }
-    // The test's columns, all of which the file must have.
-    let mut tested = Vec::new();
-    let mut tested_fields = Vec::new();
-    for name in &test.columns {
-        let Ok(field) = schema.field_with_name(name) else {
-            return Ok(None);
-        };
-        let Some(&leaf) = id_of(field).and_then(|id| leaves.get(&id)) else {
-            return Ok(None);
-        };
-        tested.push(leaf);
-        tested_fields.push(field.clone());
-    }
     let groups = row_groups(builder.metadata().row_groups(), task, &leaves);
-    let tested_schema = Arc::new(Schema::new(tested_fields));
+    let builder = builder
+        .with_projection(ProjectionMask::leaves(&descr, read))
+        .with_row_groups(groups)
+        .with_batch_size(batch_size);
+    let builder = match test {
+        None => builder,
+        Some(test) => {
+            let Some(predicate) = row_filter(test, schema, &descr, &leaves) else {
+                return Ok(None);
+            };
+            builder.with_row_filter(RowFilter::new(vec![predicate]))
+        }
+    };
+    let stream = builder.build().map_err(|e| e.to_string())?;
+    let schema = schema.clone();
+    let (name, path) = (name.to_string(), path.clone());
+    Ok(Some(
+        stream
+            .map_err(move |e| failed_read(&name, &path, e))
+            .and_then(move |batch| futures::future::ready(with_schema_of(&batch, &schema)))
+            .boxed(),
+    ))
+}
+
+/// `test` as the Parquet reader's row filter over the file's leaves; None
+/// when the file lacks one of its columns.
+fn row_filter(
+    test: &RowTest,
+    schema: &SchemaRef,
+    descr: &SchemaDescriptor,
+    leaves: &HashMap<i32, usize>,
+) -> Option<Box<dyn ArrowPredicate>> {
+    let mut tested = Vec::new();
+    let mut fields = Vec::new();
+    for name in &test.columns {
+        let field = schema.field_with_name(name).ok()?;
+        let id = field
+            .metadata()
+            .get(PARQUET_FIELD_ID_META_KEY)
+            .and_then(|id| id.parse::<i32>().ok())?;
+        tested.push(*leaves.get(&id)?);
+        fields.push(field.clone());
+    }
+    let tested_schema = Arc::new(Schema::new(fields));
     let test = test.clone();
     // The Parquet reader hands the test's columns in file order; the test
     // takes them in its own order, typed as the scan reads them.
     let mut order: Vec<usize> = (0..tested.len()).collect();
     order.sort_by_key(|&i| tested[i]);
+    let positions: Vec<usize> = (0..order.len())
+        .map(|i| order.iter().position(|&o| o == i).unwrap_or(i))
+        .collect();
     let predicate = ArrowPredicateFn::new(
-        ProjectionMask::leaves(&descr, tested.iter().copied()),
+        ProjectionMask::leaves(descr, tested.iter().copied()),
         move |batch: RecordBatch| {
-            let mut columns: Vec<Option<ArrayRef>> = vec![None; order.len()];
-            for (position, &i) in order.iter().enumerate() {
-                columns[i] = Some(batch.column(position).clone());
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(positions.len());
+            for (field, &position) in tested_schema.fields().iter().zip(&positions) {
+                columns.push(arrow::compute::cast(
+                    batch.column(position),
+                    field.data_type(),
+                )?);
             }
-            let columns = columns
-                .into_iter()
-                .zip(tested_schema.fields())
-                .map(|(c, f)| arrow::compute::cast(&c.expect("every tested column"), f.data_type()))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
             let batch = RecordBatch::try_new(tested_schema.clone(), columns)?;
             (test.test)(&batch)
         },
     );
-    let stream = builder
-        .with_projection(ProjectionMask::leaves(&descr, read))
-        .with_row_groups(groups)
-        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
-        .with_batch_size(batch_size)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let schema = schema.clone();
-    let path = path.clone();
-    Ok(Some(
-        stream
-            .map_err(move |e| Error::Internal(format!("cannot read {path}: {e}")))
-            .and_then(move |batch| futures::future::ready(with_schema_of(&batch, &schema)))
-            .boxed(),
-    ))
+    Some(Box::new(predicate))
 }
 
 /// Field id → leaf index of the file's top-level primitive columns; None

@@ -437,11 +437,19 @@ pub fn read_pieces(
             let (table, test) = (table.clone(), test.clone());
             let path = piece.task.data_file_path.clone();
             async move {
-                let tested = match &test {
-                    Some(test) => read_tested(&table, &piece.task, &schema, test, batch_size)
-                        .await
-                        .map_err(|e| failed_read(&label, &path, e))?,
-                    None => None,
+                let own = test.is_some();
+                let tested = match own {
+                    true => read_tested(
+                        &label,
+                        &table,
+                        &piece.task,
+                        &schema,
+                        test.as_ref(),
+                        batch_size,
+                    )
+                    .await
+                    .map_err(|e| failed_read(&label, &path, e))?,
+                    false => None,
                 };
                 let batches = match tested {
                     Some(batches) => batches,
@@ -474,7 +482,11 @@ pub fn read_pieces(
 
 /// The error of a failed read of the data file at `path` of `table` by
 /// [`read_tested`].
-fn failed_read(table: &str, path: &str, message: String) -> Error {
+pub(super) fn failed_read(
+    table: &str,
+    path: &str,
+    source: impl Into<crate::error::BoxError>,
+) -> Error {
     let gone = super::files::local_path(path).is_some_and(|local| !local.exists());
     let context = match gone {
         true => format!(
@@ -485,7 +497,7 @@ fn failed_read(table: &str, path: &str, message: String) -> Error {
     };
     Error::Unavailable {
         context,
-        source: message.into(),
+        source: source.into(),
     }
 }
 

@@ -32,12 +32,12 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
+use arrow::datatypes::{Int64Type, SchemaRef};
 
 use super::groups::{Grouped, KeyGroups, batch_offsets};
 use super::rows::{BatchRows, take_rows};
-use super::tie_break::{cmp_rows, ingest_order, ingest_order_column};
+use super::tie_break::{cmp_rows, ingest_order_column};
 use super::values::ordered_i64;
 use crate::error::{Error, Result};
 use crate::shared::MatchOp;
@@ -99,8 +99,9 @@ pub struct LeftArm {
 pub struct LeftSweep {
     groups: KeyGroups,
     arms: Vec<ArmSweep>,
-    /// The right side's ingestion order column, if it has one.
-    ingest: Option<usize>,
+    /// Whether `columns` has the ingestion order column only for the
+    /// tie-break (the output does not take it: [`LeftSweep::take`] drops it).
+    tie_only: bool,
     /// The right columns held for the matches (the output's); the others
     /// are dropped as rows arrive.
     columns: Vec<usize>,
@@ -125,8 +126,12 @@ struct ArmSweep {
     bounds: Option<(Vec<Option<i64>>, bool)>,
     /// Per position, its bucket's best right row; after `finish`, the match.
     best: Vec<Best>,
-    /// Whether the right side has an ingestion order (see `retained_ties`).
-    by_ingest: bool,
+    /// Where the held rows keep their ingestion order, when the right side
+    /// has one. Read only when two rows tie on the value: kept per bucket
+    /// instead, it was one more cache miss per right row (at 1M labels x
+    /// 10M rows, most of the sweep's extra time on feature groups); held in
+    /// the rows' own batches, it is shared with them, not copied.
+    tie_column: Option<usize>,
     /// Whether many rows of the last chunk won a bucket: then the next one
     /// is held whole before it is swept (see `sweep`).
     direct: bool,
@@ -134,12 +139,6 @@ struct ArmSweep {
     live: usize,
     /// Right rows that won a bucket when they arrived (some since beaten).
     retained: BatchRows,
-    /// Per retained row, its ingestion order (empty without one). Read only
-    /// when two rows tie on the value: kept per bucket instead, it was one
-    /// more cache miss per right row, and read per row from the chunk
-    /// another (at 1M labels x 10M rows, most of the sweep's extra time on
-    /// feature groups).
-    retained_ties: Vec<i64>,
     /// Superseded rows held before a compaction, beyond one per live row,
     /// and at most this many bytes of them.
     slack: usize,
@@ -180,8 +179,16 @@ impl LeftSweep {
         right_schema: SchemaRef,
         columns: &[usize],
     ) -> Result<Self> {
+        // The ingestion order is held with the rows, for their ties.
+        let mut columns = columns.to_vec();
+        let ingest = ingest_order_column(&right_schema);
+        let tie_only = ingest.is_some_and(|c| !columns.contains(&c));
+        if let (Some(c), true) = (ingest, tie_only) {
+            columns.push(c);
+        }
+        let tie_column = ingest.and_then(|c| columns.iter().position(|&h| h == c));
         let held = right_schema
-            .project(columns)
+            .project(&columns)
             .map_err(Error::arrow("ASOF JOIN right columns"))?;
         let held = Arc::new(held);
         let mut groups = KeyGroups::for_keys(keys)?;
@@ -190,18 +197,16 @@ impl LeftSweep {
             .ok_or_else(|| Error::Internal("ASOF JOIN: a sweep without arms".into()))?;
         let offsets = batch_offsets(first.matches.iter().map(|m| m.len()))?;
         let group_of = groups.assign_rows(keys, &offsets)?;
-        let ingest = ingest_order_column(&right_schema);
         let share = arms.len();
         let arms = arms
             .into_iter()
             .map(|arm| {
-                let by_ingest = ingest.is_some();
                 ArmSweep::new(
                     arm,
                     &group_of,
                     groups.len(),
                     &offsets,
-                    by_ingest,
+                    tie_column,
                     held.clone(),
                     share,
                 )
@@ -218,8 +223,8 @@ impl LeftSweep {
             fixed_bytes: groups.memory_bytes(),
             groups,
             arms,
-            ingest,
-            columns: columns.to_vec(),
+            tie_only,
+            columns,
             chunk: Chunk::new(held),
             chunk_rows,
             scratch: Scratch::default(),
@@ -271,19 +276,12 @@ impl LeftSweep {
         if !(0..n).any(|i| usable(i).is_some()) {
             return Ok(());
         }
-        let ties = match self.ingest {
-            Some(c) => Some(ingest_order(batch, c)?),
-            None => None,
-        };
         let chunk = &mut self.chunk;
         let before = chunk.groups.len();
         for i in 0..n {
             if let Some((group, value)) = usable(i) {
                 chunk.groups.push(group);
                 chunk.values.push(value);
-                if let Some(ties) = &ties {
-                    chunk.ties.push(ties[i]);
-                }
             }
         }
         let kept = chunk.groups.len() - before;
@@ -316,9 +314,7 @@ impl LeftSweep {
         if self.chunk.rows() == 0 {
             return Ok(());
         }
-        // A held row's ingestion order is held beside it.
-        let tie_bytes = if self.ingest.is_some() { 8 } else { 0 };
-        let width = self.chunk.data_bytes / self.chunk.rows() as usize + tie_bytes;
+        let width = self.chunk.data_bytes / self.chunk.rows() as usize;
         let empty = Chunk::new(self.chunk.rows.schema());
         let chunk = std::mem::replace(&mut self.chunk, empty);
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -348,7 +344,6 @@ impl LeftSweep {
         self.scratch = Scratch::default();
         self.chunk.groups = Vec::new();
         self.chunk.values = Vec::new();
-        self.chunk.ties = Vec::new();
         Ok(())
     }
 
@@ -372,7 +367,11 @@ impl LeftSweep {
 
     /// The right columns of `arm`'s `matches` (NULLs where `None`).
     pub fn take(&self, arm: usize, matches: &[Option<u32>]) -> Result<Vec<ArrayRef>> {
-        self.arms[arm].retained.gather(matches)
+        let mut columns = self.arms[arm].retained.gather(matches)?;
+        if self.tie_only {
+            columns.pop();
+        }
+        Ok(columns)
     }
 }
 
@@ -415,7 +414,7 @@ impl ArmSweep {
         group_of: &[u32],
         groups: usize,
         offsets: &[u32],
-        by_ingest: bool,
+        tie_column: Option<usize>,
         held: SchemaRef,
         share: usize,
     ) -> Result<Self> {
@@ -445,11 +444,10 @@ impl ArmSweep {
             position,
             bounds,
             best,
-            by_ingest,
+            tie_column,
             direct: false,
             live: 0,
             retained: BatchRows::new(held),
-            retained_ties: Vec::new(),
             slack: SLACK_ROWS / share,
             slack_bytes: SLACK_BYTES / share,
             fixed_bytes,
@@ -457,7 +455,7 @@ impl ArmSweep {
     }
 
     fn size(&self) -> usize {
-        self.fixed_bytes + self.retained.bytes() + self.retained_ties.capacity() * 8
+        self.fixed_bytes + self.retained.bytes()
     }
 
     /// Fewer superseded rows are tolerated as rows get wider: at most
@@ -492,7 +490,6 @@ impl ArmSweep {
             for batch in chunk.rows.batches() {
                 self.retained.push(batch.clone());
             }
-            self.retained_ties.extend_from_slice(&chunk.ties);
         }
         touched.clear();
         let mut won = 0usize;
@@ -584,16 +581,6 @@ impl ArmSweep {
                 take_rows(batch, &rows)?
             };
             self.retained.push(retained);
-            if self.by_ingest {
-                match whole {
-                    true => self
-                        .retained_ties
-                        .extend_from_slice(&chunk.ties[lo as usize..hi as usize]),
-                    false => self
-                        .retained_ties
-                        .extend(kept.iter().map(|&r| chunk.ties[r as usize])),
-                }
-            }
         }
         for &pos in touched.iter() {
             let best = &mut self.best[pos as usize];
@@ -617,7 +604,7 @@ impl ArmSweep {
             current.value.cmp(&candidate.value)
         };
         let nearer = match nearer {
-            Ordering::Equal if self.by_ingest => self
+            Ordering::Equal if self.tie_column.is_some() => self
                 .tie(candidate.row, chunk)
                 .cmp(&self.tie(current.row, chunk)),
             other => other,
@@ -625,7 +612,7 @@ impl ArmSweep {
         match nearer {
             Ordering::Greater => true,
             Ordering::Less => false,
-            Ordering::Equal if self.by_ingest => true,
+            Ordering::Equal if self.tie_column.is_some() => true,
             Ordering::Equal => {
                 let (batch, mine) = self.row(candidate.row, chunk);
                 let (other, row) = self.row(current.row, chunk);
@@ -637,11 +624,15 @@ impl ArmSweep {
     /// The ingestion order of a right row by id: a pending row of `chunk`,
     /// or a held one.
     fn tie(&self, id: u32, chunk: &Chunk) -> i64 {
-        let tie = match id & PENDING != 0 {
-            true => chunk.ties.get((id & !PENDING) as usize),
-            false => self.retained_ties.get(id as usize),
+        let Some(column) = self.tie_column else {
+            return 0;
         };
-        tie.copied().unwrap_or(0)
+        let (batch, row) = self.row(id, chunk);
+        batch
+            .column(column)
+            .as_primitive_opt::<Int64Type>()
+            .filter(|order| order.is_valid(row))
+            .map_or(0, |order| order.value(row))
     }
 
     /// A right row by id: a pending row of `chunk`, or a held one.
@@ -676,12 +667,6 @@ impl ArmSweep {
         }
         for best in self.best.iter_mut().filter(|b| b.row != NONE) {
             best.row = new_id[best.row as usize];
-        }
-        if self.by_ingest {
-            self.retained_ties = indices
-                .iter()
-                .map(|&(b, r)| self.retained_ties[offsets[b] as usize + r])
-                .collect();
         }
         self.retained.replace(&indices)
     }
@@ -763,8 +748,6 @@ struct Chunk {
     /// Per row, its left key group.
     groups: Vec<u32>,
     values: Vec<i64>,
-    /// Per row, its ingestion order; empty without one.
-    ties: Vec<i64>,
 }
 
 impl Chunk {
@@ -774,7 +757,6 @@ impl Chunk {
             data_bytes: 0,
             groups: Vec::new(),
             values: Vec::new(),
-            ties: Vec::new(),
         }
     }
 
@@ -788,7 +770,6 @@ impl Chunk {
         self.data_bytes = 0;
         self.groups.clear();
         self.values.clear();
-        self.ties.clear();
     }
 
     fn row(&self, row: u32) -> (&RecordBatch, usize) {
@@ -796,9 +777,7 @@ impl Chunk {
     }
 
     fn bytes(&self) -> usize {
-        self.rows.bytes()
-            + self.groups.capacity() * 4
-            + (self.values.capacity() + self.ties.capacity()) * 8
+        self.rows.bytes() + self.groups.capacity() * 4 + self.values.capacity() * 8
     }
 }
 
