@@ -36,6 +36,7 @@ pub mod flight;
 pub mod ingest;
 pub mod key_map;
 pub mod lifecycle;
+pub mod log_writer;
 pub mod online;
 pub mod options;
 pub mod planning;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use pitlake::Result;
+use pitlake::log_writer::LogWriter;
 use pitlake::output::Format;
 use pitlake::sql::limits::STACK_BYTES;
 
@@ -155,7 +156,9 @@ fn main() -> ExitCode {
         .name("pitlake-main".into())
         .stack_size(STACK_BYTES)
         .spawn(move || runtime.block_on(run(cli)));
-    let outcome = match main.map(std::thread::JoinHandle::join) {
+    let outcome = main.map(std::thread::JoinHandle::join);
+    flush_logs();
+    let outcome = match outcome {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_)) => return ExitCode::FAILURE,
         Err(e) => {
@@ -174,7 +177,8 @@ fn main() -> ExitCode {
 
 /// Log lines go to stderr, filtered by `RUST_LOG` (targets and levels, e.g.
 /// `RUST_LOG=debug` or `RUST_LOG=info,pitlake::request=off`). By default a server logs one line per
-/// request and what it recovers; the CLI only warnings, so that its stderr
+/// request and what it recovers, written by a thread of its own (see
+/// `log_writer`); the CLI only warnings, written at once, so that its stderr
 /// stays the one-line error a script reads.
 fn init_logging(server: bool) {
     use tracing_subscriber::layer::SubscriberExt;
@@ -187,14 +191,30 @@ fn init_logging(server: bool) {
         }),
         Err(_) => default.parse().unwrap_or_default(),
     };
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(false),
-        )
-        .try_init();
+    let layer = tracing_subscriber::fmt::layer().with_ansi(false);
+    let _ = match server {
+        true => {
+            let writer: &'static LogWriter = SERVER_LOG.get_or_init(LogWriter::stderr);
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(layer.with_writer(move || writer.line()))
+                .try_init()
+        }
+        false => tracing_subscriber::registry()
+            .with(filter)
+            .with(layer.with_writer(std::io::stderr))
+            .try_init(),
+    };
+}
+
+/// The server's log writer, flushed before the process exits.
+static SERVER_LOG: std::sync::OnceLock<LogWriter> = std::sync::OnceLock::new();
+
+/// Waits for the server's log lines still on their way to stderr.
+fn flush_logs() {
+    if let Some(writer) = SERVER_LOG.get() {
+        writer.flush(std::time::Duration::from_secs(2));
+    }
 }
 
 async fn run(cli: Cli) -> Result<()> {

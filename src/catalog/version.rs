@@ -40,25 +40,29 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 /// roll it back and delete its journal, and the catalog row then named a
 /// metadata file this process had deleted. A file replaced at the same path
 /// (another inode) gets a descriptor of its own; the old one stays open.
-fn kept_open(db: &std::path::Path) -> Option<std::sync::Arc<std::fs::File>> {
+///
+/// Also returns the file's metadata as its path has it now (one `stat`:
+/// each descriptor is kept with its inode, not asked for it again).
+fn kept_open(db: &std::path::Path) -> Option<(std::sync::Arc<std::fs::File>, std::fs::Metadata)> {
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex, OnceLock};
-    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Vec<Arc<std::fs::File>>>>> = OnceLock::new();
-    let inode = std::fs::metadata(db).ok()?.ino();
+    type Kept = HashMap<PathBuf, Vec<(u64, Arc<std::fs::File>)>>;
+    static OPEN: OnceLock<Mutex<Kept>> = OnceLock::new();
+    let meta = std::fs::metadata(db).ok()?;
+    let inode = meta.ino();
     let mut open = OPEN
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let files = open.entry(db.to_path_buf()).or_default();
-    if let Some(file) = files
-        .iter()
-        .find(|f| f.metadata().is_ok_and(|m| m.ino() == inode))
-    {
-        return Some(file.clone());
+    if let Some((_, file)) = files.iter().find(|(ino, _)| *ino == inode) {
+        return Some((file.clone(), meta));
     }
     let file = Arc::new(std::fs::File::open(db).ok()?);
-    files.push(file.clone());
-    Some(file)
+    // The file opened is the one stat saw unless it was replaced meanwhile.
+    let opened = file.metadata().ok()?;
+    files.push((opened.ino(), file.clone()));
+    (opened.ino() == inode).then_some((file, meta))
 }
 
 /// A point in the catalog's history: equal versions, equal catalog.
@@ -117,14 +121,13 @@ impl VersionWatch {
     /// The version as the database file's header has it; `None` where the
     /// header does not keep it (WAL mode, or not a file SQLite wrote).
     fn read_header(&self) -> Option<Header> {
-        let file = kept_open(&self.db)?;
+        let (file, meta) = kept_open(&self.db)?;
         let mut header = [0u8; 100];
         file.read_exact_at(&mut header, 0).ok()?;
         // Format 3, read and write versions 1: the rollback journal.
         if &header[..16] != b"SQLite format 3\0" || header[18] != 1 || header[19] != 1 {
             return None;
         }
-        let meta = file.metadata().ok()?;
         let mut journal = self.db.clone().into_os_string();
         journal.push("-journal");
         if std::fs::metadata(&journal).is_ok_and(|j| j.len() > 0) {

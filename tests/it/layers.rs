@@ -9,6 +9,7 @@ use std::path::Path;
 const LAYERS: &[&str] = &[
     "error",
     "allocator",
+    "log_writer",
     "options",
     "shared",
     "key_map",

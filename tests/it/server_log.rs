@@ -138,3 +138,61 @@ async fn a_corrupt_stream_log_is_data_loss_and_an_error_line() {
         "{log}"
     );
 }
+
+/// A server whose stderr nobody reads (a supervisor that never drains the
+/// pipe) keeps answering: its log lines wait in a bounded queue or are
+/// dropped, they do not stall requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_nobody_reads_never_stalls_requests() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alice = format!(
+        "{}:{}",
+        crate::stream_kill::USER,
+        crate::stream_kill::PASSWORD
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pitlake"))
+        .env_remove("RUST_LOG")
+        .args(["serve", "--warehouse"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--user", &alice])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pitlake serve");
+    // Read up to the address, then never again: the pipe (64 KiB) fills.
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).expect("stderr") > 0,
+            "no address"
+        );
+        if let Some(rest) = line.split("listening on grpc://").nth(1) {
+            break rest.split_whitespace().next().expect("address").to_string();
+        }
+    };
+    let mut client = crate::stream_kill::try_connect(
+        addr.parse().expect("address"),
+        crate::stream_kill::USER,
+        crate::stream_kill::PASSWORD,
+    )
+    .await
+    .expect("connect");
+    // Each query logs two lines of about 150 bytes: 1500 queries are over
+    // 400 KB of log, several times what the pipe holds.
+    let answered = tokio::time::timeout(Duration::from_secs(120), async {
+        for _ in 0..1500 {
+            query(&mut client, "SELECT 1").await;
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stderr);
+    assert!(answered.is_ok(), "the server stalled on its log");
+}

@@ -194,7 +194,7 @@ impl Drop for ServeProcess {
 }
 
 /// A Flight SQL client of `addr`, signed in as `user`.
-async fn try_connect(
+pub async fn try_connect(
     addr: SocketAddr,
     user: &str,
     password: &str,
