@@ -28,13 +28,13 @@ use iceberg::scan::FileScanTask;
 use iceberg::spec::{PrimitiveLiteral, PrimitiveType};
 use iceberg::table::Table;
 use parquet::arrow::arrow_reader::{ArrowPredicate, ArrowPredicateFn, RowFilter};
-use parquet::arrow::{PARQUET_FIELD_ID_META_KEY, ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::{LogicalType, TimeUnit, Type as PhysicalType};
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::SchemaDescriptor;
 
-use super::read_at::with_schema_of;
+use super::read_at::{field_id, with_schema_of};
 use super::snapshots::failed_read;
 use crate::error::Result;
 
@@ -86,12 +86,6 @@ pub(super) async fn read_tested(
     let Some(leaves) = plain_leaves(&descr) else {
         return Ok(None);
     };
-    let id_of = |field: &arrow::datatypes::Field| {
-        field
-            .metadata()
-            .get(PARQUET_FIELD_ID_META_KEY)
-            .and_then(|id| id.parse::<i32>().ok())
-    };
     // The columns read: those of `schema` the file has (one it lacks is
     // filled with NULLs afterwards, as Iceberg does).
     let mut read = Vec::new();
@@ -99,7 +93,7 @@ pub(super) async fn read_tested(
         if field.data_type().is_nested() {
             return Ok(None);
         }
-        let Some(id) = id_of(field) else {
+        let Some(id) = field_id(field) else {
             return Ok(None);
         };
         if let Some(&leaf) = leaves.get(&id) {
@@ -143,10 +137,7 @@ fn row_filter(
     let mut fields = Vec::new();
     for name in &test.columns {
         let field = schema.field_with_name(name).ok()?;
-        let id = field
-            .metadata()
-            .get(PARQUET_FIELD_ID_META_KEY)
-            .and_then(|id| id.parse::<i32>().ok())?;
+        let id = field_id(field)?;
         tested.push(*leaves.get(&id)?);
         fields.push(field.clone());
     }

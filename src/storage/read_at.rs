@@ -280,25 +280,26 @@ fn translate(
     }
 }
 
+/// The Iceberg field id an Arrow field carries in its metadata, if any.
+pub(super) fn field_id(field: &arrow::datatypes::Field) -> Option<i32> {
+    field
+        .metadata()
+        .get(PARQUET_FIELD_ID_META_KEY)
+        .and_then(|id| id.parse::<i32>().ok())
+}
+
 /// `batch`, rows written under an older schema of a table, as `schema` (an
 /// Arrow schema of the table with Iceberg field ids): columns matched by
 /// field id, a column added since all NULL, a dropped one left out, a
 /// widened one cast. A batch already of `schema`'s columns comes back as is.
 pub fn with_schema_of(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<RecordBatch> {
     let given = batch.schema();
-    let id = |field: &arrow::datatypes::Field| {
-        field
-            .metadata()
-            .get(PARQUET_FIELD_ID_META_KEY)
-            .and_then(|id| id.parse::<i32>().ok())
-    };
     // Names alone are not enough: a column dropped and added again under
     // its name is another column.
-    let same =
-        given.fields().len() == schema.fields().len()
-            && given.fields().iter().zip(schema.fields()).all(|(g, s)| {
-                g.name() == s.name() && g.data_type() == s.data_type() && id(g) == id(s)
-            });
+    let same = given.fields().len() == schema.fields().len()
+        && given.fields().iter().zip(schema.fields()).all(|(g, s)| {
+            g.name() == s.name() && g.data_type() == s.data_type() && field_id(g) == field_id(s)
+        });
     if same {
         return RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
             .map_err(Error::arrow("rows of an older schema"));
@@ -307,8 +308,12 @@ pub fn with_schema_of(batch: &RecordBatch, schema: &ArrowSchemaRef) -> Result<Re
         .fields()
         .iter()
         .map(|field| {
-            let found =
-                id(field).and_then(|want| given.fields().iter().position(|g| id(g) == Some(want)));
+            let found = field_id(field).and_then(|want| {
+                given
+                    .fields()
+                    .iter()
+                    .position(|g| field_id(g) == Some(want))
+            });
             match found {
                 Some(at) => arrow::compute::cast(batch.column(at), field.data_type()).map_err(
                     Error::arrow(format!("rows of an older schema: column {}", field.name())),

@@ -480,6 +480,18 @@ pub fn read_pieces(
         .boxed()
 }
 
+/// What to tell when the data file at `path` of `table` was deleted while
+/// a query read it (by ERASE, expiry or VACUUM of the snapshot it pinned).
+fn deleted_while_read(table: &str, path: &str) -> Option<String> {
+    let gone = super::files::local_path(path).is_some_and(|local| !local.exists());
+    gone.then(|| {
+        format!(
+            "cannot read {table}: its data file {path} was deleted while the query read it \
+             (by ERASE, expire_snapshots or VACUUM); run the query again"
+        )
+    })
+}
+
 /// The error of a failed read of the data file at `path` of `table` by
 /// [`read_tested`].
 pub(super) fn failed_read(
@@ -487,31 +499,21 @@ pub(super) fn failed_read(
     path: &str,
     source: impl Into<crate::error::BoxError>,
 ) -> Error {
-    let gone = super::files::local_path(path).is_some_and(|local| !local.exists());
-    let context = match gone {
-        true => format!(
-            "cannot read {table}: its data file {path} was deleted while the query read it \
-             (by ERASE, expire_snapshots or VACUUM); run the query again"
-        ),
-        false => format!("cannot read {table}: its data file {path}"),
-    };
     Error::Unavailable {
-        context,
+        context: deleted_while_read(table, path)
+            .unwrap_or_else(|| format!("cannot read {table}: its data file {path}")),
         source: source.into(),
     }
 }
 
-/// The error of a failed read of the data file at `path` of `table`.
+/// The error of a failed read of the data file at `path` of `table` by
+/// Iceberg's reader.
 fn read_error(table: &str, path: &str, source: iceberg::Error) -> Error {
-    let gone = super::files::local_path(path).is_some_and(|local| !local.exists());
-    if gone {
-        return Error::Unavailable {
-            context: format!(
-                "cannot read {table}: its data file {path} was deleted while the query read it \
-                 (by ERASE, expire_snapshots or VACUUM); run the query again"
-            ),
+    match deleted_while_read(table, path) {
+        Some(context) => Error::Unavailable {
+            context,
             source: Box::new(source),
-        };
+        },
+        None => Error::iceberg(format!("cannot read {table}"))(source),
     }
-    Error::iceberg(format!("cannot read {table}"))(source)
 }
