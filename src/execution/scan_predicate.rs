@@ -13,6 +13,12 @@
 //! range, because Iceberg's row filter compares every row with every value
 //! of a list, one pass per value (4096 labels' keys against 50M rows kept one
 //! core busy for 90 s); the scan applies such lists itself, hashed.
+//!
+//! Floating-point literals need care: Iceberg holds them as ordered floats,
+//! for which -0.0 equals 0.0 (a list of both keeps one), while Arrow's
+//! kernels (Iceberg's row filter, DataFusion) tell the two apart and order
+//! -0.0 first. A zero is therefore widened to both zeros, and NaN is not
+//! translated (see [`widened_zero`]).
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -24,7 +30,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, InListExpr, Literal};
 use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
 use iceberg::expr::{Predicate, Reference};
-use iceberg::spec::Datum;
+use iceberg::spec::{Datum, PrimitiveLiteral};
 
 /// Values up to which the reader's predicate keeps an `IN` list as a list;
 /// a longer one becomes its least and greatest value.
@@ -81,18 +87,35 @@ fn collect(
         let Some((name, data_type)) = column(list.expr(), schema) else {
             return;
         };
-        let values: Option<Vec<Datum>> = list
+        let Some(scalars) = list
             .list()
             .iter()
-            .map(|v| literal(v).and_then(|s| datum(&s, data_type)))
-            .collect();
+            .map(|v| literal(v).and_then(|s| s.cast_to(data_type).ok()))
+            .collect::<Option<Vec<ScalarValue>>>()
+        else {
+            return;
+        };
+        let kinds: Vec<Float> = scalars.iter().map(float).collect();
+        if kinds.contains(&Float::NaN) {
+            return;
+        }
+        let values: Option<Vec<Datum>> = scalars.iter().map(|s| datum(s, data_type)).collect();
+        // A list holding a zero is read as its range, zeros widened.
+        let max_listed = if kinds.contains(&Float::Zero) {
+            0
+        } else {
+            max_listed
+        };
         match values {
             Some(values) if values.len() > max_listed => {
                 // Values that do not all compare (NaN) give no range: the
                 // list is dropped, which only widens the predicate.
                 if let Some((least, greatest)) = span(&values) {
-                    out.push(Reference::new(name).greater_than_or_equal_to(least.clone()));
-                    out.push(Reference::new(name).less_than_or_equal_to(greatest.clone()));
+                    let least = widened_zero(least, Operator::GtEq).unwrap_or(least.clone());
+                    let greatest =
+                        widened_zero(greatest, Operator::LtEq).unwrap_or(greatest.clone());
+                    out.push(Reference::new(name).greater_than_or_equal_to(least));
+                    out.push(Reference::new(name).less_than_or_equal_to(greatest));
                 }
             }
             Some(values) => out.push(Reference::new(name).is_in(values)),
@@ -130,8 +153,29 @@ fn comparison(binary: &BinaryExpr, schema: &Schema) -> Option<Predicate> {
         ),
     };
     let (name, data_type) = col;
+    let value = value.cast_to(data_type).ok()?;
+    let kind = float(&value);
     let value = datum(&value, data_type)?;
     let reference = Reference::new(name);
+    match kind {
+        Float::NaN => return None,
+        Float::Zero => {
+            let lower = widened_zero(&value, Operator::GtEq)?;
+            let upper = widened_zero(&value, Operator::LtEq)?;
+            return match op {
+                Operator::Eq => Some(
+                    reference
+                        .clone()
+                        .greater_than_or_equal_to(lower)
+                        .and(reference.less_than_or_equal_to(upper)),
+                ),
+                Operator::Lt | Operator::LtEq => Some(reference.less_than_or_equal_to(upper)),
+                Operator::Gt | Operator::GtEq => Some(reference.greater_than_or_equal_to(lower)),
+                _ => None,
+            };
+        }
+        Float::Other => {}
+    }
     Some(match op {
         Operator::Eq => reference.equal_to(value),
         Operator::Lt => reference.less_than(value),
@@ -153,8 +197,45 @@ fn literal(expr: &Arc<dyn PhysicalExpr>) -> Option<ScalarValue> {
     (!value.is_null()).then(|| value.clone())
 }
 
-/// `value` as a datum of the column's type (the scan's Arrow type is the
-/// table's Iceberg type); None where the two do not meet exactly.
+/// What a literal is, for the translation of floating-point ones.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Float {
+    /// 0.0 or -0.0.
+    Zero,
+    NaN,
+    /// Any other value, floating-point or not.
+    Other,
+}
+
+fn float(value: &ScalarValue) -> Float {
+    let v = match value {
+        ScalarValue::Float32(Some(v)) => f64::from(*v),
+        ScalarValue::Float64(Some(v)) => *v,
+        _ => return Float::Other,
+    };
+    if v.is_nan() {
+        Float::NaN
+    } else if v == 0.0 {
+        Float::Zero
+    } else {
+        Float::Other
+    }
+}
+
+/// For a floating-point zero, the bound that takes in both zeros on the side
+/// `op` (`>=`: -0.0, `<=`: 0.0), which under either notion of float order
+/// keeps every row the filter keeps; None for any other datum.
+fn widened_zero(value: &Datum, op: Operator) -> Option<Datum> {
+    let sign = if op == Operator::GtEq { -0.0 } else { 0.0 };
+    match value.literal() {
+        PrimitiveLiteral::Double(v) if v.0 == 0.0 => Some(Datum::double(sign)),
+        PrimitiveLiteral::Float(v) if v.0 == 0.0 => Some(Datum::float(sign as f32)),
+        _ => None,
+    }
+}
+
+/// `value`, already of the column's type (the scan's Arrow type is the
+/// table's Iceberg type), as a datum; None where the two do not meet exactly.
 fn datum(value: &ScalarValue, column: &DataType) -> Option<Datum> {
     let value = value.cast_to(column).ok()?;
     Some(match value {
@@ -253,5 +334,66 @@ mod tests {
             .expect("predicate")
             .to_string();
         assert!(text.contains("k IN"), "{text}");
+    }
+    #[test]
+    fn float_zeros_widen_to_both_and_nan_is_not_translated() {
+        let schema = Schema::new(vec![Field::new("v", DataType::Float64, true)]);
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 0));
+        let list = |values: Vec<f64>| {
+            let values = values.into_iter().map(lit).collect();
+            in_list(v.clone(), values, &false, &schema).expect("in list")
+        };
+        let bounds = |p: Option<Predicate>| -> Vec<(String, f64)> {
+            let mut out = Vec::new();
+            let mut stack = vec![p.expect("predicate")];
+            while let Some(p) = stack.pop() {
+                match p {
+                    Predicate::And(and) => stack.extend(and.inputs().iter().map(|p| (*p).clone())),
+                    Predicate::Binary(b) => match b.literal().literal() {
+                        PrimitiveLiteral::Double(d) => out.push((format!("{:?}", b.op()), d.0)),
+                        other => panic!("{other:?}"),
+                    },
+                    other => panic!("not a bound: {other}"),
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        };
+        // Iceberg's set of datums would keep one of the two zeros.
+        for filter in [list(vec![0.0, -0.0]), list(vec![-0.0, 0.0])] {
+            for p in [
+                iceberg_predicate(std::slice::from_ref(&filter), &schema),
+                reading_predicate(std::slice::from_ref(&filter), &schema),
+            ] {
+                let b = bounds(p);
+                assert_eq!(b.len(), 2, "{b:?}");
+                assert!(b[0].1 == 0.0 && b[0].1.is_sign_negative(), "{b:?}");
+                assert!(b[1].1 == 0.0 && b[1].1.is_sign_positive(), "{b:?}");
+            }
+        }
+        // A zero with other values: their range, the zero on its side widened.
+        let b = bounds(reading_predicate(&[list(vec![-0.0, -3.0])], &schema));
+        assert_eq!(b[0].1, -3.0, "{b:?}");
+        assert!(b[1].1 == 0.0 && b[1].1.is_sign_positive(), "{b:?}");
+        // Comparisons with a zero take in both zeros.
+        let cmp = |op, value: f64| -> Arc<dyn PhysicalExpr> {
+            Arc::new(BinaryExpr::new(v.clone(), op, lit(value)))
+        };
+        let b = bounds(iceberg_predicate(&[cmp(Operator::Eq, 0.0)], &schema));
+        assert!(
+            b[0].1.is_sign_negative() && b[1].1.is_sign_positive(),
+            "{b:?}"
+        );
+        let b = bounds(iceberg_predicate(&[cmp(Operator::Lt, -0.0)], &schema));
+        assert!(b.len() == 1 && b[0].1.is_sign_positive(), "{b:?}");
+        let b = bounds(iceberg_predicate(&[cmp(Operator::Gt, 0.0)], &schema));
+        assert!(b.len() == 1 && b[0].1.is_sign_negative(), "{b:?}");
+        // NaN is not translated; other values are as they were.
+        assert!(iceberg_predicate(&[list(vec![1.0, f64::NAN])], &schema).is_none());
+        assert!(iceberg_predicate(&[cmp(Operator::LtEq, f64::NAN)], &schema).is_none());
+        let text = reading_predicate(&[list(vec![1.5, 2.5])], &schema)
+            .expect("predicate")
+            .to_string();
+        assert!(text.contains("v IN"), "{text}");
     }
 }
