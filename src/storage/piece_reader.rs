@@ -9,9 +9,10 @@
 //! row in their keys' range, then dropped nearly all of them.
 //!
 //! Only plain pieces are read here: top-level columns of primitive types,
-//! each with its field id in the file, and no delete files. Anything else
-//! (nested columns, files written without field ids, INT96 timestamps,
-//! deletes) goes to Iceberg's reader, which knows those rules.
+//! each with its field id in the file, and no delete files; a column the file
+//! lacks is NULL. Anything else (nested columns, files written without field
+//! ids, INT96 timestamps, deletes, columns read from the partition or filled
+//! with an initial default) goes to Iceberg's reader, which knows those rules.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use iceberg::arrow::ArrowFileReader;
 use iceberg::expr::{BoundPredicate, PredicateOperator};
 use iceberg::io::FileMetadata;
 use iceberg::scan::FileScanTask;
-use iceberg::spec::{PrimitiveLiteral, PrimitiveType};
+use iceberg::spec::{PrimitiveLiteral, PrimitiveType, Transform};
 use iceberg::table::Table;
 use parquet::arrow::arrow_reader::{ArrowPredicate, ArrowPredicateFn, RowFilter};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
@@ -96,8 +97,11 @@ pub(super) async fn read_tested(
         let Some(id) = field_id(field) else {
             return Ok(None);
         };
-        if let Some(&leaf) = leaves.get(&id) {
-            read.push(leaf);
+        match leaves.get(&id) {
+            _ if partition_constant(task, id) => return Ok(None),
+            Some(&leaf) => read.push(leaf),
+            None if has_initial_default(task, id) => return Ok(None),
+            None => {}
         }
     }
     let groups = row_groups(builder.metadata().row_groups(), task, &leaves);
@@ -123,6 +127,26 @@ pub(super) async fn read_tested(
             .and_then(move |batch| futures::future::ready(with_schema_of(&batch, &schema)))
             .boxed(),
     ))
+}
+
+/// Whether Iceberg reads field `id` of `task`'s piece from its partition
+/// value (an identity transform of it), which the spec makes authoritative
+/// over the file's column.
+fn partition_constant(task: &FileScanTask, id: i32) -> bool {
+    task.partition.is_some()
+        && task.partition_spec.as_ref().is_some_and(|spec| {
+            spec.fields()
+                .iter()
+                .any(|f| f.source_id == id && f.transform == Transform::Identity)
+        })
+}
+
+/// Whether field `id` has a value for files written before it was added
+/// (its `initial-default`), which Iceberg fills where we would fill NULL.
+fn has_initial_default(task: &FileScanTask, id: i32) -> bool {
+    task.schema
+        .field_by_id(id)
+        .is_none_or(|f| f.initial_default.is_some())
 }
 
 /// `test` as the Parquet reader's row filter over the file's leaves; None

@@ -231,3 +231,34 @@ async fn a_probe_of_many_keys_reads_older_files_as_the_table_is_now() {
         "the 20 keys' rows: 11 old, 9 old and new pairs"
     );
 }
+
+/// Files written before a column was added read its `initial-default`
+/// (which pyiceberg sets), however many keys the probe lists: Iceberg's
+/// reader fills it, and the probe reader hands such files to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_reads_a_column_added_with_a_default_as_iceberg_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path()).await.expect("open");
+    let root = session.warehouse().root().display().to_string();
+    crate::python::run_script("pyiceberg_default.py", &[&root]);
+    // A statement of the session sees the table pyiceberg made.
+    session
+        .sql("SELECT count(*) FROM py.defaulted")
+        .await
+        .expect("the table");
+    // Keys 0 and 1 have a newer row with f = 1.0; the others read 7.5.
+    for (keys, sum) in [(3, 1.0 + 1.0 + 7.5), (12, 2.0 + 10.0 * 7.5)] {
+        let sql = format!(
+            "SELECT count(f.f), sum(f.f) FROM \
+             (SELECT value AS k, TIMESTAMP '2025-01-01 00:00:00' AS ts FROM generate_series(0, {})) l \
+             ASOF JOIN py.defaulted f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k",
+            keys - 1
+        );
+        let (batches, _) = run(session.context(), &sql).await;
+        assert_eq!(
+            cells(&batches).expect("cells"),
+            vec![vec![keys.to_string(), format!("{sum:.1}")]],
+            "{keys} keys"
+        );
+    }
+}
