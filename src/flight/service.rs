@@ -395,8 +395,10 @@ impl FlightSqlService for PitlakeFlightSql {
                     .map_err(to_status)?
             }
             other => {
+                // Its own names unquoted: the request log masks quoted text
+                // (the client's), and these are no secret.
                 return Err(Status::invalid_argument(format!(
-                    "unknown action {other:?} (pitlake has {:?} and {:?} besides Flight SQL's)",
+                    "unknown action {other:?} (pitlake has {} and {} besides those of Flight SQL)",
                     online::LOOKUP_ACTION,
                     online::PING_ACTION
                 )));
