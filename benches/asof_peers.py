@@ -1,6 +1,6 @@
 """ASOF JOIN peer comparison: pitlake vs DuckDB vs Polars on the same data.
 
-    python3 benches/asof_peers.py [--sizes S,S-clustered,probe-1,probe-64,probe-4096,chain,M]
+    python3 benches/asof_peers.py [--sizes S,S-clustered,S-string,probe-1,probe-64,probe-4096,chain,M]
                                   [--paths warehouse,parquet] [--threads 2] [--runs 1]
                                   [--codecs zstd,zstd-3,lz4,snappy,none]
 
@@ -50,7 +50,14 @@ SIZES = {
     "probe-64": (64, 50_000_000, 1_000_000, 1, "time"),
     "probe-4096": (4096, 50_000_000, 1_000_000, 1, "time"),
     "chain": (1_000_000, 10_000_000, 100_000, 4, "time"),
+    "S-string": (1_000_000, 10_000_000, 100_000, 1, "time"),
 }
+# Sizes whose entity keys are strings ('user_<n>', VARCHAR), not BIGINT.
+STRING_KEYS = {"S-string"}
+
+
+def key_type(size):
+    return "VARCHAR" if size in STRING_KEYS else "BIGINT"
 
 
 def ensure_venv():
@@ -64,20 +71,25 @@ def ensure_venv():
     return python
 
 
-def generate(python, out, labels, features, keys, order, shared=None):
+def generate(python, out, labels, features, keys, order, shared=None, strings=False):
     """Writes features.parquet and labels.parquet into `out`. With `shared`, a
-    directory holding the same features, links them and draws only labels."""
+    directory holding the same features, links them and draws only labels.
+    With `strings`, key n is written as the string 'user_n'."""
     if shared is not None:
         (out / "features.parquet").symlink_to(shared / "features.parquet")
     script = f"""
-import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+import numpy as np, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
+def key(a):
+    if not {strings}:
+        return a
+    return pc.binary_join_element_wise("user_", pc.cast(pa.array(a), pa.string()), "")
 rng = np.random.default_rng(42)
 span = 10**12
 if {shared is not None}:
     rng = np.random.default_rng(43)
     lk = rng.integers(0, {keys}, {labels}, dtype=np.int64)
     lts = rng.integers(0, span, {labels}, dtype=np.int64)
-    pq.write_table(pa.table({{"k": lk, "ts": pa.array(lts, pa.timestamp("us")), "label": rng.integers(0, 2, {labels})}}),
+    pq.write_table(pa.table({{"k": key(lk), "ts": pa.array(lts, pa.timestamp("us")), "label": rng.integers(0, 2, {labels})}}),
         "{out}/labels.parquet", row_group_size=1_000_000)
     raise SystemExit(0)
 k = rng.integers(0, {keys}, {features}, dtype=np.int64)
@@ -91,12 +103,12 @@ k, ts = k[keep], ts[keep]
 if "{order}" == "time":
     o = np.argsort(ts, kind="stable"); k, ts = k[o], ts[o]
 f1 = rng.integers(0, 1000, len(k)).astype(np.float64)
-pq.write_table(pa.table({{"k": k, "ts": pa.array(ts, pa.timestamp("us")), "f1": f1,
+pq.write_table(pa.table({{"k": key(k), "ts": pa.array(ts, pa.timestamp("us")), "f1": f1,
     "f2": rng.random(len(k)), "f3": rng.random(len(k)), "f4": rng.random(len(k))}}),
     "{out}/features.parquet", row_group_size=1_000_000)
 lk = rng.integers(0, {keys}, {labels}, dtype=np.int64)
 lts = rng.integers(0, span, {labels}, dtype=np.int64)
-pq.write_table(pa.table({{"k": lk, "ts": pa.array(lts, pa.timestamp("us")), "label": rng.integers(0, 2, {labels})}}),
+pq.write_table(pa.table({{"k": key(lk), "ts": pa.array(lts, pa.timestamp("us")), "label": rng.integers(0, 2, {labels})}}),
     "{out}/labels.parquet", row_group_size=1_000_000)
 """
     subprocess.run([str(python), "-c", script], check=True)
@@ -209,9 +221,9 @@ def load_warehouse(python, pitlake, size, data, codec=None):
     features = (data / "features.parquet").resolve()
     warehouse = features.parent / ("warehouse" if codec is None else f"warehouse-{codec}")
     warehouse.mkdir(parents=True, exist_ok=True)
-    labels, groups = label_table(size), group_names(joins)
-    tables = [(labels, "CREATE TABLE {} (k BIGINT, ts TIMESTAMP, label BIGINT)", data / "labels.parquet")]
-    tables += [(group, "CREATE FEATURE GROUP {} (k BIGINT, ts TIMESTAMP, f1 DOUBLE, f2 DOUBLE, "
+    labels, groups, k = label_table(size), group_names(joins), key_type(size)
+    tables = [(labels, f"CREATE TABLE {{}} (k {k}, ts TIMESTAMP, label BIGINT)", data / "labels.parquet")]
+    tables += [(group, f"CREATE FEATURE GROUP {{}} (k {k}, ts TIMESTAMP, f1 DOUBLE, f2 DOUBLE, "
                 "f3 DOUBLE, f4 DOUBLE) ENTITY KEY (k) EVENT TIME ts", features) for group in groups]
     secs = None
     for table, create, source in tables:
@@ -341,14 +353,15 @@ def build(args):
 
 def data_dir(args, python, size):
     labels, features, keys, joins, order = SIZES[size]
-    data = Path(args.data) / f"{labels}x{features}-{keys}-{order}"
+    kind = "-string" if size in STRING_KEYS else ""
+    data = Path(args.data) / f"{labels}x{features}-{keys}-{order}{kind}"
     if not (data / "labels.parquet").exists():
         data.mkdir(parents=True, exist_ok=True)
         # Sizes with the same feature rows share one file.
-        shared = next((d for d in Path(args.data).glob(f"*x{features}-{keys}-{order}")
+        shared = next((d for d in Path(args.data).glob(f"*x{features}-{keys}-{order}{kind}")
                        if d != data and (d / "features.parquet").exists()), None)
         print(f"generating {size} in {data} ...", flush=True)
-        generate(python, data, labels, features, keys, order, shared)
+        generate(python, data, labels, features, keys, order, shared, strings=bool(kind))
     return data
 
 
@@ -380,7 +393,7 @@ def compare_codecs(args, python, pitlake):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="S,S-clustered,probe-1,probe-64,probe-4096,chain,M")
+    parser.add_argument("--sizes", default="S,S-clustered,S-string,probe-1,probe-64,probe-4096,chain,M")
     parser.add_argument("--paths", default="warehouse,parquet")
     parser.add_argument("--threads", default="2")
     parser.add_argument("--data", default=str(Path.home() / ".cache" / "pitlake-bench-data"))
