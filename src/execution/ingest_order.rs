@@ -51,7 +51,7 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 use iceberg::table::Table;
 
-use super::scan_predicate::{iceberg_predicate, reading_predicate};
+use super::scan_predicate::{defaulted_columns, iceberg_predicate, reading_predicate};
 use crate::error::Error;
 use crate::storage::{
     ReadAt, RowTest, ScanPiece, as_declared, plan_pieces, read_pieces, read_schema,
@@ -155,7 +155,12 @@ impl DisplayAs for IngestOrderScanExec {
         }
         // What Iceberg prunes with, as far as it is known when the plan is
         // shown (a join's filter is set only once its labels are read).
-        if let Some(predicate) = iceberg_predicate(&self.filters, &self.schema) {
+        let defaulted = self
+            .at
+            .as_ref()
+            .map(|at| defaulted_columns(&at.schema))
+            .unwrap_or_default();
+        if let Some(predicate) = iceberg_predicate(&self.filters, &self.schema, &defaulted) {
             write!(f, ", predicate=[{predicate}]")?;
         }
         Ok(())
@@ -255,8 +260,9 @@ impl ExecutionPlan for IngestOrderScanExec {
             };
             let planned = shares
                 .get_or_try_init(|| async {
-                    let predicate = iceberg_predicate(&filters, &output);
-                    let reading = reading_predicate(&filters, &output);
+                    let defaulted = defaulted_columns(&at.schema);
+                    let predicate = iceberg_predicate(&filters, &output, &defaulted);
+                    let reading = reading_predicate(&filters, &output, &defaulted);
                     let exact = match reading == predicate {
                         true => None,
                         false => unapplied_filter(&filters),

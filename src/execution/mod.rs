@@ -7,5 +7,5 @@ mod snapshot_scan;
 pub mod vectors;
 
 pub use asof_join::AsOfJoinExec;
-pub use scan_predicate::iceberg_predicate;
+pub use scan_predicate::{defaulted_columns, iceberg_predicate};
 pub use snapshot_scan::SnapshotScanExec;

@@ -18,7 +18,13 @@
 //! for which -0.0 equals 0.0 (a list of both keeps one), while Arrow's
 //! kernels (Iceberg's row filter, DataFusion) tell the two apart and order
 //! -0.0 first. A zero is therefore widened to both zeros, and NaN is not
-//! translated (see [`widened_zero`]).
+//! translated (see [`widened_zero`]). Nor are order comparisons of floats:
+//! DataFusion puts NaN above every number, Iceberg's statistics leave NaN
+//! out of a file's bounds, so `v > 1.0` would skip a file of NaNs.
+//!
+//! Nor is a condition on a column with an `initial-default` (pyiceberg sets
+//! one): files older than the column hold none of it, and Iceberg's pruning
+//! takes them for files of NULLs, where the reader fills the default.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -40,20 +46,46 @@ const MAX_READ_LISTED: usize = 8;
 /// dynamic ones) over a scan emitting `schema`, whose columns are named as
 /// in the table; None when nothing translates. `IN` lists are kept whole:
 /// this is the predicate that plans the scan (see the module's doc).
-pub fn iceberg_predicate(filters: &[Arc<dyn PhysicalExpr>], schema: &Schema) -> Option<Predicate> {
-    translate(filters, schema, usize::MAX)
+pub fn iceberg_predicate(
+    filters: &[Arc<dyn PhysicalExpr>],
+    schema: &Schema,
+    defaulted: &[String],
+) -> Option<Predicate> {
+    translate(filters, &Columns { schema, defaulted }, usize::MAX)
 }
 
 /// The predicate the Parquet reader of the same scan gets: as
 /// [`iceberg_predicate`], with lists of more than [`MAX_READ_LISTED`]
 /// values turned into their range.
-pub fn reading_predicate(filters: &[Arc<dyn PhysicalExpr>], schema: &Schema) -> Option<Predicate> {
-    translate(filters, schema, MAX_READ_LISTED)
+pub fn reading_predicate(
+    filters: &[Arc<dyn PhysicalExpr>],
+    schema: &Schema,
+    defaulted: &[String],
+) -> Option<Predicate> {
+    translate(filters, &Columns { schema, defaulted }, MAX_READ_LISTED)
+}
+
+/// The top-level columns of `schema` with an `initial-default`: conditions
+/// on them are not translated (see the module's doc).
+pub fn defaulted_columns(schema: &iceberg::spec::Schema) -> Vec<String> {
+    schema
+        .as_struct()
+        .fields()
+        .iter()
+        .filter(|f| f.initial_default.is_some())
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+/// The scan's columns, and those of them not to translate conditions on.
+struct Columns<'a> {
+    schema: &'a Schema,
+    defaulted: &'a [String],
 }
 
 fn translate(
     filters: &[Arc<dyn PhysicalExpr>],
-    schema: &Schema,
+    schema: &Columns,
     max_listed: usize,
 ) -> Option<Predicate> {
     let mut conjuncts = Vec::new();
@@ -68,7 +100,7 @@ fn translate(
 
 fn collect(
     expr: &Arc<dyn PhysicalExpr>,
-    schema: &Schema,
+    schema: &Columns,
     max_listed: usize,
     out: &mut Vec<Predicate>,
 ) {
@@ -143,7 +175,7 @@ fn span(values: &[Datum]) -> Option<(&Datum, &Datum)> {
 }
 
 /// `column <cmp> literal`, either way round.
-fn comparison(binary: &BinaryExpr, schema: &Schema) -> Option<Predicate> {
+fn comparison(binary: &BinaryExpr, schema: &Columns) -> Option<Predicate> {
     let (col, value, op) = match (column(binary.left(), schema), literal(binary.right())) {
         (Some(c), Some(v)) => (c, v, *binary.op()),
         _ => (
@@ -162,18 +194,14 @@ fn comparison(binary: &BinaryExpr, schema: &Schema) -> Option<Predicate> {
         Float::Zero => {
             let lower = widened_zero(&value, Operator::GtEq)?;
             let upper = widened_zero(&value, Operator::LtEq)?;
-            return match op {
-                Operator::Eq => Some(
-                    reference
-                        .clone()
-                        .greater_than_or_equal_to(lower)
-                        .and(reference.less_than_or_equal_to(upper)),
-                ),
-                Operator::Lt | Operator::LtEq => Some(reference.less_than_or_equal_to(upper)),
-                Operator::Gt | Operator::GtEq => Some(reference.greater_than_or_equal_to(lower)),
-                _ => None,
-            };
+            return (op == Operator::Eq).then(|| {
+                reference
+                    .clone()
+                    .greater_than_or_equal_to(lower)
+                    .and(reference.less_than_or_equal_to(upper))
+            });
         }
+        Float::Other if data_type.is_floating() && op != Operator::Eq => return None,
         Float::Other => {}
     }
     Some(match op {
@@ -186,10 +214,15 @@ fn comparison(binary: &BinaryExpr, schema: &Schema) -> Option<Predicate> {
     })
 }
 
-fn column<'a>(expr: &Arc<dyn PhysicalExpr>, schema: &'a Schema) -> Option<(&'a str, &'a DataType)> {
+fn column<'a>(
+    expr: &Arc<dyn PhysicalExpr>,
+    columns: &Columns<'a>,
+) -> Option<(&'a str, &'a DataType)> {
     let column = expr.as_any().downcast_ref::<Column>()?;
-    let field = schema.fields().get(column.index())?;
-    (field.name() == column.name()).then(|| (field.name().as_str(), field.data_type()))
+    let field = columns.schema.fields().get(column.index())?;
+    let defaulted = columns.defaulted.iter().any(|d| d == field.name());
+    (field.name() == column.name() && !defaulted)
+        .then(|| (field.name().as_str(), field.data_type()))
 }
 
 fn literal(expr: &Arc<dyn PhysicalExpr>) -> Option<ScalarValue> {
@@ -291,14 +324,14 @@ mod tests {
                 lit(2.0),
             ),
         );
-        let predicate = iceberg_predicate(&[filter], &schema).expect("predicate");
+        let predicate = iceberg_predicate(&[filter], &schema, &[]).expect("predicate");
         let text = predicate.to_string();
         assert!(text.contains("k IN"), "{text}");
         assert!(text.contains("t <="), "{text}");
         assert!(!text.contains('v'), "{text}");
         // Literal first: the comparison is turned round.
         let flipped = cmp(lit(10_i64), Operator::Gt, k);
-        let text = iceberg_predicate(&[flipped], &schema)
+        let text = iceberg_predicate(&[flipped], &schema, &[])
             .expect("predicate")
             .to_string();
         assert!(text.contains("k < 10"), "{text}");
@@ -313,16 +346,16 @@ mod tests {
             in_list(k.clone(), values, &false, &schema).expect("in list")
         };
         let short = list(MAX_READ_LISTED as i64);
-        let text = reading_predicate(std::slice::from_ref(&short), &schema)
+        let text = reading_predicate(std::slice::from_ref(&short), &schema, &[])
             .expect("predicate")
             .to_string();
         assert!(text.contains("k IN"), "{text}");
         assert_eq!(
-            reading_predicate(std::slice::from_ref(&short), &schema),
-            iceberg_predicate(&[short], &schema)
+            reading_predicate(std::slice::from_ref(&short), &schema, &[]),
+            iceberg_predicate(&[short], &schema, &[])
         );
         let long = list(100);
-        let text = reading_predicate(std::slice::from_ref(&long), &schema)
+        let text = reading_predicate(std::slice::from_ref(&long), &schema, &[])
             .expect("predicate")
             .to_string();
         assert!(!text.contains("IN"), "{text}");
@@ -330,7 +363,7 @@ mod tests {
             text.contains("k >= 5") && text.contains("k <= 302"),
             "{text}"
         );
-        let text = iceberg_predicate(&[long], &schema)
+        let text = iceberg_predicate(&[long], &schema, &[])
             .expect("predicate")
             .to_string();
         assert!(text.contains("k IN"), "{text}");
@@ -362,8 +395,8 @@ mod tests {
         // Iceberg's set of datums would keep one of the two zeros.
         for filter in [list(vec![0.0, -0.0]), list(vec![-0.0, 0.0])] {
             for p in [
-                iceberg_predicate(std::slice::from_ref(&filter), &schema),
-                reading_predicate(std::slice::from_ref(&filter), &schema),
+                iceberg_predicate(std::slice::from_ref(&filter), &schema, &[]),
+                reading_predicate(std::slice::from_ref(&filter), &schema, &[]),
             ] {
                 let b = bounds(p);
                 assert_eq!(b.len(), 2, "{b:?}");
@@ -372,28 +405,38 @@ mod tests {
             }
         }
         // A zero with other values: their range, the zero on its side widened.
-        let b = bounds(reading_predicate(&[list(vec![-0.0, -3.0])], &schema));
+        let b = bounds(reading_predicate(&[list(vec![-0.0, -3.0])], &schema, &[]));
         assert_eq!(b[0].1, -3.0, "{b:?}");
         assert!(b[1].1 == 0.0 && b[1].1.is_sign_positive(), "{b:?}");
         // Comparisons with a zero take in both zeros.
         let cmp = |op, value: f64| -> Arc<dyn PhysicalExpr> {
             Arc::new(BinaryExpr::new(v.clone(), op, lit(value)))
         };
-        let b = bounds(iceberg_predicate(&[cmp(Operator::Eq, 0.0)], &schema));
+        let b = bounds(iceberg_predicate(&[cmp(Operator::Eq, 0.0)], &schema, &[]));
         assert!(
             b[0].1.is_sign_negative() && b[1].1.is_sign_positive(),
             "{b:?}"
         );
-        let b = bounds(iceberg_predicate(&[cmp(Operator::Lt, -0.0)], &schema));
-        assert!(b.len() == 1 && b[0].1.is_sign_positive(), "{b:?}");
-        let b = bounds(iceberg_predicate(&[cmp(Operator::Gt, 0.0)], &schema));
-        assert!(b.len() == 1 && b[0].1.is_sign_negative(), "{b:?}");
+        // Order comparisons of floats are not translated: NaN is above
+        // every number to DataFusion and outside a file's bounds to Iceberg.
+        for op in [Operator::Lt, Operator::LtEq, Operator::Gt, Operator::GtEq] {
+            for value in [0.0, -0.0, 1.5] {
+                assert!(
+                    iceberg_predicate(&[cmp(op, value)], &schema, &[]).is_none(),
+                    "{op} {value}"
+                );
+            }
+        }
         // NaN is not translated; other values are as they were.
-        assert!(iceberg_predicate(&[list(vec![1.0, f64::NAN])], &schema).is_none());
-        assert!(iceberg_predicate(&[cmp(Operator::LtEq, f64::NAN)], &schema).is_none());
-        let text = reading_predicate(&[list(vec![1.5, 2.5])], &schema)
+        assert!(iceberg_predicate(&[list(vec![1.0, f64::NAN])], &schema, &[]).is_none());
+        assert!(iceberg_predicate(&[cmp(Operator::LtEq, f64::NAN)], &schema, &[]).is_none());
+        let text = reading_predicate(&[list(vec![1.5, 2.5])], &schema, &[])
             .expect("predicate")
             .to_string();
         assert!(text.contains("v IN"), "{text}");
+        // A column with an initial default is not translated at all.
+        let defaulted = ["v".to_string()];
+        assert!(iceberg_predicate(&[list(vec![1.5, 2.5])], &schema, &defaulted).is_none());
+        assert!(iceberg_predicate(&[cmp(Operator::Eq, 1.5)], &schema, &defaulted).is_none());
     }
 }

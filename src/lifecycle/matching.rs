@@ -30,7 +30,7 @@ use iceberg::spec::DataFile;
 use iceberg::table::Table;
 
 use crate::error::{Error, Result};
-use crate::execution::iceberg_predicate;
+use crate::execution::{defaulted_columns, iceberg_predicate};
 use crate::ingest::PendingFiles;
 use crate::storage::{ReadAt, file_schema, plan_tasks, with_schema_of};
 
@@ -88,7 +88,8 @@ pub async fn candidates(
         snapshot_id,
         schema: table.metadata().current_schema().clone(),
     };
-    let pruning = iceberg_predicate(&conjuncts, schema);
+    let defaulted = defaulted_columns(table.metadata().current_schema());
+    let pruning = iceberg_predicate(&conjuncts, schema, &defaulted);
     plan_tasks(name, table, &at, None, pruning).await
 }
 
@@ -149,14 +150,42 @@ pub async fn rewrite_without(
     pending: &PendingFiles,
 ) -> Result<Vec<DataFile>> {
     let own = file_schema(name, table, &file.task).await?;
+    // A column the condition names that the file lacks, and that the table
+    // fills with an initial default, is read as the table defines it (so the
+    // condition sees the default, as queries do), and not written.
+    let current = table.metadata().current_schema();
+    let mut read = own.as_struct().fields().to_vec();
+    for column in collect_columns(predicate) {
+        if let Some(field) = current.field_by_name(schema.field(column.index()).name())
+            && field.initial_default.is_some()
+            && own.field_by_id(field.id).is_none()
+            && !read.iter().any(|f| f.id == field.id)
+        {
+            read.push(field.clone());
+        }
+    }
+    let written = own.as_struct().fields().len();
+    let read = Arc::new(
+        iceberg::spec::Schema::builder()
+            .with_schema_id(own.schema_id())
+            .with_fields(read)
+            .build()
+            .map_err(Error::iceberg(format!(
+                "the columns to read of {}",
+                file.task.data_file_path
+            )))?,
+    );
     let mut task = file.task.clone();
-    task.project_field_ids = own.as_struct().fields().iter().map(|f| f.id).collect();
-    task.schema = own.clone();
+    task.project_field_ids = read.as_struct().fields().iter().map(|f| f.id).collect();
+    task.schema = read;
     task.predicate = None;
     let (predicate, judged) = (predicate.clone(), Arc::new(schema.clone()));
     let kept = read_file(name, table, task)?.map(move |batch| {
         let batch = batch?;
         let matched = matches(&predicate, &with_schema_of(&batch, &judged)?)?;
+        let batch = batch
+            .project(&(0..written).collect::<Vec<_>>())
+            .map_err(Error::arrow("the file's own columns"))?;
         // NULL counts as not matched (prep_null_mask_filter needs nulls).
         let matched = if matched.null_count() > 0 {
             prep_null_mask_filter(&matched)

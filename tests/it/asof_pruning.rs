@@ -261,4 +261,32 @@ async fn a_probe_reads_a_column_added_with_a_default_as_iceberg_does() {
             "{keys} keys"
         );
     }
+    // Conditions on the column keep the older files' rows, which read the
+    // default (Iceberg's statistics would take those files for NULLs).
+    for (condition, rows) in [("f = 7.5", 20), ("f IN (7.5, 8.0)", 20), ("f > 7.0", 20)] {
+        let (batches, _) = run(
+            session.context(),
+            &format!("SELECT count(*) FROM py.defaulted WHERE {condition}"),
+        )
+        .await;
+        assert_eq!(
+            cells(&batches).expect("cells"),
+            vec![vec![rows.to_string()]],
+            "{condition}"
+        );
+    }
+    // And so does a DELETE: what it matches is gone.
+    session
+        .sql("DELETE FROM py.defaulted WHERE f = 7.5")
+        .await
+        .expect("delete");
+    let (batches, _) = run(
+        session.context(),
+        "SELECT count(*), min(f) FROM py.defaulted",
+    )
+    .await;
+    assert_eq!(
+        cells(&batches).expect("cells"),
+        vec![vec!["2".to_string(), "1.0".to_string()]]
+    );
 }
