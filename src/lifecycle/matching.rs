@@ -25,6 +25,7 @@ use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
 use datafusion::physical_expr::{PhysicalExpr, split_conjunction};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::scan::FileScanTask;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
@@ -154,16 +155,31 @@ pub async fn rewrite_without(
     // fills with an initial default, is read as the table defines it (so the
     // condition sees the default, as queries do), and not written.
     let current = table.metadata().current_schema();
-    let mut read = own.as_struct().fields().to_vec();
+    let mut added: Vec<iceberg::spec::NestedFieldRef> = Vec::new();
     for column in collect_columns(predicate) {
         if let Some(field) = current.field_by_name(schema.field(column.index()).name())
             && field.initial_default.is_some()
             && own.field_by_id(field.id).is_none()
-            && !read.iter().any(|f| f.id == field.id)
+            && !added.iter().any(|f| f.id == field.id)
         {
-            read.push(field.clone());
+            added.push(field.clone());
         }
     }
+    // A dropped column of the file named as an added one is read under
+    // another name (the reader matches columns by id) and written as it was.
+    let mut read = own.as_struct().fields().to_vec();
+    for field in read.iter_mut() {
+        if added.iter().any(|a| a.name == field.name) {
+            let mut renamed = field.as_ref().clone();
+            renamed.name = format!("{}#{}", field.name, field.id);
+            *field = Arc::new(renamed);
+        }
+    }
+    read.extend(added);
+    let own_arrow = Arc::new(schema_to_arrow_schema(&own).map_err(Error::iceberg(format!(
+        "the columns of {}",
+        file.task.data_file_path
+    )))?);
     let written = own.as_struct().fields().len();
     let read = Arc::new(
         iceberg::spec::Schema::builder()
@@ -183,8 +199,7 @@ pub async fn rewrite_without(
     let kept = read_file(name, table, task)?.map(move |batch| {
         let batch = batch?;
         let matched = matches(&predicate, &with_schema_of(&batch, &judged)?)?;
-        let batch = batch
-            .project(&(0..written).collect::<Vec<_>>())
+        let batch = RecordBatch::try_new(own_arrow.clone(), batch.columns()[..written].to_vec())
             .map_err(Error::arrow("the file's own columns"))?;
         // NULL counts as not matched (prep_null_mask_filter needs nulls).
         let matched = if matched.null_count() > 0 {

@@ -289,4 +289,21 @@ async fn a_probe_reads_a_column_added_with_a_default_as_iceberg_does() {
         cells(&batches).expect("cells"),
         vec![vec!["2".to_string(), "1.0".to_string()]]
     );
+    // A column dropped and added again with a default: the file's dropped
+    // values are not the column's; the DELETE sees the default, as reads do.
+    let (batches, _) = run(
+        session.context(),
+        "SELECT count(*), min(f), max(f) FROM py.readded WHERE f = 7.5",
+    )
+    .await;
+    assert_eq!(
+        cells(&batches).expect("cells"),
+        vec![vec!["2".to_string(), "7.5".to_string(), "7.5".to_string()]]
+    );
+    session
+        .sql("DELETE FROM py.readded WHERE f = 7.5")
+        .await
+        .expect("delete");
+    let (batches, _) = run(session.context(), "SELECT count(*) FROM py.readded").await;
+    assert_eq!(cells(&batches).expect("cells"), vec![vec!["0".to_string()]]);
 }

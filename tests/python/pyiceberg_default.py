@@ -31,3 +31,16 @@ later = datetime.datetime(2024, 6, 1)
 table.append(pa.table({"k": pa.array([0, 1], pa.int64()),
                        "t": pa.array([later] * 2, pa.timestamp("us")),
                        "f": pa.array([1.0, 1.0], pa.float64())}))
+
+# py.readded: f dropped, then added again with a default; the older file
+# still holds the dropped f (1.0 and 2.0), which no query may see.
+readded = catalog.create_table("py.readded", schema=Schema(
+    NestedField(1, "k", LongType(), required=False),
+    NestedField(2, "f", DoubleType(), required=False),
+))
+readded.append(pa.table({"k": pa.array([1, 2], pa.int64()), "f": pa.array([1.0, 2.0], pa.float64())}))
+with readded.update_schema() as update:
+    update.delete_column("f")
+readded = catalog.load_table("py.readded")
+with readded.update_schema() as update:
+    update.add_column("f", DoubleType(), default_value=7.5)
