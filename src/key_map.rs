@@ -222,13 +222,14 @@ const SHORT: usize = 22;
 
 impl ShortKey {
     fn new(key: &[u8]) -> Self {
-        match u8::try_from(key.len()) {
-            Ok(len) if key.len() <= SHORT => {
-                let mut bytes = [0; SHORT];
-                bytes[..key.len()].copy_from_slice(key);
-                ShortKey::Inline { len, bytes }
-            }
-            _ => ShortKey::Heap(key.into()),
+        if key.len() > SHORT {
+            return ShortKey::Heap(key.into());
+        }
+        let mut bytes = [0; SHORT];
+        bytes[..key.len()].copy_from_slice(key);
+        ShortKey::Inline {
+            len: key.len() as u8,
+            bytes,
         }
     }
 

@@ -131,7 +131,7 @@ fn collect(
         if kinds.contains(&Float::NaN) {
             return;
         }
-        let values: Option<Vec<Datum>> = scalars.iter().map(|s| datum(s, data_type)).collect();
+        let values: Option<Vec<Datum>> = scalars.iter().map(datum).collect();
         // A list holding a zero is read as its range, zeros widened.
         let max_listed = if kinds.contains(&Float::Zero) {
             0
@@ -140,8 +140,8 @@ fn collect(
         };
         match values {
             Some(values) if values.len() > max_listed => {
-                // Values that do not all compare (NaN) give no range: the
-                // list is dropped, which only widens the predicate.
+                // Values that do not all compare give no range: the list is
+                // dropped, which only widens the predicate.
                 if let Some((least, greatest)) = span(&values) {
                     let least = widened_zero(least, Operator::GtEq).unwrap_or(least.clone());
                     let greatest =
@@ -187,7 +187,7 @@ fn comparison(binary: &BinaryExpr, schema: &Columns) -> Option<Predicate> {
     let (name, data_type) = col;
     let value = value.cast_to(data_type).ok()?;
     let kind = float(&value);
-    let value = datum(&value, data_type)?;
+    let value = datum(&value)?;
     let reference = Reference::new(name);
     match kind {
         Float::NaN => return None,
@@ -267,22 +267,22 @@ fn widened_zero(value: &Datum, op: Operator) -> Option<Datum> {
     }
 }
 
-/// `value`, already of the column's type (the scan's Arrow type is the
-/// table's Iceberg type), as a datum; None where the two do not meet exactly.
-fn datum(value: &ScalarValue, column: &DataType) -> Option<Datum> {
-    let value = value.cast_to(column).ok()?;
+/// `value`, already cast to the column's type (the scan's Arrow type is the
+/// table's Iceberg type), as a datum; None for a type Iceberg's predicates
+/// are not given here.
+fn datum(value: &ScalarValue) -> Option<Datum> {
     Some(match value {
-        ScalarValue::Boolean(Some(v)) => Datum::bool(v),
-        ScalarValue::Int32(Some(v)) => Datum::int(v),
-        ScalarValue::Int64(Some(v)) => Datum::long(v),
-        ScalarValue::Float32(Some(v)) => Datum::float(v),
-        ScalarValue::Float64(Some(v)) => Datum::double(v),
+        ScalarValue::Boolean(Some(v)) => Datum::bool(*v),
+        ScalarValue::Int32(Some(v)) => Datum::int(*v),
+        ScalarValue::Int64(Some(v)) => Datum::long(*v),
+        ScalarValue::Float32(Some(v)) => Datum::float(*v),
+        ScalarValue::Float64(Some(v)) => Datum::double(*v),
         ScalarValue::Utf8(Some(v))
         | ScalarValue::LargeUtf8(Some(v))
         | ScalarValue::Utf8View(Some(v)) => Datum::string(v),
-        ScalarValue::Date32(Some(v)) => Datum::date(v),
-        ScalarValue::TimestampMicrosecond(Some(v), None) => Datum::timestamp_micros(v),
-        ScalarValue::TimestampMicrosecond(Some(v), Some(_)) => Datum::timestamptz_micros(v),
+        ScalarValue::Date32(Some(v)) => Datum::date(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), None) => Datum::timestamp_micros(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), Some(_)) => Datum::timestamptz_micros(*v),
         _ => return None,
     })
 }

@@ -21,8 +21,8 @@ use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::compute::kernels::boolean::not;
 use arrow::compute::{filter_record_batch, prep_null_mask_filter};
 use arrow::datatypes::Schema;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
-use datafusion::physical_expr::{PhysicalExpr, split_conjunction};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::arrow::schema_to_arrow_schema;
@@ -70,27 +70,13 @@ pub async fn candidates(
     predicate: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
 ) -> Result<Vec<FileScanTask>> {
-    // Conjuncts over floating-point columns do not prune: a file's bounds
-    // leave NaN out, which the condition (NaN sorts above every number)
-    // may match.
-    let conjuncts: Vec<Arc<dyn PhysicalExpr>> = split_conjunction(predicate)
-        .into_iter()
-        .filter(|c| {
-            !collect_columns(c).iter().any(|col| {
-                schema
-                    .fields()
-                    .get(col.index())
-                    .is_some_and(|f| f.data_type().is_floating())
-            })
-        })
-        .cloned()
-        .collect();
     let at = ReadAt {
         snapshot_id,
         schema: table.metadata().current_schema().clone(),
     };
     let defaulted = defaulted_columns(table.metadata().current_schema());
-    let pruning = iceberg_predicate(&conjuncts, schema, &defaulted);
+    // Translated as a query's conditions are, floats and defaults alike.
+    let pruning = iceberg_predicate(std::slice::from_ref(predicate), schema, &defaulted);
     plan_tasks(name, table, &at, None, pruning).await
 }
 

@@ -232,6 +232,12 @@ async fn a_probe_of_many_keys_reads_older_files_as_the_table_is_now() {
     );
 }
 
+/// The cells of `sql`'s result, run as a statement of `session` (which sees
+/// tables other processes made since its last statement).
+async fn answer(session: &Session, sql: &str) -> Vec<Vec<String>> {
+    cells(&crate::interop::query(session, sql).await).expect("cells")
+}
+
 /// Files written before a column was added read its `initial-default`
 /// (which pyiceberg sets), however many keys the probe lists: Iceberg's
 /// reader fills it, and the probe reader hands such files to it.
@@ -241,11 +247,6 @@ async fn a_probe_reads_a_column_added_with_a_default_as_iceberg_does() {
     let session = Session::open(dir.path()).await.expect("open");
     let root = session.warehouse().root().display().to_string();
     crate::python::run_script("pyiceberg_default.py", &[&root]);
-    // A statement of the session sees the table pyiceberg made.
-    session
-        .sql("SELECT count(*) FROM py.defaulted")
-        .await
-        .expect("the table");
     // Keys 0 and 1 have a newer row with f = 1.0; the others read 7.5.
     for (keys, sum) in [(3, 1.0 + 1.0 + 7.5), (12, 2.0 + 10.0 * 7.5)] {
         let sql = format!(
@@ -254,56 +255,41 @@ async fn a_probe_reads_a_column_added_with_a_default_as_iceberg_does() {
              ASOF JOIN py.defaulted f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k",
             keys - 1
         );
-        let (batches, _) = run(session.context(), &sql).await;
         assert_eq!(
-            cells(&batches).expect("cells"),
+            answer(&session, &sql).await,
             vec![vec![keys.to_string(), format!("{sum:.1}")]],
             "{keys} keys"
         );
     }
     // Conditions on the column keep the older files' rows, which read the
     // default (Iceberg's statistics would take those files for NULLs).
-    for (condition, rows) in [("f = 7.5", 20), ("f IN (7.5, 8.0)", 20), ("f > 7.0", 20)] {
-        let (batches, _) = run(
-            session.context(),
-            &format!("SELECT count(*) FROM py.defaulted WHERE {condition}"),
-        )
-        .await;
+    for condition in ["f = 7.5", "f IN (7.5, 8.0)", "f > 7.0"] {
+        let sql = format!("SELECT count(*) FROM py.defaulted WHERE {condition}");
         assert_eq!(
-            cells(&batches).expect("cells"),
-            vec![vec![rows.to_string()]],
+            answer(&session, &sql).await,
+            vec![vec!["20"]],
             "{condition}"
         );
     }
     // And so does a DELETE: what it matches is gone.
-    session
-        .sql("DELETE FROM py.defaulted WHERE f = 7.5")
-        .await
-        .expect("delete");
-    let (batches, _) = run(
-        session.context(),
-        "SELECT count(*), min(f) FROM py.defaulted",
-    )
-    .await;
+    answer(&session, "DELETE FROM py.defaulted WHERE f = 7.5").await;
     assert_eq!(
-        cells(&batches).expect("cells"),
-        vec![vec!["2".to_string(), "1.0".to_string()]]
+        answer(&session, "SELECT count(*), min(f) FROM py.defaulted").await,
+        vec![vec!["2", "1.0"]]
     );
     // A column dropped and added again with a default: the file's dropped
     // values are not the column's; the DELETE sees the default, as reads do.
-    let (batches, _) = run(
-        session.context(),
-        "SELECT count(*), min(f), max(f) FROM py.readded WHERE f = 7.5",
-    )
-    .await;
     assert_eq!(
-        cells(&batches).expect("cells"),
-        vec![vec!["2".to_string(), "7.5".to_string(), "7.5".to_string()]]
+        answer(
+            &session,
+            "SELECT count(*), min(f), max(f) FROM py.readded WHERE f = 7.5"
+        )
+        .await,
+        vec![vec!["2", "7.5", "7.5"]]
     );
-    session
-        .sql("DELETE FROM py.readded WHERE f = 7.5")
-        .await
-        .expect("delete");
-    let (batches, _) = run(session.context(), "SELECT count(*) FROM py.readded").await;
-    assert_eq!(cells(&batches).expect("cells"), vec![vec!["0".to_string()]]);
+    answer(&session, "DELETE FROM py.readded WHERE f = 7.5").await;
+    assert_eq!(
+        answer(&session, "SELECT count(*) FROM py.readded").await,
+        vec![vec!["0"]]
+    );
 }

@@ -8,15 +8,11 @@ column (default `id`), every value sorted, and the write-ahead-log range
 import json
 import sys
 
-from pyiceberg.catalog.sql import SqlCatalog
+from warehouse_catalog import open_catalog
 
 warehouse, table_name = sys.argv[1:3]
 column = sys.argv[3] if len(sys.argv) > 3 else "id"
-catalog = SqlCatalog(
-    "pitlake",
-    uri=f"sqlite:///{warehouse}/catalog.db",
-    warehouse=f"file://{warehouse}",
-)
+catalog = open_catalog(warehouse)
 table = catalog.load_table(table_name)
 ids = sorted(table.scan(selected_fields=(column,)).to_arrow().column(column).to_pylist())
 streamed = []

@@ -10,15 +10,12 @@ import sys
 import time
 
 import pyarrow as pa
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
 
+from warehouse_catalog import open_catalog
+
 warehouse, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-catalog = SqlCatalog(
-    "pitlake",
-    uri=f"sqlite:///{warehouse}/catalog.db",
-    warehouse=f"file://{warehouse}",
-)
+catalog = open_catalog(warehouse)
 schema = pa.schema([pa.field("writer", pa.int32()), pa.field("i", pa.int32())])
 catalog.load_table(name)
 if len(sys.argv) > 4:

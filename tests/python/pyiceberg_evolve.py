@@ -4,16 +4,13 @@ snapshot. Mode `evolve` (the default): adds `note`, renames `score` to
 Prints the new schema id."""
 import sys
 
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.types import LongType, StringType
+
+from warehouse_catalog import open_catalog
 
 warehouse, table_name = sys.argv[1:3]
 mode = sys.argv[3] if len(sys.argv) > 3 else "evolve"
-catalog = SqlCatalog(
-    "pitlake",
-    uri=f"sqlite:///{warehouse}/catalog.db",
-    warehouse=f"file://{warehouse}",
-)
+catalog = open_catalog(warehouse)
 table = catalog.load_table(table_name)
 with table.update_schema() as update:
     if mode == "replace":

@@ -3,18 +3,15 @@ appends."""
 import sys
 
 import pyarrow as pa
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import LongType, NestedField, StringType
 
+from warehouse_catalog import open_catalog
+
 warehouse = sys.argv[1]
-catalog = SqlCatalog(
-    "pitlake",
-    uri=f"sqlite:///{warehouse}/catalog.db",
-    warehouse=f"file://{warehouse}",
-)
+catalog = open_catalog(warehouse)
 catalog.create_namespace_if_not_exists("py")
 schema = Schema(
     NestedField(1, "a", LongType(), required=False),

@@ -8,14 +8,11 @@ import sys
 import duckdb
 import pyarrow.parquet as pq
 from duckdb_extensions import import_extension
-from pyiceberg.catalog.sql import SqlCatalog
+
+from warehouse_catalog import open_catalog
 
 warehouse, table_name, out_dir = sys.argv[1:4]
-catalog = SqlCatalog(
-    "pitlake",
-    uri=f"sqlite:///{warehouse}/catalog.db",
-    warehouse=f"file://{warehouse}",
-)
+catalog = open_catalog(warehouse)
 namespace = table_name.split(".")[0]
 print("tables:", sorted(name for _, name in catalog.list_tables(namespace)))
 table = catalog.load_table(table_name)

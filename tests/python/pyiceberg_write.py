@@ -5,16 +5,13 @@ import sys
 from datetime import datetime
 
 import pyarrow as pa
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType, TimestampType, DoubleType
 
+from warehouse_catalog import open_catalog
+
 warehouse = sys.argv[1]
-catalog = SqlCatalog(
-    "pitlake",
-    uri=f"sqlite:///{warehouse}/catalog.db",
-    warehouse=f"file://{warehouse}",
-)
+catalog = open_catalog(warehouse)
 catalog.create_namespace_if_not_exists("py")
 schema = Schema(
     NestedField(1, "id", LongType(), required=True),
