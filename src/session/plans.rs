@@ -18,9 +18,16 @@
 //! Iceberg table holds the snapshot and the streamed rows pending at planning
 //! time, so such plans are made for every statement. A statement that is not
 //! a query (`USE`, `SET`, DDL, writes) forgets every kept plan: they were
-//! made under the settings and current schema it may change. The kept plan
-//! is the unoptimized one; each run binds its parameters and optimizes it
-//! under the session's settings at that time.
+//! made under the settings and current schema it may change.
+//!
+//! A kept plan is also optimized once, with its parameters unbound, when no
+//! function in it depends on the time or the session (`now()` is folded to
+//! the time of optimizing): each run binds its parameters into that plan and
+//! plans it physically, without DataFusion's optimizer (the largest part of
+//! a small query's time on the server). A filter on a parameter that a scan
+//! can use only with a value (an online lookup's key) is still pushed into
+//! the scan, as a filter the scan may apply inexactly: binding puts the
+//! value there before the scan is planned, and the filter stays above it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -31,7 +38,9 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::LogicalPlan;
 
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::SessionState;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::parser::Statement as DFStatement;
 
 use super::Session;
@@ -44,6 +53,9 @@ use crate::tables::is_online_table;
 #[derive(Debug)]
 pub struct QueryPlan {
     pub(super) plan: LogicalPlan,
+    /// `plan` optimized with its parameters unbound (see the module's
+    /// comment), when it is kept and may be optimized ahead.
+    optimized: Option<LogicalPlan>,
     schema: SchemaRef,
     params: Vec<Option<DataType>>,
     reusable: bool,
@@ -58,6 +70,7 @@ impl QueryPlan {
             reusable: reusable(&plan),
             small: small(&plan),
             plan,
+            optimized: None,
             params,
         })
     }
@@ -93,19 +106,45 @@ impl QueryPlan {
     }
 }
 
-/// The types of a plan's parameters, `$1` first.
-fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+/// The types of a plan's parameters, `$1` first. A parameter compared
+/// with two columns of one type takes that type: the columns' field
+/// metadata (Iceberg's field ids) differ, which DataFusion's own listing
+/// takes for a conflict.
+pub(super) fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::{Expr, expr::Placeholder};
     let mut params: Vec<Option<DataType>> = Vec::new();
-    for (name, data_type) in plan.get_parameter_types()? {
-        if let Some(n) = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
-            && n >= 1
-        {
-            if params.len() < n {
-                params.resize(n, None);
-            }
-            params[n - 1] = data_type;
-        }
-    }
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                let Expr::Placeholder(Placeholder { id, field }) = e else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                let Some(n) = id
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| *n >= 1)
+                else {
+                    return Ok(TreeNodeRecursion::Continue);
+                };
+                if params.len() < n {
+                    params.resize(n, None);
+                }
+                let found = field.as_ref().map(|f| f.data_type());
+                match (&params[n - 1], found) {
+                    (Some(known), Some(found)) if known != found => {
+                        return Err(datafusion::error::DataFusionError::Plan(format!(
+                            "parameter {id} is used as {known} and as {found}; \
+                             cast one use to the other's type"
+                        )));
+                    }
+                    (None, Some(found)) => params[n - 1] = Some(found.clone()),
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
     Ok(params)
 }
 
@@ -181,6 +220,34 @@ fn has_subquery(expr: &datafusion::logical_expr::Expr) -> bool {
         ))
     })
     .unwrap_or(true)
+}
+
+/// Whether optimizing `plan` now gives the plan optimizing it later would:
+/// every function in it is immutable (the optimizer folds `now()` and
+/// other stable functions to their value at the time it runs).
+fn optimizes_ahead(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::{Expr, Volatility};
+    let mut ahead = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    ahead = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(if ahead {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    ahead
 }
 
 /// A session's kept plans, by SQL text, oldest forgotten first.
@@ -266,7 +333,13 @@ impl Session {
         let plan = self
             .plan_statement(DFStatement::Statement(Box::new(statement)))
             .await?;
-        let plan = Arc::new(QueryPlan::new(plan)?);
+        let mut plan = QueryPlan::new(plan)?;
+        if plan.reusable && optimizes_ahead(&plan.plan) {
+            // A plan the optimizer refuses with its parameters unbound is
+            // optimized at each run instead, with its values.
+            plan.optimized = self.ctx.state().optimize(&plan.plan).ok();
+        }
+        let plan = Arc::new(plan);
         self.plans.keep(sql, version, &plan);
         Ok(Some(plan))
     }
@@ -285,11 +358,97 @@ impl Session {
         plan: &QueryPlan,
         values: Vec<ScalarValue>,
     ) -> Result<SendableRecordBatchStream> {
-        let plan = if values.is_empty() {
-            plan.plan.clone()
+        let (state, physical) = self.bind_plan(plan, values).await?;
+        self.execute_physical(TaskContext::from(&state), physical)
+    }
+
+    /// `plan` with `values` bound, planned physically under the session's
+    /// state now (see the module's comment for what is done ahead).
+    async fn bind_plan(
+        &self,
+        plan: &QueryPlan,
+        values: Vec<ScalarValue>,
+    ) -> Result<(SessionState, Arc<dyn ExecutionPlan>)> {
+        let kept = plan.optimized.as_ref().unwrap_or(&plan.plan);
+        let bound = if values.is_empty() {
+            kept.clone()
         } else {
-            plan.plan.clone().with_param_values(values)?
+            kept.clone().with_param_values(values)?
         };
-        self.run_plan(plan).await
+        self.audit_reads(&bound).await;
+        let state = self.ctx.state();
+        let physical = if plan.optimized.is_some() {
+            state
+                .query_planner()
+                .create_physical_plan(&bound, &state)
+                .await?
+        } else {
+            state.create_physical_plan(&bound).await?
+        };
+        Ok((state, physical))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::physical_plan::displayable;
+
+    use super::*;
+
+    async fn session_with_online_group() -> (tempfile::TempDir, Session) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let session = Session::open(dir.path()).await.expect("session");
+        session
+            .sql(
+                "CREATE FEATURE GROUP g (k BIGINT, t TIMESTAMP, f DOUBLE) ENTITY KEY (k) \
+                 EVENT TIME t ONLINE; INSERT INTO g VALUES (1, '2026-01-01', 1.5), (2, '2026-01-01', 2.5)",
+            )
+            .await
+            .expect("setup");
+        (dir, session)
+    }
+
+    async fn physical(session: &Session, plan: &QueryPlan, values: Vec<ScalarValue>) -> String {
+        let (_, physical) = session.bind_plan(plan, values).await.expect("bind");
+        displayable(physical.as_ref()).indent(true).to_string()
+    }
+
+    /// A kept lookup optimized with its key unbound still looks the key up
+    /// once bound, rather than listing the group and filtering.
+    #[tokio::test]
+    async fn a_lookup_optimized_ahead_looks_its_bound_key_up() {
+        let (_dir, session) = session_with_online_group().await;
+        let sql = "SELECT f FROM online.default.g WHERE k = $1";
+        let plan = session.plan_query(sql).await.expect("plan").expect("query");
+        assert!(plan.optimized.is_some(), "{sql} is optimized ahead");
+        let shown = physical(&session, &plan, vec![ScalarValue::Int64(Some(2))]).await;
+        assert!(shown.contains("keys=1"), "{shown}");
+        let shown = physical(&session, &plan, vec![ScalarValue::Int64(Some(1))]).await;
+        assert!(shown.contains("keys=1"), "{shown}");
+    }
+
+    /// Functions that read the clock or the session are folded by the
+    /// optimizer: such plans are optimized at each run.
+    #[tokio::test]
+    async fn plans_reading_the_clock_are_not_optimized_ahead() {
+        let (_dir, session) = session_with_online_group().await;
+        for (sql, ahead) in [
+            ("SELECT 1", true),
+            (
+                "SELECT f * 2 FROM online.default.g WHERE k IN ($1, 2)",
+                true,
+            ),
+            ("SELECT now()", false),
+            ("SELECT current_date + 1", false),
+            ("SELECT f, now() FROM online.default.g WHERE k = $1", false),
+            ("SELECT random()", false),
+            (
+                "SELECT 1 WHERE EXISTS (SELECT 1 FROM online.default.g WHERE k = 1 AND now() > t)",
+                false,
+            ),
+        ] {
+            let plan = session.plan_query(sql).await.expect("plan").expect("query");
+            assert_eq!(plan.optimized.is_some(), ahead, "{sql}");
+        }
     }
 }

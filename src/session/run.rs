@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use sqlparser::ast;
@@ -51,18 +53,7 @@ impl Session {
         let plan = self
             .plan_statement(DFStatement::Statement(Box::new(statement)))
             .await?;
-        let types = plan.get_parameter_types()?;
-        let mut params: Vec<Option<DataType>> = Vec::new();
-        for (name, data_type) in types {
-            if let Some(n) = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
-                && n >= 1
-            {
-                if params.len() < n {
-                    params.resize(n, None);
-                }
-                params[n - 1] = data_type;
-            }
-        }
+        let params = super::plans::parameter_types(&plan)?;
         Ok((Arc::new(plan.schema().as_arrow().clone()), params))
     }
 
@@ -101,21 +92,33 @@ impl Session {
     pub(super) async fn run_plan(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
         self.check_explain(&plan).await?;
         self.audit_reads(&plan).await;
+        // DataFusion's own statements (DDL, SET) take effect here.
         let frame = self.ctx.execute_logical_plan(plan).await?;
-        let Some(limit) = self.query_memory else {
-            return Ok(frame.execute_stream().await?);
-        };
-        // A pool of its own per query: one query's limit, not the session's.
         let task = frame.task_ctx();
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
-            task.runtime_env().as_ref(),
-        )
-        .with_memory_limit(limit, 1.0)
-        .build_arc()?;
         let physical = frame.create_physical_plan().await?;
+        self.execute_physical(task, physical)
+    }
+
+    /// Runs a physical plan under `task`, within the session's memory limit
+    /// per query if it has one.
+    pub(super) fn execute_physical(
+        &self,
+        task: TaskContext,
+        physical: Arc<dyn ExecutionPlan>,
+    ) -> Result<SendableRecordBatchStream> {
+        let task = match self.query_memory {
+            None => task,
+            // A pool of its own per query: one query's limit, not the session's.
+            Some(limit) => {
+                let runtime = RuntimeEnvBuilder::from_runtime_env(task.runtime_env().as_ref())
+                    .with_memory_limit(limit, 1.0)
+                    .build_arc()?;
+                task.with_runtime(runtime)
+            }
+        };
         Ok(datafusion::physical_plan::execute_stream(
             physical,
-            Arc::new(task.with_runtime(runtime)),
+            Arc::new(task),
         )?)
     }
 

@@ -195,7 +195,14 @@ impl OnlineTable {
                 // Two predicates on one key: let DataFusion combine them.
                 continue;
             }
-            values[k] = Some(list);
+            // A value asked for twice (`k IN ($1, 9)` bound to 9) is one
+            // entity, answered once.
+            let mut seen = std::collections::HashSet::new();
+            values[k] = Some(
+                list.into_iter()
+                    .filter(|v| seen.insert(v.clone()))
+                    .collect(),
+            );
             used[f] = true;
         }
         let values: Option<Vec<Vec<ScalarValue>>> = values.into_iter().collect();

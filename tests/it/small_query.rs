@@ -323,3 +323,65 @@ async fn only_lookups_and_plans_without_tables_are_small() {
         assert_eq!(plan.is_small(), small, "{sql}");
     }
 }
+
+/// Kept plans are optimized once where that gives the same answers: a
+/// statement reading the clock, asked again, reads it again; parameters
+/// used in the result, a list and the filter bind at every execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_plans_answer_as_planned_afresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServeProcess::start(dir.path(), &[]);
+    let mut client = server.client().await;
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let now = rows(&query(&mut client, "SELECT CAST(now() AS VARCHAR)").await);
+        times.push(now[0][0].clone());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(
+        times[0] < times[1] && times[1] < times[2],
+        "now() read once: {times:?}"
+    );
+    update(
+        &mut client,
+        "CREATE FEATURE GROUP g (k BIGINT, t TIMESTAMP, v BIGINT) ENTITY KEY (k) EVENT TIME t ONLINE",
+    )
+    .await;
+    update(
+        &mut client,
+        "INSERT INTO g SELECT value, TIMESTAMP '2024-01-01 00:00:00', value * 10 FROM generate_series(0, 9) AS s(value)",
+    )
+    .await;
+    let mut prepared = client
+        .clone()
+        .prepare(
+            "SELECT k, v + $1 AS w FROM online.default.g WHERE k IN ($1, 9) ORDER BY k".into(),
+            None,
+        )
+        .await
+        .expect("prepare");
+    for k in [3i64, 5, 9, 42] {
+        let got = run_prepared(&mut prepared, &mut client, k)
+            .await
+            .expect("prepared");
+        // One row per entity asked for, NULL features for one not there.
+        let mut keys = vec![k, 9];
+        keys.sort();
+        keys.dedup();
+        let want: Vec<[String; 2]> = keys
+            .iter()
+            .map(|&e| {
+                let w = if e < 10 {
+                    (e * 10 + k).to_string()
+                } else {
+                    "NULL".to_string()
+                };
+                [e.to_string(), w]
+            })
+            .collect();
+        assert_eq!(rows(&got), want, "k = {k}");
+    }
+    drop(client);
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+}
