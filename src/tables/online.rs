@@ -20,13 +20,15 @@ use arrow::array::ArrayRef;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session};
-use datafusion::common::ScalarValue;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -331,21 +333,28 @@ impl TableProvider for OnlineTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let filters: Vec<&Expr> = filters.iter().collect();
-        let keys = match self.requested(&filters) {
-            Some((lists, _)) => Some(combinations(&lists)?),
-            None => None,
+        let (keys, unused) = match self.requested(&filters) {
+            Some((lists, used)) => {
+                let unused: Vec<Expr> = filters
+                    .iter()
+                    .zip(used)
+                    .filter(|(_, used)| !used)
+                    .map(|(f, _)| unqualified((*f).clone()))
+                    .collect::<DFResult<_>>()?;
+                (Some(combinations(&lists)?), unused)
+            }
+            None => (None, Vec::new()),
         };
         let projection: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
         };
-        let schema = Arc::new(self.schema.project(&projection)?);
         // A kept plan runs after the store may have rebuilt the group (a
         // commit it caught up with): the group of that name now, as long
         // as it has the planned columns.
@@ -353,10 +362,38 @@ impl TableProvider for OnlineTable {
             Some(now) if now.schema() == self.group.schema() => now,
             _ => self.group.clone(),
         };
-        Ok(Arc::new(OnlineLookupExec::new(
-            group, keys, projection, schema,
-        )))
+        // DataFusion may have been told a filter was answered exactly in a
+        // pass that saw it alone (`k IN (2, 3)` after `k = 1` was pushed in
+        // an earlier one): filters the lookup does not answer are applied
+        // to its rows here, so none is lost.
+        let Some(predicate) = conjunction(unused) else {
+            let schema = Arc::new(self.schema.project(&projection)?);
+            return Ok(Arc::new(OnlineLookupExec::new(
+                group, keys, projection, schema,
+            )));
+        };
+        let every: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let lookup = OnlineLookupExec::new(group, keys, every, self.schema.clone());
+        let columns = DFSchema::try_from(self.schema.as_ref().clone())?;
+        let predicate = state.create_physical_expr(predicate, &columns)?;
+        let filtered = FilterExecBuilder::new(predicate, Arc::new(lookup))
+            .apply_projection(Some(projection))?
+            .build()?;
+        Ok(Arc::new(filtered))
     }
+}
+
+/// `expr` with its columns named without their table: as the table's own
+/// schema names them.
+fn unqualified(expr: Expr) -> DFResult<Expr> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    expr.transform(|e| match e {
+        Expr::Column(c) => Ok(Transformed::yes(Expr::Column(
+            datafusion::common::Column::new_unqualified(c.name),
+        ))),
+        e => Ok(Transformed::no(e)),
+    })
+    .map(|t| t.data)
 }
 
 /// Answers a lookup (or lists the group) from the online store.

@@ -381,6 +381,38 @@ async fn kept_plans_answer_as_planned_afresh() {
             .collect();
         assert_eq!(rows(&got), want, "k = {k}");
     }
+    // The optimizer would take `$1` for a value unlike 2 (and drop the
+    // second condition, or intersect the lists wrongly) if it ran before
+    // the value was bound.
+    for (sql, value, want) in [
+        (
+            "SELECT k FROM online.default.g WHERE k = $1 AND k = 2",
+            1,
+            vec![],
+        ),
+        (
+            "SELECT k FROM online.default.g WHERE k = $1 AND k = 2",
+            2,
+            vec![["2"]],
+        ),
+        (
+            "SELECT x FROM (VALUES (1), (2), (3), (4)) t(x) WHERE x IN ($1, 3) AND x IN (2, 3) ORDER BY x",
+            2,
+            vec![["2"], ["3"]],
+        ),
+    ] {
+        let mut prepared = client
+            .clone()
+            .prepare(sql.into(), None)
+            .await
+            .expect("prepare");
+        for _ in 0..2 {
+            let got = run_prepared(&mut prepared, &mut client, value)
+                .await
+                .expect("prepared");
+            assert_eq!(rows(&got), want, "{sql} with {value}");
+        }
+    }
     drop(client);
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
