@@ -98,6 +98,20 @@ fn convert(name: &str, value: ScalarValue, expected: &DataType) -> Result<Scalar
         return Err(refuse());
     }
     match value.cast_to(expected) {
+        // A cast to a decimal of fewer places rounds without a word: 1.251
+        // bound to DECIMAL(10, 2) would match 1.25, which `= 1.251` does not.
+        Ok(converted)
+            if matches!(
+                expected,
+                DataType::Decimal32(..)
+                    | DataType::Decimal64(..)
+                    | DataType::Decimal128(..)
+                    | DataType::Decimal256(..)
+            ) && value.data_type().is_numeric()
+                && converted.cast_to(&value.data_type()).ok().as_ref() != Some(&value) =>
+        {
+            Err(refuse())
+        }
         Ok(converted) if !converted.is_null() => Ok(converted),
         _ => Err(refuse()),
     }
@@ -129,7 +143,13 @@ fn shown(value: &ScalarValue) -> String {
             }
         }
         other => {
-            let text = other.to_string();
+            // As Arrow prints it: a decimal with its point, not its digits
+            // and scale.
+            let text = other
+                .to_array()
+                .ok()
+                .and_then(|a| arrow::util::display::array_value_to_string(&a, 0).ok())
+                .unwrap_or_else(|| other.to_string());
             if text.chars().count() > LONGEST {
                 format!("{}…", text.chars().take(LONGEST).collect::<String>())
             } else {
@@ -175,6 +195,42 @@ mod tests {
         assert_eq!(out.column(0).data_type(), &DataType::Int64);
         assert_eq!(out.column(1).data_type(), &DataType::Int64);
         assert_eq!(out.column(2).data_type(), &DataType::Int64);
+    }
+
+    #[test]
+    fn numbers_rounded_to_a_decimal_parameter_are_refused() {
+        let decimal = |v: i128, scale: i8| -> ArrayRef {
+            Arc::new(
+                arrow::array::Decimal128Array::from(vec![v])
+                    .with_precision_and_scale(10, scale)
+                    .expect("decimal"),
+            )
+        };
+        let two_places = [Some(DataType::Decimal128(10, 2))];
+        for (column, shown) in [
+            (decimal(1251, 3), "1.251 (Decimal128(10, 3))"),
+            (
+                Arc::new(Float64Array::from(vec![1.251])) as ArrayRef,
+                "1.251 (Float64)",
+            ),
+        ] {
+            let text = refused(Some(batch(vec![column])), &two_places);
+            assert_eq!(
+                text,
+                format!("parameter $1 is Decimal128(10, 2), and {shown} does not convert to it")
+            );
+        }
+        for column in [
+            decimal(1250, 3),
+            Arc::new(Float64Array::from(vec![1.25])) as ArrayRef,
+            Arc::new(Int64Array::from(vec![7])) as ArrayRef,
+            Arc::new(StringArray::from(vec!["1.5"])) as ArrayRef,
+        ] {
+            let out = conform(Some(batch(vec![column])), &two_places)
+                .expect("converts")
+                .expect("some");
+            assert_eq!(out.column(0).data_type(), &DataType::Decimal128(10, 2));
+        }
     }
 
     #[test]
