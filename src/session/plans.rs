@@ -106,10 +106,10 @@ impl QueryPlan {
     }
 }
 
-/// The types of a plan's parameters, `$1` first. A parameter compared
-/// with two columns of one type takes that type: the columns' field
-/// metadata (Iceberg's field ids) differ, which DataFusion's own listing
-/// takes for a conflict.
+/// The types of a plan's parameters, `$1` first (`None` where the query
+/// does not tell). A parameter compared with two columns of one type takes
+/// that type: the columns' field metadata (Iceberg's field ids) differ,
+/// which DataFusion's own listing takes for a conflict.
 pub(super) fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     use datafusion::common::tree_node::TreeNode;
     use datafusion::logical_expr::{Expr, expr::Placeholder};
@@ -130,7 +130,11 @@ pub(super) fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>
                 if params.len() < n {
                     params.resize(n, None);
                 }
-                let found = field.as_ref().map(|f| f.data_type());
+                // A type of Null tells nothing (`$1 = $2` leaves both so).
+                let found = field
+                    .as_ref()
+                    .map(|f| f.data_type())
+                    .filter(|t| !t.is_null());
                 match (&params[n - 1], found) {
                     (Some(known), Some(found)) if known != found => {
                         return Err(datafusion::error::DataFusionError::Plan(format!(

@@ -400,6 +400,12 @@ async fn kept_plans_answer_as_planned_afresh() {
             2,
             vec![["2"], ["3"]],
         ),
+        // `$1 = $1` alone tells no type; the other use does.
+        (
+            "SELECT k FROM online.default.g WHERE k = $1 AND $1 = $1",
+            3,
+            vec![["3"]],
+        ),
     ] {
         let mut prepared = client
             .clone()
