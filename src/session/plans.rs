@@ -4,7 +4,7 @@
 //! planned again.
 //!
 //! ```text
-//!  SQL text ─► cache hit at the catalog's version? ─ yes ─► logical plan ─► bind $n ─► optimize, run
+//!  SQL text ─► cache hit at the catalog's version? ─ yes ─► kept plan ─► bind $n ─► optimize (unless done once), run
 //!                         │ no
 //!                         └─► parse, pin time travel, plan ─► kept if reusable
 //! ```
