@@ -97,6 +97,13 @@ fn convert(name: &str, value: ScalarValue, expected: &DataType) -> Result<Scalar
     if expected.is_integer() && has_fraction(&value) {
         return Err(refuse());
     }
+    // TRUE is not the number 1, nor 1 TRUE: the literals do not compare.
+    let boolean = |t: &DataType| t == &DataType::Boolean;
+    if boolean(&value.data_type()) != boolean(expected)
+        && (value.data_type().is_numeric() || expected.is_numeric())
+    {
+        return Err(refuse());
+    }
     match value.cast_to(expected) {
         // A cast to a decimal of fewer places rounds without a word: 1.251
         // bound to DECIMAL(10, 2) would match 1.25, which `= 1.251` does not.
@@ -231,6 +238,36 @@ mod tests {
                 .expect("some");
             assert_eq!(out.column(0).data_type(), &DataType::Decimal128(10, 2));
         }
+    }
+
+    #[test]
+    fn booleans_and_numbers_do_not_convert_into_each_other() {
+        let text = refused(
+            Some(batch(vec![Arc::new(arrow::array::BooleanArray::from(
+                vec![true],
+            ))])),
+            &[Some(DataType::Int64)],
+        );
+        assert_eq!(
+            text,
+            "parameter $1 is Int64, and true (Boolean) does not convert to it"
+        );
+        let text = refused(
+            Some(batch(vec![Arc::new(Int64Array::from(vec![1]))])),
+            &[Some(DataType::Boolean)],
+        );
+        assert_eq!(
+            text,
+            "parameter $1 is Boolean, and 1 (Int64) does not convert to it"
+        );
+        // Text still converts (clients that bind everything as text).
+        let out = conform(
+            Some(batch(vec![Arc::new(StringArray::from(vec!["true"]))])),
+            &[Some(DataType::Boolean)],
+        )
+        .expect("converts")
+        .expect("some");
+        assert_eq!(out.column(0).data_type(), &DataType::Boolean);
     }
 
     #[test]
