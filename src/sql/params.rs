@@ -117,8 +117,10 @@ fn literal(value: &ScalarValue) -> Result<Expr> {
         return literal(inner);
     }
     let text = match value {
-        // Dates and times as ISO text (their Display is the raw integer).
-        ScalarValue::Date32(_)
+        // Dates and times as ISO text (their Display is the raw integer),
+        // decimals with their point (theirs is the digits and the scale).
+        ScalarValue::Decimal128(_, _, _)
+        | ScalarValue::Date32(_)
         | ScalarValue::Date64(_)
         | ScalarValue::TimestampSecond(_, _)
         | ScalarValue::TimestampMillisecond(_, _)
@@ -214,6 +216,15 @@ mod tests {
             bound("SELECT $1", &values),
             "SELECT CAST('2024-02-01T00:00:00' AS TIMESTAMP)"
         );
+    }
+
+    #[test]
+    fn binds_decimals_with_their_point() {
+        let values = [
+            ScalarValue::Decimal128(Some(1250), 4, 3),
+            ScalarValue::Decimal128(Some(-5), 10, 2),
+        ];
+        assert_eq!(bound("SELECT $1, $2", &values), "SELECT 1.250, -0.05");
     }
 
     #[test]
