@@ -108,13 +108,8 @@ fn convert(name: &str, value: ScalarValue, expected: &DataType) -> Result<Scalar
         // A cast to a decimal of fewer places rounds without a word: 1.251
         // bound to DECIMAL(10, 2) would match 1.25, which `= 1.251` does not.
         Ok(converted)
-            if matches!(
-                expected,
-                DataType::Decimal32(..)
-                    | DataType::Decimal64(..)
-                    | DataType::Decimal128(..)
-                    | DataType::Decimal256(..)
-            ) && value.data_type().is_numeric()
+            if expected.is_decimal()
+                && value.data_type().is_numeric()
                 && converted.cast_to(&value.data_type()).ok().as_ref() != Some(&value) =>
         {
             Err(refuse())

@@ -34,9 +34,11 @@ use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::expr::Placeholder;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -111,45 +113,49 @@ impl QueryPlan {
 /// that type: the columns' field metadata (Iceberg's field ids) differ,
 /// which DataFusion's own listing takes for a conflict.
 pub(super) fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
-    use datafusion::common::tree_node::TreeNode;
-    use datafusion::logical_expr::{Expr, expr::Placeholder};
     let mut params: Vec<Option<DataType>> = Vec::new();
-    plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                let Expr::Placeholder(Placeholder { id, field }) = e else {
-                    return Ok(TreeNodeRecursion::Continue);
-                };
-                let Some(n) = id
-                    .strip_prefix('$')
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .filter(|n| *n >= 1)
-                else {
-                    return Ok(TreeNodeRecursion::Continue);
-                };
-                if params.len() < n {
-                    params.resize(n, None);
-                }
-                // A type of Null tells nothing (`$1 = $2` leaves both so).
-                let found = field
-                    .as_ref()
-                    .map(|f| f.data_type())
-                    .filter(|t| !t.is_null());
-                match (&params[n - 1], found) {
-                    (Some(known), Some(found)) if known != found => {
-                        return Err(datafusion::error::DataFusionError::Plan(format!(
-                            "parameter {id} is used as {known} and as {found}; \
-                             cast one use to the other's type"
-                        )));
-                    }
-                    (None, Some(found)) => params[n - 1] = Some(found.clone()),
-                    _ => {}
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
+    visit_expressions(plan, |e| {
+        let Expr::Placeholder(Placeholder { id, field }) = e else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let Some(n) = id
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n >= 1)
+        else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        if params.len() < n {
+            params.resize(n, None);
+        }
+        // A type of Null tells nothing (`$1 = $2` leaves both so).
+        let found = field
+            .as_ref()
+            .map(|f| f.data_type())
+            .filter(|t| !t.is_null());
+        match (&params[n - 1], found) {
+            (Some(known), Some(found)) if known != found => {
+                return Err(DataFusionError::Plan(format!(
+                    "parameter {id} is used as {known} and as {found}; \
+                     cast one use to the other's type"
+                )));
+            }
+            (None, Some(found)) => params[n - 1] = Some(found.clone()),
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
     })?;
     Ok(params)
+}
+
+/// Calls `f` on every expression of `plan`, its subqueries' and the
+/// expressions nested in them, until `f` says stop.
+fn visit_expressions(
+    plan: &LogicalPlan,
+    mut f: impl FnMut(&Expr) -> DFResult<TreeNodeRecursion>,
+) -> DFResult<()> {
+    plan.apply_with_subqueries(|node| node.apply_expressions(|expr| expr.apply(&mut f)))?;
+    Ok(())
 }
 
 /// Whether a plan may run again later: a query (not EXPLAIN) whose scans are
@@ -214,9 +220,7 @@ fn small(plan: &LogicalPlan) -> bool {
     small
 }
 
-fn has_subquery(expr: &datafusion::logical_expr::Expr) -> bool {
-    use datafusion::common::tree_node::TreeNode;
-    use datafusion::logical_expr::Expr;
+fn has_subquery(expr: &Expr) -> bool {
     expr.exists(|e| {
         Ok(matches!(
             e,
@@ -231,30 +235,18 @@ fn has_subquery(expr: &datafusion::logical_expr::Expr) -> bool {
 /// optimizer folds `now()` and other stable functions to their value at the
 /// time it runs).
 fn optimizes_ahead(plan: &LogicalPlan) -> bool {
-    use datafusion::common::tree_node::TreeNode;
-    use datafusion::logical_expr::{Expr, Volatility};
     let mut ahead = true;
-    let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                let later = match e {
-                    Expr::Placeholder(_) => true,
-                    Expr::ScalarFunction(f) => {
-                        f.func.signature().volatility != Volatility::Immutable
-                    }
-                    _ => false,
-                };
-                if later {
-                    ahead = false;
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })?;
-        Ok(if ahead {
-            TreeNodeRecursion::Continue
-        } else {
+    let _ = visit_expressions(plan, |e| {
+        let later = match e {
+            Expr::Placeholder(_) => true,
+            Expr::ScalarFunction(f) => f.func.signature().volatility != Volatility::Immutable,
+            _ => false,
+        };
+        ahead &= !later;
+        Ok(if later {
             TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
         })
     });
     ahead

@@ -365,7 +365,8 @@ impl TableProvider for OnlineTable {
         // DataFusion may have been told a filter was answered exactly in a
         // pass that saw it alone (`k IN (2, 3)` after `k = 1` was pushed in
         // an earlier one): filters the lookup does not answer are applied
-        // to its rows here, so none is lost.
+        // to its rows here, so none is lost. Those DataFusion also applies
+        // above cost a second look at the few rows of a lookup.
         let Some(predicate) = conjunction(unused) else {
             let schema = Arc::new(self.schema.project(&projection)?);
             return Ok(Arc::new(OnlineLookupExec::new(
