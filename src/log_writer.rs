@@ -25,7 +25,7 @@ pub const QUEUED_LINES: usize = 65_536;
 
 /// How long the thread rests after writing, so that a busy server's lines
 /// are written a batch at a time instead of waking the thread for each.
-const LINGER: Duration = Duration::from_millis(10);
+pub const LINGER: Duration = Duration::from_millis(10);
 
 /// Lines dropped because that many were waiting.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
