@@ -1,6 +1,6 @@
 """ASOF JOIN peer comparison: pitlake vs DuckDB vs Polars on the same data.
 
-    python3 benches/asof_peers.py [--sizes S,S-clustered,S-string,probe-1,probe-64,probe-4096,chain,M]
+    python3 benches/asof_peers.py [--sizes S,S-clustered,S-random,S-string,probe-1,probe-64,probe-4096,chain,M]
                                   [--paths warehouse,parquet] [--threads 2] [--runs 1]
                                   [--codecs zstd,zstd-3,lz4,snappy,none]
 
@@ -45,6 +45,7 @@ SIZES = {
     # name: (labels, feature rows, keys, joins, feature order)
     "S": (1_000_000, 10_000_000, 100_000, 1, "time"),
     "S-clustered": (1_000_000, 10_000_000, 100_000, 1, "key"),
+    "S-random": (1_000_000, 10_000_000, 100_000, 1, "random"),
     "M": (5_000_000, 50_000_000, 1_000_000, 1, "time"),
     "probe-1": (1, 50_000_000, 1_000_000, 1, "time"),
     "probe-64": (64, 50_000_000, 1_000_000, 1, "time"),
@@ -102,6 +103,8 @@ keep[1:] = (k[1:] != k[:-1]) | (ts[1:] != ts[:-1])
 k, ts = k[keep], ts[keep]
 if "{order}" == "time":
     o = np.argsort(ts, kind="stable"); k, ts = k[o], ts[o]
+elif "{order}" == "random":
+    o = rng.permutation(len(k)); k, ts = k[o], ts[o]
 f1 = rng.integers(0, 1000, len(k)).astype(np.float64)
 pq.write_table(pa.table({{"k": key(k), "ts": pa.array(ts, pa.timestamp("us")), "f1": f1,
     "f2": rng.random(len(k)), "f3": rng.random(len(k)), "f4": rng.random(len(k))}}),
@@ -393,7 +396,7 @@ def compare_codecs(args, python, pitlake):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="S,S-clustered,S-string,probe-1,probe-64,probe-4096,chain,M")
+    parser.add_argument("--sizes", default="S,S-clustered,S-random,S-string,probe-1,probe-64,probe-4096,chain,M")
     parser.add_argument("--paths", default="warehouse,parquet")
     parser.add_argument("--threads", default="2")
     parser.add_argument("--data", default=str(Path.home() / ".cache" / "pitlake-bench-data"))
