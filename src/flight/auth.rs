@@ -172,6 +172,18 @@ pub struct Caller {
     /// Where the caller signed in from, for the audit log.
     client: Arc<str>,
     session: Arc<OnceCell<Session>>,
+    /// What the session is kept under, for `CloseSession`.
+    key: SessionKey,
+}
+
+/// Where a caller's session is kept: under its token, or (without sign-in)
+/// under its connection's address, or shared by requests whose address the
+/// transport does not tell.
+#[derive(Debug, Clone)]
+enum SessionKey {
+    Token(String),
+    Connection(SocketAddr),
+    Shared,
 }
 
 impl std::fmt::Debug for Caller {
@@ -212,6 +224,8 @@ enum Gone {
     Lifetime,
     Idle,
     Evicted,
+    /// The client closed its session (Flight's `CloseSession`).
+    Closed,
 }
 
 /// Live tokens by id, and why the ids removed lately went (to tell a client
@@ -404,6 +418,7 @@ impl Authenticator {
                 user: None,
                 client: client_name(remote.map(|r| r.ip())),
                 session: self.connection_session(remote),
+                key: remote.map_or(SessionKey::Shared, SessionKey::Connection),
             });
         }
         let token = credentials(
@@ -429,6 +444,7 @@ impl Authenticator {
                                 user: Some(grant.user.clone()),
                                 client: grant.client.clone(),
                                 session: grant.session.clone(),
+                                key: SessionKey::Token(id.to_string()),
                             })
                         }
                         Some(why) => {
@@ -451,6 +467,31 @@ impl Authenticator {
         };
         drop(freed);
         result
+    }
+
+    /// Ends the caller's session (Flight's `CloseSession`, which the ADBC
+    /// driver sends when a connection closes): its token is refused from now
+    /// on, saying so, and its settings, temporary tables and kept plans
+    /// go. Without sign-in the connection's session is forgotten, and its
+    /// next request starts a new one. False for the session shared by
+    /// requests without an address, which is not the caller's to close.
+    pub fn close(&self, caller: &Caller) -> bool {
+        let closed = match &caller.key {
+            SessionKey::Token(id) => {
+                let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+                grants
+                    .remove(id, Gone::Closed, self.remember())
+                    .map(|grant| grant.session)
+            }
+            SessionKey::Connection(remote) => {
+                let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+                connections.remove(remote).map(|c| c.session)
+            }
+            SessionKey::Shared => return false,
+        };
+        // Dropped out of the lock; a request still running keeps its own.
+        drop(closed);
+        true
     }
 
     /// The caller's session, built by its first use; refused when its user
@@ -550,6 +591,7 @@ impl Authenticator {
                 "token evicted: the server keeps at most {} signed-in tokens and this one was the least recently used",
                 self.policy.max_tokens
             ),
+            Gone::Closed => "session closed by the client (CloseSession)".to_string(),
         };
         Status::unauthenticated(format!("{why}: authenticate again"))
     }

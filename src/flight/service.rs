@@ -386,6 +386,18 @@ impl FlightSqlService for PitlakeFlightSql {
                 let status = self.cancel(&caller, &info)?;
                 arrow_flight::CancelFlightInfoResult::new(status).encode_to_vec()
             }
+            // Flight's own: the ADBC driver sends it when a connection closes.
+            CLOSE_SESSION => {
+                let status = if self.auth.close(&caller) {
+                    CloseSessionStatus::Closed
+                } else {
+                    CloseSessionStatus::NotCloseable
+                };
+                CloseSessionResult {
+                    status: status as i32,
+                }
+                .encode_to_vec()
+            }
             online::PING_ACTION => Vec::new(),
             // Lookups read memory only: answered here, not queued as queries.
             online::LOOKUP_ACTION => {
@@ -411,6 +423,10 @@ impl FlightSqlService for PitlakeFlightSql {
     async fn list_custom_actions(&self) -> Option<Vec<std::result::Result<ActionType, Status>>> {
         Some(vec![
             Ok(ActionType {
+                r#type: CLOSE_SESSION.into(),
+                description: "Flight's CloseSession: ends the caller's session and its token".into(),
+            }),
+            Ok(ActionType {
                 r#type: online::LOOKUP_ACTION.into(),
                 description: "latest feature values of entities: JSON {\"group\": \"schema.group\", \"keys\": [...], \"columns\": [...]} -> Arrow IPC stream".into(),
             }),
@@ -428,4 +444,23 @@ impl FlightSqlService for PitlakeFlightSql {
     ) -> std::result::Result<Response<<Self as FlightService>::DoPutStream>, Status> {
         self.stream_put(request, message).await
     }
+}
+
+/// Flight's action that ends the caller's session (arrow-flight has no type
+/// for it: `CloseSessionRequest` is empty, the result below is Flight's).
+const CLOSE_SESSION: &str = "CloseSession";
+
+/// Flight's `CloseSessionResult`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct CloseSessionResult {
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+/// Flight's `CloseSessionResult.Status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+enum CloseSessionStatus {
+    Closed = 1,
+    NotCloseable = 3,
 }

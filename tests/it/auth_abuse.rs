@@ -204,6 +204,19 @@ impl Client {
         Ok(())
     }
 
+    /// Flight's `CloseSession`; its result's status.
+    async fn close_session(&mut self) -> Result<i32, Status> {
+        let request = self.request(Action::new("CloseSession", Vec::new()));
+        let mut results = self.inner.do_action(request).await?.into_inner();
+        let result = results.message().await?.expect("a result");
+        // CloseSessionResult { status = 1 }: a varint field 1.
+        match result.body.as_ref() {
+            [] => Ok(0),
+            [0x08, status] => Ok(i32::from(*status)),
+            other => panic!("not a CloseSessionResult: {other:?}"),
+        }
+    }
+
     /// The server still answers this client.
     async fn still_answers(&mut self) {
         let rows = self.query("SELECT 7").await.expect("the server answers");
@@ -741,5 +754,67 @@ async fn wrong_parameter_types_and_counts_are_invalid_argument() {
         "the statement takes 3 parameters ($1 to $3) but 2 values were bound",
     );
     alice.still_answers().await;
+    server.stop().await;
+}
+
+/// Flight's `CloseSession` (the ADBC driver sends it when a connection
+/// closes) ends the caller's session: its token is refused from then on,
+/// saying why, another user's session is untouched, and signing in again
+/// starts afresh without the closed session's temporary tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_session_ends_the_token_and_its_state() {
+    let server = server(ServerConfig::default()).await;
+    let mut alice = Client::connect(&server, "127.0.0.1").await;
+    alice.sign_in("alice", "s3cret").await.expect("alice");
+    let mut bob = Client::connect(&server, "127.0.0.1").await;
+    bob.sign_in("bob", "hunter2").await.expect("bob");
+    for client in [&mut alice, &mut bob] {
+        client
+            .query("CREATE TEMPORARY TABLE mine AS SELECT 1 AS x")
+            .await
+            .expect("temporary table");
+    }
+    assert_eq!(alice.close_session().await.expect("close"), 1, "CLOSED");
+    expect_status(
+        alice.query("SELECT 1").await,
+        Code::Unauthenticated,
+        "session closed by the client (CloseSession): authenticate again",
+    );
+    // Closing it twice is refused the same way, not an error of another kind.
+    expect_status(
+        alice.close_session().await,
+        Code::Unauthenticated,
+        "session closed by the client",
+    );
+    let rows = bob.query("SELECT x FROM mine").await.expect("bob's table");
+    assert_eq!(cells(&rows).expect("cells"), vec![vec!["1"]]);
+    alice.sign_in("alice", "s3cret").await.expect("again");
+    expect_status(
+        alice.query("SELECT x FROM mine").await,
+        Code::InvalidArgument,
+        "mine",
+    );
+    alice.still_answers().await;
+    server.stop().await;
+}
+
+/// Without sign-in a session is its connection's: `CloseSession` forgets it,
+/// and the connection's next request starts a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_session_without_sign_in_starts_afresh() {
+    let server = TestServer::start_with(ServerConfig::default()).await;
+    let mut client = Client::connect(&server, "127.0.0.1").await;
+    client
+        .query("CREATE TEMPORARY TABLE mine AS SELECT 1 AS x")
+        .await
+        .expect("temporary table");
+    client.query("SELECT x FROM mine").await.expect("its table");
+    assert_eq!(client.close_session().await.expect("close"), 1, "CLOSED");
+    expect_status(
+        client.query("SELECT x FROM mine").await,
+        Code::InvalidArgument,
+        "mine",
+    );
+    client.still_answers().await;
     server.stop().await;
 }
