@@ -41,6 +41,7 @@ use super::metadata::{sql_info, xdbc_types};
 use super::online;
 use super::query::{BoundParameters, Running};
 use super::status::to_status;
+use crate::catalog::CATALOG_NAME;
 use crate::error::Result;
 use crate::session::Session;
 
@@ -398,6 +399,22 @@ impl FlightSqlService for PitlakeFlightSql {
                 }
                 .encode_to_vec()
             }
+            // Flight's own: the ADBC driver asks it for the connection's
+            // current catalog and schema (`USE` sets the schema).
+            GET_SESSION_OPTIONS => {
+                let session = self.auth.session(&caller).await?;
+                let text = |value: String| SessionOptionValue {
+                    string_value: Some(value),
+                };
+                GetSessionOptionsResult {
+                    session_options: [
+                        ("catalog".to_string(), text(CATALOG_NAME.to_string())),
+                        ("schema".to_string(), text(session.current_schema())),
+                    ]
+                    .into(),
+                }
+                .encode_to_vec()
+            }
             online::PING_ACTION => Vec::new(),
             // Lookups read memory only: answered here, not queued as queries.
             online::LOOKUP_ACTION => {
@@ -422,6 +439,10 @@ impl FlightSqlService for PitlakeFlightSql {
 
     async fn list_custom_actions(&self) -> Option<Vec<std::result::Result<ActionType, Status>>> {
         Some(vec![
+            Ok(ActionType {
+                r#type: GET_SESSION_OPTIONS.into(),
+                description: "Flight's GetSessionOptions: the current catalog and schema".into(),
+            }),
             Ok(ActionType {
                 r#type: CLOSE_SESSION.into(),
                 description: "Flight's CloseSession: ends the caller's session and its token".into(),
@@ -463,4 +484,22 @@ struct CloseSessionResult {
 enum CloseSessionStatus {
     Closed = 1,
     NotCloseable = 3,
+}
+
+/// Flight's action that reads the caller's session options.
+const GET_SESSION_OPTIONS: &str = "GetSessionOptions";
+
+/// Flight's `GetSessionOptionsResult`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GetSessionOptionsResult {
+    #[prost(map = "string, message", tag = "1")]
+    session_options: std::collections::HashMap<String, SessionOptionValue>,
+}
+
+/// Flight's `SessionOptionValue`, of which pitlake sends only strings (the
+/// `string_value` member of its `oneof`, the same on the wire).
+#[derive(Clone, PartialEq, prost::Message)]
+struct SessionOptionValue {
+    #[prost(string, optional, tag = "1")]
+    string_value: Option<String>,
 }

@@ -27,7 +27,14 @@ except adbc_driver_manager.Error as e:
     assert "UNAUTHENTICATED" in str(e) or "Unauthenticated" in str(e) or "invalid user" in str(e), e
 
 with connect() as conn, conn.cursor() as cur:
+    # The current catalog and schema, as the driver asks for them (Flight's
+    # GetSessionOptions); USE changes the schema.
+    assert (conn.adbc_current_catalog, conn.adbc_current_db_schema) == ("pitlake", "default"), \
+        (conn.adbc_current_catalog, conn.adbc_current_db_schema)
     cur.execute("CREATE SCHEMA airlines")
+    cur.execute("USE airlines")
+    assert conn.adbc_current_db_schema == "airlines", conn.adbc_current_db_schema
+    cur.execute("USE default")
     cur.execute(
         """CREATE FEATURE GROUP airlines.delays (
                carrier VARCHAR NOT NULL, airport VARCHAR NOT NULL,
