@@ -16,6 +16,7 @@ pub mod online;
 mod parameters;
 mod query;
 mod service;
+mod session_actions;
 mod status;
 
 use std::future::Future;

@@ -40,8 +40,8 @@ use super::handle::Sealer;
 use super::metadata::{sql_info, xdbc_types};
 use super::online;
 use super::query::{BoundParameters, Running};
+use super::session_actions::{self, CLOSE_SESSION, GET_SESSION_OPTIONS};
 use super::status::to_status;
-use crate::catalog::CATALOG_NAME;
 use crate::error::Result;
 use crate::session::Session;
 
@@ -388,32 +388,11 @@ impl FlightSqlService for PitlakeFlightSql {
                 arrow_flight::CancelFlightInfoResult::new(status).encode_to_vec()
             }
             // Flight's own: the ADBC driver sends it when a connection closes.
-            CLOSE_SESSION => {
-                let status = if self.auth.close(&caller) {
-                    CloseSessionStatus::Closed
-                } else {
-                    CloseSessionStatus::NotCloseable
-                };
-                CloseSessionResult {
-                    status: status as i32,
-                }
-                .encode_to_vec()
-            }
-            // Flight's own: the ADBC driver asks it for the connection's
-            // current catalog and schema (`USE` sets the schema).
+            CLOSE_SESSION => session_actions::close_result(self.auth.close(&caller)),
+            // The ADBC driver's current catalog and schema (`USE` sets it).
             GET_SESSION_OPTIONS => {
                 let session = self.auth.session(&caller).await?;
-                let text = |value: String| SessionOptionValue {
-                    string_value: Some(value),
-                };
-                GetSessionOptionsResult {
-                    session_options: [
-                        ("catalog".to_string(), text(CATALOG_NAME.to_string())),
-                        ("schema".to_string(), text(session.current_schema())),
-                    ]
-                    .into(),
-                }
-                .encode_to_vec()
+                session_actions::options_result(session.current_schema())
             }
             online::PING_ACTION => Vec::new(),
             // Lookups read memory only: answered here, not queued as queries.
@@ -465,41 +444,4 @@ impl FlightSqlService for PitlakeFlightSql {
     ) -> std::result::Result<Response<<Self as FlightService>::DoPutStream>, Status> {
         self.stream_put(request, message).await
     }
-}
-
-/// Flight's action that ends the caller's session (arrow-flight has no type
-/// for it: `CloseSessionRequest` is empty, the result below is Flight's).
-const CLOSE_SESSION: &str = "CloseSession";
-
-/// Flight's `CloseSessionResult`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct CloseSessionResult {
-    #[prost(int32, tag = "1")]
-    status: i32,
-}
-
-/// Flight's `CloseSessionResult.Status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-enum CloseSessionStatus {
-    Closed = 1,
-    NotCloseable = 3,
-}
-
-/// Flight's action that reads the caller's session options.
-const GET_SESSION_OPTIONS: &str = "GetSessionOptions";
-
-/// Flight's `GetSessionOptionsResult`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct GetSessionOptionsResult {
-    #[prost(map = "string, message", tag = "1")]
-    session_options: std::collections::HashMap<String, SessionOptionValue>,
-}
-
-/// Flight's `SessionOptionValue`, of which pitlake sends only strings (the
-/// `string_value` member of its `oneof`, the same on the wire).
-#[derive(Clone, PartialEq, prost::Message)]
-struct SessionOptionValue {
-    #[prost(string, optional, tag = "1")]
-    string_value: Option<String>,
 }
