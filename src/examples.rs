@@ -166,7 +166,8 @@ pub async fn print_example(
         match session.sql(&sql).await {
             Ok(results) => {
                 for result in results {
-                    write!(out, "{}", render(&result, Format::Table)?).map_err(io)?;
+                    out.write_all(&render(&result, Format::Table)?)
+                        .map_err(io)?;
                 }
             }
             Err(e) if expect_error => writeln!(out, "error (as expected): {e}").map_err(io)?,

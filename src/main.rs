@@ -123,6 +123,8 @@ enum OutputFormat {
     Table,
     Csv,
     Json,
+    /// Arrow IPC streams, one per statement that returns columns.
+    Arrow,
 }
 
 impl From<OutputFormat> for Format {
@@ -131,6 +133,7 @@ impl From<OutputFormat> for Format {
             OutputFormat::Table => Format::Table,
             OutputFormat::Csv => Format::Csv,
             OutputFormat::Json => Format::Json,
+            OutputFormat::Arrow => Format::Arrow,
         }
     }
 }
@@ -239,6 +242,11 @@ async fn run(cli: Cli) -> Result<()> {
                     .or_else(|| pitlake::session::machine_memory().map(|bytes| bytes / 2)),
             };
             let format = Format::from(format);
+            if format.is_binary() && std::io::stdout().is_terminal() {
+                return Err(pitlake::Error::Invalid(
+                    "--format arrow writes binary Arrow IPC streams: redirect standard output to a file or a pipe".into(),
+                ));
+            }
             let sql = match (command, file) {
                 (Some(sql), _) => sql,
                 (None, Some(path)) => {

@@ -1,5 +1,8 @@
-//! Printing results: aligned tables for people, CSV and JSON for programs, and
-//! the plain cell text the SQL examples pin.
+//! Printing results: aligned tables for people, CSV and JSON for programs,
+//! Arrow IPC streams for programs that read Arrow, and the plain cell text the
+//! SQL examples pin.
+
+use std::io::Write;
 
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
@@ -15,69 +18,119 @@ pub enum Format {
     Table,
     Csv,
     Json,
+    /// One Arrow IPC stream per statement that returns columns; statements
+    /// without columns write nothing, so that a script's output stays a
+    /// sequence of readable streams.
+    Arrow,
 }
 
-/// Renders a statement result; statements without columns print `OK`.
-pub fn render(result: &StatementResult, format: Format) -> Result<String> {
+impl Format {
+    /// Whether the output is binary (not for a terminal).
+    pub fn is_binary(self) -> bool {
+        self == Format::Arrow
+    }
+}
+
+/// Renders a statement result; statements without columns print `OK` in the
+/// text formats and nothing in Arrow's.
+pub fn render(result: &StatementResult, format: Format) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write(result, format, &mut out)?;
+    Ok(out)
+}
+
+/// Writes a statement result to `out` as [`render`] would return it, Arrow's
+/// batches one by one rather than copied whole first.
+pub fn write(result: &StatementResult, format: Format, out: &mut dyn Write) -> Result<()> {
+    let io = |source| Error::Io {
+        path: "the output".into(),
+        source,
+    };
     if result.schema.fields().is_empty() {
-        return Ok("OK\n".to_string());
+        return if format.is_binary() {
+            Ok(())
+        } else {
+            out.write_all(b"OK\n").map_err(io)
+        };
     }
-    let to_err = |e: arrow::error::ArrowError| Error::arrow("cannot print the result")(e);
-    match format {
-        Format::Table => {
-            let rows = result.num_rows();
-            let table = if rows == 0 {
-                let names: Vec<&str> = result
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
-                names.join(" | ")
-            } else {
-                let options = FormatOptions::default().with_null("NULL");
-                arrow::util::pretty::pretty_format_batches_with_options(&result.batches, &options)
-                    .map_err(to_err)?
-                    .to_string()
-            };
-            Ok(format!(
-                "{table}\n({rows} row{})\n",
-                if rows == 1 { "" } else { "s" }
-            ))
+    let text = match format {
+        Format::Arrow => return arrow_stream(result, out),
+        Format::Table => table_text(result)?,
+        Format::Csv => csv_text(result)?,
+        Format::Json => json_text(result)?,
+    };
+    out.write_all(text.as_bytes()).map_err(io)
+}
+
+/// The result as an Arrow IPC stream: its schema, its batches, the end mark.
+fn arrow_stream(result: &StatementResult, out: &mut dyn Write) -> Result<()> {
+    let to_err = |e: arrow::error::ArrowError| Error::arrow("cannot write the result as Arrow")(e);
+    let mut writer =
+        arrow::ipc::writer::StreamWriter::try_new(out, &result.schema).map_err(to_err)?;
+    for batch in &result.batches {
+        writer.write(batch).map_err(to_err)?;
+    }
+    writer.finish().map_err(to_err)
+}
+
+fn to_err(e: arrow::error::ArrowError) -> Error {
+    Error::arrow("cannot print the result")(e)
+}
+
+fn table_text(result: &StatementResult) -> Result<String> {
+    let rows = result.num_rows();
+    let table = if rows == 0 {
+        let names: Vec<&str> = result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        names.join(" | ")
+    } else {
+        let options = FormatOptions::default().with_null("NULL");
+        arrow::util::pretty::pretty_format_batches_with_options(&result.batches, &options)
+            .map_err(to_err)?
+            .to_string()
+    };
+    Ok(format!(
+        "{table}\n({rows} row{})\n",
+        if rows == 1 { "" } else { "s" }
+    ))
+}
+
+fn csv_text(result: &StatementResult) -> Result<String> {
+    let mut out = Vec::new();
+    {
+        let mut writer = arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut out);
+        if result.batches.is_empty() {
+            let empty = RecordBatch::new_empty(result.schema.clone());
+            writer.write(&nested_as_json(&empty)?).map_err(to_err)?;
         }
-        Format::Csv => {
-            let mut out = Vec::new();
-            {
-                let mut writer = arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(&mut out);
-                if result.batches.is_empty() {
-                    let empty = RecordBatch::new_empty(result.schema.clone());
-                    writer.write(&nested_as_json(&empty)?).map_err(to_err)?;
-                }
-                for batch in &result.batches {
-                    writer.write(&nested_as_json(batch)?).map_err(to_err)?;
-                }
-            }
-            String::from_utf8(out).map_err(|e| Error::Internal(format!("printed result: {e}")))
-        }
-        Format::Json => {
-            let mut out = Vec::new();
-            {
-                let mut writer = arrow::json::ArrayWriter::new(&mut out);
-                let batches: Vec<&RecordBatch> = result.batches.iter().collect();
-                writer.write_batches(&batches).map_err(to_err)?;
-                writer.finish().map_err(to_err)?;
-            }
-            let mut text = String::from_utf8(out)
-                .map_err(|e| Error::Internal(format!("printed result: {e}")))?;
-            if text.is_empty() {
-                text.push_str("[]");
-            }
-            text.push('\n');
-            Ok(text)
+        for batch in &result.batches {
+            writer.write(&nested_as_json(batch)?).map_err(to_err)?;
         }
     }
+    String::from_utf8(out).map_err(|e| Error::Internal(format!("printed result: {e}")))
+}
+
+fn json_text(result: &StatementResult) -> Result<String> {
+    let mut out = Vec::new();
+    {
+        let mut writer = arrow::json::ArrayWriter::new(&mut out);
+        let batches: Vec<&RecordBatch> = result.batches.iter().collect();
+        writer.write_batches(&batches).map_err(to_err)?;
+        writer.finish().map_err(to_err)?;
+    }
+    let mut text =
+        String::from_utf8(out).map_err(|e| Error::Internal(format!("printed result: {e}")))?;
+    if text.is_empty() {
+        text.push_str("[]");
+    }
+    text.push('\n');
+    Ok(text)
 }
 
 /// `batch` with its nested columns (lists, structs, maps), which CSV has no
@@ -167,7 +220,7 @@ mod tests {
         let sql = r#"SELECT snapshot_id, operation, summary, [1, 2] AS list, NULL::INT[] AS none
                      FROM "fg$snapshots""#;
         let result = session.sql(sql).await.expect("query").remove(0);
-        let csv = render(&result, Format::Csv).expect("csv");
+        let csv = String::from_utf8(render(&result, Format::Csv).expect("csv")).expect("utf-8");
         let mut lines = csv.lines();
         assert_eq!(
             lines.next(),
@@ -177,7 +230,7 @@ mod tests {
         assert!(row.contains(r#""{""added-data-files"":""1"""#), "{row}");
         assert!(row.ends_with(r#","[1,2]","#), "{row}");
         for format in [Format::Table, Format::Json] {
-            let text = render(&result, format).expect("renders");
+            let text = String::from_utf8(render(&result, format).expect("renders")).expect("utf-8");
             assert!(text.contains("added-records"), "{text}");
         }
     }

@@ -295,7 +295,8 @@ pub async fn run(warehouse: &Path, out: &mut dyn Write) -> Result<()> {
     for sql in tour {
         writeln!(out, "\n{sql};").map_err(io)?;
         for result in session.sql(&sql).await? {
-            write!(out, "{}", render(&result, Format::Table)?).map_err(io)?;
+            out.write_all(&render(&result, Format::Table)?)
+                .map_err(io)?;
         }
     }
 

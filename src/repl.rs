@@ -16,7 +16,7 @@ use rustyline::error::ReadlineError;
 
 use crate::catalog::Warehouse;
 use crate::error::{Error, Result};
-use crate::output::{Format, render};
+use crate::output::{self, Format};
 use crate::session::Session;
 use crate::sql::{Statement, parse_sql};
 
@@ -72,7 +72,7 @@ pub async fn run_script(opener: &Opener, sql: &str, format: Format) -> Result<()
     let mut ran = Ok(());
     for statement in statements {
         ran = match session.execute(statement).await {
-            Ok(result) => render(&result, format).and_then(|text| print_result(&text)),
+            Ok(result) => print_result(&result, format),
             Err(e) => Err(e),
         };
         if ran.is_err() {
@@ -82,15 +82,13 @@ pub async fn run_script(opener: &Opener, sql: &str, format: Format) -> Result<()
     ran.and(close(&session).await)
 }
 
-fn print_result(text: &str) -> Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| Error::Io {
-            path: "stdout".into(),
-            source,
-        })
+fn print_result(result: &crate::session::StatementResult, format: Format) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    output::write(result, format, &mut out)?;
+    out.flush().map_err(|source| Error::Io {
+        path: "stdout".into(),
+        source,
+    })
 }
 
 /// The interactive shell: reads statements until end of input (Ctrl-D) or `\q`.
@@ -177,9 +175,8 @@ async fn run_line(
                 return Ok(());
             }
         };
-        match render(&result, format) {
-            Ok(text) => print_result(&text)?,
-            Err(e) => eprintln!("error: {e}"),
+        if let Err(e) = print_result(&result, format) {
+            eprintln!("error: {e}");
         }
     }
     Ok(())

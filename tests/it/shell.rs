@@ -109,3 +109,68 @@ fn the_shell_prints_every_statement_and_survives_ctrl_c() {
         .expect("the shell kept its history");
     assert!(history.contains("max(x) + 35"), "{history}");
 }
+
+/// The Arrow IPC streams of `bytes`, one after another, as (column names,
+/// rows as text) each.
+fn arrow_streams(bytes: &[u8]) -> Vec<(Vec<String>, Vec<Vec<String>>)> {
+    use arrow::util::display::ArrayFormatter;
+    let mut cursor = std::io::Cursor::new(bytes);
+    let mut streams = Vec::new();
+    while (cursor.position() as usize) < bytes.len() {
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(&mut cursor, None).expect("a stream");
+        let names = reader
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut rows = Vec::new();
+        for batch in reader {
+            let batch = batch.expect("a batch");
+            let options = Default::default();
+            let cells: Vec<ArrayFormatter> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+                .collect();
+            for row in 0..batch.num_rows() {
+                rows.push(cells.iter().map(|c| c.value(row).to_string()).collect());
+            }
+        }
+        streams.push((names, rows));
+    }
+    streams
+}
+
+#[test]
+fn arrow_format_writes_a_stream_per_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warehouse = dir.path().join("wh");
+    let script = "CREATE TABLE t (id BIGINT, name VARCHAR); \
+                  INSERT INTO t SELECT value, 'n' || value FROM range(20000); \
+                  SELECT count(*) AS n, max(name) AS top FROM t; \
+                  SELECT id, name FROM t WHERE id < 3 ORDER BY id; \
+                  SELECT id FROM t WHERE id < 0";
+    let out = pitlake_sql(&warehouse, &["--format", "arrow", "-c", script], None);
+    assert!(out.status.success(), "{out:?}");
+    let streams = arrow_streams(&out.stdout);
+    // The DDL and the INSERT wrote nothing that would break the streams;
+    // an INSERT's count is a result with a column, so it has its stream.
+    let names: Vec<&Vec<String>> = streams.iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), 4, "{streams:?}");
+    assert_eq!(
+        streams[1].1,
+        vec![vec!["20000".to_string(), "n9999".into()]]
+    );
+    assert_eq!(
+        streams[2].1,
+        vec![
+            vec!["0".to_string(), "n0".into()],
+            vec!["1".into(), "n1".into()],
+            vec!["2".into(), "n2".into()],
+        ]
+    );
+    // No rows is still a stream: the schema and the end mark.
+    assert_eq!(streams[3], (vec!["id".to_string()], vec![]));
+}

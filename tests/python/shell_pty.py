@@ -1,5 +1,6 @@
 """Drives `pitlake sql` in a pseudo-terminal as a person would: the banner of
-a missing warehouse, two statements on one line, Ctrl-C during a query, quit.
+a missing warehouse, two statements on one line, Ctrl-C during a query, quit;
+then `--format arrow`, refused on a terminal.
 
 usage: shell_pty.py PITLAKE_BIN WAREHOUSE
 """
@@ -71,4 +72,15 @@ assert "42" in shown, f"no answer after the cancelled query: {shown!r}"
 
 send("\\q\r")
 _, status = os.waitpid(pid, 0)
-sys.exit(os.waitstatus_to_exitcode(status))
+if os.waitstatus_to_exitcode(status) != 0:
+    sys.exit(f"the shell failed: {pending!r}")
+
+# Binary Arrow output is refused on a terminal, before anything runs.
+pending = b""
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(BIN, [BIN, "sql", "--warehouse", WAREHOUSE, "--format", "arrow", "-c", "SELECT 1"])
+expect("redirect standard output")
+_, status = os.waitpid(pid, 0)
+if os.waitstatus_to_exitcode(status) == 0:
+    sys.exit("--format arrow on a terminal succeeded")
