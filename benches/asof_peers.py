@@ -167,6 +167,31 @@ print(json.dumps({"engine": "flight", "secs": round(secs, 3), "rows": table.num_
                   "matched": table.num_rows - table["f1_0"].null_count, "sum": float(s or 0)}))
 """
 
+# The same training set through `pitlake sql --format arrow` into a file, timed
+# from process start to exit; the checksum is read from the file afterwards.
+SQL_ARROW = """
+import json, os, subprocess, sys, tempfile, time
+import pyarrow as pa, pyarrow.compute as pc
+pitlake, warehouse, sql, joins = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+with tempfile.TemporaryFile() as out:
+    start = time.perf_counter()
+    proc = subprocess.Popen([pitlake, "sql", "--warehouse", warehouse, "--format", "arrow", "-c", sql],
+                            stdout=out, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    secs = time.perf_counter() - start
+    if status != 0:
+        sys.exit(proc.stderr.read().decode())
+    out.seek(0)
+    table = pa.ipc.open_stream(out).read_all()
+total = table["f1_0"]
+for j in range(1, joins):
+    total = pc.add(total, table[f"f1_{j}"])
+s = pc.sum(total).as_py()
+print(json.dumps({"engine": "sql-arrow", "secs": round(secs, 3), "rows": table.num_rows,
+                  "matched": table.num_rows - table["f1_0"].null_count, "sum": float(s or 0),
+                  "child_rss_mb": round(usage.ru_maxrss / 1024)}))
+"""
+
 # Sets a table property of a pitlake warehouse with pyiceberg (the catalog is
 # the Iceberg SQL catalog named `pitlake`).
 SET_PROPERTY = """
@@ -429,11 +454,14 @@ def main():
             floor_sql = f"SELECT count(*) AS n, max(k) AS mk, sum(f1) AS s, max(ts) AS t FROM {groups[0]}"
             asof_sql = checksum_sql(labels, groups)
             server = Server(pitlake, warehouse)
-            flight = [str(python), "-c", FLIGHT, server.uri, training_set_sql(labels, groups), str(joins)]
+            training = training_set_sql(labels, groups)
+            flight = [str(python), "-c", FLIGHT, server.uri, training, str(joins)]
+            sql_arrow = [str(python), "-c", SQL_ARROW, str(pitlake), str(warehouse), training, str(joins)]
             ours.append(("warehouse", [
                 lambda: run_pitlake_sql(pitlake, warehouse, asof_sql),
                 lambda: run_pitlake_sql(pitlake, warehouse, floor_sql, "floor"),
                 lambda: run(flight),
+                lambda: run(sql_arrow),
             ]))
         if "parquet" in args.paths:
             ours.append(("parquet", [lambda: run([str(bench), *files])]))
@@ -454,21 +482,25 @@ def main():
             mine = med(path, 0)
             floor = med(path, 1) if path == "warehouse" else None
             flight = med(path, 2) if path == "warehouse" else None
-            checks = [mine, *peer_results] + ([flight] if flight else [])
+            sql_arrow = med(path, 3) if path == "warehouse" else None
+            checks = [mine, *peer_results] + ([flight, sql_arrow] if flight else [])
             check = {(r["rows"], r["matched"], round(r["sum"], 3)) for r in checks}
             agree = "yes" if len(check) == 1 else f"NO: {[(r['engine'], r['rows'], r['matched'], r['sum']) for r in checks]}"
-            rows.append((size, path, mine, peer_results, floor, flight, agree,
+            rows.append((size, path, mine, peer_results, floor, flight, sql_arrow, agree,
                          mine["secs"] / best["secs"], mine["peak_rss_mb"] / best_mem))
             print(f"{size} {path}: pitlake {mine['secs']}s {mine['peak_rss_mb']}MB"
-                  + (f", floor {floor['secs']}s, flight {flight['secs']}s" if floor else "")
+                  + (f", floor {floor['secs']}s, flight {flight['secs']}s, "
+                     f"training set via sql {sql_arrow['secs']}s" if floor else "")
                   + ", " + ", ".join(f"{r['engine']} {r['secs']}s {r['peak_rss_mb']}MB" for r in peer_results)
                   + f"; agree: {agree}", flush=True)
     print("\n| size | pitlake path | pitlake s | duckdb s | polars s | pitlake MB | duckdb MB | polars MB "
-          "| time / best peer | RSS / best peer | floor s | ASOF / floor | Flight to pyarrow s | Flight / sql | agree |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for size, path, mine, peers, floor, flight, agree, tr, mr in rows:
+          "| time / best peer | RSS / best peer | floor s | ASOF / floor | Flight to pyarrow s "
+          "| training set via sql s | Flight / sql | Flight / checksum | agree |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for size, path, mine, peers, floor, flight, sql_arrow, agree, tr, mr in rows:
         extra = (f"{floor['secs']} | {mine['secs'] / floor['secs']:.2f} | {flight['secs']} | "
-                 f"{flight['secs'] / mine['secs']:.2f}") if floor else "- | - | - | -"
+                 f"{sql_arrow['secs']} | {flight['secs'] / sql_arrow['secs']:.2f} | "
+                 f"{flight['secs'] / mine['secs']:.2f}") if floor else "- | - | - | - | - | -"
         print(f"| {size} | {path} | {mine['secs']} | {peers[0]['secs']} | {peers[1]['secs']} | "
               f"{mine['peak_rss_mb']} | {peers[0]['peak_rss_mb']} | {peers[1]['peak_rss_mb']} | "
               f"{tr:.2f} | {mr:.2f} | {extra} | {agree} |")

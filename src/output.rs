@@ -7,6 +7,8 @@ use std::io::Write;
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::TryStreamExt;
 
 use crate::error::{Error, Result};
 use crate::session::StatementResult;
@@ -60,6 +62,26 @@ pub fn write(result: &StatementResult, format: Format, out: &mut dyn Write) -> R
         Format::Json => json_text(result)?,
     };
     out.write_all(text.as_bytes()).map_err(io)
+}
+
+/// Writes a statement's batches as they come, as one Arrow IPC stream (none
+/// for a statement without columns, which is run to its end all the same):
+/// memory holds a batch at a time, not the result.
+pub async fn write_arrow_stream(
+    mut batches: SendableRecordBatchStream,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let schema = batches.schema();
+    if schema.fields().is_empty() {
+        while batches.try_next().await?.is_some() {}
+        return Ok(());
+    }
+    let to_err = |e: arrow::error::ArrowError| Error::arrow("cannot write the result as Arrow")(e);
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(out, &schema).map_err(to_err)?;
+    while let Some(batch) = batches.try_next().await? {
+        writer.write(&batch).map_err(to_err)?;
+    }
+    writer.finish().map_err(to_err)
 }
 
 /// The result as an Arrow IPC stream: its schema, its batches, the end mark.

@@ -71,15 +71,30 @@ pub async fn run_script(opener: &Opener, sql: &str, format: Format) -> Result<()
     let session = opener.open_for(&statements).await?;
     let mut ran = Ok(());
     for statement in statements {
-        ran = match session.execute(statement).await {
-            Ok(result) => print_result(&result, format),
-            Err(e) => Err(e),
+        ran = if format.is_binary() {
+            stream_result(&session, statement).await
+        } else {
+            match session.execute(statement).await {
+                Ok(result) => print_result(&result, format),
+                Err(e) => Err(e),
+            }
         };
         if ran.is_err() {
             break;
         }
     }
     ran.and(close(&session).await)
+}
+
+/// Runs a statement and writes its batches to stdout as they come.
+async fn stream_result(session: &Session, statement: Statement) -> Result<()> {
+    let batches = session.execute_stream(statement).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    output::write_arrow_stream(batches, &mut out).await?;
+    out.flush().map_err(|source| Error::Io {
+        path: "stdout".into(),
+        source,
+    })
 }
 
 fn print_result(result: &crate::session::StatementResult, format: Format) -> Result<()> {

@@ -151,14 +151,15 @@ fn arrow_format_writes_a_stream_per_result() {
                   INSERT INTO t SELECT value, 'n' || value FROM range(20000); \
                   SELECT count(*) AS n, max(name) AS top FROM t; \
                   SELECT id, name FROM t WHERE id < 3 ORDER BY id; \
-                  SELECT id FROM t WHERE id < 0";
+                  SELECT id FROM t WHERE id < 0; \
+                  SELECT id FROM t ORDER BY id";
     let out = pitlake_sql(&warehouse, &["--format", "arrow", "-c", script], None);
     assert!(out.status.success(), "{out:?}");
     let streams = arrow_streams(&out.stdout);
     // The DDL and the INSERT wrote nothing that would break the streams;
     // an INSERT's count is a result with a column, so it has its stream.
     let names: Vec<&Vec<String>> = streams.iter().map(|(n, _)| n).collect();
-    assert_eq!(names.len(), 4, "{streams:?}");
+    assert_eq!(names.len(), 5, "{streams:?}");
     assert_eq!(
         streams[1].1,
         vec![vec!["20000".to_string(), "n9999".into()]]
@@ -173,4 +174,22 @@ fn arrow_format_writes_a_stream_per_result() {
     );
     // No rows is still a stream: the schema and the end mark.
     assert_eq!(streams[3], (vec!["id".to_string()], vec![]));
+    // Many batches, written as they come.
+    let ids: Vec<String> = streams[4].1.iter().map(|row| row[0].clone()).collect();
+    let expected: Vec<String> = (0..20000).map(|i| i.to_string()).collect();
+    assert_eq!(ids, expected);
+
+    // A query failing while it streams fails the run and leaves no end mark.
+    let out = pitlake_sql(
+        &warehouse,
+        &[
+            "--format",
+            "arrow",
+            "-c",
+            "SELECT CAST(CASE WHEN id = 19999 THEN 'x' ELSE '1' END AS INT) FROM t",
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(text(&out.stderr).contains("Cannot cast"), "{out:?}");
 }
