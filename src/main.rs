@@ -257,6 +257,12 @@ async fn run(cli: Cli) -> Result<()> {
                 (None, None) if !std::io::stdin().is_terminal() => {
                     read_text("standard input", Ok(std::io::stdin()))?
                 }
+                // The shell writes its banner and prompts to standard output.
+                (None, None) if format.is_binary() => {
+                    return Err(pitlake::Error::Invalid(
+                        "--format arrow takes its SQL from -c, -f or piped input, not the interactive shell".into(),
+                    ));
+                }
                 (None, None) => return pitlake::repl::run(opener, format).await,
             };
             pitlake::repl::run_script(&opener, &sql, format).await

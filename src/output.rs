@@ -4,8 +4,9 @@
 
 use std::io::Write;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
+use arrow::ipc::writer::StreamWriter;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
@@ -67,6 +68,11 @@ pub fn write(result: &StatementResult, format: Format, out: &mut dyn Write) -> R
 /// Writes a statement's batches as they come, as one Arrow IPC stream (none
 /// for a statement without columns, which is run to its end all the same):
 /// memory holds a batch at a time, not the result.
+///
+/// The schema is written with the first batch, so a query failing before it
+/// writes nothing; one failing later ends its stream with an unfinished
+/// message, so that a reader fails too instead of taking the rows before the
+/// failure for the whole result.
 pub async fn write_arrow_stream(
     mut batches: SendableRecordBatchStream,
     out: &mut dyn Write,
@@ -76,23 +82,75 @@ pub async fn write_arrow_stream(
         while batches.try_next().await?.is_some() {}
         return Ok(());
     }
-    let to_err = |e: arrow::error::ArrowError| Error::arrow("cannot write the result as Arrow")(e);
-    let mut writer = arrow::ipc::writer::StreamWriter::try_new(out, &schema).map_err(to_err)?;
-    while let Some(batch) = batches.try_next().await? {
-        writer.write(&batch).map_err(to_err)?;
+    let first = batches.try_next().await?;
+    let mut writer = StreamWriter::try_new(out, &schema).map_err(arrow_err)?;
+    let mut next = first;
+    while let Some(batch) = next {
+        writer.write(&compact_views(batch)?).map_err(arrow_err)?;
+        next = match batches.try_next().await {
+            Ok(batch) => batch,
+            Err(e) => {
+                // A message header promising bytes that never come.
+                let _ = writer.get_mut().write_all(&UNFINISHED);
+                return Err(e.into());
+            }
+        };
     }
-    writer.finish().map_err(to_err)
+    writer.finish().map_err(arrow_err)
+}
+
+/// An IPC continuation marker and a metadata length of 8, with no metadata.
+const UNFINISHED: [u8; 8] = [0xff, 0xff, 0xff, 0xff, 8, 0, 0, 0];
+
+fn arrow_err(e: arrow::error::ArrowError) -> Error {
+    Error::arrow("cannot write the result as Arrow")(e)
+}
+
+/// The batch with its string and binary views copied into buffers of their
+/// own when they use a small part of the ones they point into: the IPC
+/// writer writes a view array's buffers whole, so a few rows sliced out of a
+/// large batch would carry all of its bytes.
+fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
+    fn wasteful<T: arrow::datatypes::ByteViewType + ?Sized>(
+        views: &arrow::array::GenericByteViewArray<T>,
+    ) -> bool {
+        let held: usize = views.data_buffers().iter().map(|b| b.len()).sum();
+        held > 2 * views.total_buffer_bytes_used() + 4096
+    }
+    let mut columns = batch.columns().to_vec();
+    let mut changed = false;
+    for column in &mut columns {
+        let compacted: Option<arrow::array::ArrayRef> = match column.data_type() {
+            DataType::Utf8View => {
+                let views = column.as_string_view();
+                wasteful(views).then(|| std::sync::Arc::new(views.gc()) as _)
+            }
+            DataType::BinaryView => {
+                let views = column.as_binary_view();
+                wasteful(views).then(|| std::sync::Arc::new(views.gc()) as _)
+            }
+            _ => None,
+        };
+        if let Some(compacted) = compacted {
+            *column = compacted;
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(batch);
+    }
+    RecordBatch::try_new(batch.schema(), columns).map_err(arrow_err)
 }
 
 /// The result as an Arrow IPC stream: its schema, its batches, the end mark.
 fn arrow_stream(result: &StatementResult, out: &mut dyn Write) -> Result<()> {
-    let to_err = |e: arrow::error::ArrowError| Error::arrow("cannot write the result as Arrow")(e);
-    let mut writer =
-        arrow::ipc::writer::StreamWriter::try_new(out, &result.schema).map_err(to_err)?;
+    let mut writer = StreamWriter::try_new(out, &result.schema).map_err(arrow_err)?;
     for batch in &result.batches {
-        writer.write(batch).map_err(to_err)?;
+        writer
+            .write(&compact_views(batch.clone())?)
+            .map_err(arrow_err)?;
     }
-    writer.finish().map_err(to_err)
+    writer.finish().map_err(arrow_err)
 }
 
 fn to_err(e: arrow::error::ArrowError) -> Error {

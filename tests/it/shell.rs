@@ -179,17 +179,52 @@ fn arrow_format_writes_a_stream_per_result() {
     let expected: Vec<String> = (0..20000).map(|i| i.to_string()).collect();
     assert_eq!(ids, expected);
 
-    // A query failing while it streams fails the run and leaves no end mark.
+    // A query failing before its first batch writes nothing; the results
+    // before it are whole.
+    let failing = |bad_id: u32| {
+        format!(
+            "SET datafusion.execution.batch_size = 1000; SELECT 1 AS one; \
+             SELECT CAST(CASE WHEN id = {bad_id} THEN 'x' ELSE '1' END AS INT) FROM t"
+        )
+    };
+    let out = pitlake_sql(&warehouse, &["--format", "arrow", "-c", &failing(0)], None);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(text(&out.stderr).contains("Cannot cast"), "{out:?}");
+    assert_eq!(arrow_streams(&out.stdout).len(), 1);
+    // One failing after it ends its stream unfinished, so that a reader
+    // fails rather than take the rows before the error for the result.
+    let out = pitlake_sql(
+        &warehouse,
+        &["--format", "arrow", "-c", &failing(19999)],
+        None,
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(text(&out.stderr).contains("Cannot cast"), "{out:?}");
+    let mut cursor = std::io::Cursor::new(&out.stdout[..]);
+    let whole = arrow::ipc::reader::StreamReader::try_new(&mut cursor, None).expect("stream 1");
+    assert_eq!(
+        whole.map(|b| b.expect("a batch").num_rows()).sum::<usize>(),
+        1
+    );
+    let partial = arrow::ipc::reader::StreamReader::try_new(&mut cursor, None).expect("stream 2");
+    let read: Result<Vec<_>, _> = partial.collect();
+    assert!(read.is_err(), "a partial result read as whole: {read:?}");
+
+    // A few rows viewing into large string buffers carry their own bytes
+    // only.
     let out = pitlake_sql(
         &warehouse,
         &[
             "--format",
             "arrow",
             "-c",
-            "SELECT CAST(CASE WHEN id = 19999 THEN 'x' ELSE '1' END AS INT) FROM t",
+            "CREATE TABLE longs AS SELECT repeat(CAST(value AS VARCHAR), 200) AS s FROM range(5000); \
+             SELECT arrow_cast(s, 'Utf8View') AS v FROM longs LIMIT 1",
         ],
         None,
     );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(text(&out.stderr).contains("Cannot cast"), "{out:?}");
+    assert!(out.status.success(), "{out:?}");
+    let streams = arrow_streams(&out.stdout);
+    assert_eq!(streams.last().expect("the view").1.len(), 1);
+    assert!(out.stdout.len() < 16 * 1024, "{} bytes", out.stdout.len());
 }

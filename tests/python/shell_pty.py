@@ -1,6 +1,6 @@
 """Drives `pitlake sql` in a pseudo-terminal as a person would: the banner of
 a missing warehouse, two statements on one line, Ctrl-C during a query, quit;
-then `--format arrow`, refused on a terminal.
+then `--format arrow`, refused on a terminal and in the shell.
 
 usage: shell_pty.py PITLAKE_BIN WAREHOUSE
 """
@@ -84,3 +84,16 @@ expect("redirect standard output")
 _, status = os.waitpid(pid, 0)
 if os.waitstatus_to_exitcode(status) == 0:
     sys.exit("--format arrow on a terminal succeeded")
+
+# And so is the shell with its output redirected: its prompts would go into
+# the streams.
+pending = b""
+pid, fd = pty.fork()
+if pid == 0:
+    out = os.open(os.path.join(os.path.dirname(WAREHOUSE), "out.arrows"), os.O_WRONLY | os.O_CREAT)
+    os.dup2(out, 1)
+    os.execv(BIN, [BIN, "sql", "--warehouse", WAREHOUSE, "--format", "arrow"])
+expect("not the interactive shell")
+_, status = os.waitpid(pid, 0)
+if os.waitstatus_to_exitcode(status) == 0:
+    sys.exit("--format arrow in the shell succeeded")
