@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::ipc::writer::StreamWriter;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -12,7 +12,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use futures::TryStreamExt;
 
 use crate::error::{Error, Result};
-use crate::session::StatementResult;
+use crate::session::{StatementResult, outbound_pieces};
 
 /// How `pitlake sql` prints results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,7 +86,7 @@ pub async fn write_arrow_stream(
     let mut writer = StreamWriter::try_new(out, &schema).map_err(arrow_err)?;
     let mut next = first;
     while let Some(batch) = next {
-        writer.write(&compact_views(batch)?).map_err(arrow_err)?;
+        write_batch(&mut writer, batch)?;
         next = match batches.try_next().await {
             Ok(batch) => batch,
             Err(e) => {
@@ -106,49 +106,19 @@ fn arrow_err(e: arrow::error::ArrowError) -> Error {
     Error::arrow("cannot write the result as Arrow")(e)
 }
 
-/// The batch with its string and binary views copied into buffers of their
-/// own when they use a small part of the ones they point into: the IPC
-/// writer writes a view array's buffers whole, so a few rows sliced out of a
-/// large batch would carry all of its bytes.
-fn compact_views(batch: RecordBatch) -> Result<RecordBatch> {
-    fn wasteful<T: arrow::datatypes::ByteViewType + ?Sized>(
-        views: &arrow::array::GenericByteViewArray<T>,
-    ) -> bool {
-        let held: usize = views.data_buffers().iter().map(|b| b.len()).sum();
-        held > 2 * views.total_buffer_bytes_used() + 4096
+/// Writes one batch, its views compacted (see [`outbound_pieces`]).
+fn write_batch(writer: &mut StreamWriter<&mut dyn Write>, batch: RecordBatch) -> Result<()> {
+    for piece in outbound_pieces(batch, usize::MAX).map_err(arrow_err)? {
+        writer.write(&piece).map_err(arrow_err)?;
     }
-    let mut columns = batch.columns().to_vec();
-    let mut changed = false;
-    for column in &mut columns {
-        let compacted: Option<arrow::array::ArrayRef> = match column.data_type() {
-            DataType::Utf8View => {
-                let views = column.as_string_view();
-                wasteful(views).then(|| std::sync::Arc::new(views.gc()) as _)
-            }
-            DataType::BinaryView => {
-                let views = column.as_binary_view();
-                wasteful(views).then(|| std::sync::Arc::new(views.gc()) as _)
-            }
-            _ => None,
-        };
-        if let Some(compacted) = compacted {
-            *column = compacted;
-            changed = true;
-        }
-    }
-    if !changed {
-        return Ok(batch);
-    }
-    RecordBatch::try_new(batch.schema(), columns).map_err(arrow_err)
+    Ok(())
 }
 
 /// The result as an Arrow IPC stream: its schema, its batches, the end mark.
 fn arrow_stream(result: &StatementResult, out: &mut dyn Write) -> Result<()> {
     let mut writer = StreamWriter::try_new(out, &result.schema).map_err(arrow_err)?;
     for batch in &result.batches {
-        writer
-            .write(&compact_views(batch.clone())?)
-            .map_err(arrow_err)?;
+        write_batch(&mut writer, batch.clone())?;
     }
     writer.finish().map_err(arrow_err)
 }

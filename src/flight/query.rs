@@ -36,7 +36,7 @@ use super::handle::Handle;
 use super::parameters::conform;
 use super::status::{df_status, to_status};
 use crate::error::{Error, Result};
-use crate::session::{Session, StatementResult};
+use crate::session::{Session, StatementResult, outbound_pieces};
 use crate::sql::{Statement, bind_parameters, count_parameters, number_placeholders, parse_sql};
 
 use super::service::{DoGetStream, PitlakeFlightSql};
@@ -640,13 +640,30 @@ pub(super) fn encode(
     schema: SchemaRef,
     batches: impl Stream<Item = std::result::Result<RecordBatch, FlightError>> + Send + 'static,
 ) -> DoGetStream {
+    // Batches with string or binary views are cut here, by the bytes their
+    // rows use: the encoder would cut them by their buffers and send the
+    // whole of those with every piece.
+    let pieces = batches.flat_map(|batch| {
+        // Half a message each, so that the encoder cuts them no further.
+        let pieces =
+            batch.and_then(|b| outbound_pieces(b, MESSAGE_BYTES / 2).map_err(FlightError::Arrow));
+        let pieces: Vec<_> = match pieces {
+            Ok(pieces) => pieces.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(pieces)
+    });
     Box::pin(
         FlightDataEncoderBuilder::new()
+            .with_max_flight_data_size(MESSAGE_BYTES)
             .with_schema(schema)
-            .build(batches)
+            .build(pieces)
             .map_err(Status::from),
     )
 }
+
+/// The data a Flight message carries at most (arrow-flight's default).
+const MESSAGE_BYTES: usize = 2 << 20;
 
 fn ipc_schema(schema: &Schema) -> std::result::Result<prost::bytes::Bytes, Status> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())

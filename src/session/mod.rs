@@ -22,6 +22,7 @@ mod ddl;
 mod lifecycle;
 mod listing;
 mod names;
+mod outbound;
 mod plans;
 mod policies;
 mod prepare;
@@ -43,6 +44,7 @@ use futures::TryStreamExt;
 use sqlparser::ast::{self, CopyOption, CopyTarget, ObjectName, ObjectType};
 
 pub use context::{machine_memory, new_context, new_context_with_runtime, sql_dataframe};
+pub use outbound::outbound_pieces;
 pub use plans::QueryPlan;
 pub use results::StatementResult;
 
