@@ -40,7 +40,7 @@ use super::handle::Sealer;
 use super::metadata::{sql_info, xdbc_types};
 use super::online;
 use super::query::{BoundParameters, Running};
-use super::session_actions::{self, CLOSE_SESSION, GET_SESSION_OPTIONS};
+use super::session_actions::{self, CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS};
 use super::status::to_status;
 use crate::error::Result;
 use crate::session::Session;
@@ -394,6 +394,11 @@ impl FlightSqlService for PitlakeFlightSql {
                 let session = self.auth.session(&caller).await?;
                 session_actions::options_result(session.current_schema())
             }
+            // The ADBC driver's setters of its current catalog and schema.
+            SET_SESSION_OPTIONS => {
+                let session = self.auth.session(&caller).await?;
+                session_actions::set_options(&session, &action.body).await?
+            }
             online::PING_ACTION => Vec::new(),
             // Lookups read memory only: answered here, not queued as queries.
             online::LOOKUP_ACTION => {
@@ -421,6 +426,10 @@ impl FlightSqlService for PitlakeFlightSql {
             Ok(ActionType {
                 r#type: GET_SESSION_OPTIONS.into(),
                 description: "Flight's GetSessionOptions: the current catalog and schema".into(),
+            }),
+            Ok(ActionType {
+                r#type: SET_SESSION_OPTIONS.into(),
+                description: "Flight's SetSessionOptions: sets the current schema (catalog: only pitlake)".into(),
             }),
             Ok(ActionType {
                 r#type: CLOSE_SESSION.into(),

@@ -217,6 +217,14 @@ impl Client {
         }
     }
 
+    /// Flight's `SetSessionOptions` with a raw body; its result's raw body.
+    async fn set_session_options(&mut self, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+        let request = self.request(Action::new("SetSessionOptions", body));
+        let mut results = self.inner.do_action(request).await?.into_inner();
+        let result = results.message().await?.expect("a result");
+        Ok(result.body.to_vec())
+    }
+
     /// The server still answers this client.
     async fn still_answers(&mut self) {
         let rows = self.query("SELECT 7").await.expect("the server answers");
@@ -816,5 +824,104 @@ async fn close_session_without_sign_in_starts_afresh() {
         "mine",
     );
     client.still_answers().await;
+    server.stop().await;
+}
+
+/// `SetSessionOptionsRequest { session_options: {name: value} }` by hand:
+/// the map's entry is field 1 holding the key (field 1) and the
+/// `SessionOptionValue` (field 2), whose `oneof` member is `value_field`.
+fn set_option_request(name: &str, value_field: &[u8]) -> Vec<u8> {
+    let mut value = vec![0x12, value_field.len() as u8];
+    value.extend_from_slice(value_field);
+    let mut entry = vec![0x0a, name.len() as u8];
+    entry.extend_from_slice(name.as_bytes());
+    entry.extend_from_slice(&value);
+    let mut body = vec![0x0a, entry.len() as u8];
+    body.extend_from_slice(&entry);
+    body
+}
+
+/// `SetSessionOptions` from a careless or hostile client: an undecodable
+/// body is INVALID_ARGUMENT, an unknown option INVALID_NAME, a value of the
+/// wrong kind or a missing schema INVALID_VALUE, a schema name that is SQL
+/// stays a name; the session keeps its schema through all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_session_options_refuses_what_it_cannot_set() {
+    let server = server(ServerConfig::default()).await;
+    let mut alice = Client::connect(&server, "127.0.0.1").await;
+    alice.sign_in("alice", "s3cret").await.expect("alice");
+    alice.query("CREATE SCHEMA s").await.expect("schema");
+    alice
+        .query("CREATE TABLE s.t AS SELECT 1 AS x")
+        .await
+        .expect("table");
+
+    let text = |t: &str| {
+        let mut field = vec![0x0a, t.len() as u8];
+        field.extend_from_slice(t.as_bytes());
+        field
+    };
+    // SetSessionOptionsResult { errors: {name: Error { value }} }.
+    let refused = |name: &str, code: u8| {
+        let error = [0x08, code];
+        let mut entry = vec![0x0a, name.len() as u8];
+        entry.extend_from_slice(name.as_bytes());
+        entry.extend_from_slice(&[0x12, error.len() as u8]);
+        entry.extend_from_slice(&error);
+        let mut body = vec![0x0a, entry.len() as u8];
+        body.extend_from_slice(&entry);
+        body
+    };
+    let set = alice.set_session_options(set_option_request("schema", &text("s")));
+    assert_eq!(set.await.expect("set"), Vec::<u8>::new(), "no errors");
+    let rows = alice.query("SELECT x FROM t").await.expect("t in s");
+    assert_eq!(cells(&rows).expect("cells"), vec![vec!["1"]]);
+
+    expect_status(
+        alice.set_session_options(vec![0xff, 0xff, 0xff]).await,
+        Code::InvalidArgument,
+        "SetSessionOptions",
+    );
+    let cases = [
+        (
+            set_option_request("nonsense", &text("x")),
+            refused("nonsense", 1),
+        ),
+        // bool_value = true (field 2).
+        (
+            set_option_request("schema", &[0x10, 0x01]),
+            refused("schema", 2),
+        ),
+        (
+            set_option_request("schema", &text("missing")),
+            refused("schema", 2),
+        ),
+        (
+            set_option_request("schema", &text("s\"; DROP TABLE s.t; --")),
+            refused("schema", 2),
+        ),
+        (
+            set_option_request("catalog", &text("other")),
+            refused("catalog", 2),
+        ),
+    ];
+    for (request, expected) in cases {
+        let answer = alice.set_session_options(request).await.expect("answered");
+        assert_eq!(answer, expected);
+    }
+    let rows = alice
+        .query("SELECT x FROM t")
+        .await
+        .expect("still in s, t still there");
+    assert_eq!(cells(&rows).expect("cells"), vec![vec!["1"]]);
+    // Unset, the schema is the default one again.
+    let set = alice.set_session_options(set_option_request("schema", &[]));
+    assert_eq!(set.await.expect("unset"), Vec::<u8>::new());
+    expect_status(
+        alice.query("SELECT x FROM t").await,
+        Code::InvalidArgument,
+        "t",
+    );
+    alice.still_answers().await;
     server.stop().await;
 }

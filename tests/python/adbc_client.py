@@ -35,6 +35,28 @@ with connect() as conn, conn.cursor() as cur:
     cur.execute("USE airlines")
     assert conn.adbc_current_db_schema == "airlines", conn.adbc_current_db_schema
     cur.execute("USE default")
+    # ... and so does the driver's setter (Flight's SetSessionOptions): the
+    # schema must exist, the catalog can only be pitlake's.
+    conn.adbc_current_db_schema = "airlines"
+    assert conn.adbc_current_db_schema == "airlines", conn.adbc_current_db_schema
+    cur.execute("CREATE TABLE set_here AS SELECT 1 AS x")
+    cur.execute("SELECT count(*) FROM airlines.set_here")
+    assert cur.fetchone() == (1,)
+    for setter, value in [("adbc_current_db_schema", "nowhere"),
+                          ("adbc_current_db_schema", 'airlines"; DROP TABLE airlines.set_here; --'),
+                          ("adbc_current_catalog", "other")]:
+        try:
+            setattr(conn, setter, value)
+            raise SystemExit(f"{setter} = {value!r} was accepted")
+        except adbc_driver_manager.Error as e:
+            assert "INVALID_VALUE" in str(e) or "invalid value" in str(e).lower(), e
+    assert conn.adbc_current_db_schema == "airlines", conn.adbc_current_db_schema
+    conn.adbc_current_catalog = "pitlake"
+    cur.execute("SELECT count(*) FROM airlines.set_here")
+    assert cur.fetchone() == (1,)
+    conn.adbc_current_db_schema = "default"
+    assert conn.adbc_current_db_schema == "default", conn.adbc_current_db_schema
+    cur.execute("DROP TABLE airlines.set_here")
     cur.execute(
         """CREATE FEATURE GROUP airlines.delays (
                carrier VARCHAR NOT NULL, airport VARCHAR NOT NULL,
