@@ -82,9 +82,8 @@ pub async fn write_arrow_stream(
         while batches.try_next().await?.is_some() {}
         return Ok(());
     }
-    let first = batches.try_next().await?;
+    let mut next = batches.try_next().await?;
     let mut writer = StreamWriter::try_new(out, &schema).map_err(arrow_err)?;
-    let mut next = first;
     while let Some(batch) = next {
         write_batch(&mut writer, batch)?;
         next = match batches.try_next().await {

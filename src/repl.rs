@@ -8,7 +8,7 @@
 //! mistyped `--warehouse` is an error that names the folder, not a new,
 //! empty warehouse.
 
-use std::io::Write;
+use std::io::{BufWriter, StdoutLock, Write};
 use std::path::PathBuf;
 
 use rustyline::DefaultEditor;
@@ -89,17 +89,22 @@ pub async fn run_script(opener: &Opener, sql: &str, format: Format) -> Result<()
 /// Runs a statement and writes its batches to stdout as they come.
 async fn stream_result(session: &Session, statement: Statement) -> Result<()> {
     let batches = session.execute_stream(statement).await?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = stdout();
     output::write_arrow_stream(batches, &mut out).await?;
-    out.flush().map_err(|source| Error::Io {
-        path: "stdout".into(),
-        source,
-    })
+    flush(out)
 }
 
 fn print_result(result: &crate::session::StatementResult, format: Format) -> Result<()> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = stdout();
     output::write(result, format, &mut out)?;
+    flush(out)
+}
+
+fn stdout() -> BufWriter<StdoutLock<'static>> {
+    BufWriter::new(std::io::stdout().lock())
+}
+
+fn flush(mut out: BufWriter<StdoutLock<'static>>) -> Result<()> {
     out.flush().map_err(|source| Error::Io {
         path: "stdout".into(),
         source,

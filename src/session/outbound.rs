@@ -66,15 +66,9 @@ fn compact_views(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
     let mut columns = batch.columns().to_vec();
     let mut changed = false;
     for column in &mut columns {
-        let compacted: Option<ArrayRef> = match column.data_type() {
-            DataType::Utf8View => {
-                let views = column.as_string_view();
-                wasteful(views).then(|| Arc::new(views.gc()) as ArrayRef)
-            }
-            DataType::BinaryView => {
-                let views = column.as_binary_view();
-                wasteful(views).then(|| Arc::new(views.gc()) as ArrayRef)
-            }
+        let compacted = match column.data_type() {
+            DataType::Utf8View => compacted(column.as_string_view()),
+            DataType::BinaryView => compacted(column.as_binary_view()),
             _ => None,
         };
         if let Some(compacted) = compacted {
@@ -86,6 +80,11 @@ fn compact_views(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
         return Ok(batch);
     }
     RecordBatch::try_new(batch.schema(), columns)
+}
+
+/// The views copied into buffers of their own, when they waste space.
+fn compacted<T: ByteViewType + ?Sized>(views: &GenericByteViewArray<T>) -> Option<ArrayRef> {
+    wasteful(views).then(|| Arc::new(views.gc()) as ArrayRef)
 }
 
 #[cfg(test)]

@@ -827,18 +827,16 @@ async fn close_session_without_sign_in_starts_afresh() {
     server.stop().await;
 }
 
-/// `SetSessionOptionsRequest { session_options: {name: value} }` by hand:
-/// the map's entry is field 1 holding the key (field 1) and the
-/// `SessionOptionValue` (field 2), whose `oneof` member is `value_field`.
-fn set_option_request(name: &str, value_field: &[u8]) -> Vec<u8> {
-    let mut value = vec![0x12, value_field.len() as u8];
-    value.extend_from_slice(value_field);
-    let mut entry = vec![0x0a, name.len() as u8];
-    entry.extend_from_slice(name.as_bytes());
-    entry.extend_from_slice(&value);
-    let mut body = vec![0x0a, entry.len() as u8];
-    body.extend_from_slice(&entry);
-    body
+/// A length-delimited protobuf field (short contents only).
+fn field(number: u8, contents: &[u8]) -> Vec<u8> {
+    [&[number << 3 | 2, contents.len() as u8][..], contents].concat()
+}
+
+/// A one-entry protobuf map `{key: value}` as field 1 of its message: the
+/// shape of `SetSessionOptionsRequest` (values `SessionOptionValue`) and of
+/// `SetSessionOptionsResult` (values `Error`).
+fn map_of_one(key: &str, value: &[u8]) -> Vec<u8> {
+    field(1, &[field(1, key.as_bytes()), field(2, value)].concat())
 }
 
 /// `SetSessionOptions` from a careless or hostile client: an undecodable
@@ -856,23 +854,11 @@ async fn set_session_options_refuses_what_it_cannot_set() {
         .await
         .expect("table");
 
-    let text = |t: &str| {
-        let mut field = vec![0x0a, t.len() as u8];
-        field.extend_from_slice(t.as_bytes());
-        field
-    };
-    // SetSessionOptionsResult { errors: {name: Error { value }} }.
-    let refused = |name: &str, code: u8| {
-        let error = [0x08, code];
-        let mut entry = vec![0x0a, name.len() as u8];
-        entry.extend_from_slice(name.as_bytes());
-        entry.extend_from_slice(&[0x12, error.len() as u8]);
-        entry.extend_from_slice(&error);
-        let mut body = vec![0x0a, entry.len() as u8];
-        body.extend_from_slice(&entry);
-        body
-    };
-    let set = alice.set_session_options(set_option_request("schema", &text("s")));
+    // `SessionOptionValue { string_value }`, and an option refused with
+    // `Error { value: code }`.
+    let text = |t: &str| field(1, t.as_bytes());
+    let refused = |name: &str, code: u8| map_of_one(name, &[0x08, code]);
+    let set = alice.set_session_options(map_of_one("schema", &text("s")));
     assert_eq!(set.await.expect("set"), Vec::<u8>::new(), "no errors");
     let rows = alice.query("SELECT x FROM t").await.expect("t in s");
     assert_eq!(cells(&rows).expect("cells"), vec![vec!["1"]]);
@@ -883,27 +869,15 @@ async fn set_session_options_refuses_what_it_cannot_set() {
         "SetSessionOptions",
     );
     let cases = [
-        (
-            set_option_request("nonsense", &text("x")),
-            refused("nonsense", 1),
-        ),
+        (map_of_one("nonsense", &text("x")), refused("nonsense", 1)),
         // bool_value = true (field 2).
+        (map_of_one("schema", &[0x10, 0x01]), refused("schema", 2)),
+        (map_of_one("schema", &text("missing")), refused("schema", 2)),
         (
-            set_option_request("schema", &[0x10, 0x01]),
+            map_of_one("schema", &text("s\"; DROP TABLE s.t; --")),
             refused("schema", 2),
         ),
-        (
-            set_option_request("schema", &text("missing")),
-            refused("schema", 2),
-        ),
-        (
-            set_option_request("schema", &text("s\"; DROP TABLE s.t; --")),
-            refused("schema", 2),
-        ),
-        (
-            set_option_request("catalog", &text("other")),
-            refused("catalog", 2),
-        ),
+        (map_of_one("catalog", &text("other")), refused("catalog", 2)),
     ];
     for (request, expected) in cases {
         let answer = alice.set_session_options(request).await.expect("answered");
@@ -915,7 +889,7 @@ async fn set_session_options_refuses_what_it_cannot_set() {
         .expect("still in s, t still there");
     assert_eq!(cells(&rows).expect("cells"), vec![vec!["1"]]);
     // Unset, the schema is the default one again.
-    let set = alice.set_session_options(set_option_request("schema", &[]));
+    let set = alice.set_session_options(map_of_one("schema", &[]));
     assert_eq!(set.await.expect("unset"), Vec::<u8>::new());
     expect_status(
         alice.query("SELECT x FROM t").await,
