@@ -1,8 +1,8 @@
 //! A hash map keyed by the values of one or more key columns, row by row.
 //!
-//! A single BIGINT key (the common entity id) is hashed as the integer
-//! itself; a single string or binary key by its bytes; any other key is
-//! row-encoded into bytes. The integer map has no per-key allocation and
+//! A single integer key (the common entity id: BIGINT, or INT as Iceberg's
+//! `int` columns are) is hashed as a BIGINT; a single string or binary key
+//! by its bytes; any other key is row-encoded into bytes. The integer map has no per-key allocation and
 //! compares keys without a pointer chase, which matters where every row of a
 //! stream or of a join's right side probes it. A string key looked up
 //! without row encoding is neither copied nor padded to the encoding's
@@ -10,9 +10,10 @@
 //! encoded keys was the larger part of an ASOF JOIN's time.
 //! Rows with a NULL in any key column are never keys.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::row::{RowConverter, Rows, SortField};
 
@@ -31,7 +32,7 @@ pub enum KeyMap<V> {
     },
     Encoded {
         converter: RowConverter,
-        map: HashMap<Box<[u8]>, V, ahash::RandomState>,
+        map: HashMap<ShortKey, V, ahash::RandomState>,
         what: &'static str,
     },
 }
@@ -45,7 +46,9 @@ impl<V> std::fmt::Debug for KeyMap<V> {
 impl<V> KeyMap<V> {
     /// An empty map for keys of `types`; `what` names its user in errors.
     pub fn new(types: &[DataType], what: &'static str) -> Result<Self> {
-        if let [DataType::Int64] = types {
+        if let [t] = types
+            && is_int(t)
+        {
             return Ok(KeyMap::Int {
                 map: HashMap::default(),
                 what,
@@ -90,8 +93,8 @@ impl<V> KeyMap<V> {
                     + map.capacity() * (std::mem::size_of::<(ShortKey, V)>() + 1)
             }
             KeyMap::Encoded { map, .. } => {
-                map.keys().map(|k| k.len()).sum::<usize>()
-                    + map.capacity() * (std::mem::size_of::<(Box<[u8]>, V)>() + 1)
+                map.keys().map(ShortKey::heap_bytes).sum::<usize>()
+                    + map.capacity() * (std::mem::size_of::<(ShortKey, V)>() + 1)
             }
         }
     }
@@ -135,7 +138,7 @@ impl<V> KeyMap<V> {
                 for row in (0..rows.num_rows()).filter(|&r| !has_null(keys, r)) {
                     let key = rows.row(row);
                     if let Some(new) = visit(row, map.get_mut(key.as_ref())) {
-                        map.insert(key.as_ref().into(), new);
+                        map.insert(ShortKey::new(key.as_ref()), new);
                     }
                 }
             }
@@ -175,7 +178,7 @@ impl<V> KeyMap<V> {
         }
     }
 
-    /// The integer keys and their values, for a map keyed by one BIGINT.
+    /// The integer keys and their values, for a map keyed by one integer.
     pub fn int_entries(&self) -> Option<impl Iterator<Item = (i64, &V)> + '_> {
         match self {
             KeyMap::Int { map, .. } => Some(map.iter().map(|(k, v)| (*k, v))),
@@ -208,17 +211,19 @@ impl<V> KeyMap<V> {
     }
 }
 
-/// A key's bytes, held in the table itself when short (entity ids usually
-/// are), so that a lookup compares them without a cache miss on an
-/// allocation of their own.
+/// A key's bytes (a string key's, or a row-encoded key's), held in the
+/// table itself when short (entity ids usually are), so that a lookup
+/// compares them without a cache miss on an allocation of their own.
 #[derive(Clone)]
 pub enum ShortKey {
     Inline { len: u8, bytes: [u8; SHORT] },
     Heap(Box<[u8]>),
 }
 
-/// Bytes held inline: the key is then as large as a boxed slice plus 8.
-const SHORT: usize = 22;
+/// Bytes held inline: a UUID's text (36), or a BIGINT and a string of up
+/// to 16 bytes row-encoded (28). Held apart, such keys took a cache miss per
+/// lookup: two to three times a BIGINT key's join time.
+const SHORT: usize = 38;
 
 impl ShortKey {
     fn new(key: &[u8]) -> Self {
@@ -350,14 +355,44 @@ fn has_null(keys: &[ArrayRef], row: usize) -> bool {
     keys.iter().any(|k| k.is_null(row))
 }
 
-fn int_keys<'a>(keys: &'a [ArrayRef], what: &str) -> Result<&'a arrow::array::Int64Array> {
-    match keys {
-        [k] if k.data_type() == &DataType::Int64 => Ok(k.as_primitive::<Int64Type>()),
-        _ => Err(Error::Internal(format!(
-            "{what}: expected one BIGINT key column, got {:?}",
-            keys.iter().map(|k| k.data_type()).collect::<Vec<_>>()
-        ))),
+/// Integer types whose every value is a BIGINT one: keys of these are
+/// looked up as BIGINTs. An INT key row-encoded was a heap allocation per
+/// key and a pointer chase per lookup: twice a BIGINT key's join time.
+fn is_int(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+    )
+}
+
+/// One integer key column (see [`is_int`]) as BIGINTs: the column itself,
+/// or converted. `None` for any other key.
+pub fn as_int64(keys: &[ArrayRef]) -> Option<Cow<'_, Int64Array>> {
+    let [k] = keys else {
+        return None;
+    };
+    match k.data_type() {
+        DataType::Int64 => Some(Cow::Borrowed(k.as_primitive::<Int64Type>())),
+        t if is_int(t) => arrow::compute::cast(k, &DataType::Int64)
+            .ok()
+            .map(|a| Cow::Owned(a.as_primitive::<Int64Type>().clone())),
+        _ => None,
     }
+}
+
+fn int_keys<'a>(keys: &'a [ArrayRef], what: &str) -> Result<Cow<'a, Int64Array>> {
+    as_int64(keys).ok_or_else(|| {
+        Error::Internal(format!(
+            "{what}: expected one integer key column, got {:?}",
+            keys.iter().map(|k| k.data_type()).collect::<Vec<_>>()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -441,5 +476,46 @@ mod tests {
         ));
         let wrong: ArrayRef = Arc::new(arrow::array::Int32Array::from(vec![1]));
         assert!(map.find(&[wrong]).is_err());
+    }
+
+    /// Keys of a BIGINT and a short string, and UUIDs as text, are held in
+    /// the table itself, and found.
+    #[test]
+    fn composite_and_uuid_keys_are_held_inline() {
+        use arrow::array::Int64Array;
+        let mut map = KeyMap::new(&[DataType::Int64, DataType::Utf8], "test").expect("map");
+        let region: ArrayRef = Arc::new(Int64Array::from(vec![7, 7, 8, 7]));
+        let user: ArrayRef = Arc::new(StringArray::from(vec![
+            "user_1234567890",
+            "user_2",
+            "user_1234567890",
+            "user_1234567890",
+        ]));
+        let keys = [region, user];
+        let mut next = 0;
+        map.upsert(&keys, |_, existing| {
+            existing.is_none().then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .expect("upsert");
+        let KeyMap::Encoded { map: held, .. } = &map else {
+            panic!("a composite key is row-encoded");
+        };
+        assert!(held.keys().all(|k| matches!(k, ShortKey::Inline { .. })));
+        let found: Vec<Option<u32>> = map
+            .find(&keys)
+            .expect("find")
+            .into_iter()
+            .map(|v| v.copied())
+            .collect();
+        assert_eq!(found, vec![Some(0), Some(1), Some(2), Some(0)]);
+        let uuid = "0b5c9a4e-3f1d-4c2a-9e7b-8d6f5a4c3b2a";
+        assert!(matches!(
+            ShortKey::new(uuid.as_bytes()),
+            ShortKey::Inline { .. }
+        ));
+        assert_eq!(std::mem::size_of::<ShortKey>(), 40);
     }
 }

@@ -10,12 +10,12 @@
 //! Building is O(n) to group (a counting sort) plus a sort per group; a group
 //! that arrives in order (time-ordered appends) is checked in one pass.
 
-use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::array::{Array, ArrayRef};
+use arrow::datatypes::DataType;
 
 use super::values::ordered_i64;
 use crate::error::{Error, Result};
-use crate::key_map::KeyMap;
+use crate::key_map::{KeyMap, as_int64};
 
 /// Row ids counted across batches: the id of each batch's first row, and the
 /// total last. Errors when a side holds more than 4G rows.
@@ -314,24 +314,27 @@ impl KeyGroups {
     }
 
     /// [`Self::assign_rows`] without the hash map, for a fresh side whose
-    /// single BIGINT key is dense (as `freeze` decides): a bitmap of the keys
+    /// single integer key is dense (as `freeze` decides): a bitmap of the keys
     /// and their ranks, the same groups in the same order. Hashing every
     /// label into the map was most of building the labels' side. `None`
     /// when that does not apply.
     fn assign_dense(&mut self, keys: &[Vec<ArrayRef>], rows: usize) -> Result<Option<Vec<u32>>> {
         let fresh = self.dense.is_none() && self.map.as_ref().is_some_and(KeyMap::is_empty);
-        let columns: Option<Vec<&arrow::array::Int64Array>> = keys
-            .iter()
-            .map(|k| match k.as_slice() {
-                [k] => k.as_primitive_opt::<Int64Type>(),
-                _ => None,
-            })
-            .collect();
-        let Some(columns) = columns.filter(|_| fresh) else {
+        if !fresh {
+            return Ok(None);
+        }
+        let columns: Option<Vec<_>> = keys.iter().map(|k| as_int64(k)).collect();
+        let Some(columns) = columns else {
             return Ok(None);
         };
-        let least = columns.iter().filter_map(|c| arrow::compute::min(*c)).min();
-        let greatest = columns.iter().filter_map(|c| arrow::compute::max(*c)).max();
+        let least = columns
+            .iter()
+            .filter_map(|c| arrow::compute::min(c.as_ref()))
+            .min();
+        let greatest = columns
+            .iter()
+            .filter_map(|c| arrow::compute::max(c.as_ref()))
+            .max();
         let (Some(min), Some(max)) = (least, greatest) else {
             return Ok(None);
         };
@@ -384,10 +387,9 @@ impl KeyGroups {
 
     /// The group of each of `rows` rows' key, if the side has it.
     pub fn find(&self, keys: &[ArrayRef], rows: usize) -> Result<Vec<Option<u32>>> {
-        if let (Some(dense), [k]) = (&self.dense, keys)
-            && k.data_type() == &DataType::Int64
+        if let Some(dense) = &self.dense
+            && let Some(ids) = as_int64(keys)
         {
-            let ids = k.as_primitive::<Int64Type>();
             let found = |i: usize| dense.group(ids.value(i)).filter(|_| ids.is_valid(i));
             return Ok((0..ids.len()).map(found).collect());
         }
@@ -396,7 +398,7 @@ impl KeyGroups {
             // Grouped densely without the map (`assign_dense`): the planner
             // casts both sides' keys to one type, so this is a bug.
             Some(map) if map.is_empty() && self.dense.is_some() => Err(Error::Internal(format!(
-                "ASOF JOIN: keys of type {:?} looked up among BIGINT keys",
+                "ASOF JOIN: keys of type {:?} looked up among integer keys",
                 keys.iter().map(|k| k.data_type()).collect::<Vec<_>>()
             ))),
             Some(map) => Ok(map.find(keys)?.into_iter().map(|g| g.copied()).collect()),
@@ -501,6 +503,60 @@ mod tests {
                 "spread {spread}"
             );
         }
+    }
+
+    /// INT, SMALLINT and unsigned keys are grouped as BIGINT ones (densely,
+    /// or in the integer map when sparse, never row-encoded) and get the
+    /// same groups as the same keys as BIGINT.
+    #[test]
+    fn narrower_integer_keys_group_as_bigint() {
+        use arrow::array::Int16Array;
+        use arrow::compute::cast;
+        for spread in [1i64, 100_000] {
+            let keys: Vec<Option<i64>> = (0..2000)
+                .map(|i| (i % 97 != 0).then_some((i * 7919 % 600) * spread))
+                .collect();
+            let bigint = Int64Array::from(keys.clone());
+            let narrow: Vec<ArrayRef> = vec![
+                Arc::new(cast(&bigint, &DataType::Int32).expect("cast")),
+                Arc::new(cast(&bigint, &DataType::UInt32).expect("cast")),
+            ];
+            let mut want =
+                KeyGroups::for_keys(&[vec![Arc::new(bigint.clone()) as ArrayRef]]).expect("groups");
+            let offsets = batch_offsets([keys.len()]).expect("offsets");
+            let want_rows = want
+                .assign_rows(&[vec![Arc::new(bigint) as ArrayRef]], &offsets)
+                .expect("assign");
+            for column in narrow {
+                let what = column.data_type().clone();
+                let batches = vec![vec![column.clone()]];
+                let mut groups = KeyGroups::for_keys(&batches).expect("groups");
+                assert!(
+                    matches!(groups.map, Some(KeyMap::Int { .. })),
+                    "{what}: in the integer map"
+                );
+                let got = groups.assign_rows(&batches, &offsets).expect("assign");
+                assert_eq!(got, want_rows, "{what}, spread {spread}");
+                assert_eq!(
+                    groups.dense.is_some(),
+                    spread == 1,
+                    "{what}, spread {spread}"
+                );
+                assert_eq!(
+                    groups
+                        .find(std::slice::from_ref(&column), keys.len())
+                        .expect("find"),
+                    want_rows
+                        .iter()
+                        .map(|g| (*g != u32::MAX).then_some(*g))
+                        .collect::<Vec<_>>(),
+                    "{what}, spread {spread}"
+                );
+            }
+        }
+        let small: ArrayRef = Arc::new(Int16Array::from(vec![Some(3), None]));
+        let groups = KeyGroups::for_keys(&[vec![small]]).expect("groups");
+        assert!(matches!(groups.map, Some(KeyMap::Int { .. })));
     }
 
     /// Grouping renumbers dense keys consistently: every row is in the group
