@@ -29,7 +29,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -178,6 +180,36 @@ impl ExecutionPlan for IngestOrderScanExec {
 
     fn properties(&self) -> &Arc<PlanProperties> {
         &self.properties
+    }
+
+    /// The rows the snapshot's summary counts (`total-records`) and the
+    /// streamed rows pending, split evenly among the partitions: an
+    /// estimate, since filters pushed in drop rows. An ASOF JOIN's `auto`
+    /// strategy holds the smaller side by it.
+    fn partition_statistics(&self, partition: Option<usize>) -> DFResult<Statistics> {
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        let snapshot_rows = match &self.at {
+            None => Some(0),
+            Some(at) => self
+                .table
+                .metadata()
+                .snapshot_by_id(at.snapshot_id)
+                .and_then(|s| s.summary().additional_properties.get("total-records"))
+                .and_then(|rows| rows.parse::<usize>().ok()),
+        };
+        if let Some(rows) = snapshot_rows {
+            let rows = rows
+                + self
+                    .pending
+                    .iter()
+                    .map(RecordBatch::num_rows)
+                    .sum::<usize>();
+            statistics.num_rows = Precision::Inexact(match partition {
+                Some(_) => rows.div_ceil(self.partitions.max(1)),
+                None => rows,
+            });
+        }
+        Ok(statistics)
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {

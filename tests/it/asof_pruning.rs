@@ -1,6 +1,7 @@
 //! An ASOF JOIN against a feature group reads only what its labels can match:
 //! the right-side filter reaches the Iceberg scan, which skips data files and
-//! rows, and ties still go to the row ingested last.
+//! rows, and ties still go to the row ingested last. By default it holds
+//! the smaller side, as the snapshots' row counts tell.
 
 use std::sync::Arc;
 
@@ -24,13 +25,17 @@ async fn run(
 
 /// The right rows the plan's ASOF JOIN took in.
 fn right_rows(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
+    join_metric(plan, "right_rows")
+}
+
+/// A metric of the plan's ASOF JOIN, summed over its partitions.
+fn join_metric(plan: &Arc<dyn ExecutionPlan>, name: &str) -> Option<usize> {
     if plan.name() == "AsOfJoinExec" {
-        return plan
-            .metrics()?
-            .sum_by_name("right_rows")
-            .map(|v| v.as_usize());
+        return plan.metrics()?.sum_by_name(name).map(|v| v.as_usize());
     }
-    plan.children().into_iter().find_map(right_rows)
+    plan.children()
+        .into_iter()
+        .find_map(|c| join_metric(c, name))
 }
 
 /// A metric of the plan's scan of `table` (summed over its partitions).
@@ -292,4 +297,55 @@ async fn a_probe_reads_a_column_added_with_a_default_as_iceberg_does() {
         answer(&session, "SELECT count(*) FROM py.readded").await,
         vec![vec!["0"]]
     );
+}
+
+/// `auto` sweeps the labels past the features when the features are the
+/// larger side, and indexes the features when the labels are: 6000 labels
+/// against 3001 feature rows were held whole before the scan's row count
+/// was known. Both answer alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_holds_the_smaller_side() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = Session::open(dir.path().join("warehouse"))
+        .await
+        .expect("open");
+    three_files_and_a_correction(&session).await;
+    session
+        .sql(
+            "CREATE TABLE many (k BIGINT, ts TIMESTAMP); \
+             INSERT INTO many SELECT value % 3000 + 1, to_timestamp(1704067200 + value % 3000 + value / 3000) \
+             FROM generate_series(0, 5999); \
+             CREATE TABLE few (k BIGINT, ts TIMESTAMP); \
+             INSERT INTO few SELECT k, ts FROM many WHERE k % 20 = 0",
+        )
+        .await
+        .expect("labels");
+    for (labels, swept) in [("many", false), ("few", true)] {
+        let sql = format!(
+            "SELECT count(*), count(f.v), sum(f.v) FROM {labels} l \
+             ASOF JOIN fg f MATCH_CONDITION (l.ts >= f.t) ON l.k = f.k"
+        );
+        let (batches, plan) = run(session.context(), &sql).await;
+        let partitions = join_metric(&plan, "swept_partitions").expect("swept_partitions");
+        assert_eq!(
+            partitions > 0,
+            swept,
+            "{labels}: swept {partitions} partitions"
+        );
+        let other = if swept { "index" } else { "sweep" };
+        session
+            .sql(&format!("SET pitlake.asof_join_strategy = '{other}'"))
+            .await
+            .expect("set");
+        let (forced, _) = run(session.context(), &sql).await;
+        session
+            .sql("SET pitlake.asof_join_strategy = 'auto'")
+            .await
+            .expect("set");
+        assert_eq!(
+            cells(&batches).expect("cells"),
+            cells(&forced).expect("cells"),
+            "{labels}"
+        );
+    }
 }
