@@ -371,8 +371,9 @@ fn is_int(t: &DataType) -> bool {
     )
 }
 
-/// One integer key column (see [`is_int`]) as BIGINTs: the column itself,
-/// or converted. `None` for any other key.
+/// One integer key column (BIGINT, INT, SMALLINT, TINYINT, unsigned up to
+/// 32 bits) as BIGINTs: the column itself, or converted. `None` for any
+/// other key.
 pub fn as_int64(keys: &[ArrayRef]) -> Option<Cow<'_, Int64Array>> {
     let [k] = keys else {
         return None;
