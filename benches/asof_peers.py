@@ -1,6 +1,6 @@
 """ASOF JOIN peer comparison: pitlake vs DuckDB vs Polars on the same data.
 
-    python3 benches/asof_peers.py [--sizes S,S-clustered,S-random,S-string,probe-1,probe-64,probe-4096,chain,M]
+    python3 benches/asof_peers.py [--sizes S,S-clustered,S-random,S-string,S-int,S-uuid,probe-1,probe-64,probe-4096,chain,M]
                                   [--paths warehouse,parquet] [--threads 2] [--runs 1]
                                   [--codecs zstd,zstd-3,lz4,snappy,none]
 
@@ -52,13 +52,16 @@ SIZES = {
     "probe-4096": (4096, 50_000_000, 1_000_000, 1, "time"),
     "chain": (1_000_000, 10_000_000, 100_000, 4, "time"),
     "S-string": (1_000_000, 10_000_000, 100_000, 1, "time"),
+    "S-int": (1_000_000, 10_000_000, 100_000, 1, "time"),
+    "S-uuid": (1_000_000, 10_000_000, 100_000, 1, "time"),
 }
-# Sizes whose entity keys are strings ('user_<n>', VARCHAR), not BIGINT.
-STRING_KEYS = {"S-string"}
+# Sizes whose entity keys are not BIGINT: strings ('user_<n>', VARCHAR),
+# INT (Iceberg's `int`), or UUIDs as text (36 characters, VARCHAR).
+KEY_KINDS = {"S-string": "string", "S-int": "int", "S-uuid": "uuid"}
 
 
 def key_type(size):
-    return "VARCHAR" if size in STRING_KEYS else "BIGINT"
+    return {"string": "VARCHAR", "uuid": "VARCHAR", "int": "INT"}.get(KEY_KINDS.get(size), "BIGINT")
 
 
 def ensure_venv():
@@ -72,18 +75,25 @@ def ensure_venv():
     return python
 
 
-def generate(python, out, labels, features, keys, order, shared=None, strings=False):
+def generate(python, out, labels, features, keys, order, shared=None, kind=None):
     """Writes features.parquet and labels.parquet into `out`. With `shared`, a
     directory holding the same features, links them and draws only labels.
-    With `strings`, key n is written as the string 'user_n'."""
+    By `kind`, key n is written as the string 'user_n' ("string"), as a
+    32-bit integer ("int"), or as a UUID's text made from n ("uuid")."""
     if shared is not None:
         (out / "features.parquet").symlink_to(shared / "features.parquet")
     script = f"""
 import numpy as np, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
 def key(a):
-    if not {strings}:
-        return a
-    return pc.binary_join_element_wise("user_", pc.cast(pa.array(a), pa.string()), "")
+    if "{kind}" == "string":
+        return pc.binary_join_element_wise("user_", pc.cast(pa.array(a), pa.string()), "")
+    if "{kind}" == "int":
+        return pa.array(a.astype(np.int32))
+    if "{kind}" == "uuid":
+        high = np.char.mod("%08x", a)
+        low = np.char.mod("%012x", (a * 2654435761) % 2**48)
+        return pa.array(np.char.add(np.char.add(high, "-7d3c-4b2a-9e1f-"), low))
+    return a
 rng = np.random.default_rng(42)
 span = 10**12
 if {shared is not None}:
@@ -380,15 +390,16 @@ def build(args):
 
 def data_dir(args, python, size):
     labels, features, keys, joins, order = SIZES[size]
-    kind = "-string" if size in STRING_KEYS else ""
-    data = Path(args.data) / f"{labels}x{features}-{keys}-{order}{kind}"
+    kind = KEY_KINDS.get(size)
+    suffix = f"-{kind}" if kind else ""
+    data = Path(args.data) / f"{labels}x{features}-{keys}-{order}{suffix}"
     if not (data / "labels.parquet").exists():
         data.mkdir(parents=True, exist_ok=True)
         # Sizes with the same feature rows share one file.
-        shared = next((d for d in Path(args.data).glob(f"*x{features}-{keys}-{order}{kind}")
+        shared = next((d for d in Path(args.data).glob(f"*x{features}-{keys}-{order}{suffix}")
                        if d != data and (d / "features.parquet").exists()), None)
         print(f"generating {size} in {data} ...", flush=True)
-        generate(python, data, labels, features, keys, order, shared, strings=bool(kind))
+        generate(python, data, labels, features, keys, order, shared, kind)
     return data
 
 
@@ -420,7 +431,7 @@ def compare_codecs(args, python, pitlake):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="S,S-clustered,S-random,S-string,probe-1,probe-64,probe-4096,chain,M")
+    parser.add_argument("--sizes", default="S,S-clustered,S-random,S-string,S-int,S-uuid,probe-1,probe-64,probe-4096,chain,M")
     parser.add_argument("--paths", default="warehouse,parquet")
     parser.add_argument("--threads", default="2")
     parser.add_argument("--data", default=str(Path.home() / ".cache" / "pitlake-bench-data"))
