@@ -19,31 +19,32 @@ use arrow::row::{RowConverter, Rows, SortField};
 
 use crate::error::{Error, Result};
 
-/// Key columns' values → `V`.
-pub enum KeyMap<V> {
+/// Key columns' values → `V`. String and row-encoded keys of up to `INLINE`
+/// bytes are held in the table itself (see [`ShortKey`]).
+pub enum KeyMap<V, const INLINE: usize = 22> {
     Int {
         map: HashMap<i64, V, ahash::RandomState>,
         what: &'static str,
     },
     /// One string or binary key (any of Arrow's layouts), by its bytes.
     Bytes {
-        map: HashMap<ShortKey, V, ahash::RandomState>,
+        map: HashMap<ShortKey<INLINE>, V, ahash::RandomState>,
         what: &'static str,
     },
     Encoded {
         converter: RowConverter,
-        map: HashMap<ShortKey, V, ahash::RandomState>,
+        map: HashMap<ShortKey<INLINE>, V, ahash::RandomState>,
         what: &'static str,
     },
 }
 
-impl<V> std::fmt::Debug for KeyMap<V> {
+impl<V, const INLINE: usize> std::fmt::Debug for KeyMap<V, INLINE> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyMap").field("keys", &self.len()).finish()
     }
 }
 
-impl<V> KeyMap<V> {
+impl<V, const INLINE: usize> KeyMap<V, INLINE> {
     /// An empty map for keys of `types`; `what` names its user in errors.
     pub fn new(types: &[DataType], what: &'static str) -> Result<Self> {
         if let [t] = types
@@ -90,11 +91,11 @@ impl<V> KeyMap<V> {
             KeyMap::Int { map, .. } => map.capacity() * (std::mem::size_of::<(i64, V)>() + 1),
             KeyMap::Bytes { map, .. } => {
                 map.keys().map(ShortKey::heap_bytes).sum::<usize>()
-                    + map.capacity() * (std::mem::size_of::<(ShortKey, V)>() + 1)
+                    + map.capacity() * (std::mem::size_of::<(ShortKey<INLINE>, V)>() + 1)
             }
             KeyMap::Encoded { map, .. } => {
                 map.keys().map(ShortKey::heap_bytes).sum::<usize>()
-                    + map.capacity() * (std::mem::size_of::<(ShortKey, V)>() + 1)
+                    + map.capacity() * (std::mem::size_of::<(ShortKey<INLINE>, V)>() + 1)
             }
         }
     }
@@ -212,25 +213,23 @@ impl<V> KeyMap<V> {
 }
 
 /// A key's bytes (a string key's, or a row-encoded key's), held in the
-/// table itself when short (entity ids usually are), so that a lookup
-/// compares them without a cache miss on an allocation of their own.
+/// table itself when at most `N` long (entity ids usually are), so that a
+/// lookup compares them without a cache miss on an allocation of their own.
+/// The key is as large as `N` plus 2, rounded up to 8 (and at least a boxed
+/// slice's 16): a map that lives long with many keys (the online store)
+/// holds 22, one that a join probes with every right row holds more.
 #[derive(Clone)]
-pub enum ShortKey {
-    Inline { len: u8, bytes: [u8; SHORT] },
+pub enum ShortKey<const N: usize> {
+    Inline { len: u8, bytes: [u8; N] },
     Heap(Box<[u8]>),
 }
 
-/// Bytes held inline: a UUID's text (36), or a BIGINT and a string of up
-/// to 16 bytes row-encoded (28). Held apart, such keys took a cache miss per
-/// lookup: two to three times a BIGINT key's join time.
-const SHORT: usize = 38;
-
-impl ShortKey {
+impl<const N: usize> ShortKey<N> {
     fn new(key: &[u8]) -> Self {
-        if key.len() > SHORT {
+        if key.len() > N {
             return ShortKey::Heap(key.into());
         }
-        let mut bytes = [0; SHORT];
+        let mut bytes = [0; N];
         bytes[..key.len()].copy_from_slice(key);
         ShortKey::Inline {
             len: key.len() as u8,
@@ -254,21 +253,21 @@ impl ShortKey {
 }
 
 // Hashed and compared as its bytes, so that a `&[u8]` finds it.
-impl std::hash::Hash for ShortKey {
+impl<const N: usize> std::hash::Hash for ShortKey<N> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.as_slice().hash(state);
     }
 }
 
-impl PartialEq for ShortKey {
+impl<const N: usize> PartialEq for ShortKey<N> {
     fn eq(&self, other: &Self) -> bool {
         self.as_slice() == other.as_slice()
     }
 }
 
-impl Eq for ShortKey {}
+impl<const N: usize> Eq for ShortKey<N> {}
 
-impl std::borrow::Borrow<[u8]> for ShortKey {
+impl<const N: usize> std::borrow::Borrow<[u8]> for ShortKey<N> {
     fn borrow(&self) -> &[u8] {
         self.as_slice()
     }
@@ -416,7 +415,7 @@ mod tests {
     /// that asks; NULL is never a key; an empty string is one.
     #[test]
     fn string_keys_are_found_by_their_bytes_in_any_layout() {
-        let mut map = KeyMap::new(&[DataType::Utf8], "test").expect("map");
+        let mut map: KeyMap<u32> = KeyMap::new(&[DataType::Utf8], "test").expect("map");
         assert!(matches!(map, KeyMap::Bytes { .. }));
         let build: ArrayRef = Arc::new(StringArray::from(vec![
             Some("user_1"),
@@ -463,28 +462,33 @@ mod tests {
             expected
         );
         // Keys longer than the inline bytes are held apart, found alike.
-        let long = "x".repeat(SHORT + 1);
+        let long = "x".repeat(23);
         let longer: ArrayRef = Arc::new(StringArray::from(vec![long.as_str(), &long[1..]]));
         map.upsert(std::slice::from_ref(&longer), |_, existing| {
             existing.is_none().then_some(9)
         })
         .expect("upsert");
         assert_eq!(groups(&map, longer), vec![Some(9), Some(9)]);
-        assert!(matches!(ShortKey::new(long.as_bytes()), ShortKey::Heap(_)));
         assert!(matches!(
-            ShortKey::new(&long.as_bytes()[1..]),
+            ShortKey::<22>::new(long.as_bytes()),
+            ShortKey::Heap(_)
+        ));
+        assert!(matches!(
+            ShortKey::<22>::new(&long.as_bytes()[1..]),
             ShortKey::Inline { .. }
         ));
         let wrong: ArrayRef = Arc::new(arrow::array::Int32Array::from(vec![1]));
         assert!(map.find(&[wrong]).is_err());
     }
 
-    /// Keys of a BIGINT and a short string, and UUIDs as text, are held in
-    /// the table itself, and found.
+    /// With 38 bytes inline (an ASOF JOIN's groups), keys of a BIGINT and a
+    /// short string, and UUIDs as text, are held in the table itself, and
+    /// found.
     #[test]
     fn composite_and_uuid_keys_are_held_inline() {
         use arrow::array::Int64Array;
-        let mut map = KeyMap::new(&[DataType::Int64, DataType::Utf8], "test").expect("map");
+        let mut map: KeyMap<u32, 38> =
+            KeyMap::new(&[DataType::Int64, DataType::Utf8], "test").expect("map");
         let region: ArrayRef = Arc::new(Int64Array::from(vec![7, 7, 8, 7]));
         let user: ArrayRef = Arc::new(StringArray::from(vec![
             "user_1234567890",
@@ -514,9 +518,11 @@ mod tests {
         assert_eq!(found, vec![Some(0), Some(1), Some(2), Some(0)]);
         let uuid = "0b5c9a4e-3f1d-4c2a-9e7b-8d6f5a4c3b2a";
         assert!(matches!(
-            ShortKey::new(uuid.as_bytes()),
+            ShortKey::<38>::new(uuid.as_bytes()),
             ShortKey::Inline { .. }
         ));
-        assert_eq!(std::mem::size_of::<ShortKey>(), 40);
+        assert_eq!(std::mem::size_of::<ShortKey<38>>(), 40);
+        // The online store's keys stay as small as before.
+        assert_eq!(std::mem::size_of::<ShortKey<22>>(), 24);
     }
 }
