@@ -2,8 +2,8 @@
 //!
 //! A single integer key (the common entity id: BIGINT, or INT as Iceberg's
 //! `int` columns are) is hashed as a BIGINT; a single string or binary key
-//! by its bytes; any other key is row-encoded into bytes. The integer map has no per-key allocation and
-//! compares keys without a pointer chase, which matters where every row of a
+//! by its bytes; any other key is row-encoded into bytes. The integer map
+//! has no per-key allocation and compares keys without a pointer chase, which matters where every row of a
 //! stream or of a join's right side probes it. A string key looked up
 //! without row encoding is neither copied nor padded to the encoding's
 //! blocks: at 10M right rows of 100k string ids, encoding and comparing the
